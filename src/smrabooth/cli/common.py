@@ -1,0 +1,22 @@
+"""Flags shared by the subcommands that load a Wan model."""
+
+from __future__ import annotations
+
+
+def add_model_args(parser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="diffusers-format Wan2.1 T2V model: hub id (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) "
+                        "or local folder")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
+                        help="transformer and text-encoder dtype")
+    parser.add_argument("--vae-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="VAE dtype")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
+
+
+def load_pipeline_from_args(args):
+    from ..models.wan import load_wan_pipeline
+
+    return load_wan_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
+                             local_files_only=True if args.offline else None)

@@ -1,0 +1,24 @@
+"""`smrabooth tiny-model`: save the tiny random-weight Wan pipeline to a folder (for trying things out)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tiny-model", help="write a tiny random-weight Wan2.1 model folder (for tests/demos)")
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import SmraboothError
+    from ..models.tiny import TinyWanConfig, build_tiny_wan_pipeline
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SmraboothError(f"{out} exists and is not empty: choose another --out")
+    build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)).save_pretrained(out)
+    print(f"wrote a tiny Wan2.1 model to {out} (use it as --model {out})")
+    return 0

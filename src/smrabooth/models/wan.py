@@ -1,0 +1,94 @@
+"""Loading a diffusers-format Wan2.1 text-to-video model (1.3B or 14B), online or offline.
+
+`--model` is a hub id (`Wan-AI/Wan2.1-T2V-1.3B-Diffusers`) or a local folder written by
+`save_pretrained` / `huggingface-cli download`. A local folder never touches the network. The
+transformer and text encoder load in `dtype` (bf16 by default; diffusers keeps the modules it
+lists in `_keep_in_fp32_modules` in fp32), the VAE in `vae_dtype` (fp32 by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import SmraboothError
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+WAN_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+WAN_14B = "Wan-AI/Wan2.1-T2V-14B-Diffusers"
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise SmraboothError(f"unknown dtype {name!r}: choose from fp32, bf16, fp16")
+    return DTYPES[name]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_wan_model_dir(path: str | os.PathLike) -> None:
+    """Raise a clear error unless `path` is a diffusers-format Wan2.1 text-to-video model folder."""
+    path = Path(path)
+    index = path / "model_index.json"
+    hint = f"pass a diffusers-format Wan2.1 T2V model, e.g. a folder downloaded from {WAN_1_3B}"
+    if not index.is_file():
+        raise SmraboothError(f"{path} is not a Wan diffusers model: it has no model_index.json ({hint})")
+    try:
+        cls = json.loads(index.read_text()).get("_class_name")
+    except json.JSONDecodeError as e:
+        raise SmraboothError(f"{index} is not valid JSON ({e})") from None
+    if cls != "WanPipeline":
+        raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
+    for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (path / sub).is_dir():
+            raise SmraboothError(f"{path} is missing its {sub}/ folder: the download is incomplete ({hint})")
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
+
+
+def load_wan_pipeline(
+    model: str | os.PathLike,
+    dtype: str | torch.dtype = "bf16",
+    vae_dtype: str | torch.dtype = "fp32",
+    device: str | None = None,
+    local_files_only: bool | None = None,
+):
+    """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors."""
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    model = str(model)
+    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
+    if os.path.isdir(model):
+        check_wan_model_dir(model)
+        local_files_only = True
+    elif not _looks_like_hub_id(model):
+        raise SmraboothError(f"model {model} is neither a folder nor a hub id like {WAN_1_3B}")
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        vae = AutoencoderKLWan.from_pretrained(
+            model, subfolder="vae", torch_dtype=vae_dtype, local_files_only=local_files_only
+        )
+        pipe = WanPipeline.from_pretrained(model, vae=vae, torch_dtype=dtype, local_files_only=local_files_only)
+    except (OSError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SmraboothError(
+            f"could not load the Wan model {model}: {first_line}. Offline, download it elsewhere "
+            f"(huggingface-cli download {model if _looks_like_hub_id(model) else WAN_1_3B} --local-dir DIR) "
+            f"and pass --model DIR"
+        ) from None
+    if type(pipe.transformer).__name__ != "WanTransformer3DModel":
+        raise SmraboothError(f"{model}: its transformer is a {type(pipe.transformer).__name__}, not Wan2.1's")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device or default_device())

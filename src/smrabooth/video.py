@@ -1,0 +1,132 @@
+"""Reading and writing videos and frames (PyAV for video, Pillow for images).
+
+Frames are uint8 arrays of shape (F, H, W, 3) everywhere in smrabooth.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SmraboothError
+
+
+@dataclass
+class Clip:
+    """Decoded frames with their presentation times in seconds."""
+
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    times: np.ndarray  # (F,) seconds from the first frame
+    fps: float  # the container's average rate (informational; use `times` for resampling)
+
+    @property
+    def duration(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return float(self.times[-1] - self.times[0] + np.median(np.diff(self.times)))
+
+
+def to_uint8(frames) -> np.ndarray:
+    """Float frames in [0, 1] (or uint8) -> uint8 (F, H, W, 3), rounding like diffusers' numpy_to_pil."""
+    frames = np.asarray(frames)
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.parent.exists():
+        raise SmraboothError(f"the folder of {path} does not exist: create {path.parent} or choose another path")
+    return path
+
+
+def write_video(frames, path: str | os.PathLike, fps: float, crf: int = 18) -> Path:
+    """Write H.264 mp4 (yuv420p, plays everywhere)."""
+    import av
+
+    path = check_output_path(path)
+    frames = to_uint8(frames)
+    f, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise SmraboothError(f"H.264 needs even frame sizes, got {w}x{h}")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def write_gif(frames, path: str | os.PathLike, fps: float) -> Path:
+    from PIL import Image
+
+    path = check_output_path(path)
+    images = [Image.fromarray(f) for f in to_uint8(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> list[Path]:
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(to_uint8(frames)):
+        p = folder / f"{prefix}_{i:04d}.png"
+        Image.fromarray(frame).save(p)
+        paths.append(p)
+    return paths
+
+
+def read_video(path: str | os.PathLike) -> Clip:
+    """Decode every frame of a video file, with clear errors for missing or unreadable files."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise SmraboothError(f"video {path} does not exist")
+    frames, times = [], []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SmraboothError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate) if stream.average_rate else 0.0
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.time) if frame.time is not None else len(times) / (rate or 1.0))
+    except SmraboothError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise SmraboothError(f"{path} is not a readable video ({e})") from None
+    if not frames:
+        raise SmraboothError(f"{path} has no frames (zero-length or broken video)")
+    times = np.asarray(times) - times[0]
+    if not rate:
+        rate = (len(times) - 1) / times[-1] if times[-1] > 0 else 1.0
+    return Clip(np.stack(frames), times, rate)
+
+
+def resample_times(clip: Clip, fps: float, num_frames: int | None = None, start: float = 0.0,
+                   end: float | None = None) -> np.ndarray:
+    """Indices of the source frames shown at times start, start + 1/fps, ... (nearest frame).
+
+    Works for variable frame rates, since it uses each frame's own timestamp.
+    """
+    end = clip.duration if end is None else min(end, clip.duration)
+    n_available = int(np.floor((end - start) * fps + 1e-6))
+    n = n_available if num_frames is None else num_frames
+    targets = start + np.arange(n) / fps
+    idx = np.searchsorted(clip.times, targets, side="right") - 1  # last frame shown at or before t
+    return np.clip(idx, 0, len(clip.times) - 1)
