@@ -26,7 +26,8 @@ class Clip:
     def duration(self) -> float:
         if len(self.times) < 2:
             return 0.0
-        return float(self.times[-1] - self.times[0] + np.median(np.diff(self.times)))
+        # the last frame stays on screen for about as long as the one before it
+        return float(self.times[-1] - self.times[0] + (self.times[-1] - self.times[-2]))
 
 
 def to_uint8(frames) -> np.ndarray:

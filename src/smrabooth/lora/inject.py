@@ -8,6 +8,7 @@ step `t_point` and at full scale from then on; the motion LoRA keeps one scale t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,9 @@ def load_loras_into_transformer(
             "transformer.target_modules": sorted(set(module_suffixes(weights.layer_types))),
         }
         state_dict = {f"transformer.{k}": v for k, v in weights.tensors.items()}
-        transformer.load_lora_adapter(state_dict, prefix="transformer", adapter_name=name, metadata=metadata)
+        with warnings.catch_warnings():  # peft warns whenever a second adapter is added, which is the point here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            transformer.load_lora_adapter(state_dict, prefix="transformer", adapter_name=name, metadata=metadata)
         names.append(name)
     if names:
         transformer.set_adapters(names, [1.0] * len(names))
