@@ -157,8 +157,13 @@ def sample_video(
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
     output_type: str = "np",
+    prompt_embeds: torch.Tensor | None = None,
+    negative_embeds: torch.Tensor | None = None,
 ) -> SampleResult:
-    """Denoise one video; `lora_layers` (from `attach_loras`) get their scales set every step."""
+    """Denoise one video; `lora_layers` (from `attach_loras`) get their scales set every step.
+
+    Precomputed `prompt_embeds`/`negative_embeds` skip the text encoder (trainers free it early).
+    """
     from tqdm.auto import tqdm
 
     config = config.validate()
@@ -166,10 +171,11 @@ def sample_video(
     transformer = pipe.transformer
     do_cfg = config.guidance > 1.0
 
-    prompt_embeds, negative_embeds = pipe.encode_prompt(
-        prompt=config.prompt, negative_prompt=config.negative_prompt, do_classifier_free_guidance=do_cfg,
-        num_videos_per_prompt=1, max_sequence_length=config.max_sequence_length, device=device,
-    )
+    if prompt_embeds is None:
+        prompt_embeds, negative_embeds = pipe.encode_prompt(
+            prompt=config.prompt, negative_prompt=config.negative_prompt, do_classifier_free_guidance=do_cfg,
+            num_videos_per_prompt=1, max_sequence_length=config.max_sequence_length, device=device,
+        )
     prompt_embeds = prompt_embeds.to(transformer.dtype)
     if negative_embeds is not None:
         negative_embeds = negative_embeds.to(transformer.dtype)

@@ -1,0 +1,1 @@
+"""Representation-alignment losses: SuRA (subject, `sura.py`) and MoRA (motion, `mora.py`)."""

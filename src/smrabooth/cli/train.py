@@ -1,0 +1,74 @@
+"""`smrabooth train-subject` (and, with the motion stage, `train-motion`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .common import add_model_args, load_pipeline_from_args
+
+
+def add_run_args(p) -> None:
+    """Flags every trainer has: run folder, resume, checkpoints, validation."""
+    p.add_argument("--out", required=True, help="run folder (config.yaml, log.jsonl, checkpoints/, the LoRA)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start over")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--validate-every", type=int, default=0, help="render a validation video every N steps")
+    p.add_argument("--validation-prompt", help="prompt of the validation videos")
+    p.add_argument("--no-gradient-checkpointing", action="store_true", help="faster, more memory")
+    p.add_argument("--cache-dir", help="where precomputed latents/features go (default ~/.cache/smrabooth)")
+    p.add_argument("--save-dtype", default="bf16", choices=["bf16", "fp32", "fp16"], help="dtype of the LoRA file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train-subject", help="train a subject LoRA with SuRA (stage 1)",
+        description="Train a subject LoRA on a few images with the masked flow-matching loss plus Subject "
+        "Representation Alignment (METHOD.md stage 1).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--data", required=True,
+                   help="subject folder: images/, masks/, metadata.csv (file_name,text); or a plain image folder "
+                   "with --name")
+    p.add_argument("--name", help="subject name for a plain image folder (captions: 'a picture of V* NAME')")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--resolution", type=int, default=512, help="square training size (multiple of 16)")
+    p.add_argument("--encoder", default="facebook/dinov2-giant", help="DINOv2 hub id or local folder")
+    p.add_argument("--sura-weight", type=float, default=0.05, help="lambda of L_SuRA")
+    p.add_argument("--sura-layer", type=int, default=0, help="0-based block whose output SuRA aligns")
+    p.add_argument("--no-sura", action="store_true", help="the paper's 'w/o SuRA' ablation")
+    p.add_argument("--no-mask", action="store_true", help="plain flow loss on the whole image (no masks needed)")
+    add_run_args(p)
+    p.set_defaults(func=run_subject)
+
+
+def run_subject(args) -> int:
+    import torch
+
+    from ..models.dinov2 import load_dinov2
+    from ..train.subject import SubjectTrainConfig, train_subject
+
+    cfg = SubjectTrainConfig(
+        model=args.model, data=args.data, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
+        alpha=args.alpha, lr=args.lr, resolution=args.resolution, encoder=args.encoder, sura_weight=args.sura_weight,
+        sura_layer=args.sura_layer, use_sura=not args.no_sura, use_mask=not args.no_mask, seed=args.seed,
+        gradient_checkpointing=not args.no_gradient_checkpointing, checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
+        cache_dir=args.cache_dir,
+    ).validate()
+    pipe = load_pipeline_from_args(args)
+    encoder = None
+    if cfg.use_sura:
+        dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
+        encoder = load_dinov2(args.encoder, device=pipe._execution_device, dtype=dtype,
+                              local_files_only=True if args.offline or os.path.isdir(args.encoder) else None)
+    model_id = os.path.abspath(args.model) if os.path.isdir(args.model) else args.model
+    final = train_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    print(f"wrote {final}")
+    return 0

@@ -1,0 +1,116 @@
+"""Subject images for training: one transform for image, mask and encoder input, and the
+precomputed tensors (VAE latent, latent-grid mask, DINOv2 tokens) cached on disk by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SmraboothError
+
+
+def resize_center_crop(img, size: int, resample):
+    """Shorter side to `size`, then the centre `size` x `size` square (PIL image in, PIL image out)."""
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), resample=resample)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_image_and_mask(image_path, mask_path, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """image (3, size, size) in [0, 1]; mask (1, size, size) in {0, 1} or None. Same crop for both."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(image_path).convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise SmraboothError(f"cannot read image {image_path} ({e})") from None
+    mask_t = None
+    if mask_path is not None:
+        try:
+            mask = Image.open(mask_path).convert("L")
+        except (OSError, UnidentifiedImageError) as e:
+            raise SmraboothError(f"cannot read mask {mask_path} ({e})") from None
+        if mask.size != image.size:
+            raise SmraboothError(f"mask {mask_path} is {mask.size[0]}x{mask.size[1]} but image {image_path} is "
+                                 f"{image.size[0]}x{image.size[1]}: masks must match their images")
+        mask = resize_center_crop(mask, size, Image.NEAREST)
+        mask_t = torch.from_numpy((np.asarray(mask) > 127).astype(np.float32))[None]
+        if mask_t.sum() == 0:
+            raise SmraboothError(f"mask {mask_path} is empty inside the {size}x{size} centre crop: the subject "
+                                 f"would be cropped away; fix the mask or recrop the image")
+    image = resize_center_crop(image, size, Image.BICUBIC)
+    image_t = torch.from_numpy(np.asarray(image).astype(np.float32) / 255.0).permute(2, 0, 1)
+    return image_t, mask_t
+
+
+def mask_to_latent_grid(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """(1, H, W) pixel mask -> (1, 1, h, w) fraction of each latent cell covered (area average)."""
+    return F.interpolate(mask[None], size=latent_hw, mode="area")[:, :, None][0]
+
+
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SMRABOOTH_CACHE", Path.home() / ".cache" / "smrabooth"))
+
+
+def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]:
+    """Load `key` from the cache folder, or compute, store (atomically) and return it."""
+    from safetensors.torch import load_file, save_file
+
+    if cache_dir is None:
+        return compute()
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{key}.safetensors"
+    if path.is_file():
+        return load_file(str(path))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+    return tensors
+
+
+@torch.no_grad()
+def encode_image_latent(vae, image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> normalised latent (16, 1, H/8, W/8): a one-frame video, mean of the posterior."""
+    x = (image * 2 - 1)[None, :, None].to(vae.device, vae.dtype)
+    z = vae.encode(x).latent_dist.mode()
+    return normalize_latents(vae, z)[0].float()
+
+
+def normalize_latents(vae, z: torch.Tensor) -> torch.Tensor:
+    """Raw VAE latents -> the normalised space the transformer works in (inverse of WanPipeline's decode)."""
+    mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+@dataclass
+class SubjectExample:
+    latent: torch.Tensor  # (16, 1, h, w)
+    mask: torch.Tensor  # (1, 1, h, w) in [0, 1]; all ones without a mask
+    tokens: torch.Tensor | None  # (h/2 * w/2, C) DINOv2 patch tokens on the DiT grid
+    text: str

@@ -1,0 +1,55 @@
+"""DINOv2 patch features for SuRA (transformers' Dinov2Model; ViT-g by default, as the paper).
+
+Images are resized so the patch grid equals the DiT token grid (patch 14, DiT tokens of 16 pixels:
+a 512x512 image -> 448x448 -> 32x32 patches), normalised with ImageNet statistics, and the last
+hidden state (after DINOv2's final layer norm) is returned without the CLS and register tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SmraboothError
+
+DINOV2_GIANT = "facebook/dinov2-giant"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_dinov2(model: str, device=None, dtype=torch.float32, local_files_only: bool | None = None):
+    from transformers import Dinov2Model
+
+    try:
+        encoder = Dinov2Model.from_pretrained(model, torch_dtype=dtype, local_files_only=local_files_only)
+    except (OSError, ValueError) as e:
+        raise SmraboothError(
+            f"could not load the DINOv2 encoder {model} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            f"offline, download {DINOV2_GIANT} elsewhere and pass its folder to --encoder"
+        ) from None
+    return encoder.to(device or "cpu").eval().requires_grad_(False)
+
+
+def build_tiny_dinov2(hidden_size: int = 32, seed: int = 0):
+    """A random-weight DINOv2 with the real class, for tests."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=hidden_size * 2, patch_size=14, image_size=56)
+    return Dinov2Model(config).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def dinov2_patch_features(encoder, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """images (B, 3, H, W) in [0, 1] -> patch features (B, grid_h, grid_w, C) in fp32."""
+    patch = encoder.config.patch_size
+    size = (grid[0] * patch, grid[1] * patch)
+    x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = ((x - mean) / std).to(encoder.device, encoder.dtype)
+    hidden = encoder(pixel_values=x).last_hidden_state
+    skip = 1 + getattr(encoder.config, "num_register_tokens", 0)
+    tokens = hidden[:, skip:]
+    return tokens.reshape(x.shape[0], grid[0], grid[1], -1).float()

@@ -1,0 +1,254 @@
+"""What the subject and motion trainers share: the run folder, LoRA setup, timestep sampling,
+checkpoints with exact resume, logging, and the optimisation loop.
+
+A run folder holds
+    config.yaml             every setting, resolved
+    log.jsonl               one line per step: step, each loss term, lr, seconds
+    checkpoints/step-N/     lora.safetensors, <module>.safetensors, optimizer.pt, rng.safetensors,
+                            state.json; written to a temporary folder and renamed, so a checkpoint
+                            folder is complete or absent
+    validation/step-N.mp4   when asked
+    <final>.safetensors     the LoRA, in diffusers format, at the end
+All randomness of training (which example, which sigma, which noise) comes from one CPU
+`torch.Generator` whose state is checkpointed, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SmraboothError
+from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
+from ..lora.inject import shifted_linear_sigmas
+from ..lora.targets import module_suffixes
+
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+# ---------------------------------------------------------------- run folder
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m and (p / "state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool) -> Path:
+    """Create or check the run folder; refuse to clobber a run unless asked."""
+    out = Path(out)
+    if overwrite and resume:
+        raise SmraboothError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise SmraboothError(f"--out {out} is a file, not a folder")
+    has_run = out.is_dir() and ((out / "config.yaml").exists() or (out / final_name).exists())
+    if overwrite and out.is_dir():
+        if any(out.iterdir()) and not has_run:
+            raise SmraboothError(f"--out {out} holds files that are not a smrabooth run; refusing to delete them")
+        shutil.rmtree(out)
+    elif resume:
+        if not list_checkpoints(out):
+            raise SmraboothError(f"nothing to resume in {out}: it has no complete checkpoint")
+    elif out.is_dir() and any(out.iterdir()):
+        if (out / final_name).exists():
+            raise SmraboothError(f"{out} already holds a finished run ({final_name}): pass --overwrite to replace "
+                                 f"it, --resume with more --steps to continue it, or choose another --out")
+        step = list_checkpoints(out)[-1][0] if list_checkpoints(out) else None
+        what = f"an unfinished run (checkpoint at step {step})" if step else "files"
+        raise SmraboothError(f"{out} already holds {what}: pass --resume to continue, --overwrite to start over, "
+                             f"or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class JsonlLog:
+    """Append-only log.jsonl; on resume, lines past the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = Path(path)
+        if resume_step is not None and self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln]
+
+
+# ---------------------------------------------------------------- model setup
+def add_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_types) -> list[nn.Parameter]:
+    """Freeze the transformer, add a peft LoRA on `layer_types`; LoRA params in fp32. Returns them."""
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,
+                        target_modules=module_suffixes(layer_types))
+    transformer.add_adapter(config, adapter_name=name)
+    transformer.set_adapters([name])
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    return params
+
+
+def training_sigmas(shift: float, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """The sampler's shifted sigma schedule at training resolution (DiffSynth's training timesteps)."""
+    return torch.from_numpy(shifted_linear_sigmas(num_train_timesteps, shift)).float()
+
+
+def sample_sigma(sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One sigma, its index drawn uniformly (METHOD.md)."""
+    return sigmas[torch.randint(len(sigmas), (1,), generator=generator)]
+
+
+def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, kind: str,
+                dtype: torch.dtype | None = None, extra_info: dict | None = None) -> Path:
+    info = {"kind": kind, "base": base_model_info(transformer.config), **(extra_info or {})}
+    weights = LoraWeights(lora_state_dict_from_peft(transformer, adapter), rank, alpha, info)
+    return save_lora(path, weights, dtype=dtype)
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules: dict[str, nn.Module],
+                    optimizer: torch.optim.Optimizer, generator: torch.Generator, keep: int = 2) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    final = folder / f"step-{step}"
+    tmp = folder / f".step-{step}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(lora_state_dict_from_peft(transformer, adapter), str(tmp / "lora.safetensors"))
+    for name, module in modules.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                  str(tmp / f"{name}.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    rng = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(tmp / "rng.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "numpy": _np_state_to_json()}))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, nn.Module],
+                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    device = next(p for p in transformer.parameters() if p.requires_grad).device
+    lora = {k: v.to(device) for k, v in load_file(str(folder / "lora.safetensors")).items()}
+    result = set_peft_model_state_dict(transformer, lora, adapter_name=adapter)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise SmraboothError(f"checkpoint {folder} does not match this run's LoRA (unexpected {unexpected[0]})")
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
+    rng = load_file(str(folder / "rng.safetensors"))
+    generator.set_state(rng["generator"])
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available():
+        states = [rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    state = json.loads((folder / "state.json").read_text())
+    _np_state_from_json(state["numpy"])
+    return int(state["step"])
+
+
+def _np_state_to_json():
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _np_state_from_json(s):
+    np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
+
+
+# ---------------------------------------------------------------- the loop
+@dataclass
+class LoopSettings:
+    steps: int
+    lr: float
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    validate_every: int = 0
+    progress: bool = True
+
+
+def train_loop(
+    run_dir: Path,
+    settings: LoopSettings,
+    transformer,
+    adapter: str,
+    params: list[nn.Parameter],
+    modules: dict[str, nn.Module],
+    compute_losses: Callable[[int, torch.Generator], dict[str, torch.Tensor]],
+    generator: torch.Generator,
+    resume: bool = False,
+    validate: Callable[[int], None] | None = None,
+) -> int:
+    """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    start = 0
+    if resume:
+        start = load_checkpoint(list_checkpoints(run_dir)[-1][1], transformer, adapter, modules, optimizer, generator)
+    log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None)
+    if start >= settings.steps:
+        return start
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="training",
+               disable=not settings.progress, dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        losses = compute_losses(step, generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if settings.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        done = step + 1
+        record = {"step": done, **{k: float(v.detach()) for k, v in losses.items()},
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
+        log.write(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k not in ("step", "lr", "seconds")})
+        if done % settings.checkpoint_every == 0 or done == settings.steps:
+            save_checkpoint(run_dir, done, transformer, adapter, modules, optimizer, generator,
+                            keep=settings.keep_checkpoints)
+        if validate is not None and settings.validate_every and done % settings.validate_every == 0:
+            validate(done)
+    return settings.steps

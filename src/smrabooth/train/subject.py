@@ -1,0 +1,262 @@
+"""Stage 1: the subject LoRA, trained with the masked flow-matching loss plus SuRA (METHOD.md).
+
+    L = L_region + lambda * L_SuRA
+    L_region = sum(M * (u - v)^2) / sum(M)      flow-matching error inside the subject mask
+    L_SuRA   = - mean_n cos(y*[n], h_phi(h_l[n]))  (align/sura.py)
+
+Each image is a one-frame video. Prompt embeddings, VAE latents and DINOv2 features are computed
+once and cached; the text encoder is freed before training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..align.sura import build_projector, sura_loss, tokens_on_grid
+from ..config import write_yaml
+from ..data.subject import (
+    SubjectExample,
+    cache_key,
+    cached,
+    encode_image_latent,
+    file_digest,
+    load_image_and_mask,
+    mask_to_latent_grid,
+)
+from ..errors import SmraboothError
+from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from .common import (
+    LoopSettings,
+    add_lora_adapter,
+    export_lora,
+    prepare_run_dir,
+    sample_sigma,
+    train_loop,
+    training_sigmas,
+)
+
+FINAL_NAME = "subject_lora.safetensors"
+ADAPTER = "subject"
+
+
+@dataclass
+class SubjectTrainConfig:
+    """Every setting of a subject run (written to config.yaml). Defaults: METHOD.md stage 1."""
+
+    model: str = ""
+    data: str = ""
+    out: str = ""
+    name: str | None = None  # subject name for a plain image folder (captions "a picture of V* <name>")
+    steps: int = 300
+    rank: int = 32
+    alpha: float = 32.0
+    lr: float = 1e-4
+    resolution: int = 512
+    encoder: str = "facebook/dinov2-giant"
+    sura_weight: float = 0.05
+    sura_layer: int = 0  # 0-based: hidden states after transformer.blocks[sura_layer]
+    use_sura: bool = True
+    use_mask: bool = True
+    projector_width: int = 2048
+    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
+    shift: float = 5.0
+    seed: int = 0
+    gradient_checkpointing: bool = True
+    mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    validate_every: int = 0
+    validation_prompt: str | None = None
+    validation_frames: int = 17
+    validation_steps: int = 30
+    save_dtype: str = "bf16"
+    cache_dir: str | None = None  # None: ~/.cache/smrabooth (SMRABOOTH_CACHE)
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "SubjectTrainConfig":
+        if self.resolution % 16:
+            raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 16")
+        if self.steps < 1 or self.rank < 1:
+            raise SmraboothError("--steps and --rank must be positive")
+        if self.validate_every and not self.validation_prompt:
+            raise SmraboothError("--validate-every needs --validation-prompt")
+        self.layer_types = parse_layer_types(self.layer_types)
+        return self
+
+
+def read_subject_items(cfg: SubjectTrainConfig):
+    """(image_path, mask_path or None, caption) for each training image."""
+    from ..data.folders import read_subject_folder
+
+    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask)
+    return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
+
+
+def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir) -> list[SubjectExample]:
+    """Latents, latent masks, DINOv2 tokens and caption embeddings, cached by content hash."""
+    from tqdm.auto import tqdm
+
+    res = cfg.resolution
+    latent_hw = (res // pipe.vae_scale_factor_spatial, res // pipe.vae_scale_factor_spatial)
+    p = pipe.transformer.config.patch_size
+    grid = (latent_hw[0] // p[1], latent_hw[1] // p[2])
+    examples = []
+    for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False):
+        key = cache_key(kind="subject-image", model=model_id, res=res, image=file_digest(image_path),
+                        mask=file_digest(mask_path) if mask_path else None,
+                        encoder=cfg.encoder if cfg.use_sura else None, vae_dtype=str(pipe.vae.dtype))
+
+        def compute(image_path=image_path, mask_path=mask_path):
+            image, mask = load_image_and_mask(image_path, mask_path, res)
+            out = {"latent": encode_image_latent(pipe.vae, image)}
+            out["mask"] = mask_to_latent_grid(mask, latent_hw) if mask is not None else torch.ones(1, 1, *latent_hw)
+            if cfg.use_sura:
+                from ..models.dinov2 import dinov2_patch_features
+
+                feats = dinov2_patch_features(encoder, image[None].to(encoder.device), grid)
+                out["tokens"] = tokens_on_grid(feats, grid)[0]
+            return out
+
+        t = cached(cache_dir, key, compute)
+        examples.append(SubjectExample(t["latent"], t["mask"], t.get("tokens"), text))
+    return examples
+
+
+def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
+    """Caption -> umT5 embedding (1, 512, D), cached; run before the text encoder is freed."""
+    out = {}
+    for text in dict.fromkeys(texts):
+        key = cache_key(kind="prompt", model=model_id, text=text)
+
+        def compute(text=text):
+            emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,
+                                        device=pipe._execution_device)
+            return {"embeds": emb.float()}
+
+        out[text] = cached(cache_dir, key, compute)["embeds"]
+    return out
+
+
+def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum(M * (u - v)^2) / sum(M), M broadcast over channels: the mean squared error inside the mask."""
+    mask = mask.expand_as(pred)
+    return (mask * (pred.float() - target.float()) ** 2).sum() / mask.sum().clamp_min(1e-8)
+
+
+def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> Path:
+    """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file."""
+    from ..data.subject import default_cache_dir
+
+    cfg = cfg.validate()
+    run_dir = prepare_run_dir(cfg.out, FINAL_NAME, resume=resume, overwrite=overwrite)
+    if resume:
+        from ..config import apply_dict, read_yaml
+
+        saved = apply_dict(SubjectTrainConfig(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")  # a resumed run keeps its settings; steps may grow
+    write_yaml(cfg, run_dir / "config.yaml")
+    if cfg.use_sura and encoder is None:
+        raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
+
+    model_id = model_id or cfg.model
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    items = read_subject_items(cfg)
+    transformer = pipe.transformer
+    device = pipe._execution_device
+    texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
+    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    examples = precompute_examples(cfg, pipe, encoder, items, model_id, cache_dir)
+    pipe.text_encoder = None  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
+    if encoder is not None:
+        encoder.to("cpu")
+    if not cfg.validate_every:
+        pipe.vae.to("cpu")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types)
+    modules = {}
+    hidden = {}
+    if cfg.use_sura:
+        dit_dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        projector = build_projector(dit_dim, examples[0].tokens.shape[-1], cfg.projector_width).to(device)
+        modules["projector"] = projector
+        params += list(projector.parameters())
+        if not 0 <= cfg.sura_layer < len(transformer.blocks):
+            raise SmraboothError(f"--sura-layer {cfg.sura_layer} is outside 0..{len(transformer.blocks) - 1}")
+        transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+
+    use_autocast = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
+    sigmas = training_sigmas(cfg.shift)
+    on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
+                                None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
+
+    def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        ex = on_device[int(torch.randint(len(on_device), (1,), generator=gen))]
+        sigma = sample_sigma(sigmas, gen).to(device)
+        noise = torch.randn(ex.latent.shape, generator=gen).to(device)
+        z0 = ex.latent[None]
+        z_t = (1 - sigma) * z0 + sigma * noise
+        target = noise - z0
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype),
+                            embeds[ex.text].to(device, transformer.dtype), return_dict=False)[0]
+            flow = masked_flow_loss(u, target, ex.mask[None])
+            losses = {"flow": flow}
+            if cfg.use_sura:
+                losses["sura"] = sura_loss(ex.tokens[None], hidden.pop("h"), modules["projector"])
+        losses["loss"] = flow + cfg.sura_weight * losses["sura"] if cfg.use_sura else flow
+        return losses
+
+    validate = None
+    if cfg.validate_every:
+        validate = make_validator(pipe, run_dir, cfg, embeds[cfg.validation_prompt], embeds[""])
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
+                            validate_every=cfg.validate_every, progress=progress)
+    train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
+               resume=resume, validate=validate)
+    from ..models.wan import parse_dtype
+
+    final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "subject",
+                        dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "sura": cfg.use_sura})
+    if "projector" in modules:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
+                  str(run_dir / "projector.safetensors"))
+    return final
+
+
+def make_validator(pipe, run_dir: Path, cfg, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor):
+    """Render a short video with the LoRA as it is now: validation/step-N.mp4."""
+    from ..sampling import GenerateConfig, sample_video
+    from ..video import write_video
+
+    gen_cfg = GenerateConfig(prompt=cfg.validation_prompt, frames=cfg.validation_frames, height=cfg.resolution,
+                             width=cfg.resolution, steps=cfg.validation_steps, guidance=5.0, seed=cfg.seed,
+                             scheduler="euler", shift=cfg.shift)
+
+    def validate(step: int) -> None:
+        folder = run_dir / "validation"
+        folder.mkdir(exist_ok=True)
+        pipe.transformer.eval()
+        device = pipe._execution_device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            result = sample_video(pipe, gen_cfg, progress=False,
+                                  prompt_embeds=prompt_embeds.to(device, pipe.transformer.dtype),
+                                  negative_embeds=negative_embeds.to(device, pipe.transformer.dtype))
+        write_video(result.frames, folder / f"step-{step}.mp4", fps=16)
+        pipe.transformer.train()
+
+    return validate
