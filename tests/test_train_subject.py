@@ -267,3 +267,35 @@ def test_train_subject_cli_then_generate(tiny_model_dir, tmp_path, subject_dir, 
     assert main(["generate", "--model", str(tiny_model_dir), "--subject-lora", str(lora), "--prompt", "a V* ball",
                  "--frames", "5", "--height", "32", "--width", "32", "--steps", "2", "--dtype", "fp32",
                  "--out", str(tmp_path / "v.mp4")]) == 0
+
+
+def test_subject_folder_forms_and_errors(tmp_path):
+    from smrabooth.data.folders import read_subject_folder
+
+    authors = make_subject_folder(tmp_path / "a", n=2)
+    items = read_subject_folder(authors)
+    assert [i.image_path.name for i in items] == ["00.png", "01.png"]
+    assert all(i.mask_path.name == i.image_path.name and i.text == "a picture of V* ball" for i in items)
+    # a plain folder of photos, captioned from --name, masks matched by stem
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    Image.new("RGB", (20, 20)).save(plain / "x.jpg")
+    (plain / "masks").mkdir()
+    Image.new("L", (20, 20), 255).save(plain / "masks" / "x.png")
+    [item] = read_subject_folder(plain, name="dog")
+    assert item.text == "a picture of V* dog" and item.mask_path.name == "x.png"
+    with pytest.raises(SmraboothError, match="pass --name"):
+        read_subject_folder(plain)
+    (plain / "masks" / "x.png").unlink()
+    with pytest.raises(SmraboothError, match="no mask for .*--no-mask"):
+        read_subject_folder(plain, name="dog")
+    assert read_subject_folder(plain, name="dog", require_masks=False)[0].mask_path is None
+    (authors / "metadata.csv").write_text("file_name,text\nmissing.png,a picture of V* ball\n")
+    with pytest.raises(SmraboothError, match="names missing.png, which is not in"):
+        read_subject_folder(authors)
+    (authors / "images" / "00.png").write_bytes(b"garbage")
+    (authors / "metadata.csv").write_text("file_name,text\n00.png,a picture of V* ball\n")
+    from smrabooth.data.subject import load_image_and_mask
+
+    with pytest.raises(SmraboothError, match="cannot read image"):
+        load_image_and_mask(authors / "images" / "00.png", None, 64)

@@ -65,6 +65,7 @@ class SubjectTrainConfig:
     shift: float = 5.0
     seed: int = 0
     gradient_checkpointing: bool = True
+    compile: bool = False  # torch.compile each transformer block (regional compilation)
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
@@ -192,6 +193,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
+    if cfg.compile:
+        transformer.compile_repeated_blocks()
     transformer.train()
 
     use_autocast = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")

@@ -1,0 +1,1 @@
+"""Training data: folder readers (`folders.py`) and subject image transforms + caches (`subject.py`)."""

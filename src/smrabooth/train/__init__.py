@@ -1,0 +1,1 @@
+"""Trainers: shared run-folder/checkpoint/loop code (`common.py`) and the subject stage (`subject.py`)."""
