@@ -60,14 +60,16 @@ def subject_folder(root: Path) -> Path:
     return root
 
 
-def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compile: bool = False) -> dict:
+def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compile: bool = False,
+             mixed_precision: str = "auto") -> dict:
     from smrabooth.train.subject import SubjectTrainConfig, train_subject
 
     pipe = wan_13b_pipeline(device, torch.bfloat16)
     torch.cuda.reset_peak_memory_stats()
-    tag = f"{int(gradient_checkpointing)}{int(compile)}"
+    tag = f"{int(gradient_checkpointing)}{int(compile)}{mixed_precision}"
     cfg = SubjectTrainConfig(model="bench-1.3b", data=str(subject_folder(tmp / f"data{tag}")),
                              out=str(tmp / f"run{tag}"), steps=steps, rank=32, alpha=32, compile=compile,
+                             mixed_precision=mixed_precision,
                              resolution=512, gradient_checkpointing=gradient_checkpointing,
                              checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"))
     t0 = time.time()
@@ -111,36 +113,33 @@ def run_baseline(steps: int, device) -> dict:
     return {"steps": steps, "s_per_step": float(np.median(times[3:])), "peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
 
 
+VARIANTS = {  # name -> (gradient checkpointing, compile, mixed precision)
+    "ckpt": (True, False, "auto"), "nockpt": (False, False, "auto"), "nockpt-compile": (False, True, "auto"),
+    "nockpt-noamp": (False, False, "no"), "nockpt-noamp-compile": (False, True, "no"),
+    "ckpt-noamp-compile": (True, True, "no"),
+}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="steps of each 'ours' variant")
     ap.add_argument("--baseline-steps", type=int, default=20)
-    ap.add_argument("--nockpt-steps", type=int, default=50)
-    ap.add_argument("--compile-steps", type=int, default=0, help="also: no grad ckpt + torch.compile")
-    ap.add_argument("--skip-ckpt", action="store_true", help="skip the default (grad ckpt) variant")
+    ap.add_argument("--variants", default="ckpt,nockpt-noamp-compile", help=",".join(VARIANTS))
     args = ap.parse_args()
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["baseline (fp32, peft, no ckpt)"] = run_baseline(args.baseline_steps, device)
-        torch.cuda.empty_cache()
-        if not args.skip_ckpt:
-            results["ours, grad ckpt (default)"] = run_ours(args.steps, True, Path(tmp), device)
+        results["baseline"] = run_baseline(args.baseline_steps, device)
+        for name in args.variants.split(","):
             torch.cuda.empty_cache()
-        if args.nockpt_steps:
-            results["ours, no grad ckpt"] = run_ours(args.nockpt_steps, False, Path(tmp), device)
-            torch.cuda.empty_cache()
-        if args.compile_steps:
-            results["ours, no grad ckpt, compiled"] = run_ours(args.compile_steps, False, Path(tmp), device, True)
-            torch.cuda.empty_cache()
-        if args.compile_steps and not args.skip_ckpt:
-            results["ours, grad ckpt, compiled"] = run_ours(args.compile_steps, True, Path(tmp), device, True)
-    base = results["baseline (fp32, peft, no ckpt)"]["s_per_step"]
+            ckpt, comp, amp = VARIANTS[name]
+            results[name] = run_ours(args.steps, ckpt, Path(tmp), device, compile=comp, mixed_precision=amp)
+    base = results["baseline"]["s_per_step"]
     print(json.dumps(results, indent=1))
-    print(f"{'variant':34s} {'s/step':>8s} {'speedup':>8s} {'peak GiB':>9s} {'300 steps (s)':>14s}")
+    print(f"{'variant':24s} {'s/step':>8s} {'speedup':>8s} {'peak GiB':>9s} {'300 steps (s)':>14s}")
     for k, r in results.items():
-        print(f"{k:34s} {r['s_per_step']:8.3f} {base / r['s_per_step']:8.2f} {r['peak_GiB']:9.1f} "
+        print(f"{k:24s} {r['s_per_step']:8.3f} {base / r['s_per_step']:8.2f} {r['peak_GiB']:9.1f} "
               f"{300 * r['s_per_step']:14.1f}")
 
 

@@ -224,7 +224,8 @@ def train_loop(
     """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}."""
     from tqdm.auto import tqdm
 
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    fused = all(p.is_cuda for p in params)  # one kernel for all LoRA tensors instead of a loop over them
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused or None)
     start = 0
     if resume:
         start = load_checkpoint(list_checkpoints(run_dir)[-1][1], transformer, adapter, modules, optimizer, generator)
