@@ -19,6 +19,8 @@ def add_run_args(p) -> None:
     p.add_argument("--validation-prompt", help="prompt of the validation videos")
     p.add_argument("--no-gradient-checkpointing", action="store_true", help="faster, more memory")
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (GPU)")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "no"],
+                   help="auto: bf16 autocast on CUDA; no: no autocast (bf16 weights, fp32 LoRA math)")
     p.add_argument("--cache-dir", help="where precomputed latents/features go (default ~/.cache/smrabooth)")
     p.add_argument("--save-dtype", default="bf16", choices=["bf16", "fp32", "fp16"], help="dtype of the LoRA file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -58,7 +60,8 @@ def run_subject(args) -> int:
         model=args.model, data=args.data, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
         alpha=args.alpha, lr=args.lr, resolution=args.resolution, encoder=args.encoder, sura_weight=args.sura_weight,
         sura_layer=args.sura_layer, use_sura=not args.no_sura, use_mask=not args.no_mask, seed=args.seed,
-        gradient_checkpointing=not args.no_gradient_checkpointing, compile=args.compile, checkpoint_every=args.checkpoint_every,
+        gradient_checkpointing=not args.no_gradient_checkpointing, compile=args.compile,
+        mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
         cache_dir=args.cache_dir,
     ).validate()

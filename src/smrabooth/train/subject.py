@@ -83,6 +83,8 @@ class SubjectTrainConfig:
             raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 16")
         if self.steps < 1 or self.rank < 1:
             raise SmraboothError("--steps and --rank must be positive")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
         self.layer_types = parse_layer_types(self.layer_types)
@@ -150,7 +152,11 @@ def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
                   overwrite: bool = False, progress: bool = True) -> Path:
-    """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file."""
+    """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file.
+
+    `pipe` is changed: its text encoder is dropped after the captions are encoded (to free memory)
+    and its transformer keeps the trained adapter "subject".
+    """
     from ..data.subject import default_cache_dir
 
     cfg = cfg.validate()
@@ -190,7 +196,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         params += list(projector.parameters())
         if not 0 <= cfg.sura_layer < len(transformer.blocks):
             raise SmraboothError(f"--sura-layer {cfg.sura_layer} is outside 0..{len(transformer.blocks) - 1}")
-        transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
+        hook = transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if cfg.compile:
@@ -227,8 +233,13 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
                             validate_every=cfg.validate_every, progress=progress)
-    train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
-               resume=resume, validate=validate)
+    try:
+        train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
+                   resume=resume, validate=validate)
+    finally:
+        if cfg.use_sura:
+            hook.remove()  # the hook would keep the last hidden state alive in a reused pipeline
+            hidden.clear()
     from ..models.wan import parse_dtype
 
     final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "subject",
