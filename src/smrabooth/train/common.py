@@ -235,6 +235,14 @@ def train_loop(
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="training",
                disable=not settings.progress, dynamic_ncols=True)
     t0 = time.time()
+    pending = None  # last step's record, written once the next step is queued: no GPU sync per step
+
+    def flush(record):
+        values = {k: float(v) for k, v in record.pop("losses").items()}
+        record = {"step": record["step"], **values, "lr": record["lr"], "seconds": record["seconds"]}
+        log.write(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
+
     for step in bar:
         losses = compute_losses(step, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -242,14 +250,19 @@ def train_loop(
         if settings.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
+        if pending is not None:
+            flush(pending)
         done = step + 1
-        record = {"step": done, **{k: float(v.detach()) for k, v in losses.items()},
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
-        log.write(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k not in ("step", "lr", "seconds")})
-        if done % settings.checkpoint_every == 0 or done == settings.steps:
+        pending = {"step": done, "losses": {k: v.detach() for k, v in losses.items()},
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
+        checkpoint = done % settings.checkpoint_every == 0 or done == settings.steps
+        validating = validate is not None and settings.validate_every and done % settings.validate_every == 0
+        if checkpoint or validating:
+            flush(pending)
+            pending = None
+        if checkpoint:
             save_checkpoint(run_dir, done, transformer, adapter, modules, optimizer, generator,
                             keep=settings.keep_checkpoints)
-        if validate is not None and settings.validate_every and done % settings.validate_every == 0:
+        if validating:
             validate(done)
     return settings.steps

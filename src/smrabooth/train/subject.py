@@ -205,6 +205,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
 
     use_autocast = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
     sigmas = training_sigmas(cfg.shift)
+    text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
                                 None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
 
@@ -217,7 +218,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         target = noise - z0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
             u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype),
-                            embeds[ex.text].to(device, transformer.dtype), return_dict=False)[0]
+                            text_on_device[ex.text], return_dict=False)[0]
             flow = masked_flow_loss(u, target, ex.mask[None])
             losses = {"flow": flow}
             if cfg.use_sura:
