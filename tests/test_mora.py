@@ -31,7 +31,9 @@ def vae():
         base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
     # Non-trivial latent statistics, so that (de)normalisation is exercised.
-    model.register_to_config(latents_mean=torch.linspace(-1, 1, 16).tolist(), latents_std=torch.linspace(0.5, 3, 16).tolist())
+    model.register_to_config(
+        latents_mean=torch.linspace(-1, 1, 16).tolist(), latents_std=torch.linspace(0.5, 3, 16).tolist()
+    )
     return model.eval().requires_grad_(False)
 
 
@@ -164,6 +166,8 @@ def test_mora_loss_zero_on_reference_positive_otherwise(flow_net):
     torch.testing.assert_close(reference_flows(frames, flow_net, batch_size=2), ref)  # batching changes nothing
     assert mora_loss(frames, ref, flow_net).item() == 0.0
     assert mora_loss(frames[None].expand(2, -1, -1, -1, -1), ref, flow_net).item() == 0.0
+    per_item = torch.stack([ref, ref + 1.0])  # one reference per batch item: errors 0 and 1 -> mean 0.5
+    torch.testing.assert_close(mora_loss(frames[None].expand(2, -1, -1, -1, -1), per_item, flow_net), torch.tensor(0.5))
     other = frames.roll(1, dims=0)
     expected = (flow_net(other[:-1], other[1:]) - ref).abs().mean()
     torch.testing.assert_close(mora_loss(other, ref, flow_net), expected)

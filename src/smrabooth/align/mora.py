@@ -23,7 +23,7 @@ first `drop` frames. Kept frames d = drop .. 4(W-1) map to source frames 4s+drop
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -109,7 +109,8 @@ def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowF
     """L_MoRA = mean |flow(pred pairs) - ref_flows|.
 
     pred_frames: (B, F, 3, H, W) or (F, 3, H, W) in [0, 1], the kept decoded frames (with grad).
-    ref_flows: (F-1, 2, H, W), the reference clip's flows between the matching frames.
+    ref_flows: (F-1, 2, H, W), the reference clip's flows between the matching frames, shared by the
+        batch, or (B, F-1, 2, H, W), one reference per batch item.
     flow_fn(image1, image2) -> (N, 2, H, W): a frozen optical-flow model, e.g. SEA-RAFT.
     """
     if pred_frames.ndim == 4:
@@ -117,7 +118,7 @@ def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowF
     if pred_frames.ndim != 5 or pred_frames.shape[2] != 3 or pred_frames.shape[1] < 2:
         raise SmraboothError(f"mora_loss: pred_frames must be (B, F>=2, 3, H, W), got {tuple(pred_frames.shape)}.")
     expected = (pred_frames.shape[1] - 1, 2, *pred_frames.shape[3:])
-    if tuple(ref_flows.shape) != expected:
+    if tuple(ref_flows.shape) not in (expected, (pred_frames.shape[0], *expected)):
         raise SmraboothError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
     pred_flows = _pair_flows(pred_frames, flow_fn)
     return (pred_flows - ref_flows.to(pred_flows)).abs().mean()
