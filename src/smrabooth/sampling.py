@@ -211,11 +211,11 @@ def sample_video(
 
 def decode_latents(pipe, latents: torch.Tensor) -> np.ndarray:
     """Normalised latents -> float frames (F, H, W, 3) in [0, 1], exactly as WanPipeline decodes."""
+    from .models.vae_decode import denormalize_latents
+
     vae = pipe.vae
     latents = latents.to(vae.device, vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(latents)
-    video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+    video = vae.decode(denormalize_latents(vae, latents), return_dict=False)[0]
     return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 

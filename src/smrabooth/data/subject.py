@@ -97,15 +97,10 @@ def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]
 def encode_image_latent(vae, image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) in [0, 1] -> normalised latent (16, 1, H/8, W/8): a one-frame video, mean of the posterior."""
     x = (image * 2 - 1)[None, :, None].to(vae.device, vae.dtype)
+    from ..models.vae_decode import normalize_latents
+
     z = vae.encode(x).latent_dist.mode()
     return normalize_latents(vae, z)[0].float()
-
-
-def normalize_latents(vae, z: torch.Tensor) -> torch.Tensor:
-    """Raw VAE latents -> the normalised space the transformer works in (inverse of WanPipeline's decode)."""
-    mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-    return (z - mean) / std
 
 
 @dataclass

@@ -1,0 +1,149 @@
+"""Motion Representation Alignment (MoRA): building blocks of the Stage 2 motion loss.
+
+Per training step (METHOD.md "Stage 2", supplementary 2.2 / Alg. 1):
+
+    z0_hat = z_t - sigma * u                        one_step_z0
+    window of 6 latents starting at s               valid_window_starts
+    decode it (21 frames), drop 5, keep 16          models.vae_decode + window_source_frames
+    L_MoRA = | flow(kept pairs) - flow(ref pairs) |_1   mora_loss, reference_flows (cached)
+
+Window arithmetic. Wan's causal VAE encodes frame 0 into latent 0 and frames 4k-3..4k into latent k.
+Decoding latents s..s+W-1 on their own, latent s is treated as a first frame (1 frame out) and each
+later latent s+j gives 4 frames, 1 + 4(W-1) in all; decoded frame d >= 1 comes from latent s+ceil(d/4)
+and lines up with source frame 4s + d. Decoded frame 0 is latent s squeezed into one "first frame":
+it is exact only for s = 0 (source frame 0); for s > 0 it is a warm-up frame with no exact source
+frame, and the following frames also start from an empty causal cache, which is why MoRA drops the
+first `drop` frames. Kept frames d = drop .. 4(W-1) map to source frames 4s+drop .. 4s+4(W-1):
+
+    latents (clip)   0 | 1       | 2       | ... | s         | s+1         | ... | s+5
+    source frames    0 | 1..4    | 5..8    | ... | 4s-3..4s  | 4s+1..4s+4  | ... | 4s+17..4s+20
+    window decode                                | d=0       | d=1..4      | ... | d=17..20
+    kept (drop=5)                                              (all dropped) ... d=5..20 -> 4s+5..4s+20
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..errors import SmraboothError
+
+FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def one_step_z0(z_t: torch.Tensor, velocity: torch.Tensor, sigma) -> torch.Tensor:
+    """Clean-latent estimate of flow matching (Alg. 1): z0_hat = z_t - sigma * u.
+
+    `sigma` is a float, a 0-d tensor or one value per batch item (B,), broadcast over the other dims.
+    """
+    sigma = torch.as_tensor(sigma, device=z_t.device, dtype=z_t.dtype)
+    if sigma.ndim == 1:
+        if sigma.shape[0] != z_t.shape[0]:
+            raise SmraboothError(f"one_step_z0: {sigma.shape[0]} sigmas for a batch of {z_t.shape[0]}.")
+        sigma = sigma.view(-1, *([1] * (z_t.ndim - 1)))
+    elif sigma.ndim != 0:
+        raise SmraboothError(f"one_step_z0: sigma must be a scalar or (B,), got shape {tuple(sigma.shape)}.")
+    return z_t - sigma * velocity
+
+
+def decoded_frame_count(window: int) -> int:
+    """Frames Wan's causal VAE decodes from `window` latents on their own: 1 + 4 (window - 1)."""
+    return 1 + 4 * (window - 1)
+
+
+def _check_window(window: int, drop: int) -> None:
+    if window < 1:
+        raise SmraboothError(f"MoRA window must be at least 1 latent frame, got {window}.")
+    if not 0 <= drop < decoded_frame_count(window) - 1:
+        raise SmraboothError(
+            f"MoRA drop={drop} must be in [0, {decoded_frame_count(window) - 2}] for a window of {window} "
+            f"latents ({decoded_frame_count(window)} decoded frames; at least 2 must stay for one flow)."
+        )
+
+
+def valid_window_starts(num_latent_frames: int, window: int = 6, stride: int = 2) -> list[int]:
+    """Every window start s = 0, stride, 2*stride, ... with s + window <= num_latent_frames."""
+    if window < 1 or stride < 1:
+        raise SmraboothError(f"MoRA window ({window}) and stride ({stride}) must be positive integers.")
+    if num_latent_frames < window:
+        raise SmraboothError(
+            f"The clip has {num_latent_frames} latent frames ({decoded_frame_count(num_latent_frames)} video "
+            f"frames), fewer than the MoRA window of {window} latents; use a longer clip or a smaller window."
+        )
+    return list(range(0, num_latent_frames - window + 1, stride))
+
+
+def window_source_frames(start: int, window: int = 6, drop: int = 5) -> range:
+    """Source (pixel) frame indices matching the kept decoded frames of the window at latent `start`.
+
+    4*start + drop .. 4*start + 4*(window-1), inclusive (module docstring: the derivation).
+    """
+    _check_window(window, drop)
+    if start < 0:
+        raise SmraboothError(f"MoRA window start must be >= 0, got {start}.")
+    return range(4 * start + drop, 4 * start + decoded_frame_count(window))
+
+
+def window_ref_flows(ref_flows: torch.Tensor, start: int, window: int = 6, drop: int = 5) -> torch.Tensor:
+    """Slice a whole clip's cached flows (F_clip-1, 2, H, W) to the window: flows k -> k+1, k kept, k+1 kept."""
+    frames = window_source_frames(start, window, drop)
+    if frames.stop > ref_flows.shape[0] + 1:
+        raise SmraboothError(
+            f"MoRA window at latent {start} needs source frames up to {frames.stop - 1}, but the reference "
+            f"flows cover {ref_flows.shape[0] + 1} frames; pick a start from valid_window_starts()."
+        )
+    return ref_flows[frames.start : frames.stop - 1]
+
+
+def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn) -> torch.Tensor:
+    """Flows between adjacent frames of (B, F, 3, H, W), all pairs in one flow_fn call: (B, F-1, 2, H, W)."""
+    b, f = frames.shape[:2]
+    first = frames[:, :-1].reshape(b * (f - 1), *frames.shape[2:])
+    second = frames[:, 1:].reshape(b * (f - 1), *frames.shape[2:])
+    flow = flow_fn(first, second)
+    return flow.reshape(b, f - 1, *flow.shape[1:])
+
+
+def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowFn) -> torch.Tensor:
+    """L_MoRA = mean |flow(pred pairs) - ref_flows|.
+
+    pred_frames: (B, F, 3, H, W) or (F, 3, H, W) in [0, 1], the kept decoded frames (with grad).
+    ref_flows: (F-1, 2, H, W), the reference clip's flows between the matching frames, shared by the
+        batch, or (B, F-1, 2, H, W), one reference per batch item.
+    flow_fn(image1, image2) -> (N, 2, H, W): a frozen optical-flow model, e.g. SEA-RAFT.
+    """
+    if pred_frames.ndim == 4:
+        pred_frames = pred_frames.unsqueeze(0)
+    if pred_frames.ndim != 5 or pred_frames.shape[2] != 3 or pred_frames.shape[1] < 2:
+        raise SmraboothError(f"mora_loss: pred_frames must be (B, F>=2, 3, H, W), got {tuple(pred_frames.shape)}.")
+    expected = (pred_frames.shape[1] - 1, 2, *pred_frames.shape[3:])
+    if tuple(ref_flows.shape) not in (expected, (pred_frames.shape[0], *expected)):
+        raise SmraboothError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
+    pred_flows = _pair_flows(pred_frames, flow_fn)
+    return (pred_flows - ref_flows.to(pred_flows)).abs().mean()
+
+
+@torch.no_grad()
+def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) -> torch.Tensor:
+    """Flows between adjacent reference frames (F, 3, H, W) in [0, 1] -> (F-1, 2, H, W), computed once."""
+    if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] < 2:
+        raise SmraboothError(f"reference_flows: frames must be (F>=2, 3, H, W) in [0, 1], got {tuple(frames.shape)}.")
+    if batch_size < 1:
+        raise SmraboothError(f"reference_flows: batch_size must be >= 1, got {batch_size}.")
+    flows = []
+    for i in range(0, frames.shape[0] - 1, batch_size):
+        j = min(i + batch_size, frames.shape[0] - 1)
+        flows.append(flow_fn(frames[i:j], frames[i + 1 : j + 1]))
+    return torch.cat(flows)
+
+
+def decode_window(vae, latents: torch.Tensor, start: int, window: int = 6, drop: int = 5, checkpoint: bool = True):
+    """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W) in [0, 1]."""
+    from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
+
+    _check_window(window, drop)
+    if start < 0 or start + window > latents.shape[2]:
+        raise SmraboothError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
+    video = decode_latents_differentiable(vae, latents[:, :, start : start + window], checkpoint=checkpoint)
+    return to_unit_frames(video[:, :, drop:])
