@@ -124,13 +124,14 @@ def main():
             a1 = (255 * x1).requires_grad_(True)
             ref = official(a1, 255 * x2, iters=iters, test_mode=True)
             ref["final"].square().mean().backward()
+            with torch.no_grad():
+                ref_calc = official_calc_flow(official, 255 * x1, 255 * x2, iters, official_args.scale)
             t1 = time.time()
             b1 = x1.clone().requires_grad_(True)
             out = ours(255 * b1, 255 * x2, iters=iters, all_iterations=True)
             out["final"].square().mean().backward()
-            flow = compute_flow(ours, x1, x2, iters=iters)
             with torch.no_grad():
-                ref_calc = official_calc_flow(official, 255 * x1, 255 * x2, iters, official_args.scale)
+                flow = compute_flow(ours, x1, x2, iters=iters)
             t2 = time.time()
             flow_err = max((a - b).abs().max().item() for a, b in zip(ref["flow"], out["flow"]))
             info_err = max((a - b).abs().max().item() for a, b in zip(ref["info"], out["info"]))

@@ -234,6 +234,9 @@ def test_bad_inputs(tmp_path, model):
     x1, x2 = frames(1, 100, 150)
     with pytest.raises(SmraboothError, match="at least 128"):
         compute_flow(model, x1, x2)
+    half = randomise(SEARAFT(replace(SEARAFT_TINY, scale=-1)))
+    with pytest.raises(SmraboothError, match=r"got 100x100.*200x200 frames are resized by 2\*\*-1"):
+        compute_flow(half, *frames(1, 200, 200))
     with pytest.raises(SmraboothError, match="same shape"):
         compute_flow(model, *frames(1, 131, 141)[:1], frames(1, 131, 140)[0])
     with pytest.raises(SmraboothError, match="no such"):

@@ -338,8 +338,8 @@ class SEARAFT(nn.Module):
         pad = pad_to_multiple_of_8(ht, wd)
         if min(ht + pad[2] + pad[3], wd + pad[0] + pad[1]) < MIN_SIZE:
             raise SmraboothError(
-                f"SEA-RAFT needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels (its 4-level correlation "
-                f"pyramid at 1/8 resolution), got {ht}x{wd}; resize the frames up"
+                f"SEA-RAFT needs network inputs of at least {MIN_SIZE}x{MIN_SIZE} pixels (its 4-level "
+                f"correlation pyramid at 1/8 resolution), got {ht}x{wd}; resize the frames up"
             )
         image1 = F.pad((2 * (image1 / 255.0) - 1.0).contiguous(), pad, mode="replicate")
         image2 = F.pad((2 * (image2 / 255.0) - 1.0).contiguous(), pad, mode="replicate")
@@ -391,7 +391,10 @@ def compute_flow(model: SEARAFT, image1: torch.Tensor, image2: torch.Tensor, ite
     ht, wd = image1.shape[-2:]
     image1 = F.interpolate(image1, scale_factor=2**scale, mode="bilinear", align_corners=False)
     image2 = F.interpolate(image2, scale_factor=2**scale, mode="bilinear", align_corners=False)
-    flow = model(image1, image2, iters=iters)["final"]
+    try:
+        flow = model(image1, image2, iters=iters)["final"]
+    except SmraboothError as e:
+        raise SmraboothError(f"{e} (the {ht}x{wd} frames are resized by 2**{scale} first: config.scale)") from None
     # Official: scale_factor=0.5**scale; an explicit size gives the same grid and also handles odd sizes.
     return F.interpolate(flow, size=(ht, wd), mode="bilinear", align_corners=False) * (0.5**scale)
 
