@@ -178,8 +178,6 @@ def settings_from_args(args):
 
 
 def run(args, tracker=None) -> int:
-    import warnings
-
     from ..metrics.report import write_report
     from ..metrics.runner import Evaluator, check_inputs
 
@@ -187,11 +185,8 @@ def run(args, tracker=None) -> int:
     items = items_from_args(args)
     check_inputs(items, metrics)
     settings = settings_from_args(args)
-    ev = Evaluator(settings, metrics, tracker=tracker)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", flush=True)
-        rows = ev.run(items)
+    ev = Evaluator(settings, metrics, tracker=tracker, warn=lambda msg: print(f"warning: {msg}", flush=True))
+    rows = ev.run(items)
     if len(ev.skipped) == len(metrics):
         from ..errors import SmraboothError
         raise SmraboothError("no metric could run: " + "; ".join(f"{k}: {v}" for k, v in ev.skipped.items()))

@@ -65,7 +65,7 @@ def read_image(path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
     except (UnidentifiedImageError, OSError) as e:
         raise SmraboothError(f"{path} is not a readable image ({e})") from None
 

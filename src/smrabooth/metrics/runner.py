@@ -110,8 +110,9 @@ def thumbnail_strip(frames: np.ndarray, n: int = 6, height: int = 64) -> str:
 class Evaluator:
     """Loads each model on first use; a model that cannot load skips its metrics with a warning."""
 
-    def __init__(self, settings: EvalSettings, metrics: list[str], tracker=None):
+    def __init__(self, settings: EvalSettings, metrics: list[str], tracker=None, warn=None):
         self.s, self.metrics = settings, list(metrics)
+        self.warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
         self.models: dict[str, object] = {}
         self.skipped: dict[str, str] = {}
         if tracker is not None:  # tests and callers may bring their own tracker callable
@@ -171,8 +172,7 @@ class Evaluator:
             for m in self.metrics:
                 if MODEL_OF[m] == key:
                     self.skipped[m] = str(e)
-            warnings.warn(f"skipping {', '.join(LABELS[m] for m in self.metrics if MODEL_OF[m] == key)}: {e}",
-                          stacklevel=2)
+            self.warn(f"skipping {', '.join(LABELS[m] for m in self.metrics if MODEL_OF[m] == key)}: {e}")
             return None
 
     def score(self, metric: str, model, frames, item: EvalItem, refs, ref_frames) -> float:
