@@ -67,7 +67,8 @@ def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study")
         key_cases.append({"id": cid, "prompt": prompt, "candidates": mapping})
     data = {"study_id": study_id, "title": title, "questions": [{"id": k, "label": v[0], "text": v[1]}
                                                                 for k, v in QUESTIONS.items()], "cases": cases}
-    (out / "key.json").write_text(json.dumps({"study_id": study_id, "cases": key_cases}, indent=2))
+    methods = list(dict.fromkeys(it.method for it in items))  # manifest order, for the table
+    (out / "key.json").write_text(json.dumps({"study_id": study_id, "methods": methods, "cases": key_cases}, indent=2))
     (out / "index.html").write_text(PAGE.replace("__DATA__", json.dumps(data).replace("</", "<\\/"))
                                     .replace("__TITLE__", title.replace("<", "&lt;")))
     return out
@@ -122,11 +123,7 @@ def tally(files, key_path=None) -> tuple[dict, list[dict]]:
                 raise SmraboothError(f"{a['_file']}: rating {v} is outside 1-5")
             flat.append({"method": method_of[r["candidate"]], "participant": a.get("participant", ""),
                          r["question"]: float(v)})
-    order = []
-    for c in key["cases"]:  # methods in manifest order of their first case, not in the shuffled order
-        for m in sorted(set(c["candidates"].values()), key=list(method_of.values()).index):
-            if m not in order:
-                order.append(m)
+    order = key.get("methods") or list(dict.fromkeys(method_of.values()))  # manifest order, not the shuffled one
     summary = summarize(flat, list(QUESTIONS))
     return {m: summary[m] for m in order if m in summary}, flat
 
