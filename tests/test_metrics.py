@@ -63,6 +63,16 @@ def test_dino_transforms_match_the_processors(tiny):
         assert (ours - ref).abs().max() < 3 / 255 / 0.22
 
 
+def test_int_sizes_follow_the_processor_kind():
+    from smrabooth.metrics.preprocess import transform_from_processor
+
+    clip = transform_from_processor({"feature_extractor_type": "CLIPFeatureExtractor", "size": 224, "crop_size": 224})
+    vit = transform_from_processor({"feature_extractor_type": "ViTFeatureExtractor", "size": 224, "resample": 2,
+                                    "do_center_crop": False})
+    assert clip.output_size(480, 640) == (224, 298) and clip.crop == (224, 224)
+    assert vit.output_size(480, 640) == (224, 224) and vit.crop is None and vit.interpolation == "bilinear"
+
+
 def test_reference_resize_rules():
     # VBench subject consistency: shorter side to 224, aspect kept (int truncation), no crop
     assert vbench_dino_transform().output_size(480, 854) == (224, 398)

@@ -57,6 +57,10 @@ def load_aesthetic(head_path, clip_name_or_path: str = DEFAULT_AESTHETIC_CLIP, d
     clip = load_clip(clip_name_or_path, device, local_files_only, batch_size)
     # VBench's own tensor transform, not the HF processor (224 for ViT-L/14; the model's size for tiny ones)
     clip.transform = vbench_clip_transform(clip.model.config.vision_config.image_size)
+    dim = clip.model.config.projection_dim
+    if head.in_features != dim:
+        raise ModelLoadError(f"aesthetic: the head {head_path} takes {head.in_features}-d embeddings but "
+                             f"{clip_name_or_path} gives {dim}-d ones (LAION's ViT-L/14 head needs a ViT-L/14 CLIP)")
     head.to(clip.device).eval()  # fp32 head on fp32 normalised embeddings, as VBench
     return AestheticScorer(clip, head)
 

@@ -21,7 +21,7 @@ class ImagingScorer:
 
 
 def load_imaging(checkpoint: str | None = None, device=None) -> ImagingScorer:
-    """pyiqa's 'musiq-spaq' metric; `checkpoint` is a local musiq_spaq_ckpt .pth for offline use."""
+    """MUSIQ-SPAQ: from a local checkpoint (VBench's musiq_spaq_ckpt-358bb6af.pth) or pyiqa's 'musiq-spaq'."""
     try:
         import pyiqa
     except Exception as e:
@@ -29,8 +29,10 @@ def load_imaging(checkpoint: str | None = None, device=None) -> ImagingScorer:
                              "pip install 'smrabooth[iqa]' (pyiqa's licence is non-commercial)") from None
     device = resolve_device(device)
     try:
-        if checkpoint:
-            model = pyiqa.create_metric("musiq", device=device, as_loss=False, pretrained_model_path=str(checkpoint))
+        if checkpoint:  # exactly VBench's construction: the MUSIQ architecture with the SPAQ checkpoint
+            from pyiqa.archs.musiq_arch import MUSIQ
+
+            model = MUSIQ(pretrained_model_path=str(checkpoint)).to(device).eval()
         else:
             model = pyiqa.create_metric("musiq-spaq", device=device, as_loss=False)
     except Exception as e:

@@ -93,7 +93,13 @@ def transform_from_processor(proc, fallback: ImageTransform | None = None) -> Im
     elif isinstance(size, dict) and "height" in size:
         resize, rsize = "exact", (size["height"], size["width"])
     elif isinstance(size, int):
-        resize, rsize = "shortest_edge", size
+        # an int means "shorter side" for CLIP/BiT processors but a square for ViT ones (transformers'
+        # default_to_square), e.g. facebook/dino-vits16's size 224 is 224x224
+        kind = str(get("image_processor_type") or get("feature_extractor_type") or type(proc).__name__)
+        if any(k in kind for k in ("CLIP", "Bit")):
+            resize, rsize = "shortest_edge", size
+        else:
+            resize, rsize = "exact", (size, size)
     else:
         resize, rsize = fb.resize, fb.size
     if get("do_resize", True) is False:
