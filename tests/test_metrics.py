@@ -221,6 +221,14 @@ def test_subject_consistency_vbench_loop(tiny):
         total += (max(0.0, (former @ cur).item()) + max(0.0, (first @ cur).item())) / 2
         former = cur
     assert subject_consistency(emb, frames) == pytest.approx(total / 4 * 100, abs=1e-3)
+    # position embeddings are interpolated as in facebookresearch/dino (scale factor (n + 0.1) / sqrt(N))
+    e = emb.model.embeddings
+    pos = e.interpolate_pos_encoding(torch.zeros(1, 1 + 28 * 39, 32), 224, 313)
+    grid = e.position_embeddings[0, 1:].reshape(4, 4, 32).permute(2, 0, 1)[None]
+    want = F.interpolate(grid, scale_factor=(28.1 / 4, 39.1 / 4), mode="bicubic")[0].permute(1, 2, 0).reshape(-1, 32)
+    assert pos.shape == (1, 1 + 28 * 39, 32) and torch.allclose(pos[0, 1:], want)
+    hf = F.interpolate(grid, size=(28, 39), mode="bicubic")[0].permute(1, 2, 0).reshape(-1, 32)
+    assert not torch.allclose(pos[0, 1:], hf, atol=1e-4)  # the transformers variant really differs
     const = np.repeat(frames[:1], 6, axis=0)
     assert subject_consistency(emb, const) == pytest.approx(100.0, abs=1e-3)
 
