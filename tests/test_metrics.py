@@ -327,7 +327,7 @@ def test_flow_tracker_marks_forward_backward_failures_occluded():
         return f
 
     q = torch.tensor([[10.0, 10.0], [40.0, 10.0]])
-    tracks, visible = FlowTracker(wrong, device="cpu")(frames, q)
+    _, visible = FlowTracker(wrong, device="cpu")(frames, q)
     # |f + b|^2 = 1.5^2 + 0.75^2 = 2.8 > 0.01 * 2.8 + 0.5 on the right half only
     assert visible[:, 0].all() and not visible[1:, 1].any()
 

@@ -119,7 +119,7 @@ def read_manifest(path) -> list:
                                  "method,video,prompt,subject_images,reference_video")
         rows = list(reader)
     base = path.parent
-    resolve = lambda p: (base / p) if not Path(p).is_absolute() else Path(p)  # noqa: E731
+    resolve = lambda p: (base / p) if not Path(p).is_absolute() else Path(p)
     items = []
     for i, r in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
         video = resolve(r["video"].strip())

@@ -56,7 +56,7 @@ def format_table(summary: dict, columns: list[str], labels: dict | None = None) 
             cells.append("-" if s["mean"] is None else f"{_fmt(s['mean'], d)} ± {_fmt(s['half_width'], d)}")
         body.append(cells)
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths))
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 
 
@@ -96,7 +96,7 @@ def bar_chart_svg(title: str, stats: dict, column: str, width: int = 320, bar_h:
     hi = max(max(s["high"] for _, s in items), 1e-9)
     span = (hi - lo) or 1.0
     left, plot = 110, width - 170
-    x = lambda v: left + (v - lo) / span * plot  # noqa: E731
+    x = lambda v: left + (v - lo) / span * plot
     h = 24 + bar_h * len(items) + 6
     out = [f'<svg class="chart" width="{width}" height="{h}" role="img" aria-label="{html.escape(title)}">',
            f'<text x="4" y="15" class="ct">{html.escape(title)}</text>']
@@ -124,8 +124,8 @@ def write_html(path, header: dict, summary: dict, rows: list[dict], columns: lis
                labels: dict | None = None, title: str = "smrabooth evaluation") -> Path:
     labels = labels or LABELS
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
-             f"</head><body><h1>{e(title)}</h1>"]
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
+              f"</head><body><h1>{e(title)}</h1>")]
     parts.append("<h2>Settings</h2><pre>" + e(json.dumps(header, indent=1)) + "</pre>")
     if skipped:
         parts.append("<h2>Skipped metrics</h2><ul>" + "".join(f"<li><b>{e(labels.get(k, k))}</b>: {e(v)}</li>"

@@ -214,7 +214,7 @@ class Evaluator:
         for item in tqdm(items, desc="evaluating", unit="video"):
             frames = read_video(item.video).frames
             row = {"method": item.method, "video": str(item.video), "prompt": item.prompt or "",
-                   "frames": int(len(frames))}
+                   "frames": len(frames)}
 
             def refs(item=item):
                 key = tuple(map(str, item.subject_images))

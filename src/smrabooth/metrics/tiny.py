@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-
 # Byte-level BPE alphabet of GPT-2/CLIP: every byte maps to a printable unicode character.
 
 
