@@ -1,0 +1,200 @@
+"""`smrabooth evaluate`: the paper's nine metrics over videos or a whole experiment (manifest)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
+
+
+def register(subparsers) -> None:
+    from ..metrics.runner import METRICS
+
+    p = subparsers.add_parser("evaluate", help="score videos with the paper's nine metrics; write table + reports",
+                              description="Score generated videos (CLIP-T, CLIP-I, DINO-I, Motion Fidelity, Subject "
+                              "Consistency, Temporal Consistency, PickScore, Aesthetic and Imaging Quality) and write "
+                              "results.json, per_video.csv, table.csv, table.txt and report.html to --out.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", nargs="+", help="video files and/or folders of videos")
+    src.add_argument("--manifest", help="CSV with columns method,video,prompt,subject_images,reference_video "
+                     "(paths relative to the CSV)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--method", default="videos", help="method name for --videos (table row)")
+    p.add_argument("--subject-images", help="folder of reference images (CLIP-I, DINO-I), for --videos")
+    p.add_argument("--reference-video", help="motion reference video (Motion Fidelity), for --videos")
+    p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in sorted order), .json "
+                   "({file name or stem: prompt}) or .csv (video,prompt)")
+    p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available; fp16 on GPU)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per model call")
+    p.add_argument("--offline", action="store_true", help="never contact the hub (also: HF_HUB_OFFLINE=1)")
+    m = p.add_argument_group("models (hub id or local folder)")
+    m.add_argument("--clip-model", default="openai/clip-vit-base-patch32", help="CLIP-T, CLIP-I, temporal consistency")
+    m.add_argument("--dino-model", default="facebook/dinov2-base",
+                   help="DINO-I: facebook/dinov2-{small,base,large,giant}, or facebook/dino-vits16 (DreamVideo)")
+    m.add_argument("--subject-model", default="facebook/dino-vitb16", help="subject consistency (VBench: DINO ViT-B/16)")
+    m.add_argument("--pickscore-model", default="yuvalkirstain/PickScore_v1")
+    m.add_argument("--pickscore-processor", default="laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+    m.add_argument("--aesthetic-clip-model", default="openai/clip-vit-large-patch14")
+    m.add_argument("--aesthetic-head", help="LAION sa_0_4_vit_l_14_linear.pth (required for aesthetic)")
+    m.add_argument("--musiq-checkpoint", help="pyiqa MUSIQ-SPAQ checkpoint file (imaging; else pyiqa's default)")
+    o = p.add_argument_group("metric options")
+    o.add_argument("--temporal-pairs", choices=["adjacent", "all"], default="adjacent")
+    o.add_argument("--mf-variant", choices=["paper", "code"], default="paper",
+                   help="paper: two-sided Eq. 5; code: the released one-sided, identity-subtracted score")
+    o.add_argument("--mf-grid", type=int, default=55, help="query grid size on frame 0")
+    o.add_argument("--mf-box", help="x0,y0,x1,y1: only query points in this box (pixels of the generated video)")
+    o.add_argument("--mf-length", choices=["error", "resample"], default="error",
+                   help="what to do when the reference video has another frame count")
+    o.add_argument("--mf-drop-occluded", action="store_true", help="drop tracks occluded at any frame")
+    o.add_argument("--tracker", choices=["auto", "cotracker", "searaft"], default="auto",
+                   help="auto: CoTracker3 if --cotracker-checkpoint is given, else SEA-RAFT flow chaining")
+    o.add_argument("--cotracker-checkpoint", help="local CoTracker3 checkpoint (e.g. scaled_offline.pth)")
+    o.add_argument("--cotracker-repo", help="local clone of facebookresearch/co-tracker (if not pip-installed)")
+    o.add_argument("--searaft-model", help="SEA-RAFT checkpoint (hub id or local path) for the built-in tracker")
+    o.add_argument("--searaft-iters", type=int, default=None)
+    p.set_defaults(func=run)
+
+
+def _videos_in(paths) -> list[Path]:
+    from ..errors import SmraboothError
+
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise SmraboothError(f"{p} has no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SmraboothError(f"video {p} does not exist")
+    return out
+
+
+def read_prompts(path, videos: list[Path]) -> list[str]:
+    from ..errors import SmraboothError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SmraboothError(f"prompts file {path} does not exist")
+    if path.suffix == ".json":
+        try:
+            table = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SmraboothError(f"{path} is not valid JSON ({e})") from None
+    elif path.suffix == ".csv":
+        with open(path, newline="") as f:
+            table = {r["video"]: r["prompt"] for r in csv.DictReader(f)}
+    else:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        if len(lines) != len(videos):
+            raise SmraboothError(f"{path} has {len(lines)} prompts for {len(videos)} videos: give one line per "
+                                 "video in sorted file order, or use a .json/.csv mapping")
+        return lines
+    out = []
+    for v in videos:
+        prompt = table.get(v.name, table.get(v.stem, table.get(str(v))))
+        if prompt is None:
+            raise SmraboothError(f"{path} has no prompt for {v.name} (keys are file names or stems)")
+        out.append(prompt)
+    return out
+
+
+def read_manifest(path) -> list:
+    from ..errors import SmraboothError
+    from ..metrics.runner import EvalItem, expand_subject_images
+
+    path = Path(path)
+    if not path.is_file():
+        raise SmraboothError(f"manifest {path} does not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"method", "video"} - set(reader.fieldnames or [])
+        if missing:
+            raise SmraboothError(f"manifest {path} lacks column(s) {', '.join(sorted(missing))}; expected "
+                                 "method,video,prompt,subject_images,reference_video")
+        rows = list(reader)
+    base = path.parent
+    resolve = lambda p: (base / p) if not Path(p).is_absolute() else Path(p)
+    items = []
+    for i, r in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
+        video = resolve(r["video"].strip())
+        if not video.is_file():
+            raise SmraboothError(f"manifest {path} line {i}: video {video} does not exist")
+        subj = []
+        if (r.get("subject_images") or "").strip():
+            subj_path = ";".join(str(resolve(s.strip())) for s in r["subject_images"].split(";") if s.strip())
+            try:
+                subj = expand_subject_images(subj_path)
+            except SmraboothError as e:
+                raise SmraboothError(f"manifest {path} line {i}: {e}") from None
+        ref = (r.get("reference_video") or "").strip()
+        ref = resolve(ref) if ref else None
+        if ref is not None and not ref.is_file():
+            raise SmraboothError(f"manifest {path} line {i}: reference video {ref} does not exist")
+        items.append(EvalItem(r["method"].strip(), video, (r.get("prompt") or "").strip() or None, subj, ref))
+    return items
+
+
+def items_from_args(args) -> list:
+    from ..metrics.runner import EvalItem, expand_subject_images
+
+    if args.manifest:
+        return read_manifest(args.manifest)
+    videos = _videos_in(args.videos)
+    prompts = read_prompts(args.prompts, videos) if args.prompts else [None] * len(videos)
+    subj = expand_subject_images(args.subject_images) if args.subject_images else []
+    ref = Path(args.reference_video) if args.reference_video else None
+    if ref is not None and not ref.is_file():
+        from ..errors import SmraboothError
+        raise SmraboothError(f"reference video {ref} does not exist")
+    return [EvalItem(args.method, v, p, subj, ref) for v, p in zip(videos, prompts)]
+
+
+def settings_from_args(args):
+    from ..errors import SmraboothError
+    from ..metrics.runner import EvalSettings
+
+    box = None
+    if args.mf_box:
+        try:
+            box = tuple(float(x) for x in args.mf_box.split(","))
+            assert len(box) == 4
+        except (ValueError, AssertionError):
+            raise SmraboothError(f"--mf-box must be x0,y0,x1,y1 in pixels, got {args.mf_box!r}") from None
+    return EvalSettings(
+        device=args.device, batch_size=args.batch_size, local_files_only=True if args.offline else None,
+        clip_model=args.clip_model, dino_model=args.dino_model, subject_model=args.subject_model,
+        pickscore_model=args.pickscore_model, pickscore_processor=args.pickscore_processor,
+        aesthetic_clip_model=args.aesthetic_clip_model, aesthetic_head=args.aesthetic_head,
+        musiq_checkpoint=args.musiq_checkpoint, temporal_pairs=args.temporal_pairs, mf_variant=args.mf_variant,
+        mf_grid=args.mf_grid, mf_box=box, mf_length=args.mf_length, mf_drop_occluded=args.mf_drop_occluded,
+        tracker=args.tracker, cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
+        searaft_model=args.searaft_model, searaft_iters=args.searaft_iters)
+
+
+def run(args, tracker=None) -> int:
+    from ..metrics.report import write_report
+    from ..metrics.runner import Evaluator, check_inputs
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    items = items_from_args(args)
+    check_inputs(items, metrics)
+    settings = settings_from_args(args)
+    ev = Evaluator(settings, metrics, tracker=tracker, warn=lambda msg: print(f"warning: {msg}", flush=True))
+    rows = ev.run(items)
+    if len(ev.skipped) == len(metrics):
+        from ..errors import SmraboothError
+        raise SmraboothError("no metric could run: " + "; ".join(f"{k}: {v}" for k, v in ev.skipped.items()))
+    header = settings.header()
+    res = write_report(args.out, header, rows, metrics, ev.skipped)
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in header.items() if v is not None))
+    print(res["table"])
+    for k, v in ev.skipped.items():
+        print(f"skipped {k}: {v}")
+    print(f"wrote {', '.join(str(p) for p in res['paths'].values())}")
+    return 0

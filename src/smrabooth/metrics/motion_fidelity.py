@@ -1,0 +1,122 @@
+"""Motion Fidelity (Yatim et al., "Space-Time Diffusion Features for Zero-Shot Text-Driven Motion
+Transfer", CVPR 2024), the motion metric SMRABooth reports.
+
+Tracks of a query grid on frame 0 of the generated video (n tracks) and of the reference video (m tracks)
+are compared by the tracklet correlation
+
+    corr(a, b) = 1/(T-1) sum_t cos(a_{t+1} - a_t, b_{t+1} - b_t)
+
+- variant "paper" (Eq. 5, two-sided): mean over generated tracks of the max over reference tracks, and
+  the same the other way round; this module takes half their sum so identical motion scores 100 and
+  exactly reversed motion -100 (the paper writes the plain sum of the two means).
+- variant "code" (the released diffusion-motion-transfer script): similarity matrix reference x generated
+  minus the identity, max over generated tracks, mean over reference tracks (one-sided).
+
+Both are x100. A zero-length step (a static point) has no direction: its cosine counts as 0 instead of
+the NaN the released code produces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SmraboothError
+
+VARIANTS = ("paper", "code")
+
+
+def grid_queries(height: int, width: int, size: int = 55, box: tuple[float, float, float, float] | None = None):
+    """(N, 2) xy query points: CoTracker's grid (size x size, margin W/64), optionally kept inside a box
+    (x0, y0, x1, y1) in pixels of frame 0."""
+    margin = width / 64
+    ys = np.linspace(margin, height - margin, size)
+    xs = np.linspace(margin, width - margin, size)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    pts = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        keep = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+        if not keep.any():
+            raise SmraboothError(f"the motion box {box} contains no grid point; check it is x0,y0,x1,y1 in pixels")
+        pts = pts[keep]
+    return torch.from_numpy(pts)
+
+
+def unit_steps(tracks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(N, T, 2) positions -> (N, T-1, 2) unit displacements; zero-length steps stay zero vectors."""
+    d = tracks[:, 1:] - tracks[:, :-1]
+    n = d.norm(dim=-1, keepdim=True)
+    return torch.where(n > eps, d / n.clamp(min=eps), torch.zeros_like(d))
+
+
+def tracklet_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, T, 2), (M, T, 2) -> (N, M): mean over time of the cosine of per-step displacements."""
+    if a.shape[1] != b.shape[1]:
+        raise SmraboothError(f"motion fidelity needs tracks of equal length, got {a.shape[1]} and {b.shape[1]} frames")
+    da, db = unit_steps(a.double()), unit_steps(b.double())
+    return torch.einsum("ntc,mtc->nm", da, db) / da.shape[1]
+
+
+def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: str = "paper") -> float:
+    """Tracks as (N, T, 2) xy positions in pixels; returns the score x100."""
+    if generated.shape[1] < 2:
+        raise SmraboothError("motion fidelity needs videos of at least 2 frames")
+    if variant == "paper":
+        c = tracklet_correlation(generated, reference)  # (n_gen, m_ref)
+        score = 0.5 * (c.max(dim=1).values.mean() + c.max(dim=0).values.mean())
+    elif variant == "code":
+        c = tracklet_correlation(reference, generated)  # (n_ref, m_gen), as released
+        c = c - torch.eye(*c.shape, dtype=c.dtype)
+        score = c.max(dim=1).values.mean()
+    else:
+        raise SmraboothError(f"motion fidelity variant must be one of {VARIANTS}, got {variant!r}")
+    return float(score) * 100
+
+
+def match_length(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """Uniformly resample a reference video to num_frames frames (nearest frame)."""
+    idx = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
+    return frames[idx]
+
+
+def rescale_tracks(tracks: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+    """Express tracks of a (H, W) video in the pixel grid of another size (videos of different sizes)."""
+    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+    return tracks * torch.tensor([sx, sy], dtype=tracks.dtype)
+
+
+def _keep_visible(tracks, visible):
+    if visible is None:
+        return tracks
+    keep = visible.all(dim=1)
+    if not keep.any():
+        raise SmraboothError("motion fidelity: every track is occluded at some frame; rerun without --mf-drop-occluded")
+    return tracks[keep]
+
+
+def motion_fidelity_videos(gen_frames: np.ndarray, ref_frames: np.ndarray, tracker, grid_size: int = 55,
+                           box=None, variant: str = "paper", length: str = "error",
+                           drop_occluded: bool = False) -> float:
+    """Track a grid on frame 0 of both videos with `tracker(frames, queries) -> (tracks (T,N,2), visible (T,N))`
+    and score them. `length`: "error" (default) or "resample" for videos with different frame counts."""
+    if len(gen_frames) != len(ref_frames):
+        if length != "resample":
+            raise SmraboothError(f"motion fidelity compares videos frame by frame, but the generated video has "
+                                 f"{len(gen_frames)} frames and the reference {len(ref_frames)}; pass "
+                                 "--mf-length resample to resample the reference, or trim the videos")
+        ref_frames = match_length(ref_frames, len(gen_frames))
+    gh, gw = gen_frames.shape[1:3]
+    rh, rw = ref_frames.shape[1:3]
+    q_gen = grid_queries(gh, gw, grid_size, box)
+    # the reference grid covers the same relative area (the box is given in generated-video pixels)
+    q_ref = grid_queries(rh, rw, grid_size, None if box is None else
+                         (box[0] * rw / gw, box[1] * rh / gh, box[2] * rw / gw, box[3] * rh / gh))
+    tg, vg = tracker(gen_frames, q_gen)
+    tr, vr = tracker(ref_frames, q_ref)
+    tg, tr = tg.transpose(0, 1).float().cpu(), tr.transpose(0, 1).float().cpu()  # (N, T, 2)
+    if drop_occluded:
+        tg = _keep_visible(tg, None if vg is None else vg.transpose(0, 1).cpu())
+        tr = _keep_visible(tr, None if vr is None else vr.transpose(0, 1).cpu())
+    tr = rescale_tracks(tr, (rh, rw), (gh, gw))
+    return motion_fidelity(tg, tr, variant)

@@ -1,0 +1,246 @@
+"""Run the metrics over a list of videos: inputs, settings, lazy model loading, skipping what cannot load."""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import SmraboothError
+from ..video import read_video
+from .common import ModelLoadError, list_images, read_image
+
+METRICS = ["clip_t", "clip_i", "dino_i", "motion_fidelity", "subject_consistency", "temporal_consistency",
+           "pickscore", "aesthetic", "imaging"]
+LABELS = {"clip_t": "CLIP-T", "clip_i": "CLIP-I", "dino_i": "DINO-I", "motion_fidelity": "Motion Fidelity",
+          "subject_consistency": "Subject Consistency", "temporal_consistency": "Temporal Consistency",
+          "pickscore": "PickScore", "aesthetic": "Aesthetic Quality", "imaging": "Imaging Quality"}
+# the input each metric needs besides the video, and how the user supplies it
+NEEDS = {"clip_t": ("prompt", "--prompts FILE or the manifest's prompt column"),
+         "pickscore": ("prompt", "--prompts FILE or the manifest's prompt column"),
+         "clip_i": ("subject_images", "--subject-images DIR or the manifest's subject_images column"),
+         "dino_i": ("subject_images", "--subject-images DIR or the manifest's subject_images column"),
+         "motion_fidelity": ("reference_video", "--reference-video FILE or the manifest's reference_video column")}
+# which loaded model each metric uses (CLIP-T, CLIP-I and temporal consistency share one CLIP)
+MODEL_OF = {"clip_t": "clip", "clip_i": "clip", "temporal_consistency": "clip", "dino_i": "dino",
+            "subject_consistency": "subject", "pickscore": "pickscore", "aesthetic": "aesthetic",
+            "imaging": "imaging", "motion_fidelity": "tracker"}
+
+
+@dataclass
+class EvalItem:
+    method: str
+    video: Path
+    prompt: str | None = None
+    subject_images: list[Path] = field(default_factory=list)
+    reference_video: Path | None = None
+
+
+@dataclass
+class EvalSettings:
+    """Every choice the paper leaves open; all of it is printed in the report header."""
+
+    device: str | None = None
+    batch_size: int = 32
+    local_files_only: bool | None = None
+    clip_model: str = "openai/clip-vit-base-patch32"
+    dino_model: str = "facebook/dinov2-base"
+    subject_model: str = "facebook/dino-vitb16"
+    pickscore_model: str = "yuvalkirstain/PickScore_v1"
+    pickscore_processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    aesthetic_clip_model: str = "openai/clip-vit-large-patch14"
+    aesthetic_head: str | None = None
+    musiq_checkpoint: str | None = None
+    temporal_pairs: str = "adjacent"
+    mf_variant: str = "paper"
+    mf_grid: int = 55
+    mf_box: tuple[float, float, float, float] | None = None
+    mf_length: str = "error"
+    mf_drop_occluded: bool = False
+    tracker: str = "auto"  # auto | cotracker | searaft
+    cotracker_checkpoint: str | None = None
+    cotracker_repo: str | None = None
+    searaft_model: str | None = None
+    searaft_iters: int | None = None
+
+    def header(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def check_inputs(items: list[EvalItem], metrics: list[str]) -> None:
+    """Fail before any model loads: unknown metrics, missing inputs, missing files."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise SmraboothError(f"unknown metric(s) {', '.join(unknown)}; choose from {','.join(METRICS)}")
+    if not items:
+        raise SmraboothError("no videos to evaluate")
+    for m in metrics:
+        if m not in NEEDS:
+            continue
+        attr, how = NEEDS[m]
+        missing = [it.video.name for it in items if not getattr(it, attr)]
+        if missing:
+            raise SmraboothError(f"{LABELS[m]} needs {attr.replace('_', ' ')} for every video (missing for "
+                                 f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}): pass {how}, "
+                                 f"or leave {m} out of --metrics")
+    for it in items:
+        for p in [it.video, it.reference_video, *it.subject_images]:
+            if p is not None and not Path(p).exists():
+                raise SmraboothError(f"{p} (for {it.method} / {it.video.name}) does not exist")
+
+
+def thumbnail_strip(frames: np.ndarray, n: int = 6, height: int = 64) -> str:
+    """n frames side by side as a base64 JPEG data URI (embedded in the HTML report)."""
+    from PIL import Image
+
+    idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int)
+    h, w = frames.shape[1:3]
+    tw = max(1, round(w * height / h))
+    strip = np.concatenate([np.asarray(Image.fromarray(frames[i]).resize((tw, height), Image.BICUBIC)) for i in idx], 1)
+    buf = io.BytesIO()
+    Image.fromarray(strip).save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class Evaluator:
+    """Loads each model on first use; a model that cannot load skips its metrics with a warning."""
+
+    def __init__(self, settings: EvalSettings, metrics: list[str], tracker=None, warn=None):
+        self.s, self.metrics = settings, list(metrics)
+        self.warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
+        self.models: dict[str, object] = {}
+        self.skipped: dict[str, str] = {}
+        if tracker is not None:  # tests and callers may bring their own tracker callable
+            self.models["tracker"] = tracker
+
+    def _load(self, key: str):
+        s = self.s
+        kw = dict(device=s.device, local_files_only=s.local_files_only, batch_size=s.batch_size)
+        if key == "clip":
+            from .clip_metrics import load_clip
+            return load_clip(s.clip_model, **kw)
+        if key == "dino":
+            from .dino import load_dino
+            return load_dino(s.dino_model, **kw)
+        if key == "subject":
+            from .vbench import load_subject_consistency_model
+            return load_subject_consistency_model(s.subject_model, **kw)
+        if key == "pickscore":
+            from .pickscore import load_pickscore
+            return load_pickscore(s.pickscore_model, s.pickscore_processor, **kw)
+        if key == "aesthetic":
+            from .aesthetic import load_aesthetic
+            return load_aesthetic(s.aesthetic_head, s.aesthetic_clip_model, **kw)
+        if key == "imaging":
+            from .imaging import load_imaging
+            return load_imaging(s.musiq_checkpoint, device=s.device)
+        if key == "tracker":
+            return self._load_tracker()
+        raise KeyError(key)
+
+    def _load_tracker(self):
+        from .tracking import FlowTracker, load_cotracker, searaft_flow_fn
+
+        s = self.s
+        if s.tracker == "cotracker" or (s.tracker == "auto" and s.cotracker_checkpoint):
+            return load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device)
+        try:
+            from ..models.searaft import load_searaft
+        except ImportError as e:
+            raise ModelLoadError(f"the built-in tracker needs smrabooth.models.searaft ({e})") from None
+        if not s.searaft_model:
+            raise ModelLoadError("motion fidelity needs a tracker: pass --searaft-model (built-in tracker) or "
+                                 "--cotracker-checkpoint (CoTracker3)")
+        model = load_searaft(s.searaft_model, device=s.device, local_files_only=s.local_files_only)
+        return FlowTracker(searaft_flow_fn(model, s.searaft_iters), device=s.device, progress=True)
+
+    def model(self, metric: str):
+        key = MODEL_OF[metric]
+        if key in self.models:
+            return self.models[key]
+        if metric in self.skipped:
+            return None
+        try:
+            self.models[key] = self._load(key)
+            return self.models[key]
+        except ModelLoadError as e:
+            for m in self.metrics:
+                if MODEL_OF[m] == key:
+                    self.skipped[m] = str(e)
+            self.warn(f"skipping {', '.join(LABELS[m] for m in self.metrics if MODEL_OF[m] == key)}: {e}")
+            return None
+
+    def score(self, metric: str, model, frames, item: EvalItem, refs, ref_frames) -> float:
+        s = self.s
+        if metric == "clip_t":
+            from .clip_metrics import clip_t
+            return clip_t(model, frames, item.prompt)
+        if metric == "clip_i":
+            from .clip_metrics import clip_i
+            return clip_i(model, frames, refs())
+        if metric == "temporal_consistency":
+            from .clip_metrics import temporal_consistency
+            return temporal_consistency(model, frames, s.temporal_pairs)
+        if metric == "dino_i":
+            from .dino import dino_i
+            return dino_i(model, frames, refs())
+        if metric == "subject_consistency":
+            from .vbench import subject_consistency
+            return subject_consistency(model, frames)
+        if metric == "pickscore":
+            from .pickscore import pickscore
+            return pickscore(model, frames, item.prompt)
+        if metric == "aesthetic":
+            from .aesthetic import aesthetic_quality
+            return aesthetic_quality(model, frames)
+        if metric == "imaging":
+            from .imaging import imaging_quality
+            return imaging_quality(model, frames)
+        if metric == "motion_fidelity":
+            from .motion_fidelity import motion_fidelity_videos
+            return motion_fidelity_videos(frames, ref_frames(), model, s.mf_grid, s.mf_box, s.mf_variant,
+                                          s.mf_length, s.mf_drop_occluded)
+        raise KeyError(metric)
+
+    def run(self, items: list[EvalItem], thumbnails: bool = True) -> list[dict]:
+        check_inputs(items, self.metrics)
+        rows = []
+        ref_cache: dict = {}
+        for item in tqdm(items, desc="evaluating", unit="video"):
+            frames = read_video(item.video).frames
+            row = {"method": item.method, "video": str(item.video), "prompt": item.prompt or "",
+                   "frames": len(frames)}
+
+            def refs(item=item):
+                key = tuple(map(str, item.subject_images))
+                if key not in ref_cache:
+                    ref_cache[key] = [read_image(p) for p in item.subject_images]
+                return ref_cache[key]
+
+            def ref_frames(item=item):
+                key = ("video", str(item.reference_video))
+                if key not in ref_cache:
+                    ref_cache[key] = read_video(item.reference_video).frames
+                return ref_cache[key]
+
+            for m in self.metrics:
+                model = self.model(m)
+                row[m] = None if model is None else float(self.score(m, model, frames, item, refs, ref_frames))
+            if thumbnails:
+                row["thumbnail"] = thumbnail_strip(frames)
+            rows.append(row)
+        return rows
+
+
+def expand_subject_images(path) -> list[Path]:
+    """A folder of images, one image, or several separated by ';'."""
+    parts = [p for p in str(path).split(";") if p.strip()]
+    out: list[Path] = []
+    for p in parts:
+        out.extend(list_images(p.strip()))
+    return out
