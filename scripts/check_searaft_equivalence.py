@@ -36,7 +36,7 @@ def import_official(checkout: Path):
         original = getattr(tvm, name)
         setattr(tvm, name, lambda weights=None, _f=original, **kw: _f(weights=None, **kw))
     sys.path[:0] = [str(checkout / "core"), str(checkout)]
-    from raft import RAFT  # noqa: E402  (the official core/raft.py)
+    from raft import RAFT
 
     return RAFT
 
@@ -49,7 +49,11 @@ def randomise(model: torch.nn.Module, seed: int):
         for name, t in model.state_dict(keep_vars=True).items():
             if not t.is_floating_point():
                 continue
-            if name.endswith(("running_var",)) or (".bn" in name and name.endswith("weight")) or name.endswith("norm.weight"):
+            if (
+                name.endswith(("running_var",))
+                or (".bn" in name and name.endswith("weight"))
+                or name.endswith("norm.weight")
+            ):
                 t.copy_(0.5 + torch.rand(t.shape, generator=g))
             elif name.endswith("gamma"):
                 t.copy_(0.1 * (0.5 + torch.rand(t.shape, generator=g)))
@@ -76,7 +80,9 @@ def official_calc_flow(model, image1, image2, iters, scale):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("official", type=Path, help="path of a checkout of github.com/princeton-vl/SEA-RAFT")
-    parser.add_argument("--size", type=int, nargs=2, action="append", metavar=("H", "W"), help="image size (repeatable)")
+    parser.add_argument(
+        "--size", type=int, nargs=2, action="append", metavar=("H", "W"), help="image size (repeatable)"
+    )
     parser.add_argument("--iters", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -102,7 +108,8 @@ def main():
         with safe_open(tmp + "/hub/model.safetensors", "pt") as f:
             n_keys = len(list(f.keys()))
         print(
-            "official save_pretrained wrote", sorted(p.name for p in Path(tmp, "hub").iterdir()),
+            "official save_pretrained wrote",
+            sorted(p.name for p in Path(tmp, "hub").iterdir()),
             f"with {n_keys} of {len(official.state_dict())} state-dict keys (shared tensors stored once)",
         )
         ours = load_searaft(tmp + "/hub", config=config)

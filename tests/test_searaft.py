@@ -75,7 +75,7 @@ def test_half_scale_shape_and_official_rule():
     assert compute_flow(m, x1, x2).shape == (1, 2, 259, 263)
     # Even sizes: the official calc_flow rule written with scale_factor gives the same values.
     x1, x2 = frames(1, 272, 290)
-    half = lambda x: F.interpolate(255 * x, scale_factor=0.5, mode="bilinear", align_corners=False)  # noqa: E731
+    half = lambda x: F.interpolate(255 * x, scale_factor=0.5, mode="bilinear", align_corners=False)
     ref = F.interpolate(m(half(x1), half(x2))["final"], scale_factor=2.0, mode="bilinear", align_corners=False) * 2
     torch.testing.assert_close(compute_flow(m, x1, x2), ref, rtol=0, atol=1e-5)
 
@@ -170,7 +170,7 @@ def test_convex_upsampling_layout():
     mask = torch.full((1, 9, 64, 3, 4), -1e4)
     mask[:, 4] = 0
     up_flow, up_info = SEARAFT.upsample_data(flow, info, mask.view(1, 9 * 64, 3, 4))
-    nearest = lambda t: t.repeat_interleave(8, 2).repeat_interleave(8, 3)  # noqa: E731
+    nearest = lambda t: t.repeat_interleave(8, 2).repeat_interleave(8, 3)
     torch.testing.assert_close(up_flow, 8 * nearest(flow))
     torch.testing.assert_close(up_info, nearest(info))
     # All weight on the right neighbour (index 5): each 8x8 cell takes the value of the cell to its right.
@@ -210,7 +210,10 @@ def _sd(model):
 @pytest.mark.parametrize(
     "edit,expected",
     [
-        (lambda sd: sd.__setitem__("init_conv.weight", torch.zeros(3, 3, 3, 3)), "'init_conv.weight' has shape (3, 3, 3, 3)"),
+        (
+            lambda sd: sd.__setitem__("init_conv.weight", torch.zeros(3, 3, 3, 3)),
+            "'init_conv.weight' has shape (3, 3, 3, 3)",
+        ),
         (lambda sd: sd.pop("flow_head.2.bias"), "missing key 'flow_head.2.bias'"),
         (lambda sd: sd.__setitem__("extra.weight", torch.zeros(2)), "unexpected key 'extra.weight'"),
     ],

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import SmraboothError
@@ -250,7 +250,9 @@ def lookup_corr(pyramid: list[torch.Tensor], coords: torch.Tensor, radius: int) 
     The trained weights of `convc1` depend on this order."""
     b, _, h, w = coords.shape
     offsets = torch.linspace(-radius, radius, 2 * radius + 1, device=coords.device)
-    delta = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1).view(1, 2 * radius + 1, 2 * radius + 1, 2)
+    delta = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1).view(
+        1, 2 * radius + 1, 2 * radius + 1, 2
+    )
     centroid = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
     out = []
     for i, corr in enumerate(pyramid):
@@ -325,7 +327,9 @@ class SEARAFT(nn.Module):
         flow_update, weight_update = self._heads(net)
         return net, flow_8x + flow_update[:, :2], flow_update[:, 2:], weight_update
 
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor, iters: int | None = None, all_iterations: bool = False):
+    def forward(
+        self, image1: torch.Tensor, image2: torch.Tensor, iters: int | None = None, all_iterations: bool = False
+    ):
         """Flow from image1 to image2, both (B, 3, H, W) RGB in [0, 255] (the official convention).
 
         Returns {"final": flow (B, 2, H, W), "flow": [...], "info": [...]}: the lists hold the upsampled
@@ -344,7 +348,9 @@ class SEARAFT(nn.Module):
         image1 = F.pad((2 * (image1 / 255.0) - 1.0).contiguous(), pad, mode="replicate")
         image2 = F.pad((2 * (image2 / 255.0) - 1.0).contiguous(), pad, mode="replicate")
 
-        net, context = torch.split(self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1)
+        net, context = torch.split(
+            self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1
+        )
         flow_update, weight_update = self._heads(net)  # iteration 0: regress the flow directly
         flow_8x, info_8x = flow_update[:, :2], flow_update[:, 2:]
         flows, infos = [], []
@@ -447,7 +453,9 @@ def _read_pth(path: Path) -> dict:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles with code, truncated files
-        raise SmraboothError(f"{path}: cannot read as a weights-only torch checkpoint ({type(e).__name__}: {e})") from None
+        raise SmraboothError(
+            f"{path}: cannot read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
+        ) from None
     for wrapper in ("state_dict", "model"):  # training checkpoints sometimes nest the weights
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
