@@ -89,8 +89,12 @@ def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> lis
     return paths
 
 
-def read_video(path: str | os.PathLike) -> Clip:
-    """Decode every frame of a video file, with clear errors for missing or unreadable files."""
+def read_video(path: str | os.PathLike, until: float | None = None) -> Clip:
+    """Decode every frame of a video file, with clear errors for missing or unreadable files.
+
+    `until` (seconds from the first frame) stops decoding after the frame shown at that time, so a
+    few seconds of a long clip do not cost the memory of the whole clip.
+    """
     import av
 
     path = Path(path)
@@ -104,8 +108,11 @@ def read_video(path: str | os.PathLike) -> Clip:
             stream = container.streams.video[0]
             rate = float(stream.average_rate) if stream.average_rate else 0.0
             for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else len(times) / (rate or 1.0)
+                if until is not None and times and t - times[0] > until + 1e-6:
+                    break
                 frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else len(times) / (rate or 1.0))
+                times.append(t)
     except SmraboothError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:

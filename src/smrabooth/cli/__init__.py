@@ -12,7 +12,7 @@ import sys
 from ..errors import SmraboothError
 
 # module name in smrabooth.cli -> registers one or more subcommands
-COMMAND_MODULES = ["generate", "lora", "tiny"]
+COMMAND_MODULES = ["generate", "lora", "prepare", "tiny"]
 
 
 def build_parser() -> argparse.ArgumentParser:
