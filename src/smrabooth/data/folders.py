@@ -214,7 +214,8 @@ def find_motion_folders(root: str | os.PathLike) -> dict[str, Path]:
         return {root.name: root}
     for base in (root / "motion_customized" / "video", root / "video", root):
         if base.is_dir():
-            found = {p.name: p for p in sorted(base.iterdir()) if p.is_dir() and (p / METADATA).is_file()}
+            found = {p.name: p for p in sorted(base.iterdir()) if p.is_dir() and (p / METADATA).is_file()
+                     and not (p / "images").is_dir()}  # a folder with images/ is a subject folder
             if found:
                 return found
     raise SmraboothError(f"no motion folders under {root} (expected {root}/motion_customized/video/<motion>/"
