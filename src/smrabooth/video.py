@@ -134,6 +134,6 @@ def resample_times(clip: Clip, fps: float, num_frames: int | None = None, start:
     end = clip.duration if end is None else min(end, clip.duration)
     n_available = int(np.floor((end - start) * fps + 1e-6))
     n = n_available if num_frames is None else num_frames
-    targets = start + np.arange(n) / fps
+    targets = start + np.arange(n) / fps + 1e-6  # + 1e-6 s: float noise must not pick the frame before
     idx = np.searchsorted(clip.times, targets, side="right") - 1  # last frame shown at or before t
     return np.clip(idx, 0, len(clip.times) - 1)

@@ -38,8 +38,8 @@ class ClipResult:
 
 def insert_motion_token(caption: str, token: str = MOTION_TOKEN) -> str:
     """Put the motion token before the motion verb: 'a person dribbling a ball' -> 'a person S* dribbling a
-    ball'. The verb is the first -ing word (or a third-person verb after the subject phrase); captions
-    that already hold the token are kept; failing all, the token is appended ('..., S* motion')."""
+    ball'. The verb is the first -ing word after the first word; captions that already hold the token
+    are kept; without an -ing word the token is appended ('a man jumps, S* motion'): edit such captions."""
     caption = " ".join(caption.strip().split())
     if not caption:
         raise SmraboothError("the motion caption is empty: pass --caption 'a person S* dribbling a basketball'")
@@ -50,9 +50,6 @@ def insert_motion_token(caption: str, token: str = MOTION_TOKEN) -> str:
         if i > 0 and re.fullmatch(r"[a-z]{3,}ing[,.]?", w.lower()) and w.lower() not in {"thing", "something",
                                                                                        "nothing", "ceiling"}:
             return " ".join(words[:i] + [token] + words[i:])
-    for i, w in enumerate(words):  # 'a man jumps over a fence' -> 'a man S* jumps over a fence'
-        if i > 1 and w.lower() in {"is", "are"} and i + 1 < len(words):
-            return " ".join(words[:i + 1] + [token] + words[i + 1:])
     return caption.rstrip(".") + f", {token} motion"
 
 
