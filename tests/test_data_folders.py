@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from smrabooth.data.folders import (MotionItem, SubjectItem, find_motion_folders, find_subject_folders,
-                                    read_metadata, read_motion_folder, read_subject_folder, write_metadata)
+from smrabooth.data.folders import (
+    MotionItem,
+    SubjectItem,
+    find_motion_folders,
+    find_subject_folders,
+    read_metadata,
+    read_motion_folder,
+    read_subject_folder,
+    write_metadata,
+)
 from smrabooth.errors import SmraboothError
 
 

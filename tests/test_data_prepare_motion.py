@@ -145,3 +145,36 @@ def test_cli(tmp_path, capsys):
     assert main(["prepare-motion", str(tmp_path / "nope.mp4"), "--name", "spin", "--caption", "x S* y",
                  "--out", str(tmp_path / "o2")]) == 2
     assert "nope.mp4 does not exist" in capsys.readouterr().err
+
+
+def test_captioner_wrapper_plumbing():
+    """Captioner with stand-ins for the transformers processor and model: the chat prompt holds an image
+    and the request, and only the newly generated tokens are decoded."""
+    import torch
+
+    from smrabooth.data.prepare_motion import CAPTION_REQUEST, Captioner
+
+    class Processor:
+        def apply_chat_template(self, messages, add_generation_prompt):
+            self.messages = messages
+            return "PROMPT"
+
+        def __call__(self, images, text, return_tensors):
+            from transformers import BatchFeature
+
+            self.images, self.text = images, text
+            return BatchFeature({"input_ids": torch.tensor([[1, 2, 3]])})
+
+        def batch_decode(self, ids, skip_special_tokens):
+            return [" ".join(f"w{int(i)}" for i in ids[0]) + " "]
+
+    class Model(torch.nn.Module):
+        def generate(self, input_ids, max_new_tokens, do_sample):
+            return torch.cat([input_ids, torch.tensor([[7, 8]])], dim=1)  # echoes the prompt, like HF models
+
+    proc = Processor()
+    cap = Captioner(Model(), proc, device="cpu")
+    image = object()
+    assert cap(image) == "w7 w8"
+    assert proc.images == [image] and proc.text == "PROMPT"
+    assert proc.messages[0]["content"] == [{"type": "image"}, {"type": "text", "text": CAPTION_REQUEST}]

@@ -134,7 +134,8 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(SmraboothError, match="already holds a prepared set.*--overwrite"):
         prepare_subject(srcs, "dog", tmp_path / "o")
     prepare_subject(srcs[:1], "cat", tmp_path / "o", overwrite=True, log=lambda *_: None)
-    rows = list(csv.reader(open(tmp_path / "o" / "metadata.csv")))
+    with open(tmp_path / "o" / "metadata.csv") as f:
+        rows = list(csv.reader(f))
     assert rows == [["file_name", "text"], ["0001.png", "a picture of V* cat"]]
     assert sorted(p.name for p in (tmp_path / "o" / "images").iterdir()) == ["0001.png"]
 

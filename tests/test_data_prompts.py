@@ -6,8 +6,13 @@ from PIL import Image
 
 from smrabooth.cli import main
 from smrabooth.data.folders import write_metadata
-from smrabooth.data.prompts import (DEFAULT_BACKGROUNDS, build_test_prompts, load_exclusions, motion_phrase,
-                                    subject_phrase)
+from smrabooth.data.prompts import (
+    DEFAULT_BACKGROUNDS,
+    build_test_prompts,
+    load_exclusions,
+    motion_phrase,
+    subject_phrase,
+)
 from smrabooth.errors import SmraboothError
 
 

@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_segment_models import tiny_grounding_dino, tiny_sam
 
 from smrabooth.data.masks import MaskSettings, clean_mask
-from smrabooth.data.segment import (Detection, GroundingDinoDetector, SamSegmenter, TextPromptedSegmenter,
-                                    normalize_prompt)
+from smrabooth.data.segment import (
+    Detection,
+    GroundingDinoDetector,
+    SamSegmenter,
+    TextPromptedSegmenter,
+    normalize_prompt,
+)
 from smrabooth.errors import SmraboothError
-from tiny_segment_models import tiny_grounding_dino, tiny_sam
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,14 @@ def tiny_bert_tokenizer():
 
 
 def tiny_grounding_dino(seed=0):
-    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoProcessor, SwinConfig)
     import transformers
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     # transformers >= 5 has a PIL backend (no torchvision here); older versions have only the plain class
     image_processor_cls = getattr(transformers, "GroundingDinoImageProcessorPil", None) or \
@@ -43,8 +48,15 @@ def tiny_grounding_dino(seed=0):
 
 
 def tiny_sam(seed=0):
-    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
-                              SamPromptEncoderConfig, SamVisionConfig)
+    from transformers import (
+        SamConfig,
+        SamImageProcessor,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
 
     vision = SamVisionConfig(hidden_size=16, output_channels=8, num_hidden_layers=1, num_attention_heads=2,
                              image_size=64, patch_size=16, mlp_dim=32, global_attn_indexes=[0], window_size=2,

@@ -99,8 +99,14 @@ def run_motion(args) -> int:
 
 
 def run_prompts(args) -> int:
-    from ..data.prompts import (build_test_prompts, collect_motions, collect_subjects, load_backgrounds,
-                                load_exclusions, write_test_prompts)
+    from ..data.prompts import (
+        build_test_prompts,
+        collect_motions,
+        collect_subjects,
+        load_backgrounds,
+        load_exclusions,
+        write_test_prompts,
+    )
 
     subjects, motions = collect_subjects(args.subjects), collect_motions(args.motions)
     prompts = build_test_prompts(subjects, motions, load_backgrounds(args.backgrounds), args.per_pair,

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import SmraboothError
 from ..video import read_video, resample_times, write_video
 from .folders import METADATA, VIDEO_EXTS, write_metadata
@@ -145,7 +143,7 @@ def prepare_motion(
     if caption is None and captioner is None:
         raise SmraboothError("give --caption 'a person S* dribbling a basketball' or a --captioner model")
     files = expand_inputs(videos, VIDEO_EXTS, "video")
-    fps = int(round(fps))
+    fps = round(fps)
 
     # Decode and resample everything before touching `out`: a bad clip fails before anything is written.
     clips = []

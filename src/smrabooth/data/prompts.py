@@ -34,11 +34,11 @@ DEFAULT_BACKGROUNDS = [
 
 def subject_phrase(text: str, name: str) -> str:
     """'a picture of V* dog' -> 'a V* dog' (any 'a photo/picture/image of' prefix is dropped)."""
-    m = re.match(r"^\s*(?:an?\s+)?(?:picture|photo|image|photograph)\s+of\s+(.*)$", text, flags=re.I)
+    m = re.match(r"^\s*(?:an?\s+)?(?:picture|photo|image|photograph)\s+of\s+(.*)$", text, flags=re.IGNORECASE)
     rest = (m.group(1) if m else text).strip().rstrip(".")
     if not rest:
         rest = f"V* {name}"
-    if not re.match(r"^(a|an|the)\s", rest, flags=re.I):
+    if not re.match(r"^(a|an|the)\s", rest, flags=re.IGNORECASE):
         rest = f"a {rest}"
     return rest
 
