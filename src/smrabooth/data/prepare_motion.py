@@ -189,7 +189,7 @@ def prepare_motion(
                        (video.shape[2], video.shape[1]), warning)
         results.append(r)
         rows.append((file_name, text))
-        log(f"{src}: {src_duration:.2f} s, {src_fps:.3g} fps, {src_size[0]}x{src_size[1]} -> {file_name}: "
+        log(f"{src}: {src_duration:.2f} s, {src_fps:.4g} fps, {src_size[0]}x{src_size[1]} -> {file_name}: "
             f"{r.frames} frames at {fps} fps ({r.frames / fps:.2f} s), {r.size[0]}x{r.size[1]}")
         if warning:
             log(f"warning: {src}: {warning}")

@@ -146,7 +146,7 @@ def prepare_subject(
     max_side: int | None = 1024,
     token: str = "V*",
     overwrite: bool = False,
-    log=print,
+    log=None,
 ) -> list[SubjectImageResult]:
     """Build a subject folder from photos. Masks come from `masks_dir` (the user's own, matched by
     file stem), else from `segmenter(image, object_prompt) -> SegmentResult` (see segment.py), else
@@ -156,6 +156,7 @@ def prepare_subject(
     """
     from tqdm import tqdm
 
+    log = log or tqdm.write  # prints without breaking the progress bar
     name = name.strip()
     if not name:
         raise SmraboothError("--name is empty: pass the subject's class name, e.g. --name dog")

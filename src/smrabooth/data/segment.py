@@ -93,7 +93,7 @@ class GroundingDinoDetector:
         result = self.processor.post_process_grounded_object_detection(
             outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
             target_sizes=[(image.height, image.width)])[0]
-        labels = result.get("text_labels", result.get("labels"))
+        labels = result["text_labels"] if "text_labels" in result else result["labels"]  # older transformers
         dets = [Detection(tuple(float(v) for v in box), float(score), str(label))
                 for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), labels)]
         return sorted(dets, key=lambda d: -d.score)
