@@ -90,8 +90,12 @@ def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> lis
     return paths
 
 
-def read_video(path: str | os.PathLike) -> Clip:
-    """Decode every frame of a video file, with clear errors for missing or unreadable files."""
+def read_video(path: str | os.PathLike, until: float | None = None) -> Clip:
+    """Decode every frame of a video file, with clear errors for missing or unreadable files.
+
+    `until` (seconds from the first frame) stops decoding after the frame shown at that time, so a
+    few seconds of a long clip do not cost the memory of the whole clip.
+    """
     import av
 
     path = Path(path)
@@ -105,8 +109,11 @@ def read_video(path: str | os.PathLike) -> Clip:
             stream = container.streams.video[0]
             rate = float(stream.average_rate) if stream.average_rate else 0.0
             for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else len(times) / (rate or 1.0)
+                if until is not None and times and t - times[0] > until + 1e-6:
+                    break
                 frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else len(times) / (rate or 1.0))
+                times.append(t)
     except SmraboothError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -128,6 +135,6 @@ def resample_times(clip: Clip, fps: float, num_frames: int | None = None, start:
     end = clip.duration if end is None else min(end, clip.duration)
     n_available = int(np.floor((end - start) * fps + 1e-6))
     n = n_available if num_frames is None else num_frames
-    targets = start + np.arange(n) / fps
+    targets = start + np.arange(n) / fps + 1e-6  # + 1e-6 s: float noise must not pick the frame before
     idx = np.searchsorted(clip.times, targets, side="right") - 1  # last frame shown at or before t
     return np.clip(idx, 0, len(clip.times) - 1)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SmraboothError
+from .folders import load_image, load_mask
 
 
 def resize_center_crop(img, size: int, resample):
@@ -29,21 +30,12 @@ def resize_center_crop(img, size: int, resample):
 
 def load_image_and_mask(image_path, mask_path, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """image (3, size, size) in [0, 1]; mask (1, size, size) in {0, 1} or None. Same crop for both."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        image = Image.open(image_path).convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
-        raise SmraboothError(f"cannot read image {image_path} ({e})") from None
+    image = load_image(image_path)
     mask_t = None
     if mask_path is not None:
-        try:
-            mask = Image.open(mask_path).convert("L")
-        except (OSError, UnidentifiedImageError) as e:
-            raise SmraboothError(f"cannot read mask {mask_path} ({e})") from None
-        if mask.size != image.size:
-            raise SmraboothError(f"mask {mask_path} is {mask.size[0]}x{mask.size[1]} but image {image_path} is "
-                                 f"{image.size[0]}x{image.size[1]}: masks must match their images")
+        mask = Image.fromarray(load_mask(mask_path, image.size).astype(np.uint8) * 255)
         mask = resize_center_crop(mask, size, Image.NEAREST)
         mask_t = torch.from_numpy((np.asarray(mask) > 127).astype(np.float32))[None]
         if mask_t.sum() == 0:
