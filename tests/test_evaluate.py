@@ -73,6 +73,7 @@ def test_manifest_table_and_reports_for_two_methods(exp, tmp_path, capsys):
     assert set(res["skipped"]) == ({"imaging"} if not _has_pyiqa() else set())
     assert list(res["summary"]) == ["baseline", "ours"]
     assert len(res["videos"]) == 4 and res["settings"]["clip_model"] == str(models["clip"])
+    assert res["settings"]["tracker_used"] == "caller-supplied"
     # every generated video moves exactly like the reference under this flow (box: points stay in frame)
     assert all(v["motion_fidelity"] == pytest.approx(100.0) for v in res["videos"])
     # the reported CLIP-T is the metric on the decoded video, and the table is mean and t-interval of those

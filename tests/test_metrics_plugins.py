@@ -71,8 +71,9 @@ def test_searaft_wiring_in_the_evaluator(tmp_path, monkeypatch):
     write_video(rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), tmp_path / "b.mp4", fps=4)
     s = EvalSettings(device="cpu", searaft_model="my/searaft", searaft_iters=7, mf_grid=5, mf_box=(2, 2, 28, 26),
                      local_files_only=True)
-    rows = Evaluator(s, ["motion_fidelity"]).run([EvalItem("m", tmp_path / "a.mp4", None, [], tmp_path / "b.mp4")],
-                                                 thumbnails=False)
+    ev = Evaluator(s, ["motion_fidelity"])
+    rows = ev.run([EvalItem("m", tmp_path / "a.mp4", None, [], tmp_path / "b.mp4")], thumbnails=False)
+    assert ev.tracker_used == "SEA-RAFT flow chaining (my/searaft)"
     assert rows[0]["motion_fidelity"] == pytest.approx(100.0)
     assert seen == {"load": ("my/searaft", True), "iters": 7}
 

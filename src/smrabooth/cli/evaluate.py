@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="videos", help="method name for --videos (table row)")
     p.add_argument("--subject-images", help="folder of reference images (CLIP-I, DINO-I), for --videos")
     p.add_argument("--reference-video", help="motion reference video (Motion Fidelity), for --videos")
-    p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in sorted order), .json "
+    p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in the order given; folders by name), .json "
                    "({file name or stem: prompt}) or .csv (video,prompt)")
     p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available; fp16 on GPU)")
@@ -191,6 +191,8 @@ def run(args, tracker=None) -> int:
         from ..errors import SmraboothError
         raise SmraboothError("no metric could run: " + "; ".join(f"{k}: {v}" for k, v in ev.skipped.items()))
     header = settings.header()
+    if "motion_fidelity" in metrics:
+        header["tracker_used"] = ev.tracker_used
     res = write_report(args.out, header, rows, metrics, ev.skipped)
     print("settings: " + ", ".join(f"{k}={v}" for k, v in header.items() if v is not None))
     print(res["table"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import batched, cosine_matrix, features, load_pretrained, model_dtype, resolve_device
+from .common import cosine_matrix, embed_frames, features, load_pretrained, model_dtype, resolve_device
 from .preprocess import ImageTransform, load_transform, openai_clip_transform
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -29,8 +29,8 @@ class ClipEmbedder:
     @torch.no_grad()
     def images(self, frames) -> torch.Tensor:
         """uint8 (F, H, W, 3) -> (F, D) projected image embeddings (not normalised)."""
-        x = self.transform(frames, device=self.device).to(self.model.dtype)
-        return batched(lambda b: features(self.model.get_image_features(pixel_values=b)), x, self.batch_size).float()
+        return embed_frames(lambda b: features(self.model.get_image_features(pixel_values=b)), self.transform, frames,
+                            self.device, self.model.dtype, self.batch_size)
 
     @torch.no_grad()
     def texts(self, prompts: list[str]) -> torch.Tensor:

@@ -50,8 +50,13 @@ def features(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+def embed_frames(fn, transform, frames, device, dtype, batch_size: int) -> torch.Tensor:
+    """Preprocess and embed uint8 frames batch by batch (a whole 81-frame 832x480 video as float would
+    take ~400 MB before resizing); returns float32 (F, D)."""
+    out = []
+    for i in range(0, len(frames), batch_size):
+        out.append(fn(transform(frames[i:i + batch_size], device=device).to(dtype)).float())
+    return torch.cat(out)
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import batched, cosine_matrix, load_pretrained, model_dtype, resolve_device
+from .common import cosine_matrix, embed_frames, load_pretrained, model_dtype, resolve_device
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, load_transform
 
 DEFAULT_DINO = "facebook/dinov2-base"  # sizes: facebook/dinov2-{small,base,large,giant}
@@ -33,11 +33,11 @@ class DinoEmbedder:
 
     @torch.no_grad()
     def images(self, frames) -> torch.Tensor:
-        x = self.transform(frames, device=self.device).to(self.model.dtype)
         # ViT (DINO v1) needs interpolated position embeddings for non-224 inputs (VBench keeps the aspect
         # ratio); Dinov2Model always interpolates and does not take the argument.
         kw = {"interpolate_pos_encoding": True} if self.model.config.model_type == "vit" else {}
-        return batched(lambda b: self.model(pixel_values=b, **kw).last_hidden_state[:, 0], x, self.batch_size).float()
+        return embed_frames(lambda b: self.model(pixel_values=b, **kw).last_hidden_state[:, 0], self.transform, frames,
+                            self.device, self.model.dtype, self.batch_size)
 
 
 def load_dino(name_or_path: str = DEFAULT_DINO, device=None, local_files_only=None, batch_size: int = 32,

@@ -113,6 +113,7 @@ class Evaluator:
     def __init__(self, settings: EvalSettings, metrics: list[str], tracker=None, warn=None):
         self.s, self.metrics = settings, list(metrics)
         self.warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
+        self.tracker_used = "caller-supplied" if tracker is not None else None  # for the report header
         self.models: dict[str, object] = {}
         self.skipped: dict[str, str] = {}
         if tracker is not None:  # tests and callers may bring their own tracker callable
@@ -148,7 +149,9 @@ class Evaluator:
 
         s = self.s
         if s.tracker == "cotracker" or (s.tracker == "auto" and s.cotracker_checkpoint):
-            return load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device)
+            tracker = load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device)
+            self.tracker_used = f"CoTracker3 ({s.cotracker_checkpoint})"
+            return tracker
         try:
             from ..models.searaft import load_searaft
         except ImportError as e:
@@ -157,6 +160,7 @@ class Evaluator:
             raise ModelLoadError("motion fidelity needs a tracker: pass --searaft-model (built-in tracker) or "
                                  "--cotracker-checkpoint (CoTracker3)")
         model = load_searaft(s.searaft_model, device=s.device, local_files_only=s.local_files_only)
+        self.tracker_used = f"SEA-RAFT flow chaining ({s.searaft_model})"
         return FlowTracker(searaft_flow_fn(model, s.searaft_iters), device=s.device, progress=True)
 
     def model(self, metric: str):
