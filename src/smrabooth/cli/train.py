@@ -1,4 +1,4 @@
-"""`smrabooth train-subject` (and, with the motion stage, `train-motion`)."""
+"""`smrabooth train-subject` (stage 1) and `smrabooth train-motion` (stage 2)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,35 @@ def register(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(func=run_subject)
 
+    p = subparsers.add_parser(
+        "train-motion", help="train a motion LoRA with MoRA (stage 2)",
+        description="Train a motion LoRA on one or more clips with flow matching on the whole video plus Motion "
+        "Representation Alignment through SEA-RAFT (METHOD.md stage 2).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--data", required=True, help="motion folder: *.mp4 + metadata.csv (file_name,text with S*)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--alpha", type=float, default=64.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--frames", type=int, default=49, help="frames per clip (4k+1)")
+    p.add_argument("--height", type=int, default=320)
+    p.add_argument("--width", type=int, default=576)
+    p.add_argument("--fps", type=float, default=15.0, help="clips are resampled to this rate")
+    p.add_argument("--loop", action="store_true", help="repeat clips shorter than --frames instead of stopping")
+    p.add_argument("--flow-model", default="MemorySlices/Tartan-C-T-TSKH-spring540x960-M",
+                   help="SEA-RAFT checkpoint: hub id, folder, .safetensors or official .pth")
+    p.add_argument("--flow-iters", type=int, help="SEA-RAFT refinement iterations (default: the checkpoint's)")
+    p.add_argument("--mora-weight", type=float, default=1.0, help="alpha of L_MoRA")
+    p.add_argument("--window", type=int, default=6, help="latent frames decoded per MoRA window")
+    p.add_argument("--window-stride", type=int, default=2, help="latents between successive window starts")
+    p.add_argument("--drop-frames", type=int, default=5, help="decoded warm-up frames dropped from each window")
+    p.add_argument("--no-mora", action="store_true", help="the paper's 'w/o MoRA' ablation and plain motion LoRA")
+    p.add_argument("--no-vae-checkpointing", action="store_true",
+                   help="keep the MoRA decode's activations (faster, much more memory)")
+    add_run_args(p)
+    p.set_defaults(func=run_motion)
+
 
 def run_subject(args) -> int:
     import torch
@@ -74,5 +103,33 @@ def run_subject(args) -> int:
     model_id = os.path.abspath(args.model) if os.path.isdir(args.model) else args.model
     final = train_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
                           progress=not args.quiet)
+    print(f"wrote {final}")
+    return 0
+
+
+def run_motion(args) -> int:
+    from ..models.searaft import load_searaft
+    from ..train.motion import MotionTrainConfig, train_motion
+
+    cfg = MotionTrainConfig(
+        model=args.model, data=args.data, out=args.out, steps=args.steps, rank=args.rank, alpha=args.alpha,
+        lr=args.lr, frames=args.frames, height=args.height, width=args.width, fps=args.fps, loop=args.loop,
+        flow_model=args.flow_model, flow_iters=args.flow_iters, use_mora=not args.no_mora,
+        mora_weight=args.mora_weight, window=args.window, window_stride=args.window_stride,
+        drop_frames=args.drop_frames, seed=args.seed, gradient_checkpointing=not args.no_gradient_checkpointing,
+        vae_checkpointing=not args.no_vae_checkpointing, compile=args.compile,
+        mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
+        cache_dir=args.cache_dir,
+    ).validate()
+    pipe = load_pipeline_from_args(args)
+    flow_model = None
+    flow_id = os.path.abspath(args.flow_model) if os.path.exists(args.flow_model) else args.flow_model
+    if cfg.use_mora:
+        flow_model = load_searaft(args.flow_model, device=pipe._execution_device,
+                                  local_files_only=True if args.offline else None)
+    model_id = os.path.abspath(args.model) if os.path.isdir(args.model) else args.model
+    final = train_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
+                         overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {final}")
     return 0

@@ -4,11 +4,7 @@ precomputed tensors (VAE latent, latent-grid mask, DINOv2 tokens) cached on disk
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,16 +12,7 @@ import torch.nn.functional as F
 
 from ..errors import SmraboothError
 from .folders import load_image, load_mask
-
-
-def resize_center_crop(img, size: int, resample):
-    """Shorter side to `size`, then the centre `size` x `size` square (PIL image in, PIL image out)."""
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), resample=resample)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
+from .transforms import resize_center_crop
 
 
 def load_image_and_mask(image_path, mask_path, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -49,40 +36,6 @@ def load_image_and_mask(image_path, mask_path, size: int) -> tuple[torch.Tensor,
 def mask_to_latent_grid(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
     """(1, H, W) pixel mask -> (1, 1, h, w) fraction of each latent cell covered (area average)."""
     return F.interpolate(mask[None], size=latent_hw, mode="area")[:, :, None][0]
-
-
-def file_digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def cache_key(**parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SMRABOOTH_CACHE", Path.home() / ".cache" / "smrabooth"))
-
-
-def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]:
-    """Load `key` from the cache folder, or compute, store (atomically) and return it."""
-    from safetensors.torch import load_file, save_file
-
-    if cache_dir is None:
-        return compute()
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"{key}.safetensors"
-    if path.is_file():
-        return load_file(str(path))
-    tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
-    return tensors
 
 
 @torch.no_grad()

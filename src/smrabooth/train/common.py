@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.cache import cache_key, cached
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.inject import shifted_linear_sigmas
@@ -129,6 +130,26 @@ def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, 
     return save_lora(path, weights, dtype=dtype)
 
 
+def autocast_enabled(mixed_precision: str, device: torch.device) -> bool:
+    """'auto': bf16 autocast on CUDA only (CPU bf16 autocast is slow and the tests want fp32)."""
+    return mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda")
+
+
+def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
+    """Caption -> umT5 embedding (1, 512, D), cached; run before the text encoder is freed."""
+    out = {}
+    for text in dict.fromkeys(texts):
+        key = cache_key(kind="prompt", model=model_id, text=text)
+
+        def compute(text=text):
+            emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,
+                                        device=pipe._execution_device)
+            return {"embeds": emb.float()}
+
+        out[text] = cached(cache_dir, key, compute)["embeds"]
+    return out
+
+
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules: dict[str, nn.Module],
                     optimizer: torch.optim.Optimizer, generator: torch.Generator, keep: int = 2) -> Path:
@@ -194,6 +215,30 @@ def _np_state_to_json():
 
 def _np_state_from_json(s):
     np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
+
+
+def make_validator(pipe, run_dir: Path, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, frames: int,
+                   height: int, width: int, steps: int = 30, seed: int = 0, shift: float = 5.0, fps: int = 16):
+    """Render a short video with the LoRA as it is now: validation/step-N.mp4."""
+    from ..sampling import GenerateConfig, sample_video
+    from ..video import write_video
+
+    gen_cfg = GenerateConfig(prompt="", frames=frames, height=height, width=width, steps=steps, guidance=5.0,
+                             seed=seed, scheduler="euler", shift=shift)
+
+    def validate(step: int) -> None:
+        folder = Path(run_dir) / "validation"
+        folder.mkdir(exist_ok=True)
+        pipe.transformer.eval()
+        device = pipe._execution_device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            result = sample_video(pipe, gen_cfg, progress=False,
+                                  prompt_embeds=prompt_embeds.to(device, pipe.transformer.dtype),
+                                  negative_embeds=negative_embeds.to(device, pipe.transformer.dtype))
+        write_video(result.frames, folder / f"step-{step}.mp4", fps=fps)
+        pipe.transformer.train()
+
+    return validate
 
 
 # ---------------------------------------------------------------- the loop

@@ -17,21 +17,17 @@ import torch
 
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
 from ..config import write_yaml
-from ..data.subject import (
-    SubjectExample,
-    cache_key,
-    cached,
-    encode_image_latent,
-    file_digest,
-    load_image_and_mask,
-    mask_to_latent_grid,
-)
+from ..data.cache import cache_key, cached, default_cache_dir, file_digest
+from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from .common import (
     LoopSettings,
     add_lora_adapter,
+    autocast_enabled,
+    encode_captions,
     export_lora,
+    make_validator,
     prepare_run_dir,
     sample_sigma,
     train_loop,
@@ -129,21 +125,6 @@ def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir) -> 
     return examples
 
 
-def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> umT5 embedding (1, 512, D), cached; run before the text encoder is freed."""
-    out = {}
-    for text in dict.fromkeys(texts):
-        key = cache_key(kind="prompt", model=model_id, text=text)
-
-        def compute(text=text):
-            emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,
-                                        device=pipe._execution_device)
-            return {"embeds": emb.float()}
-
-        out[text] = cached(cache_dir, key, compute)["embeds"]
-    return out
-
-
 def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sum(M * (u - v)^2) / sum(M), M broadcast over channels: the mean squared error inside the mask."""
     mask = mask.expand_as(pred)
@@ -157,8 +138,6 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     `pipe` is changed: its text encoder is dropped after the captions are encoded (to free memory)
     and its transformer keeps the trained adapter "subject".
     """
-    from ..data.subject import default_cache_dir
-
     cfg = cfg.validate()
     run_dir = prepare_run_dir(cfg.out, FINAL_NAME, resume=resume, overwrite=overwrite)
     if resume:
@@ -203,7 +182,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         transformer.compile_repeated_blocks()
     transformer.train()
 
-    use_autocast = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
+    use_autocast = autocast_enabled(cfg.mixed_precision, device)
     sigmas = training_sigmas(cfg.shift)
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
@@ -228,7 +207,9 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
 
     validate = None
     if cfg.validate_every:
-        validate = make_validator(pipe, run_dir, cfg, embeds[cfg.validation_prompt], embeds[""])
+        validate = make_validator(pipe, run_dir, embeds[cfg.validation_prompt], embeds[""], frames=cfg.validation_frames,
+                                  height=cfg.resolution, width=cfg.resolution, steps=cfg.validation_steps,
+                                  seed=cfg.seed, shift=cfg.shift)
 
     generator = torch.Generator().manual_seed(cfg.seed)
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -251,27 +232,3 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
                   str(run_dir / "projector.safetensors"))
     return final
-
-
-def make_validator(pipe, run_dir: Path, cfg, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor):
-    """Render a short video with the LoRA as it is now: validation/step-N.mp4."""
-    from ..sampling import GenerateConfig, sample_video
-    from ..video import write_video
-
-    gen_cfg = GenerateConfig(prompt=cfg.validation_prompt, frames=cfg.validation_frames, height=cfg.resolution,
-                             width=cfg.resolution, steps=cfg.validation_steps, guidance=5.0, seed=cfg.seed,
-                             scheduler="euler", shift=cfg.shift)
-
-    def validate(step: int) -> None:
-        folder = run_dir / "validation"
-        folder.mkdir(exist_ok=True)
-        pipe.transformer.eval()
-        device = pipe._execution_device
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            result = sample_video(pipe, gen_cfg, progress=False,
-                                  prompt_embeds=prompt_embeds.to(device, pipe.transformer.dtype),
-                                  negative_embeds=negative_embeds.to(device, pipe.transformer.dtype))
-        write_video(result.frames, folder / f"step-{step}.mp4", fps=16)
-        pipe.transformer.train()
-
-    return validate

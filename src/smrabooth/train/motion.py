@@ -1,0 +1,232 @@
+"""Stage 2: the motion LoRA, trained with flow matching on the whole video plus MoRA (METHOD.md).
+
+    L = L_temporal + alpha * L_MoRA
+    L_temporal = mean (u - v)^2 over the whole video latent
+    L_MoRA     = | SEA-RAFT(decode(window of z0_hat)) - SEA-RAFT(reference frames) |_1   (align/mora.py)
+
+z0_hat = z_t - sigma * u is the one-step clean estimate. One window of `window` latents per step;
+its start cycles through 0, stride, 2*stride, ... Gradients reach the LoRA through the frozen VAE
+decoder (checkpointed per latent frame) and the frozen SEA-RAFT. Prompt embeddings, video latents
+and the reference flows are computed once and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..align.mora import (
+    decode_window,
+    mora_loss,
+    one_step_z0,
+    reference_flows,
+    valid_window_starts,
+    window_ref_flows,
+    window_source_frames,
+)
+from ..config import write_yaml
+from ..data.cache import cache_key, cached, default_cache_dir, file_digest
+from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
+from ..errors import SmraboothError
+from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from .common import (
+    LoopSettings,
+    add_lora_adapter,
+    autocast_enabled,
+    encode_captions,
+    export_lora,
+    make_validator,
+    prepare_run_dir,
+    sample_sigma,
+    train_loop,
+    training_sigmas,
+)
+
+FINAL_NAME = "motion_lora.safetensors"
+ADAPTER = "motion"
+DEFAULT_FLOW_MODEL = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
+
+
+@dataclass
+class MotionTrainConfig:
+    """Every setting of a motion run (written to config.yaml). Defaults: METHOD.md stage 2."""
+
+    model: str = ""
+    data: str = ""
+    out: str = ""
+    steps: int = 400
+    rank: int = 64
+    alpha: float = 64.0
+    lr: float = 1e-4
+    frames: int = 49
+    height: int = 320
+    width: int = 576
+    fps: float = 15.0
+    loop: bool = False  # repeat a clip shorter than `frames` instead of stopping with an error
+    flow_model: str = DEFAULT_FLOW_MODEL
+    flow_iters: int | None = None  # None: the checkpoint's own (spring-M: 4)
+    use_mora: bool = True
+    mora_weight: float = 1.0
+    window: int = 6
+    window_stride: int = 2
+    drop_frames: int = 5
+    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
+    shift: float = 5.0
+    seed: int = 0
+    gradient_checkpointing: bool = True
+    vae_checkpointing: bool = True  # recompute each latent frame's decoder pass in backward
+    compile: bool = False
+    mixed_precision: str = "auto"
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    validate_every: int = 0
+    validation_prompt: str | None = None
+    validation_steps: int = 30
+    save_dtype: str = "bf16"
+    cache_dir: str | None = None
+
+    def validate(self) -> "MotionTrainConfig":
+        check_frame_count(self.frames)
+        if self.height % 16 or self.width % 16:
+            raise SmraboothError(f"--height {self.height} and --width {self.width} must be multiples of 16")
+        if self.steps < 1 or self.rank < 1:
+            raise SmraboothError("--steps and --rank must be positive")
+        if self.fps <= 0:
+            raise SmraboothError(f"--fps must be positive, got {self.fps}")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
+        if self.validate_every and not self.validation_prompt:
+            raise SmraboothError("--validate-every needs --validation-prompt")
+        if self.use_mora:  # clear errors for windows that do not fit the clip
+            valid_window_starts(1 + (self.frames - 1) // 4, self.window, self.window_stride)
+            window_source_frames(0, self.window, self.drop_frames)
+        self.layer_types = parse_layer_types(self.layer_types)
+        return self
+
+
+def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: str, cache_dir,
+                        flow_id: str | None) -> list[MotionExample]:
+    """Latents of each clip and SEA-RAFT flows of its frames, cached by content hash and settings."""
+    from tqdm.auto import tqdm
+
+    examples = []
+    for item in tqdm(items, desc="caching latents and flows", leave=False):
+        key = cache_key(kind="motion-clip", model=model_id, video=file_digest(item.video_path), frames=cfg.frames,
+                        fps=cfg.fps, size=(cfg.height, cfg.width), loop=cfg.loop, vae_dtype=str(pipe.vae.dtype),
+                        flow=flow_id if cfg.use_mora else None, flow_iters=cfg.flow_iters)
+
+        def compute(item=item):
+            frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop)
+            out = {"latent": encode_video_latent(pipe.vae, frames)}
+            if cfg.use_mora:
+                out["flows"] = reference_flows(frames.to(pipe._execution_device), flow_fn).float()
+            return out
+
+        t = cached(cache_dir, key, compute)
+        examples.append(MotionExample(t["latent"], t.get("flows"), item.text))
+    return examples
+
+
+def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionExample, text_embeds: torch.Tensor,
+                  sigma: torch.Tensor, noise: torch.Tensor, start: int | None) -> dict[str, torch.Tensor]:
+    """{'flow', 'mora' (when on), 'loss'} for one clip at one sigma; MoRA on the window at latent `start`."""
+    z0 = ex.latent[None]
+    z_t = (1 - sigma) * z0 + sigma * noise
+    target = noise - z0
+    u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype), text_embeds,
+                    return_dict=False)[0].float()
+    losses = {"flow": ((u - target) ** 2).mean()}
+    if not cfg.use_mora:
+        losses["loss"] = losses["flow"]
+        return losses
+    z0_hat = one_step_z0(z_t, u, sigma)
+    frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing)
+    ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
+    losses["mora"] = mora_loss(frames, ref, flow_fn)
+    losses["loss"] = losses["flow"] + cfg.mora_weight * losses["mora"]
+    return losses
+
+
+def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | None = None,
+                 flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> Path:
+    """Train a motion LoRA into `cfg.out`; returns the path of the final LoRA file.
+
+    `flow_model` is a frozen SEA-RAFT (models.searaft) when MoRA is on. `pipe` is changed: its text
+    encoder is dropped after the captions are encoded and its transformer keeps the adapter "motion".
+    """
+    from ..data.folders import read_motion_folder
+    from ..models.searaft import compute_flow
+
+    cfg = cfg.validate()
+    run_dir = prepare_run_dir(cfg.out, FINAL_NAME, resume=resume, overwrite=overwrite)
+    if resume:
+        from ..config import apply_dict, read_yaml
+
+        saved = apply_dict(MotionTrainConfig(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")  # a resumed run keeps its settings; steps may grow
+    write_yaml(cfg, run_dir / "config.yaml")
+    if cfg.use_mora and flow_model is None:
+        raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
+
+    model_id = model_id or cfg.model
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    items = read_motion_folder(cfg.data)
+    transformer, vae = pipe.transformer, pipe.vae
+    device = pipe._execution_device
+    texts = [it.text for it in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
+    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+
+    def flow_fn(image1, image2):
+        return compute_flow(flow_model, image1, image2, iters=cfg.flow_iters)
+
+    examples = precompute_examples(cfg, pipe, flow_fn, items, model_id, cache_dir, flow_id or cfg.flow_model)
+    pipe.text_encoder = None  # umT5-XXL: 11 GB in bf16, not needed any more
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    vae.requires_grad_(False)
+    if flow_model is not None:
+        flow_model.requires_grad_(False).eval()
+
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    if cfg.compile:
+        transformer.compile_repeated_blocks()
+    transformer.train()
+
+    use_autocast = autocast_enabled(cfg.mixed_precision, device)
+    sigmas = training_sigmas(cfg.shift)
+    latent_frames = examples[0].latent.shape[1]
+    starts = valid_window_starts(latent_frames, cfg.window, cfg.window_stride) if cfg.use_mora else []
+    text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
+    on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text)
+                 for e in examples]
+
+    def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        ex = on_device[int(torch.randint(len(on_device), (1,), generator=gen))]
+        sigma = sample_sigma(sigmas, gen).to(device)
+        noise = torch.randn(ex.latent.shape, generator=gen).to(device)
+        start = starts[step % len(starts)] if cfg.use_mora else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            return motion_losses(cfg, transformer, vae, flow_fn, ex, text_on_device[ex.text], sigma, noise, start)
+
+    validate = None
+    if cfg.validate_every:
+        validate = make_validator(pipe, run_dir, embeds[cfg.validation_prompt], embeds[""], frames=cfg.frames,
+                                  height=cfg.height, width=cfg.width, steps=cfg.validation_steps, seed=cfg.seed,
+                                  shift=cfg.shift, fps=round(cfg.fps))
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
+                            validate_every=cfg.validate_every, progress=progress)
+    train_loop(run_dir, settings, transformer, ADAPTER, params, {}, compute_losses, generator, resume=resume,
+               validate=validate)
+    from ..models.wan import parse_dtype
+
+    return export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "motion",
+                       dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "mora": cfg.use_mora})
