@@ -32,6 +32,7 @@ from smrabooth.sprites import (
     sample_family_clips,
     sample_motion,
     subject_text,
+    track_sprite,
     trajectory_similarity,
     write_motion_folder,
     write_subject_folder,
@@ -43,7 +44,10 @@ def split_of(family):
     return "heldout" if family in HELDOUT_MOTIONS else "train"
 
 
-def family_clip(family, seed=1, design=SpriteDesign("square", "red", "checked", "white"), frames=17, size=128):
+CHECKED_SQUARE = SpriteDesign("square", "red", "checked", "white")
+
+
+def family_clip(family, seed=1, design=CHECKED_SQUARE, frames=17, size=128):
     motion = sample_motion(np.random.default_rng(seed), split_of(family), family)
     return render_clip(design, motion, "blue", frames, size)
 
@@ -247,6 +251,27 @@ def test_trajectory_similarity():
     assert trajectory_similarity(a, fine) == pytest.approx(1.0)  # resampled in time
     c1, c2 = family_clip("circle", seed=1), family_clip("left", seed=1)
     assert trajectory_similarity(c1.positions, c1.positions) > trajectory_similarity(c1.positions, c2.positions)
+
+
+def test_track_sprite_on_exact_frames_and_after_h264(tmp_path):
+    from smrabooth.video import read_video, write_video
+
+    for family in ("circle", "grow"):
+        clip = family_clip(family, seed=2, design=SpriteDesign("ring", "yellow", "dotted", "black"))
+        positions, scales, masks = track_sprite(clip.frames)
+        assert np.array_equal(masks, clip.masks)  # every sprite colour is > 80 from every background
+        centroids = np.array([[np.nonzero(m)[1].mean(), np.nonzero(m)[0].mean()] for m in clip.masks])
+        assert np.allclose(positions, centroids) and np.allclose(scales, np.sqrt(clip.masks.sum((1, 2)) / np.pi))
+        write_video(clip.frames, tmp_path / "c.mp4", fps=15)
+        positions, scales, masks = track_sprite(read_video(tmp_path / "c.mp4").frames)
+        assert np.abs(positions - clip.positions).max() < 1.0
+        assert (masks & clip.masks).sum() / (masks | clip.masks).sum() > 0.8
+        assert classify_motion(positions, None, scales) == family
+    empty = np.zeros((3, 16, 16, 3), dtype=np.uint8)
+    positions, _, _ = track_sprite(empty)
+    assert np.isnan(positions).all()
+    with pytest.raises(SmraboothError, match="NaN"):
+        classify_motion(positions)
 
 
 def test_write_subject_folder(tmp_path):

@@ -19,6 +19,8 @@ def _positions(x, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2 or len(x) < 2:
         raise SmraboothError(f"{name} must be an (F, 2) array of (x, y) positions with F >= 2, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise SmraboothError(f"{name} has NaN or infinite entries (frames where no sprite was found?)")
     return x
 
 
@@ -44,6 +46,29 @@ def trajectory_similarity(positions_a, positions_b) -> float:
     if denom < 1e-9:
         return 1.0
     return float(1.0 - np.linalg.norm(da - db) / denom)
+
+
+def track_sprite(frames, threshold: float = 60.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the sprite in any video of this world (e.g. a generated one), from colour alone.
+
+    Per frame, the background colour is the median of the border pixels; the foreground is every pixel
+    farther than `threshold` (RGB Euclidean) from it. Returns (positions (F, 2) foreground centroids in
+    pixels, scales (F,) radius of the disk of equal area, masks (F, H, W)); frames with no foreground get
+    NaN. Angles cannot be read from a mask in general (symmetric shapes), so spin needs ground truth.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise SmraboothError(f"frames must be (F, H, W, 3), got {frames.shape}")
+    frames = frames.astype(np.float32)
+    border = np.concatenate([frames[:, 0], frames[:, -1], frames[:, :, 0], frames[:, :, -1]], axis=1)
+    background = np.median(border, axis=1)  # (F, 3)
+    masks = np.linalg.norm(frames - background[:, None, None], axis=-1) > threshold
+    area = masks.sum((1, 2)).astype(np.float64)
+    ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        positions = np.stack([(masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area], 1)
+    scales = np.where(area > 0, np.sqrt(area / np.pi), np.nan)
+    return positions, scales, masks
 
 
 def _normalise(p: np.ndarray) -> np.ndarray:

@@ -219,7 +219,7 @@ def _raw_shape(shape: str, x, y) -> np.ndarray:
 SHAPE_RADIUS = 0.95  # every shape's farthest point from its centroid, in canonical units
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shape_frame(shape: str) -> tuple[float, float, float]:
     """(centroid x, centroid y, factor) so that raw = centroid + factor * u puts the area centroid at
     u = 0 and the farthest point at |u| = SHAPE_RADIUS. Computed once on a fine grid; these are just
@@ -440,7 +440,7 @@ def _u(rng, lo, hi) -> float:
 # Parameter ranges of the samplers (also the classifier's template grid, see analysis.py).
 _DEFAULT_RANGES = {"size": (0.1, 0.15), "speed": (0.0, 0.0), "amplitude": (0.0, 0.0), "phase": (0.0, 0.0)}
 MOTION_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    **{f: {"speed": (0.35, 0.55)} for f in _LINE_DIRECTIONS},
+    **{f: {"speed": (0.4, 0.6)} for f in _LINE_DIRECTIONS},
     "diagonal": {"speed": (0.4, 0.6), "phase": (-0.12, 0.12)},  # + pi/4 + k pi/2
     "circle": {"amplitude": (0.18, 0.25), "speed": (0.8, 1.0), "phase": (0.0, 2 * np.pi)},
     "bounce": {"amplitude": (0.25, 0.4), "speed": (1.5, 2.5), "phase": (0.0, 0.3)},
