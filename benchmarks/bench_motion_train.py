@@ -6,8 +6,11 @@ One training step of the paper's setting: 49 frames at 576x320 (13 latent frames
 layer types, MoRA on a 6-latent window through the real-config Wan VAE decoder and SEA-RAFT-M.
 
 - "ours": `smrabooth.train.motion.train_motion` end to end (caching, checkpoints); variants: `mora`
-  (default settings: gradient checkpointing in the DiT and per latent frame in the VAE decode, bf16
-  autocast), `nomora` (the same without MoRA), `mora-compile`.
+  (default settings: gradient checkpointing in the DiT, the VAE decode checkpointed per latent frame
+  and per decoder block, SEA-RAFT on all frame pairs at once, bf16 autocast), `nomora` (the same
+  without MoRA). Options join with "-": `vaenone|vaeframe|vaeblock`, `chunkN` (SEA-RAFT pairs per
+  checkpointed call, chunk0 = all at once, stored), `nodit` (no DiT checkpointing), `cudnn`
+  (cudnn.benchmark), `compile`; e.g. `mora-vaeframe-chunk0` is the first version's setting.
 - "baseline": a plain diffusers + peft step: bf16 transformer, peft LoRA of the same rank on the same
   layers, AdamW, flow-matching MSE, no checkpointing; `baseline-mora` adds MoRA the naive way (stock
   `vae.decode` of the window under autograd, SEA-RAFT on the decoded frames).
@@ -59,10 +62,19 @@ def run_ours(name: str, steps: int, tmp: Path, device) -> dict:
     motion.load_motion_frames = lambda *a, **k: synthetic_frames()
     pipe = wan_13b_pipeline(device, torch.bfloat16)
     flow_model = searaft_m(device) if "nomora" not in name else None
+    tokens = name.split("-")
+    options = dict(compile="compile" in tokens, gradient_checkpointing="nodit" not in tokens)
+    for mode in ("none", "frame", "block"):
+        if f"vae{mode}" in tokens:
+            options["vae_checkpointing"] = mode
+    for t in tokens:
+        if t.startswith("chunk"):
+            options["flow_chunk"] = int(t[5:]) or None
+    torch.backends.cudnn.benchmark = "cudnn" in tokens
     cfg = MotionTrainConfig(model="bench-1.3b", data=str(motion_folder(tmp / f"data-{name}")),
                             out=str(tmp / f"run-{name}"), steps=steps, rank=RANK, alpha=RANK, frames=FRAMES,
-                            height=HEIGHT, width=WIDTH, use_mora="nomora" not in name, compile="compile" in name,
-                            checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"))
+                            height=HEIGHT, width=WIDTH, use_mora="nomora" not in tokens,
+                            checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"), **options)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
@@ -131,7 +143,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30, help="steps of each 'ours' variant")
     ap.add_argument("--baseline-steps", type=int, default=8)
     ap.add_argument("--variants", default="baseline,baseline-mora,nomora,mora",
-                    help="baseline, baseline-mora, nomora, mora, mora-compile")
+                    help="baseline, baseline-mora, nomora, mora[-option...] (see the docstring)")
     args = ap.parse_args()
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -178,6 +178,23 @@ def test_mora_loss_zero_on_reference_positive_otherwise(flow_net):
         reference_flows(frames[:1], flow_net)
 
 
+def test_chunked_checkpointed_flows_equal_one_call(flow_net):
+    torch.manual_seed(3)
+    ref = torch.randn(5, 2, 16, 16)
+    results = []
+    for chunk in (None, 2, 5):  # 2 does not divide the 5 pairs: the last chunk is short
+        frames = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        loss = mora_loss(frames, ref, flow_net, chunk=chunk)
+        loss.backward()
+        results.append((loss.detach(), frames.grad))
+    assert results[0][1].abs().sum() > 0
+    for loss, grad in results[1:]:
+        torch.testing.assert_close(loss, results[0][0])
+        torch.testing.assert_close(grad, results[0][1])
+    with pytest.raises(SmraboothError, match="chunk"):
+        mora_loss(torch.rand(6, 3, 16, 16), ref, flow_net, chunk=0)
+
+
 def test_mora_gradient_reaches_latents_through_decoder_only(vae, flow_net):
     torch.manual_seed(0)
     z = torch.randn(1, 16, 8, 2, 2, requires_grad=True)  # window at latent 1: latents 1..6
@@ -214,7 +231,7 @@ def test_checkpointed_decode_equals_plain_and_stock(vae):
     with torch.no_grad():
         stock = vae.decode(denormalize_latents(vae, z)).sample
     grads = []
-    for checkpoint in (False, True):
+    for checkpoint in (False, True, "block"):
         zz = z.clone().requires_grad_(True)
         out = decode_latents_differentiable(vae, zz, checkpoint=checkpoint)
         assert out.shape == stock.shape == (2, 3, 13, 24, 16)
@@ -223,7 +240,13 @@ def test_checkpointed_decode_equals_plain_and_stock(vae):
         grads.append(zz.grad)
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0])
+    torch.testing.assert_close(grads[2], grads[0])
     assert all(p.grad is None for p in vae.parameters())
+
+
+def test_decode_rejects_unknown_checkpoint_mode(vae):
+    with pytest.raises(SmraboothError, match="choose from none, frame, block"):
+        decode_latents_differentiable(vae, torch.randn(1, 16, 2, 2, 2), checkpoint="layer")
 
 
 def test_checkpointed_decode_gradient_matches_stock_decode_autograd(vae):

@@ -96,23 +96,38 @@ def window_ref_flows(ref_flows: torch.Tensor, start: int, window: int = 6, drop:
     return ref_flows[frames.start : frames.stop - 1]
 
 
-def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn) -> torch.Tensor:
-    """Flows between adjacent frames of (B, F, 3, H, W), all pairs in one flow_fn call: (B, F-1, 2, H, W)."""
+def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn, chunk: int | None = None) -> torch.Tensor:
+    """Flows between adjacent frames of (B, F, 3, H, W): (B, F-1, 2, H, W).
+
+    chunk=None runs all pairs in one flow_fn call. chunk=k runs k pairs at a time, each call under
+    gradient checkpointing: autograd keeps only the frames and the flows, and backward recomputes one
+    chunk's SEA-RAFT activations at a time (same values and gradients, one more SEA-RAFT forward).
+    """
     b, f = frames.shape[:2]
     first = frames[:, :-1].reshape(b * (f - 1), *frames.shape[2:])
     second = frames[:, 1:].reshape(b * (f - 1), *frames.shape[2:])
-    flow = flow_fn(first, second)
+    if chunk is None or not torch.is_grad_enabled():
+        flow = flow_fn(first, second)
+    else:
+        from torch.utils.checkpoint import checkpoint
+
+        flow = torch.cat([checkpoint(flow_fn, first[i : i + chunk], second[i : i + chunk], use_reentrant=False)
+                          for i in range(0, first.shape[0], chunk)])
     return flow.reshape(b, f - 1, *flow.shape[1:])
 
 
-def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowFn) -> torch.Tensor:
+def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowFn,
+              chunk: int | None = None) -> torch.Tensor:
     """L_MoRA = mean |flow(pred pairs) - ref_flows|.
 
     pred_frames: (B, F, 3, H, W) or (F, 3, H, W) in [0, 1], the kept decoded frames (with grad).
     ref_flows: (F-1, 2, H, W), the reference clip's flows between the matching frames, shared by the
         batch, or (B, F-1, 2, H, W), one reference per batch item.
     flow_fn(image1, image2) -> (N, 2, H, W): a frozen optical-flow model, e.g. SEA-RAFT.
+    chunk: frame pairs per flow_fn call, each checkpointed (None: all at once, activations stored).
     """
+    if chunk is not None and chunk < 1:
+        raise SmraboothError(f"mora_loss: chunk must be a positive number of frame pairs, got {chunk}.")
     if pred_frames.ndim == 4:
         pred_frames = pred_frames.unsqueeze(0)
     if pred_frames.ndim != 5 or pred_frames.shape[2] != 3 or pred_frames.shape[1] < 2:
@@ -120,7 +135,7 @@ def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowF
     expected = (pred_frames.shape[1] - 1, 2, *pred_frames.shape[3:])
     if tuple(ref_flows.shape) not in (expected, (pred_frames.shape[0], *expected)):
         raise SmraboothError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
-    pred_flows = _pair_flows(pred_frames, flow_fn)
+    pred_flows = _pair_flows(pred_frames, flow_fn, chunk)
     return (pred_flows - ref_flows.to(pred_flows)).abs().mean()
 
 

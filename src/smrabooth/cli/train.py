@@ -73,8 +73,12 @@ def register(subparsers) -> None:
     p.add_argument("--window-stride", type=int, default=2, help="latents between successive window starts")
     p.add_argument("--drop-frames", type=int, default=5, help="decoded warm-up frames dropped from each window")
     p.add_argument("--no-mora", action="store_true", help="the paper's 'w/o MoRA' ablation and plain motion LoRA")
-    p.add_argument("--no-vae-checkpointing", action="store_true",
-                   help="keep the MoRA decode's activations (faster, much more memory)")
+    p.add_argument("--vae-checkpointing", choices=["none", "frame", "block"], default="block",
+                   help="what the MoRA decode recomputes in backward: nothing (fastest, most memory), each latent "
+                        "frame, or each frame and each decoder block (least memory; default)")
+    p.add_argument("--flow-chunk", type=int, default=0,
+                   help="SEA-RAFT frame pairs per checkpointed call in MoRA (default 0: all pairs at once, "
+                        "stored; a small number saves memory only where SEA-RAFT, not the DiT, sets the peak)")
     add_run_args(p)
     p.set_defaults(func=run_motion)
 
@@ -117,7 +121,8 @@ def run_motion(args) -> int:
         flow_model=args.flow_model, flow_iters=args.flow_iters, use_mora=not args.no_mora,
         mora_weight=args.mora_weight, window=args.window, window_stride=args.window_stride,
         drop_frames=args.drop_frames, seed=args.seed, gradient_checkpointing=not args.no_gradient_checkpointing,
-        vae_checkpointing=not args.no_vae_checkpointing, compile=args.compile,
+        vae_checkpointing=args.vae_checkpointing,
+        flow_chunk=args.flow_chunk or None, compile=args.compile,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
         cache_dir=args.cache_dir,

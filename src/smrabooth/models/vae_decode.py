@@ -24,6 +24,8 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..errors import SmraboothError
 
+CACHE_T = 2  # frames of each causal conv's input kept for the next call (diffusers' CACHE_T)
+
 
 def _latent_stats(vae, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     shape = (1, vae.config.z_dim, 1, 1, 1)
@@ -60,16 +62,69 @@ def _decoder_step(decoder, x: torch.Tensor, first_chunk: bool, cache: list):
     return out, new_cache
 
 
+def _causal_conv(conv, x: torch.Tensor, cache: list, idx: int) -> torch.Tensor:
+    """A cached causal conv exactly as Wan's decoder runs conv_in / conv_out (the last input frames go to the cache)."""
+    cache_x = x[:, :, -CACHE_T:].clone()
+    if cache_x.shape[2] < 2 and cache[idx] is not None:
+        cache_x = torch.cat([cache[idx][:, :, -1:].to(cache_x.device), cache_x], dim=2)
+    out = conv(x, cache[idx])
+    cache[idx] = cache_x
+    return out
+
+
+def _run_segment(module, x: torch.Tensor, start: int, cache: list, first_chunk: bool | None):
+    """One decoder module with the cache entries from `start` on; pure (copies the cache), so checkpoint can rerun it."""
+    new_cache, idx = list(cache), [start]
+    if first_chunk is None:
+        out = module(x, feat_cache=new_cache, feat_idx=idx)
+    else:
+        out = module(x, feat_cache=new_cache, feat_idx=idx, first_chunk=first_chunk)
+    return out, new_cache, idx[0]
+
+
+def _head(decoder, x: torch.Tensor, start: int, cache: list):
+    new_cache = list(cache)
+    out = _causal_conv(decoder.conv_out, decoder.nonlinearity(decoder.norm_out(x)), new_cache, start)
+    return out, new_cache, start + 1
+
+
+def _decoder_step_blocks(decoder, x: torch.Tensor, first_chunk: bool, cache: list):
+    """`_decoder_step` with each up-block's residual blocks, upsampler and the head checkpointed again.
+
+    Inside one latent frame's recomputation only these modules' inputs are stored, and one module's
+    activations at a time are live: at 576x320 the full-resolution blocks hold 4 frames x 96 channels.
+    """
+    cache = list(cache)
+    x = _causal_conv(decoder.conv_in, x, cache, 0)
+    x, cache, idx = _run_segment(decoder.mid_block, x, 1, cache, None)
+    for block in decoder.up_blocks:
+        if type(block).__name__ != "WanUpBlock":  # Wan2.2's residual up-blocks: one segment each
+            x, cache, idx = _checkpoint(_run_segment, block, x, idx, cache, first_chunk, use_reentrant=False)
+            continue
+        for module in [*block.resnets, *(block.upsamplers or [])]:
+            x, cache, idx = _checkpoint(_run_segment, module, x, idx, cache, None, use_reentrant=False)
+    x, cache, _ = _checkpoint(_head, decoder, x, idx, cache, use_reentrant=False)
+    return x, cache
+
+
+CHECKPOINT_MODES = ("none", "frame", "block")
+
+
 def decode_latents_differentiable(
-    vae, latents: torch.Tensor, checkpoint: bool = True, clamp: bool = True
+    vae, latents: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True
 ) -> torch.Tensor:
     """Decode NORMALISED Wan latents (B, 16, T, h, w) to a video (B, 3, 1 + 4(T-1), 8h, 8w) in [-1, 1].
 
     Same values as `vae.decode(denormalize_latents(vae, latents)).sample` (clamped to [-1, 1] like it;
     `clamp=False` keeps gradients of saturated pixels). Gradients flow to `latents`; keep the VAE frozen
     (`vae.requires_grad_(False)`). With `checkpoint=True` each latent frame's decoder pass is recomputed
-    in backward instead of stored. The first latent is decoded as a video's first frame (1 frame).
+    in backward instead of stored (`"frame"`, the same as True); `"block"` also checkpoints each block
+    inside that recomputation (less memory, one more forward pass of the decoder); False or `"none"`
+    stores everything. The first latent is decoded as a video's first frame (1 frame).
     """
+    mode = {True: "frame", False: "none"}.get(checkpoint, checkpoint)
+    if mode not in CHECKPOINT_MODES:
+        raise SmraboothError(f"decode checkpointing {checkpoint!r}: choose from {', '.join(CHECKPOINT_MODES)}")
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
         raise SmraboothError(
             f"decode_latents_differentiable: expected latents (B, {vae.config.z_dim}, T, h, w), "
@@ -81,8 +136,9 @@ def decode_latents_differentiable(
     outs = []
     for i in range(x.shape[2]):
         xi = x[:, :, i : i + 1]
-        if checkpoint and torch.is_grad_enabled():
-            out, cache = _checkpoint(_decoder_step, vae.decoder, xi, i == 0, cache, use_reentrant=False)
+        if mode != "none" and torch.is_grad_enabled():
+            step = _decoder_step_blocks if mode == "block" else _decoder_step
+            out, cache = _checkpoint(step, vae.decoder, xi, i == 0, cache, use_reentrant=False)
         else:
             out, cache = _decoder_step(vae.decoder, xi, i == 0, cache)
         outs.append(out)

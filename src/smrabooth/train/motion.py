@@ -76,7 +76,8 @@ class MotionTrainConfig:
     shift: float = 5.0
     seed: int = 0
     gradient_checkpointing: bool = True
-    vae_checkpointing: bool = True  # recompute each latent frame's decoder pass in backward
+    vae_checkpointing: str = "block"  # none | frame | block (models/vae_decode.py): what the decode recomputes
+    flow_chunk: int | None = None  # SEA-RAFT frame pairs per checkpointed call in MoRA (None: all pairs, stored)
     compile: bool = False
     mixed_precision: str = "auto"
     weight_decay: float = 1e-2
@@ -100,6 +101,12 @@ class MotionTrainConfig:
             raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
+        if self.vae_checkpointing is True or self.vae_checkpointing is False:  # configs written before "block"
+            self.vae_checkpointing = "frame" if self.vae_checkpointing else "none"
+        if self.vae_checkpointing not in ("none", "frame", "block"):
+            raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: choose none, frame or block")
+        if self.flow_chunk is not None and self.flow_chunk < 1:
+            raise SmraboothError(f"--flow-chunk must be a positive number of frame pairs, got {self.flow_chunk}")
         if self.use_mora:  # clear errors for windows that do not fit the clip
             valid_window_starts(1 + (self.frames - 1) // 4, self.window, self.window_stride)
             window_source_frames(0, self.window, self.drop_frames)
@@ -145,7 +152,7 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing)
     ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
-    losses["mora"] = mora_loss(frames, ref, flow_fn)
+    losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk)
     losses["loss"] = losses["flow"] + cfg.mora_weight * losses["mora"]
     return losses
 
