@@ -34,16 +34,21 @@ class TinyWanConfig:
     text_dim: int = 32
     text_layers: int = 2
     vae_base_dim: int = 8
+    vae_dim_mult: tuple[int, ...] = (1, 1, 1, 1)  # 4 levels: 8x spatial downsampling, as the real VAE
+    vae_num_res_blocks: int = 1
+    text_heads: int = 4
+    flow_shift: float = 3.0
+    words: tuple[str, ...] = tuple(TINY_VOCAB)  # the tokenizer's vocabulary
     seed: int = 0
 
 
-def build_tiny_tokenizer():
-    """A word-level fast tokenizer (pad=0, eos=1, unk=2) wrapped for transformers."""
+def build_tiny_tokenizer(words=TINY_VOCAB):
+    """A word-level fast tokenizer (pad=0, eos=1, unk=2) over `words`, wrapped for transformers."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in TINY_VOCAB:
+    for word in words:
         vocab.setdefault(word.lower(), len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
@@ -63,17 +68,17 @@ def build_tiny_wan_pipeline(config: TinyWanConfig | None = None):
     from transformers import UMT5Config, UMT5EncoderModel
 
     cfg = config or TinyWanConfig()
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(cfg.words)
 
     torch.manual_seed(cfg.seed)
     text_encoder = UMT5EncoderModel(
         UMT5Config(
             vocab_size=len(tokenizer),
             d_model=cfg.text_dim,
-            d_kv=cfg.text_dim // 4,
+            d_kv=cfg.text_dim // cfg.text_heads,
             d_ff=cfg.text_dim * 2,
             num_layers=cfg.text_layers,
-            num_heads=4,
+            num_heads=cfg.text_heads,
             relative_attention_num_buckets=8,
             pad_token_id=0,
             eos_token_id=1,
@@ -84,8 +89,8 @@ def build_tiny_wan_pipeline(config: TinyWanConfig | None = None):
     vae = AutoencoderKLWan(
         base_dim=cfg.vae_base_dim,
         z_dim=16,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
+        dim_mult=list(cfg.vae_dim_mult),
+        num_res_blocks=cfg.vae_num_res_blocks,
         temperal_downsample=[False, True, True],
     ).eval()
     torch.manual_seed(cfg.seed + 2)
@@ -105,7 +110,7 @@ def build_tiny_wan_pipeline(config: TinyWanConfig | None = None):
     ).eval()
     # The scheduler the real Wan2.1 diffusers checkpoints ship with.
     scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=cfg.flow_shift, num_train_timesteps=1000
     )
     return WanPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
