@@ -98,8 +98,8 @@ def test_cover_crop_keeps_aspect(tmp_path):
 
 # ---------------------------------------------------------------- the loss
 def _example_and_embeds(pipe, motion_dir, flow_model, cfg):
-    from smrabooth.data.motion import encode_video_latent
     from smrabooth.align.mora import reference_flows
+    from smrabooth.data.motion import encode_video_latent
 
     frames = load_motion_frames(motion_dir / "clip_0.mp4", cfg.frames, cfg.fps, cfg.height, cfg.width)
     flows = reference_flows(frames, lambda a, b: compute_flow(flow_model, a, b))

@@ -54,9 +54,7 @@ def train(tmp_path, pipe=None, **kw):
     from smrabooth.models.tiny import build_tiny_wan_pipeline
 
     pipe = pipe or build_tiny_wan_pipeline()
-    cfg = config(tmp_path, **kw)
-    resume, overwrite = kw.pop("resume", False), kw.pop("overwrite", False)
-    return pipe, train_subject(cfg, pipe, build_tiny_dinov2(), model_id="tiny", progress=False)
+    return pipe, train_subject(config(tmp_path, **kw), pipe, build_tiny_dinov2(), model_id="tiny", progress=False)
 
 
 def test_sura_loss_equals_hand_computation():

@@ -77,6 +77,21 @@ def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overw
     return out
 
 
+def open_run(cfg, final_name: str, resume: bool, overwrite: bool):
+    """Prepare the run folder and write config.yaml; returns (cfg, run_dir).
+
+    A resumed run keeps the settings it was started with (read back from its config.yaml); only
+    `steps` may grow, so the continuation is the same run."""
+    from ..config import apply_dict, read_yaml, write_yaml
+
+    run_dir = prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite)
+    if resume:
+        saved = apply_dict(type(cfg)(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")
+    write_yaml(cfg, run_dir / "config.yaml")
+    return cfg, run_dir
+
+
 class JsonlLog:
     """Append-only log.jsonl; on resume, lines past the checkpoint's step are dropped."""
 

@@ -26,7 +26,6 @@ from ..align.mora import (
     window_ref_flows,
     window_source_frames,
 )
-from ..config import write_yaml
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
 from ..errors import SmraboothError
@@ -38,7 +37,7 @@ from .common import (
     encode_captions,
     export_lora,
     make_validator,
-    prepare_run_dir,
+    open_run,
     sample_sigma,
     train_loop,
     training_sigmas,
@@ -169,13 +168,7 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     from ..models.searaft import compute_flow
 
     cfg = cfg.validate()
-    run_dir = prepare_run_dir(cfg.out, FINAL_NAME, resume=resume, overwrite=overwrite)
-    if resume:
-        from ..config import apply_dict, read_yaml
-
-        saved = apply_dict(MotionTrainConfig(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
-        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")  # a resumed run keeps its settings; steps may grow
-    write_yaml(cfg, run_dir / "config.yaml")
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
     if cfg.use_mora and flow_model is None:
         raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
 

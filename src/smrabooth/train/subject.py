@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
-from ..config import write_yaml
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest
 from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..errors import SmraboothError
@@ -28,7 +27,7 @@ from .common import (
     encode_captions,
     export_lora,
     make_validator,
-    prepare_run_dir,
+    open_run,
     sample_sigma,
     train_loop,
     training_sigmas,
@@ -139,13 +138,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     and its transformer keeps the trained adapter "subject".
     """
     cfg = cfg.validate()
-    run_dir = prepare_run_dir(cfg.out, FINAL_NAME, resume=resume, overwrite=overwrite)
-    if resume:
-        from ..config import apply_dict, read_yaml
-
-        saved = apply_dict(SubjectTrainConfig(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
-        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")  # a resumed run keeps its settings; steps may grow
-    write_yaml(cfg, run_dir / "config.yaml")
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
 
