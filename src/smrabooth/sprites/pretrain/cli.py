@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=[*STAGES, "assemble", "all"],
                    help="all: vae, dit, dinov2, searaft, then assemble (for CPU smoke runs)")
     p.add_argument("--out", required=True, help="training folder (one sub-folder per stage)")
-    p.add_argument("--preset", default="small", help="model sizes: small (shipped) or tiny (tests)")
+    p.add_argument("--preset", default=None,
+                   help="model sizes: small (shipped) or tiny (tests); default small, assemble: the stages' own")
     p.add_argument("--minutes", type=float, default=9.0, help="wall time of this call, setup included")
     p.add_argument("--steps", type=int, default=1_000_000, help="total steps of the stage (over all calls)")
     p.add_argument("--batch", type=int, default=0, help="clips per step (0: the stage's default)")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def stage_config(args, stage: str) -> StageConfig:
-    return StageConfig(stage=stage, out=args.out, preset=args.preset, steps=args.steps, minutes=args.minutes,
+    return StageConfig(stage=stage, out=args.out, preset=args.preset or "small", steps=args.steps, minutes=args.minutes,
                        batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed, clips=args.clips,
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
                        progress=not args.no_progress, stats_clips=args.stats_clips)

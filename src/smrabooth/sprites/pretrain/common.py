@@ -343,10 +343,9 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
             m.eval()
         parts.finish()
     summary = write_summary(cfg, step, seconds)
-    if cfg.progress:
-        done = "done" if step >= cfg.steps else f"stopped by --minutes {cfg.minutes:g}; --resume continues it"
-        print(f"{cfg.stage}: step {step}/{cfg.steps} ({done}); "
-              + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()))
+    done = "done" if step >= cfg.steps else f"stopped by --minutes {cfg.minutes:g}; --resume continues it"
+    print(f"{cfg.stage}: step {step}/{cfg.steps} ({done}); "
+          + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()))
     return summary
 
 

@@ -65,7 +65,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
 
     models = build_sprites_models(cfg.preset, cfg.seed)
     pipe = models.pipe
-    pipe.vae = load_trained_vae(cfg.out, cfg.preset, device)
+    pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
     pipe.text_encoder.to(device).eval().requires_grad_(False)
     transformer = pipe.transformer.to(device).requires_grad_(True)
     texts = TextCache(pipe, device)

@@ -114,16 +114,19 @@ def read_latent_stats(stage_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_trained_vae(out: str | Path, preset: str, device: torch.device):
-    """The vae stage's weights and latent statistics, frozen (for the dit stage and assemble)."""
-    from ..bundle import build_sprites_models
+def load_trained_vae(out: str | Path, preset: str, device: torch.device, vae=None):
+    """The vae stage's weights and latent statistics, frozen (for the dit stage and assemble); loaded into
+    `vae` when given (an AutoencoderKLWan of the preset), else into a new one."""
     from .common import load_modules, load_state_file
 
     stage_dir = Path(out) / "vae"
     path = stage_dir / "state.pt"
     if not path.is_file():
         raise SmraboothError(f"{path} is missing: train the VAE first (`train_sprites.py vae --out {out}`)")
-    vae = build_sprites_models(preset).pipe.vae
+    if vae is None:
+        from ..bundle import build_sprites_models
+
+        vae = build_sprites_models(preset).pipe.vae
     load_modules(load_state_file(path), {"vae": vae}, path)
     apply_latent_stats(vae, read_latent_stats(stage_dir))
     return vae.to(device).eval().requires_grad_(False)
