@@ -155,9 +155,9 @@ def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, 
     assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle)]) == 2  # exists
     assert "already exists" in capsys.readouterr().err
     video = tmp_path / "v.mp4"
-    rc = smrabooth_main(["generate", "--model", str(bundle), "--prompt", "a red striped star moving left on a blue "
-                         "background", "--frames", "5", "--height", "32", "--width", "32", "--steps", "2",
-                         "--dtype", "fp32", "--device", "cpu", "--out", str(video)])
+    prompt = "a red striped star moving left on a blue background"
+    rc = smrabooth_main(["generate", "--model", str(bundle), "--prompt", prompt, "--frames", "5", "--height", "32",
+                         "--width", "32", "--steps", "2", "--dtype", "fp32", "--device", "cpu", "--out", str(video)])
     assert rc == 0 and video.stat().st_size > 0
 
 

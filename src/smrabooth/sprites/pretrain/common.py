@@ -134,7 +134,9 @@ def prepare_stage_dir(cfg: StageConfig, resume: bool) -> StageConfig:
             setattr(saved, name, getattr(cfg, name))
         cfg = saved.resolved()
     else:
-        if folder.exists() and any(folder.iterdir()):
+        # a folder holding only the config (a call that failed before its first checkpoint) may start over
+        started = folder.is_dir() and any(p.name not in (CONFIG_FILE, LOG_FILE) for p in folder.iterdir())
+        if started:
             raise SmraboothError(f"{folder} already holds a {cfg.stage} stage: pass --resume to continue it "
                                  f"(with more --steps or another --minutes), or choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
@@ -242,13 +244,13 @@ def load_modules(state: dict, modules: dict[str, nn.Module], source: Path) -> No
 
 def restore_state(path: Path, modules: dict[str, nn.Module], optimizer, generator: torch.Generator,
                   device: torch.device) -> tuple[int, float]:
-    state = load_state_file(path, device)
+    state = load_state_file(path)  # on the CPU: RNG states must be; load_state_dict moves the rest
     load_modules(state, modules, path)
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"].cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
     if torch.cuda.is_available() and "cuda_rng" in state:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     _set_numpy_state(state["numpy_rng"])
     return int(state["step"]), float(state["seconds"])
 
