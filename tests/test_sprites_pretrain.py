@@ -51,7 +51,7 @@ def dit_run(vae_run):
 
 @pytest.fixture(scope="module")
 def dinov2_run(run_dir):
-    run_stage(StageConfig(stage="dinov2", out=str(run_dir), batch=2, per_clip=1, clips=2, steps=15, lr=1e-3,
+    run_stage(StageConfig(stage="dinov2", out=str(run_dir), batch=2, per_clip=1, clips=2, steps=10, lr=1e-3,
                           warmup=0, **FAST))
     return run_dir
 
