@@ -107,8 +107,10 @@ def test_dit_resume_equals_uninterrupted_run(vae_run, tmp_path):
     a = torch.load(outs["straight"] / "dit" / "state.pt", weights_only=True)
     b = torch.load(outs["resumed"] / "dit" / "state.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
-    for k, v in a["modules"]["transformer"].items():
-        assert torch.equal(v, b["modules"]["transformer"][k]), k
+    assert set(a["modules"]) == {"transformer", "ema"}
+    for name in ("transformer", "ema"):
+        for k, v in a["modules"][name].items():
+            assert torch.equal(v, b["modules"][name][k]), f"{name}.{k}"
     la, lb = read_log(outs["straight"] / "dit" / "log.jsonl"), read_log(outs["resumed"] / "dit" / "log.jsonl")
     assert [r["step"] for r in lb] == [1, 2, 3, 4]
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
@@ -147,6 +149,10 @@ def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, 
     training = models.info["training"]
     assert training["vae"]["steps"] == 10 and training["dit"]["steps"] == 2 and training["searaft"]["trained"]
     assert "loss" in training["dinov2"]["final"] and training["dinov2"]["batch"] == 2
+    assert training["dit"]["weights"] == "ema"
+    ema = torch.load(dit_run / "dit" / "state.pt", weights_only=True)["modules"]["ema"]
+    for k, v in models.pipe.transformer.state_dict().items():
+        torch.testing.assert_close(v.float(), ema[k].to(torch.bfloat16).float(), msg=k)
     # the trained weights, not the random start (bf16 in the bundle)
     trained = torch.load(dit_run / "searaft" / "state.pt", weights_only=True)["modules"]["searaft"]
     for k, v in models.searaft.state_dict().items():

@@ -49,10 +49,16 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
             info[stage] = {"trained": False}
             continue
         name = TARGETS[stage]
-        load_modules(load_state_file(folder / STATE_FILE), {name: modules[name]}, folder / STATE_FILE)
+        state = load_state_file(folder / STATE_FILE)
+        # the dit stage's EMA weights when it kept them (they sample better than the last step's)
+        source = "ema" if stage == "dit" and "ema" in state["modules"] else name
+        state["modules"][name] = state["modules"][source]
+        load_modules(state, {name: modules[name]}, folder / STATE_FILE)
         summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
         info[stage] = {"trained": True, **{k: summary.get(k) for k in ("steps", "final", "minutes", "batch", "lr",
                                                                         "date")}}
+        if stage == "dit":
+            info[stage]["weights"] = source
     vae = models.pipe.vae
     if (out / "vae" / STATS_FILE).is_file():
         stats = json.loads((out / "vae" / STATS_FILE).read_text())

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="start weights and training randomness")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "no"],
                    help="auto: bf16 autocast on CUDA only")
+    p.add_argument("--ema", type=float, default=-1.0,
+                   help="dit: EMA decay of the weights, shipped by assemble (0: none; -1: the default 0.999)")
     p.add_argument("--stats-clips", type=int, default=256, help="vae: clips for the latent mean/std")
     p.add_argument("--bundle-out", default=None, help="assemble: bundle folder (default OUT/bundle)")
     p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing bundle folder")
@@ -47,7 +49,8 @@ def stage_config(args, stage: str) -> StageConfig:
     return StageConfig(stage=stage, out=args.out, preset=args.preset or "small", steps=args.steps, minutes=args.minutes,
                        batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed, clips=args.clips,
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
-                       progress=not args.no_progress, stats_clips=args.stats_clips)
+                       progress=not args.no_progress, stats_clips=args.stats_clips,
+                       ema=args.ema)
 
 
 def run(args) -> int:

@@ -43,7 +43,7 @@ STATS_BASE = 900_000_000
 # Defaults per stage (chosen from the throughput measurements in docs/sprites-models.md).
 STAGE_DEFAULTS = {
     "vae": {"batch": 8, "lr": 3e-4, "warmup": 100, "per_clip": 1},
-    "dit": {"batch": 32, "lr": 3e-4, "warmup": 200, "per_clip": 1},
+    "dit": {"batch": 32, "lr": 3e-4, "warmup": 200, "per_clip": 1, "ema": 0.999},
     "dinov2": {"batch": 32, "lr": 3e-4, "warmup": 100, "per_clip": 4},  # 4 frames of each clip
     "searaft": {"batch": 8, "lr": 4e-4, "warmup": 100, "per_clip": 2},  # 2 frame pairs of each clip
 }
@@ -74,6 +74,7 @@ class StageConfig:
     stats_clips: int = 256  # vae: clips for the latent mean/std
     caption_dropout: float = 0.1  # dit: share of empty prompts (classifier-free guidance)
     gamma: float = 0.85  # searaft: weight of iteration i is gamma^(n-1-i)
+    ema: float = -1.0  # dit: EMA decay of the weights (0: none; -1: the stage's default, dit 0.999)
     size: int = 0  # clip size in pixels; 0: the preset's (smaller only for tests and quick experiments)
     frames: int = 0  # frames per clip (4k+1); 0: the preset's
     extra: dict = field(default_factory=dict)
@@ -90,6 +91,10 @@ class StageConfig:
             self.warmup = d["warmup"]
         if not self.per_clip:
             self.per_clip = d["per_clip"]
+        if self.ema < 0:
+            self.ema = d.get("ema", 0.0)
+        if self.ema >= 1:
+            raise SmraboothError(f"--ema {self.ema}: an EMA decay is below 1 (e.g. 0.999), or 0 for none")
         if self.steps < 1 or self.batch < 1 or self.minutes <= 0 or self.clips < 0:
             raise SmraboothError("--steps and --batch must be positive, --minutes > 0 and --clips >= 0")
         if self.mixed_precision not in ("auto", "bf16", "no"):
@@ -275,6 +280,7 @@ class StageParts:
     stream: ClipStream
     step: Callable[[dict, torch.Generator], dict[str, torch.Tensor]]  # batch -> {'loss': total, term: value}
     finish: Callable[[], None] | None = None  # after the checkpoint of every call (vae: latent statistics)
+    after_step: Callable[[int], None] | None = None  # after each optimizer step, with the step count (EMA)
 
 
 def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], StageParts], resume: bool,
@@ -328,6 +334,8 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
                 if pending is not None:
                     flush(pending)
                 step += 1
+                if parts.after_step is not None:
+                    parts.after_step(step)
                 pending = {"step": step, "losses": {k: v.detach() for k, v in losses.items()}, "lr": lr,
                            "seconds": round(seconds + time.time() - t_train, 3)}
                 bar.update(1)

@@ -3,13 +3,15 @@
 Exactly the objective of our LoRA trainers (train/subject.py, train/motion.py), on the full model:
 z0 = normalize_latents(vae, posterior mean) with the vae stage's frozen VAE and measured statistics,
 sigma from `training_sigmas(shift)` (index uniform, one per clip), z_t = (1 - sigma) z0 + sigma noise,
-target = noise - z0, MSE. 10% of captions are replaced by the empty prompt so classifier-free
+target = noise - z0, MSE. An EMA of the weights (decay 0.999, `--ema`) is kept beside them and is
+what `assemble` ships. 10% of captions are replaced by the empty prompt so classifier-free
 guidance works. The text encoder (a random umT5) stays frozen: each word of the sprites vocabulary
 already gets a distinct embedding, and the DiT learns to read them.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
@@ -90,7 +92,21 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         flow = ((u.float() - target) ** 2).mean()
         return {"loss": flow, "flow": flow}
 
+    modules = {"transformer": transformer}
+    after_step = None
+    if cfg.ema:
+        # EMA of the weights, what assemble ships; the decay ramps up as in diffusers' EMAModel,
+        # min(ema, (1 + step) / (10 + step)), so a short run is not dominated by the random start
+        ema = copy.deepcopy(transformer).requires_grad_(False)
+        modules["ema"] = ema
+        live, shadow = list(transformer.parameters()), list(ema.parameters())
+
+        @torch.no_grad()
+        def after_step(step: int) -> None:
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(shadow, live, 1.0 - decay)
+
     stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"],
                         cfg.clips)
-    return StageParts(modules={"transformer": transformer}, params=list(transformer.parameters()), stream=stream,
-                      step=step)
+    return StageParts(modules=modules, params=list(transformer.parameters()), stream=stream, step=step,
+                      after_step=after_step)
