@@ -2,7 +2,7 @@
 fall on a fixed batch, a resumed run equals an uninterrupted one, the time limit stops a call, and the
 assembled bundle loads and generates.
 
-The VAE and DiT runs use 16x16 clips of 5 frames: the models are convolutional /
+The VAE and DiT runs use 32x32 and 16x16 clips of 5 frames: the models are convolutional /
 token-based, and full 128x128 clips would make each step seconds on a 2-core CPU.
 """
 
@@ -29,6 +29,16 @@ def assert_falls(values, factor):
     assert last < factor * first, f"loss {first:.4f} -> {last:.4f} (wanted below {factor} x)"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models gain nothing from a second thread, and two threads on a busy 2-core machine made
+    steps up to 10x slower (oversubscription); one thread keeps this file fast and its timing stable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """One training folder: each stage's fixture trains into it once."""
@@ -38,7 +48,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vae_run(run_dir):
     # a fixed batch (clips=1) so the falling loss measures fitting, not the data
-    run_stage(StageConfig(stage="vae", out=str(run_dir), size=16, frames=5, batch=2, clips=2, steps=10, lr=2e-3,
+    run_stage(StageConfig(stage="vae", out=str(run_dir), size=32, frames=5, batch=2, clips=2, steps=25, lr=1e-3,
                           warmup=0, stats_clips=2, **FAST))
     return run_dir
 
@@ -51,14 +61,14 @@ def dit_run(vae_run):
 
 @pytest.fixture(scope="module")
 def dinov2_run(run_dir):
-    run_stage(StageConfig(stage="dinov2", out=str(run_dir), batch=2, per_clip=1, clips=2, steps=10, lr=1e-3,
+    run_stage(StageConfig(stage="dinov2", out=str(run_dir), batch=2, per_clip=1, clips=2, steps=20, lr=1e-3,
                           warmup=0, **FAST))
     return run_dir
 
 
 @pytest.fixture(scope="module")
 def searaft_run(run_dir):
-    run_stage(StageConfig(stage="searaft", out=str(run_dir), batch=1, per_clip=1, clips=1, steps=10, lr=1e-3,
+    run_stage(StageConfig(stage="searaft", out=str(run_dir), batch=1, per_clip=1, clips=1, steps=20, lr=1e-3,
                           warmup=0, **FAST))
     return run_dir
 
@@ -68,16 +78,16 @@ def test_vae_stage_fits_a_fixed_batch_and_measures_latent_stats(vae_run):
     for name in ("config.json", "log.jsonl", "state.pt", "summary.json", "latent_stats.json"):
         assert (folder / name).is_file(), name
     log = read_log(folder / "log.jsonl")
-    assert [r["step"] for r in log] == list(range(1, 11))
+    assert [r["step"] for r in log] == list(range(1, 26))
     assert {"loss", "l1", "mse", "kl", "psnr", "lr", "seconds"} <= set(log[0])
-    assert_falls(losses(vae_run, "vae"), 0.75)  # 0.67 -> 0.45 in 10 steps: the colours; details take longer
+    assert_falls(losses(vae_run, "vae"), 0.3)  # measured 0.67 -> 0.10 (a plateau at 0.45 until step ~14)
     stats = json.loads((folder / "latent_stats.json").read_text())
-    assert len(stats["latents_mean"]) == len(stats["latents_std"]) == 16 and stats["step"] == 10
+    assert len(stats["latents_mean"]) == len(stats["latents_std"]) == 16 and stats["step"] == 25
     assert all(s > 0 for s in stats["latents_std"])
     state = torch.load(folder / "state.pt", weights_only=True)
-    assert state["step"] == 10 and set(state["modules"]) == {"vae"}
+    assert state["step"] == 25 and set(state["modules"]) == {"vae"}
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["steps"] == 10 and summary["batch"] == 2 and "loss" in summary["final"]
+    assert summary["steps"] == 25 and summary["batch"] == 2 and "loss" in summary["final"]
 
 
 def test_dinov2_stage_loss_falls(dinov2_run):
@@ -147,7 +157,7 @@ def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, 
     np.testing.assert_allclose(vae_cfg.latents_mean, stats["latents_mean"])
     np.testing.assert_allclose(vae_cfg.latents_std, stats["latents_std"])
     training = models.info["training"]
-    assert training["vae"]["steps"] == 10 and training["dit"]["steps"] == 2 and training["searaft"]["trained"]
+    assert training["vae"]["steps"] == 25 and training["dit"]["steps"] == 2 and training["searaft"]["trained"]
     assert "loss" in training["dinov2"]["final"] and training["dinov2"]["batch"] == 2
     assert training["dit"]["weights"] == "ema"
     ema = torch.load(dit_run / "dit" / "state.pt", weights_only=True)["modules"]["ema"]

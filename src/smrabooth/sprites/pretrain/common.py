@@ -47,6 +47,7 @@ STAGE_DEFAULTS = {
     "dinov2": {"batch": 32, "lr": 3e-4, "warmup": 100, "per_clip": 4},  # 4 frames of each clip
     "searaft": {"batch": 8, "lr": 4e-4, "warmup": 100, "per_clip": 2},  # 2 frame pairs of each clip
 }
+CHECKPOINT_SECONDS = 180  # state.pt is also written every 3 minutes within a call
 # Settings a resumed call may change; everything else comes from the saved config.json.
 RESUMABLE = ("steps", "minutes", "device", "workers", "progress")
 
@@ -196,7 +197,8 @@ def make_loader(stream: ClipStream, batch: int, start_step: int, steps: int, wor
 
 def to_video(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1], as AutoencoderKLWan takes videos."""
-    return frames.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    # contiguous: a permuted (channels-last) input sends every conv down a much slower path (10x on CPU)
+    return frames.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).contiguous().float() / 127.5 - 1.0
 
 
 # ---------------------------------------------------------------- state
@@ -308,7 +310,7 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
     if start < cfg.steps:
         loader = make_loader(parts.stream, cfg.batch, start, cfg.steps, workers, pin=device.type == "cuda")
         bar = tqdm(total=cfg.steps, initial=start, desc=cfg.stage, disable=not cfg.progress, dynamic_ncols=True)
-        t_train = time.time()
+        t_train = last_save = time.time()
         pending = None  # last step's record, read once the next step is queued: no GPU sync per step
         log = log_path.open("a")
 
@@ -341,6 +343,10 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
                 bar.update(1)
                 if time.time() - t0 >= cfg.minutes * 60:
                     break
+                if time.time() - last_save >= CHECKPOINT_SECONDS:  # insurance against a killed call
+                    save_state(folder / STATE_FILE, step, seconds + time.time() - t_train, parts.modules,
+                               optimizer, generator)
+                    last_save = time.time()
             if pending is not None:
                 flush(pending)
         finally:

@@ -66,7 +66,7 @@ def build_heads(hidden: int) -> nn.ModuleDict:
 
 def pixel_values(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> ImageNet-normalised (N, 3, H, W), as dinov2_patch_features."""
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous().float() / 255.0  # see to_video
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return (x - mean) / std

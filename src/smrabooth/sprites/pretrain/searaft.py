@@ -27,7 +27,7 @@ def searaft_item(seed: int, frames: int, size: int, per_clip: int) -> dict:
 
 def _images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (B, k, H, W, 3) -> float (B*k, 3, H, W) in [0, 255] (SEA-RAFT's own convention)."""
-    return x.to(device, non_blocking=True).flatten(0, 1).permute(0, 3, 1, 2).float()
+    return x.to(device, non_blocking=True).flatten(0, 1).permute(0, 3, 1, 2).contiguous().float()  # see to_video
 
 
 def sequence_loss(flows: list[torch.Tensor], gt: torch.Tensor, gamma: float) -> torch.Tensor:
