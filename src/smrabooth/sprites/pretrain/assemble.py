@@ -1,0 +1,73 @@
+"""Stage `assemble`: every stage's final weights into one SMRA-Sprites bundle (bundle.py).
+
+The VAE keeps the latent statistics the vae stage measured (latent_stats.json), not new ones: the
+DiT was trained on latents normalised with exactly those, so they belong together. They are measured
+here only when the vae stage never wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ...errors import SmraboothError
+from .common import CONFIG_FILE, STAGES, STATE_FILE, SUMMARY_FILE, load_modules, load_state_file, read_config
+
+# stage -> (module name in state.pt, where it goes in SpritesModels)
+TARGETS = {"vae": "vae", "dit": "transformer", "dinov2": "dinov2", "searaft": "searaft"}
+
+
+def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, preset: str | None = None,
+                    seed: int = 0, overwrite: bool = False, partial: bool = False) -> Path:
+    """Load each stage's state.pt into `build_sprites_models(preset)` and save the bundle.
+
+    `partial`: stages not trained yet keep their random weights (recorded as such in sprites.json)."""
+    import torch
+
+    from ..bundle import build_sprites_models, get_preset, save_bundle
+    from .vae import STATS_FILE, apply_latent_stats, measure_latent_stats
+
+    out = Path(out)
+    presets = {read_config(out / s / CONFIG_FILE).preset for s in STAGES if (out / s / CONFIG_FILE).is_file()}
+    if len(presets) > 1:
+        raise SmraboothError(f"the stages in {out} use different presets ({', '.join(sorted(presets))})")
+    if preset is None:
+        preset = presets.pop() if presets else "small"
+    elif presets and preset not in presets:
+        raise SmraboothError(f"the stages in {out} were trained with preset {presets.pop()!r}, not {preset!r}")
+    missing = [s for s in STAGES if not (out / s / STATE_FILE).is_file()]
+    if missing and not partial:
+        raise SmraboothError(f"{out} has no trained {', '.join(missing)} stage (no {STATE_FILE}): train "
+                             f"it first, or pass --partial to keep random weights for it")
+    models = build_sprites_models(preset, seed)
+    modules = {"vae": models.pipe.vae, "transformer": models.pipe.transformer, "dinov2": models.dinov2,
+               "searaft": models.searaft}
+    info = {}
+    for stage in STAGES:
+        folder = out / stage
+        if stage in missing:
+            info[stage] = {"trained": False}
+            continue
+        name = TARGETS[stage]
+        state = load_state_file(folder / STATE_FILE)
+        # the dit stage's EMA weights when it kept them (they sample better than the last step's)
+        source = "ema" if stage == "dit" and "ema" in state["modules"] else name
+        state["modules"][name] = state["modules"][source]
+        load_modules(state, {name: modules[name]}, folder / STATE_FILE)
+        summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
+        info[stage] = {"trained": True, **{k: summary.get(k) for k in ("steps", "final", "minutes", "batch", "lr",
+                                                                        "date")}}
+        if stage == "dit":
+            info[stage]["weights"] = source
+    vae = models.pipe.vae
+    if (out / "vae" / STATS_FILE).is_file():
+        stats = json.loads((out / "vae" / STATS_FILE).read_text())
+    else:
+        p = get_preset(preset)
+        stats = measure_latent_stats(vae, p.frames, p.size, 256, torch.device("cpu"))
+    apply_latent_stats(vae, stats)
+    info["vae"]["latent_stats_clips"] = stats.get("clips")
+    models.info = {"training": info}
+    for m in modules.values():
+        m.eval()
+    return save_bundle(models, bundle_out or out / "bundle", overwrite=overwrite)

@@ -1,0 +1,112 @@
+"""Stage `dit`: WanTransformer3DModel learns text-to-video flow matching on captioned sprite clips.
+
+Exactly the objective of our LoRA trainers (train/subject.py, train/motion.py), on the full model:
+z0 = normalize_latents(vae, posterior mean) with the vae stage's frozen VAE and measured statistics,
+sigma from `training_sigmas(shift)` (index uniform, one per clip), z_t = (1 - sigma) z0 + sigma noise,
+target = noise - z0, MSE. An EMA of the weights (decay 0.999, `--ema`) is kept beside them and is
+what `assemble` ships. 10% of captions are replaced by the empty prompt so classifier-free
+guidance works. The text encoder (a random umT5) stays frozen: each word of the sprites vocabulary
+already gets a distinct embedding, and the DiT learns to read them.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import torch
+
+from ..bundle import get_preset
+from ..world import sample_clip
+from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, to_video, use_autocast
+from .vae import encode_moments, load_trained_vae
+
+MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
+
+
+def dit_item(seed: int, frames: int, size: int) -> dict:
+    clip = sample_clip(seed, "train", frames, size)
+    return {"frames": clip.frames, "caption": clip.caption}
+
+
+class TextCache:
+    """Caption -> umT5 embedding, computed once per caption string (frozen encoder).
+
+    WanPipeline zero-pads every prompt to 512 tokens; only the unpadded rows are kept (a caption is
+    about 12 tokens), and `batch` pads them back, so memory grows with the distinct captions, not 512x."""
+
+    def __init__(self, pipe, device: torch.device):
+        self.pipe, self.device, self.cache = pipe, device, {}
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str]) -> None:
+        emb, _ = self.pipe.encode_prompt(texts, do_classifier_free_guidance=False,
+                                         max_sequence_length=MAX_SEQUENCE_LENGTH, device=self.device)
+        emb = emb.float()
+        for text, e in zip(texts, emb):
+            rows = (e.abs().sum(-1) > 0).nonzero()
+            n = int(rows.max()) + 1 if len(rows) else 1
+            self.cache[text] = e[:n].clone()
+
+    def batch(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            self._encode(missing)
+        dim = self.pipe.text_encoder.config.d_model
+        out = torch.zeros(len(texts), MAX_SEQUENCE_LENGTH, dim, device=self.device)
+        for i, t in enumerate(texts):
+            e = self.cache[t]
+            out[i, : e.shape[0]] = e
+        return out
+
+
+def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
+    from ...models.vae_decode import normalize_latents
+    from ...train.common import training_sigmas
+    from ..bundle import build_sprites_models
+
+    models = build_sprites_models(cfg.preset, cfg.seed)
+    pipe = models.pipe
+    pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
+    pipe.text_encoder.to(device).eval().requires_grad_(False)
+    transformer = pipe.transformer.to(device).requires_grad_(True)
+    texts = TextCache(pipe, device)
+    sigmas = training_sigmas(get_preset(cfg.preset).wan.flow_shift)
+    autocast = use_autocast(cfg, device)
+
+    def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        x = to_video(batch["frames"], device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            mean, _ = encode_moments(pipe.vae, x)
+        z0 = normalize_latents(pipe.vae, mean.float())
+        b = z0.shape[0]
+        drop = torch.rand(b, generator=gen) < cfg.caption_dropout
+        captions = ["" if d else c for d, c in zip(drop.tolist(), batch["caption"])]
+        sigma = sigmas[torch.randint(len(sigmas), (b,), generator=gen)].to(device)
+        noise = torch.randn(z0.shape, generator=gen).to(device)
+        s = sigma.view(b, 1, 1, 1, 1)
+        z_t = (1 - s) * z0 + s * noise
+        target = noise - z0
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            u = transformer(z_t, sigma * 1000, texts.batch(captions), return_dict=False)[0]
+        flow = ((u.float() - target) ** 2).mean()
+        return {"loss": flow, "flow": flow}
+
+    modules = {"transformer": transformer}
+    after_step = None
+    if cfg.ema:
+        # EMA of the weights, what assemble ships; the decay ramps up as in diffusers' EMAModel,
+        # min(ema, (1 + step) / (10 + step)), so a short run is not dominated by the random start
+        ema = copy.deepcopy(transformer).requires_grad_(False)
+        modules["ema"] = ema
+        live, shadow = list(transformer.parameters()), list(ema.parameters())
+
+        @torch.no_grad()
+        def after_step(step: int) -> None:
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(shadow, live, 1.0 - decay)
+
+    stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"],
+                        cfg.clips)
+    return StageParts(modules=modules, params=list(transformer.parameters()), stream=stream, step=step,
+                      after_step=after_step)

@@ -1,0 +1,132 @@
+"""Stage `vae`: AutoencoderKLWan (encoder + decoder) learns to reconstruct sprite clips.
+
+    loss = |x_hat - x|_1 + (x_hat - x)^2 + kl_weight * KL(q(z|x) || N(0, I))      (means over elements)
+
+x is the clip in [-1, 1], (B, 3, F, H, W); z is sampled from the posterior. The KL weight is tiny
+(1e-6, as latent-diffusion autoencoders): it only keeps the latents bounded; the DiT sees them
+normalised by the per-channel mean and std measured afterwards, stored in the VAE config
+(`latents_mean`, `latents_std`) exactly where WanPipeline reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import SmraboothError
+from ..world import sample_clip
+from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, to_video, use_autocast
+
+STATS_FILE = "latent_stats.json"
+
+
+def vae_item(seed: int, frames: int, size: int) -> dict:
+    return {"frames": sample_clip(seed, "train", frames, size).frames}  # uint8 (F, H, W, 3)
+
+
+def encode_moments(vae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and log-variance (raw latent space), as vae.encode computes them."""
+    h = vae._encode(x)
+    mean, logvar = torch.chunk(h, 2, dim=1)
+    return mean, torch.clamp(logvar, -30.0, 20.0)  # DiagonalGaussianDistribution's clamp
+
+
+def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
+    """`vae.decode` without its final clamp to [-1, 1]: the clamp has zero gradient outside the range,
+    so a pixel pushed past it would never come back. Same frame-by-frame causal loop as `_decode`."""
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    outs = []
+    for i in range(x.shape[2]):
+        vae._conv_idx = [0]
+        outs.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                first_chunk=i == 0))
+    vae.clear_cache()
+    return torch.cat(outs, dim=2)
+
+
+def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
+    from ..bundle import build_sprites_models
+
+    vae = build_sprites_models(cfg.preset, cfg.seed).pipe.vae.to(device).requires_grad_(True)
+    autocast = use_autocast(cfg, device)
+
+    def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        x = to_video(batch["frames"], device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            mean, logvar = encode_moments(vae, x)
+            noise = torch.randn(mean.shape, generator=gen).to(device)
+            z = mean + torch.exp(0.5 * logvar) * noise
+            rec = decode_unclamped(vae, z)
+        rec, mean, logvar = rec.float(), mean.float(), logvar.float()
+        l1 = (rec - x).abs().mean()
+        mse = ((rec - x) ** 2).mean()
+        kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).mean()
+        loss = l1 + mse + cfg.kl_weight * kl
+        psnr = 10 * torch.log10(4.0 / ((rec.detach().clamp(-1, 1) - x) ** 2).mean())  # range 2
+        return {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
+
+    def finish() -> None:
+        stats = measure_latent_stats(vae, cfg.frames, cfg.size, cfg.stats_clips, device)
+        apply_latent_stats(vae, stats)
+        state = torch.load(cfg.stage_dir / "state.pt", map_location="cpu", weights_only=True)
+        stats["step"] = int(state["step"])
+        (cfg.stage_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+
+    stream = ClipStream(functools.partial(vae_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["vae"],
+                        cfg.clips)
+    return StageParts(modules={"vae": vae}, params=list(vae.parameters()), stream=stream, step=step, finish=finish)
+
+
+@torch.no_grad()
+def measure_latent_stats(vae, frames: int, size: int, n_clips: int, device: torch.device, batch: int = 16) -> dict:
+    """Per-channel mean and std of the posterior means (what our trainers encode with) over n clips."""
+    vae.eval()
+    total, total_sq, count = 0.0, 0.0, 0
+    for start in range(0, n_clips, batch):
+        seeds = range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))
+        frames = torch.from_numpy(np.stack([vae_item(s, frames, size)["frames"] for s in seeds]))
+        mean, _ = encode_moments(vae, to_video(frames, device))
+        z = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)  # (C, B*T*H*W)
+        total = total + z.sum(1)
+        total_sq = total_sq + (z**2).sum(1)
+        count += z.shape[1]
+    mu = total / count
+    std = (total_sq / count - mu**2).clamp_min(1e-12).sqrt()
+    return {"latents_mean": [round(float(v), 6) for v in mu], "latents_std": [round(float(v), 6) for v in std],
+            "clips": n_clips}
+
+
+def apply_latent_stats(vae, stats: dict) -> None:
+    """Store them where WanPipeline and `normalize_latents` read them (the VAE config)."""
+    vae.register_to_config(latents_mean=list(stats["latents_mean"]), latents_std=list(stats["latents_std"]))
+
+
+def read_latent_stats(stage_dir: Path) -> dict:
+    path = Path(stage_dir) / STATS_FILE
+    if not path.is_file():
+        raise SmraboothError(f"{path} is missing: the vae stage measures it at the end of every call; run "
+                             f"`train_sprites.py vae --out ... --resume` to write it")
+    return json.loads(path.read_text())
+
+
+def load_trained_vae(out: str | Path, preset: str, device: torch.device, vae=None):
+    """The vae stage's weights and latent statistics, frozen (for the dit stage and assemble); loaded into
+    `vae` when given (an AutoencoderKLWan of the preset), else into a new one."""
+    from .common import load_modules, load_state_file
+
+    stage_dir = Path(out) / "vae"
+    path = stage_dir / "state.pt"
+    if not path.is_file():
+        raise SmraboothError(f"{path} is missing: train the VAE first (`train_sprites.py vae --out {out}`)")
+    if vae is None:
+        from ..bundle import build_sprites_models
+
+        vae = build_sprites_models(preset).pipe.vae
+    load_modules(load_state_file(path), {"vae": vae}, path)
+    apply_latent_stats(vae, read_latent_stats(stage_dir))
+    return vae.to(device).eval().requires_grad_(False)

@@ -1,0 +1,198 @@
+"""Pretraining of the SMRA-Sprites models (preset "tiny", CPU): every stage trains and checkpoints, losses
+fall on a fixed batch, a resumed run equals an uninterrupted one, the time limit stops a call, and the
+assembled bundle loads and generates.
+
+The VAE and DiT runs use 32x32 and 16x16 clips of 5 frames: the models are convolutional /
+token-based, and full 128x128 clips would make each step seconds on a 2-core CPU.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from smrabooth.errors import SmraboothError
+from smrabooth.sprites.pretrain import StageConfig, read_log, run_stage
+from smrabooth.sprites.pretrain.cli import main as train_main
+
+FAST = {"preset": "tiny", "workers": 0, "progress": False}
+
+
+def losses(out, stage):
+    return [r["loss"] for r in read_log(out / stage / "log.jsonl")]
+
+
+def assert_falls(values, factor):
+    first, last = values[0], float(np.mean(values[-3:]))
+    assert last < factor * first, f"loss {first:.4f} -> {last:.4f} (wanted below {factor} x)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models gain nothing from a second thread, and two threads on a busy 2-core machine made
+    steps up to 10x slower (oversubscription); one thread keeps this file fast and its timing stable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One training folder: each stage's fixture trains into it once."""
+    return tmp_path_factory.mktemp("sprites_run")
+
+
+@pytest.fixture(scope="module")
+def vae_run(run_dir):
+    # a fixed batch (clips=1) so the falling loss measures fitting, not the data
+    run_stage(StageConfig(stage="vae", out=str(run_dir), size=32, frames=5, batch=2, clips=2, steps=25, lr=1e-3,
+                          warmup=0, stats_clips=2, **FAST))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def dit_run(vae_run):
+    run_stage(StageConfig(stage="dit", out=str(vae_run), size=16, frames=5, batch=2, steps=2, **FAST))
+    return vae_run
+
+
+@pytest.fixture(scope="module")
+def dinov2_run(run_dir):
+    run_stage(StageConfig(stage="dinov2", out=str(run_dir), batch=2, per_clip=1, clips=2, steps=20, lr=1e-3,
+                          warmup=0, **FAST))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def searaft_run(run_dir):
+    run_stage(StageConfig(stage="searaft", out=str(run_dir), batch=1, per_clip=1, clips=1, steps=20, lr=1e-3,
+                          warmup=0, **FAST))
+    return run_dir
+
+
+def test_vae_stage_fits_a_fixed_batch_and_measures_latent_stats(vae_run):
+    folder = vae_run / "vae"
+    for name in ("config.json", "log.jsonl", "state.pt", "summary.json", "latent_stats.json"):
+        assert (folder / name).is_file(), name
+    log = read_log(folder / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 26))
+    assert {"loss", "l1", "mse", "kl", "psnr", "lr", "seconds"} <= set(log[0])
+    assert_falls(losses(vae_run, "vae"), 0.3)  # measured 0.67 -> 0.10 (a plateau at 0.45 until step ~14)
+    stats = json.loads((folder / "latent_stats.json").read_text())
+    assert len(stats["latents_mean"]) == len(stats["latents_std"]) == 16 and stats["step"] == 25
+    assert all(s > 0 for s in stats["latents_std"])
+    state = torch.load(folder / "state.pt", weights_only=True)
+    assert state["step"] == 25 and set(state["modules"]) == {"vae"}
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["steps"] == 25 and summary["batch"] == 2 and "loss" in summary["final"]
+
+
+def test_dinov2_stage_loss_falls(dinov2_run):
+    log = read_log(dinov2_run / "dinov2" / "log.jsonl")
+    assert {"cls", "patch_region", "patch_color", "acc"} <= set(log[0])
+    assert_falls(losses(dinov2_run, "dinov2"), 0.6)
+    state = torch.load(dinov2_run / "dinov2" / "state.pt", weights_only=True)
+    assert set(state["modules"]) == {"dinov2", "heads"}
+
+
+def test_searaft_stage_loss_and_epe_fall(searaft_run):
+    log = read_log(searaft_run / "searaft" / "log.jsonl")
+    assert_falls([r["loss"] for r in log], 0.5)
+    assert np.mean([r["epe"] for r in log[-3:]]) < log[0]["epe"]
+
+
+def test_dit_resume_equals_uninterrupted_run(vae_run, tmp_path):
+    """2 steps + 2 resumed steps (with a data worker process in the first call) == 4 steps."""
+    outs = {}
+    for name in ("straight", "resumed"):
+        outs[name] = tmp_path / name
+        shutil.copytree(vae_run / "vae", outs[name] / "vae")
+    kw = {"stage": "dit", "size": 16, "frames": 5, "batch": 2, "warmup": 2, **FAST}
+    run_stage(StageConfig(out=str(outs["straight"]), steps=4, **kw))
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=2, **{**kw, "workers": 1}))
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=4, **kw), resume=True)
+    a = torch.load(outs["straight"] / "dit" / "state.pt", weights_only=True)
+    b = torch.load(outs["resumed"] / "dit" / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    assert set(a["modules"]) == {"transformer", "ema"}
+    for name in ("transformer", "ema"):
+        for k, v in a["modules"][name].items():
+            assert torch.equal(v, b["modules"][name][k]), f"{name}.{k}"
+    la, lb = read_log(outs["straight"] / "dit" / "log.jsonl"), read_log(outs["resumed"] / "dit" / "log.jsonl")
+    assert [r["step"] for r in lb] == [1, 2, 3, 4]
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+
+
+def test_minutes_limit_checkpoints_and_existing_folder_is_an_error(tmp_path, capsys):
+    args = ["dinov2", "--out", str(tmp_path), "--preset", "tiny", "--batch", "1", "--workers", "0",
+            "--no-progress"]
+    assert train_main([*args, "--minutes", "0.0001", "--steps", "50"]) == 0
+    state = torch.load(tmp_path / "dinov2" / "state.pt", weights_only=True)
+    assert state["step"] == 1  # stopped after the first step, and checkpointed
+    assert "stopped by --minutes" in capsys.readouterr().out
+    assert train_main([*args, "--steps", "2"]) == 2
+    assert "already holds a dinov2 stage: pass --resume" in capsys.readouterr().err
+    assert train_main([*args, "--steps", "2", "--resume"]) == 0
+    assert torch.load(tmp_path / "dinov2" / "state.pt", weights_only=True)["step"] == 2
+    assert len(read_log(tmp_path / "dinov2" / "log.jsonl")) == 2
+    with pytest.raises(SmraboothError, match="nothing to resume"):
+        run_stage(StageConfig(stage="searaft", out=str(tmp_path), **FAST), resume=True)
+    with pytest.raises(SmraboothError, match="train the VAE first"):
+        run_stage(StageConfig(stage="dit", out=str(tmp_path / "novae"), steps=1, **FAST))
+
+
+def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, searaft_run, tmp_path, capsys):
+    from smrabooth.cli import main as smrabooth_main
+    from smrabooth.sprites.bundle import load_bundle
+
+    bundle = tmp_path / "bundle"
+    assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle)]) == 0  # preset from config
+    models = load_bundle(bundle)
+    assert models.preset == "tiny"
+    stats = json.loads((dit_run / "vae" / "latent_stats.json").read_text())
+    vae_cfg = models.pipe.vae.config
+    np.testing.assert_allclose(vae_cfg.latents_mean, stats["latents_mean"])
+    np.testing.assert_allclose(vae_cfg.latents_std, stats["latents_std"])
+    training = models.info["training"]
+    assert training["vae"]["steps"] == 25 and training["dit"]["steps"] == 2 and training["searaft"]["trained"]
+    assert "loss" in training["dinov2"]["final"] and training["dinov2"]["batch"] == 2
+    assert training["dit"]["weights"] == "ema"
+    ema = torch.load(dit_run / "dit" / "state.pt", weights_only=True)["modules"]["ema"]
+    for k, v in models.pipe.transformer.state_dict().items():
+        torch.testing.assert_close(v.float(), ema[k].to(torch.bfloat16).float(), msg=k)
+    # the trained weights, not the random start (bf16 in the bundle)
+    trained = torch.load(dit_run / "searaft" / "state.pt", weights_only=True)["modules"]["searaft"]
+    for k, v in models.searaft.state_dict().items():
+        if v.is_floating_point():  # (BatchNorm's num_batches_tracked is an integer)
+            torch.testing.assert_close(v, trained[k].to(torch.bfloat16).float(), msg=k)
+    assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle)]) == 2  # exists
+    assert "already exists" in capsys.readouterr().err
+    video = tmp_path / "v.mp4"
+    prompt = "a red striped star moving left on a blue background"
+    rc = smrabooth_main(["generate", "--model", str(bundle), "--prompt", prompt, "--frames", "5", "--height", "32",
+                         "--width", "32", "--steps", "2", "--dtype", "fp32", "--device", "cpu", "--out", str(video)])
+    assert rc == 0 and video.stat().st_size > 0
+
+
+def test_assemble_needs_every_stage_unless_partial(vae_run, tmp_path):
+    from smrabooth.sprites.pretrain import assemble_bundle
+
+    out = tmp_path / "run"
+    shutil.copytree(vae_run / "vae", out / "vae")
+    with pytest.raises(SmraboothError, match="no trained dit, dinov2, searaft stage"):
+        assemble_bundle(out)
+    path = assemble_bundle(out, partial=True)
+    info = json.loads((path / "sprites.json").read_text())
+    assert info["preset"] == "tiny" and info["training"]["dit"] == {"trained": False}
+
+
+def test_stage_config_errors(tmp_path):
+    with pytest.raises(SmraboothError, match="unknown stage"):
+        StageConfig(stage="unet", out=str(tmp_path)).resolved()
+    with pytest.raises(SmraboothError, match="4k\\+1"):
+        StageConfig(stage="vae", out=str(tmp_path), frames=6).resolved()
+    with pytest.raises(SmraboothError, match="frame pairs"):
+        StageConfig(stage="searaft", out=str(tmp_path), preset="tiny", per_clip=9).resolved()
