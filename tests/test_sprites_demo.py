@@ -37,6 +37,14 @@ FRAMES = 9  # the tiny preset's clips
 FAST = ["--subject-steps", "1", "--motion-steps", "1", "--gen-steps", "1", "--no-motion-fidelity", "--no-progress"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shared_cache(tmp_path_factory):
+    """One latent/flow cache for the module: the demo and the bench encode the same stills and clips."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMRABOOTH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     from smrabooth.sprites.bundle import build_sprites_models, save_bundle

@@ -171,6 +171,7 @@ class ExperimentSettings:
     device: str = "cpu"
     progress: bool = True
     motion_fidelity: bool = True  # the SEA-RAFT-tracked measure (the slowest part of scoring on a CPU)
+    cache_dir: str | None = None  # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
     # filled from the bundle
     size: int = 128
     frames: int = 17
@@ -260,7 +261,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     subject_dir, motion_dir = prepare_case_data(settings, case)
     models = load_bundle(settings.model, device=settings.device)
     model_dir = str(Path(settings.model).resolve())
-    cache = str(Path(settings.out) / "cache")
+    cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
     start = time.time()
     common = dict(model=model_dir, out=str(run), lr=settings.lr, seed=settings.data_seed, checkpoint_every=10 ** 9,
                   gradient_checkpointing=settings.device != "cpu", save_dtype="fp32", cache_dir=cache)
