@@ -1,6 +1,7 @@
 """SMRA-Sprites scoring, experiment cases/variants, `smrabooth demo` and `smrabooth bench sprites` with a
 random-weight tiny bundle on the CPU."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_missing_positions_are_filled_or_give_up():
 
 def test_scorer_truth_near_perfect_wrong_clip_lower(reference, models):
     ref, clip = reference
-    scorer = SpriteScorer(models.dinov2, models.searaft, grid=8)
+    scorer = SpriteScorer(models.dinov2, models.searaft, with_motion_fidelity=False)
     good = scorer.score(truth_clip(reference).frames, ref)
     # other design, other motion family, other background
     left = sample_family_clips("left", 1, seed=3, frames=FRAMES)[0].motion
@@ -108,15 +109,23 @@ def test_scorer_truth_near_perfect_wrong_clip_lower(reference, models):
     assert good["family_ok"] == 1.0 and good["family_detected"] == "spiral"
     assert bad["family_ok"] == 0.0
     assert good["bg_ok"] == 1.0 and good["bg_dist"] == 0.0 and bad["bg_ok"] == 0.0 and bad["bg_dist"] > 100
-    # random-weight encoder and flow model: only their ranges and identities
+    assert good["motion_fidelity"] is None  # switched off
+    # random-weight encoder: only ranges and identities
     assert -1 <= bad["dino_i"] <= good["dino_i"] + 0.2 <= 1.2
     assert 0.9 < good["temporal"] <= 1.0 + 1e-6
-    assert -100 <= bad["motion_fidelity"] <= 100 and -100 <= good["motion_fidelity"] <= 100
-    # the reference clip itself: identical tracks -> motion fidelity of identical motion, 100
-    own = scorer.score(ref.motion_frames[0], ref)
-    assert own["motion_fidelity"] == pytest.approx(100, abs=1e-6) and own["traj"] > 0.99
     same = scorer.features(ref.images)
     assert float((same * same).sum(-1).min()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_motion_fidelity_of_identical_motion_is_100(reference, models):
+    """The reference clip against itself (3 frames, to keep SEA-RAFT on the CPU short): identical tracks."""
+    ref, _ = reference
+    short = dataclasses.replace(ref, motion_frames=[ref.motion_frames[0][:3]], motion_masks=[ref.motion_masks[0][:3]],
+                                motion_positions=[ref.motion_positions[0][:3]], cache={})
+    scorer = SpriteScorer(models.dinov2, models.searaft, grid=8)
+    score = scorer.motion_fidelity(short.motion_frames[0], short, short.motion_masks[0][0])
+    assert score == pytest.approx(100, abs=1e-6)
+    assert "tracks" in short.cache  # reference tracks are computed once per reference
 
 
 def test_scorer_rejects_bad_clips(reference, models):
@@ -155,18 +164,30 @@ def test_t_point_is_mapped_by_noise_level():
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def test_demo_writes_every_file(bundle, tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--model", bundle, "--out", out, *FAST]) == 0
-    printed = capsys.readouterr().out
-    assert str(out.resolve()) in printed
+@pytest.fixture(scope="module")
+def demo(bundle, tmp_path_factory):
+    """One `smrabooth demo` run (1 training step each, 1 sampling step), shared by the tests below."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["demo", "--model", bundle, "--out", out, *FAST])
+    return out, code, stdout.getvalue()
+
+
+def test_demo_writes_every_file(demo, bundle, capsys):
+    out, code, printed = demo
+    assert code == 0
+    assert str(out.resolve()) in printed and "fg_color" in printed
     for name in ("subject_lora.safetensors", "motion_lora.safetensors", "result.mp4", "result.gif", "baseline.mp4",
                  "baseline.gif", "reference_motion.gif", "report.html", "metrics.json"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text()
-    for word in ("fg_color", "trajectory similarity", "background colour correct", "data:image/gif;base64",
-                 "data:image/png;base64", "a V* heart doing S* on a blue background"):
-        assert word.replace("fg_color", "foreground colour") in page
+    for text in ("foreground colour", "trajectory similarity", "background colour correct", "temporal consistency",
+                 "data:image/gif;base64", "data:image/png;base64", "a V* heart doing S* on a blue background"):
+        assert text in page, text
     from PIL import Image
 
     from smrabooth.lora.files import load_lora
@@ -174,38 +195,43 @@ def test_demo_writes_every_file(bundle, tmp_path, capsys):
 
     assert Image.open(out / "result.gif").n_frames == FRAMES
     assert len(read_video(out / "result.mp4").frames) == FRAMES
-    assert load_lora(out / "subject_lora.safetensors").modules
+    assert load_lora(out / "subject_lora.safetensors").modules and load_lora(out / "motion_lora.safetensors").modules
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["result"]["variant"] == "full" and metrics["baseline"]["variant"] == "base"
     assert metrics["result"]["seed"] == metrics["baseline"]["seed"]
+    assert metrics["settings"]["frames"] == FRAMES and metrics["mora_window"] == {"window": 3, "drop": 1, "stride": 1}
     # a second run into the same folder is refused, unless --overwrite
     assert main(["demo", "--model", bundle, "--out", out, *FAST]) == 2
     assert "previous run" in capsys.readouterr().err
 
 
-def test_bench_writes_table_and_reuses_loras(bundle, tmp_path, capsys):
+def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "bench"
     args = ["bench", "sprites", "--model", bundle, "--out", out, "--subjects", "heart", "--motions", "spiral",
             "--seeds", "1", *FAST]
-    assert main([*args, "--variants", "full,base"]) == 0
-    printed = capsys.readouterr().out
-    assert "full" in printed and "base" in printed
+    assert main([*args, "--variants", "base"]) == 0  # needs no LoRA
+    assert "base" in capsys.readouterr().out
     for name in ("results.json", "results.csv", "table.md"):
         assert (out / name).is_file()
     table = (out / "table.md").read_text()
-    assert "| variant | n |" in table and "| full | 1 |" in table and "| base | 1 |" in table
+    assert "| variant | n | dino_i | fg_color | traj |" in table and "| base | 1 |" in table
+    # the demo trained the same case's LoRAs with the same settings: put them in the bench's cache
+    loras = out / "cases" / "heart-spiral-blue" / "loras"
+    shutil.copytree(demo[0] / "work" / "cases" / "heart-spiral-blue" / "loras", loras)
+    stamp = (loras / "subject_sura" / "subject_lora.safetensors").stat().st_mtime_ns
+    assert main([*args, "--variants", "full,dense,tpoint_45,early_0.1", "--resume"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["trained"]["heart-spiral-blue"] == ["subject_sura", "motion_mora"]
-    assert len(results["rows"]) == 2
-    lora = out / "cases" / "heart-spiral-blue" / "loras" / "subject_sura" / "subject_lora.safetensors"
-    stamp = lora.stat().st_mtime_ns
-    # generation-only variants on the same folder: nothing is retrained
-    assert main([*args, "--variants", "dense,tpoint_45,early_0.1", "--resume"]) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert results["trained"]["heart-spiral-blue"] == []
-    assert lora.stat().st_mtime_ns == stamp
-    assert {r["variant"] for r in results["rows"]} == {"dense", "tpoint_45", "early_0.1"}
-    assert len({r["t_point"] for r in results["rows"] if r["variant"] != "dense"}) == 2  # T_point 15 vs 45
+    assert results["trained"]["heart-spiral-blue"] == []  # nothing retrained
+    assert (loras / "subject_sura" / "subject_lora.safetensors").stat().st_mtime_ns == stamp
+    assert [r["variant"] for r in results["rows"]] == ["full", "dense", "tpoint_45", "early_0.1"]
+    t_points = {r["variant"]: r["t_point"] for r in results["rows"]}
+    assert t_points["full"] == t_points["early_0.1"] != t_points["tpoint_45"]
+    with open(out / "results.csv") as f:
+        assert len(f.read().strip().splitlines()) == 5
+    # a variant that needs a LoRA not in the cache trains it (and only it)
+    # (covered by the demo, which trains subject_sura and motion_mora from nothing)
 
 
 def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):

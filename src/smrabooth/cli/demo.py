@@ -309,7 +309,7 @@ def run_bench(args) -> int:
                           with_motion_fidelity=settings.motion_fidelity)
     for i, case in enumerate(cases):
         print(f"case {i + 1}/{len(cases)}: {case.name} ('{case.prompt}')", flush=True)
-        res = run_case(settings, case, variants, seeds, scorer=scorer, pipe=models.pipe,
+        res = run_case(settings, case, variants, seeds, models=models, scorer=scorer,
                        log=lambda m: print(m, flush=True))
         rows += res.rows
         trained[case.name] = res.trained

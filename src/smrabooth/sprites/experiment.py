@@ -244,10 +244,27 @@ def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, P
     return subject, motion
 
 
-def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, log=print) -> tuple[Path, bool]:
+def _restore_pipe(models, text_encoder, device: str) -> None:
+    """Undo what a trainer does to the pipeline (drops the text encoder, moves the VAE/encoder to the CPU,
+    leaves its adapter and train mode), so one loaded bundle serves every training and generation."""
+    from ..sampling import detach_loras
+
+    detach_loras(models.pipe)
+    models.pipe.text_encoder = text_encoder
+    transformer = models.pipe.transformer
+    if getattr(transformer, "is_gradient_checkpointing", False):
+        transformer.disable_gradient_checkpointing()
+    transformer.eval().requires_grad_(False)
+    models.pipe.vae.to(device).requires_grad_(False)
+    models.dinov2.to(device)
+    models.searaft.to(device).eval()
+
+
+def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,
+               log=print) -> tuple[Path, bool]:
     """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
-    not there. Returns (path, trained_now). Each run loads the bundle afresh: the trainers drop the text
-    encoder and leave their adapter in the transformer."""
+    not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); it is given
+    back as it came (no adapter, text encoder in place)."""
     from ..train.motion import FINAL_NAME as MOTION_FINAL
     from ..train.motion import MotionTrainConfig, train_motion
     from ..train.subject import FINAL_NAME as SUBJECT_FINAL
@@ -259,31 +276,36 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     if final.is_file():
         return final, False
     subject_dir, motion_dir = prepare_case_data(settings, case)
-    models = load_bundle(settings.model, device=settings.device)
+    models = models or load_bundle(settings.model, device=settings.device)
     model_dir = str(Path(settings.model).resolve())
     cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
     start = time.time()
     common = dict(model=model_dir, out=str(run), lr=settings.lr, seed=settings.data_seed, checkpoint_every=10 ** 9,
                   gradient_checkpointing=settings.device != "cpu", save_dtype="fp32", cache_dir=cache)
-    if which == "subject":
-        cfg = SubjectTrainConfig(data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
-                                 alpha=float(settings.subject_rank), resolution=settings.size,
-                                 encoder=str(Path(model_dir) / "dinov2"), use_sura=kind == "sura",
-                                 projector_width=256, **common)
-        log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
-            f"{cfg.steps} steps)")
-        train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
-                      overwrite=True, progress=settings.progress)
-    else:
-        window, drop, stride = mora_window(settings.frames)
-        cfg = MotionTrainConfig(data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
-                                alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size,
-                                width=settings.size, fps=settings.fps, flow_model=str(Path(model_dir) / "searaft"),
-                                use_mora=kind == "mora", window=window, drop_frames=drop, window_stride=stride,
-                                **common)
-        log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, {cfg.steps} steps)")
-        train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
-                     overwrite=True, progress=settings.progress)
+    text_encoder = models.pipe.text_encoder
+    try:
+        if which == "subject":
+            cfg = SubjectTrainConfig(data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
+                                     alpha=float(settings.subject_rank), resolution=settings.size,
+                                     encoder=str(Path(model_dir) / "dinov2"), use_sura=kind == "sura",
+                                     projector_width=256, **common)
+            log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
+                f"{cfg.steps} steps)")
+            train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
+                          overwrite=True, progress=settings.progress)
+        else:
+            window, drop, stride = mora_window(settings.frames)
+            cfg = MotionTrainConfig(data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
+                                    alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size,
+                                    width=settings.size, fps=settings.fps,
+                                    flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora",
+                                    window=window, drop_frames=drop, window_stride=stride, **common)
+            log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
+                f"{cfg.steps} steps)")
+            train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
+                         overwrite=True, progress=settings.progress)
+    finally:
+        _restore_pipe(models, text_encoder, settings.device)
     (run / "time.json").write_text(json.dumps({"seconds": time.time() - start}))
     return final, True
 
@@ -309,34 +331,33 @@ class CaseResult:
     videos: dict = field(default_factory=dict)  # (variant, seed) -> uint8 frames
 
 
-def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], seeds: list[int], scorer=None,
-             pipe=None, log=print, keep_frames: bool = False) -> CaseResult:
+def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], seeds: list[int], models=None,
+             scorer=None, log=print, keep_frames: bool = False) -> CaseResult:
     """Train what the variants need (or reuse it), generate each (variant, seed) and score it.
 
-    `pipe`: a loaded bundle pipeline for generation (loaded here when None); `scorer`: a SpriteScorer
-    (built from the bundle when None). Videos go to <case>/videos/<variant>_s<seed>.mp4."""
+    `models`: the loaded bundle (loaded here when None), used for training, generation and (unless
+    `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4."""
     from ..lora.files import load_lora
     from ..sampling import generate
     from ..video import write_video
     from .scoring import SpriteScorer, load_reference
 
+    from .bundle import load_bundle
+
+    models = models or load_bundle(settings.model, device=settings.device)
+    scorer = scorer or SpriteScorer(models.dinov2, models.searaft, device=settings.device,
+                                    with_motion_fidelity=settings.motion_fidelity)
+    pipe = models.pipe
     result = CaseResult()
     loras: dict[tuple[str, str], object] = {}
     for v in variants:
         for which, kind in (("subject", v.subject), ("motion", v.motion)):
             if kind is not None and (which, kind) not in loras:
-                path, trained = train_lora(settings, case, which, kind, log)
+                path, trained = train_lora(settings, case, which, kind, models, log)
                 loras[(which, kind)] = load_lora(path)
                 if trained:
                     result.trained.append(f"{which}_{kind}")
     subject_dir, motion_dir = prepare_case_data(settings, case)
-    if pipe is None or scorer is None:
-        from .bundle import load_bundle
-
-        models = load_bundle(settings.model, device=settings.device)
-        pipe = pipe or models.pipe
-        scorer = scorer or SpriteScorer(models.dinov2, models.searaft, device=settings.device,
-                                        with_motion_fidelity=settings.motion_fidelity)
     reference = load_reference(subject_dir, motion_dir, case.background)
     videos = case_dir(settings, case) / "videos"
     videos.mkdir(parents=True, exist_ok=True)
