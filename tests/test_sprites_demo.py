@@ -35,6 +35,10 @@ from smrabooth.sprites.scoring import (
 )
 
 FRAMES = 9  # the tiny preset's clips
+def cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
 FAST = ["--subject-steps", "1", "--motion-steps", "1", "--gen-steps", "1", "--no-motion-fidelity", "--no-progress"]
 
 
@@ -173,7 +177,7 @@ def demo(bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["demo", "--model", bundle, "--out", out, *FAST])
+        code = cli("demo", "--model", bundle, "--out", out, *FAST)
     return out, code, stdout.getvalue()
 
 
@@ -201,7 +205,7 @@ def test_demo_writes_every_file(demo, bundle, capsys):
     assert metrics["result"]["seed"] == metrics["baseline"]["seed"]
     assert metrics["settings"]["frames"] == FRAMES and metrics["mora_window"] == {"window": 3, "drop": 1, "stride": 1}
     # a second run into the same folder is refused, unless --overwrite
-    assert main(["demo", "--model", bundle, "--out", out, *FAST]) == 2
+    assert cli("demo", "--model", bundle, "--out", out, *FAST) == 2
     assert "previous run" in capsys.readouterr().err
 
 
@@ -210,8 +214,8 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
 
     out = tmp_path / "bench"
     args = ["bench", "sprites", "--model", bundle, "--out", out, "--subjects", "heart", "--motions", "spiral",
-            "--seeds", "1", *FAST]
-    assert main([*args, "--variants", "base"]) == 0  # needs no LoRA
+            "--seeds", "1", *FAST, "--gen-steps", "6"]  # enough steps for T_point 15 and 45 to differ
+    assert cli(*args, "--variants", "base") == 0  # needs no LoRA
     assert "base" in capsys.readouterr().out
     for name in ("results.json", "results.csv", "table.md"):
         assert (out / name).is_file()
@@ -221,7 +225,7 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
     loras = out / "cases" / "heart-spiral-blue" / "loras"
     shutil.copytree(demo[0] / "work" / "cases" / "heart-spiral-blue" / "loras", loras)
     stamp = (loras / "subject_sura" / "subject_lora.safetensors").stat().st_mtime_ns
-    assert main([*args, "--variants", "full,dense,tpoint_45,early_0.1", "--resume"]) == 0
+    assert cli(*args, "--variants", "full,dense,tpoint_45,early_0.1", "--resume") == 0
     results = json.loads((out / "results.json").read_text())
     assert results["trained"]["heart-spiral-blue"] == []  # nothing retrained
     assert (loras / "subject_sura" / "subject_lora.safetensors").stat().st_mtime_ns == stamp
@@ -236,7 +240,7 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
 
 def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     def err(*argv):
-        assert main([str(a) for a in argv]) == 2
+        assert cli(*argv) == 2
         return capsys.readouterr().err
 
     assert "not a folder" in err("demo", "--model", tmp_path / "nowhere", "--out", tmp_path / "d")
