@@ -175,8 +175,15 @@ texture (a held-out subject), S* = <b>{e(case.family)}</b> (a held-out motion).<
 
 
 def run_demo(args) -> int:
-    from ..sprites.experiment import VARIANTS, Case, default_background, parse_motions, parse_subjects, run_case
-    from ..sprites.experiment import experiment_header
+    from ..sprites.experiment import (
+        VARIANTS,
+        Case,
+        default_background,
+        experiment_header,
+        parse_motions,
+        parse_subjects,
+        run_case,
+    )
     from ..sprites.scoring import load_reference
     from ..video import write_gif, write_video
 
@@ -286,8 +293,14 @@ def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict
 def run_bench(args) -> int:
     if args.bench_command != "sprites":  # argparse already restricts it; kept for direct calls
         raise SmraboothError(f"unknown benchmark {args.bench_command!r}: choose sprites")
-    from ..sprites.experiment import experiment_header, make_cases, parse_motions, parse_subjects, parse_variants
-    from ..sprites.experiment import run_case
+    from ..sprites.experiment import (
+        experiment_header,
+        make_cases,
+        parse_motions,
+        parse_subjects,
+        parse_variants,
+        run_case,
+    )
 
     start = time.time()
     variants = parse_variants(args.variants)

@@ -177,7 +177,7 @@ class ExperimentSettings:
     frames: int = 17
     fps: float = 15.0
 
-    def validate(self) -> "ExperimentSettings":
+    def validate(self) -> ExperimentSettings:
         for k in ("subject_steps", "motion_steps", "gen_steps", "subject_rank", "motion_rank", "subject_images",
                   "motion_clips"):
             if getattr(self, k) < 1:
@@ -280,8 +280,9 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     model_dir = str(Path(settings.model).resolve())
     cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
     start = time.time()
-    common = dict(model=model_dir, out=str(run), lr=settings.lr, seed=settings.data_seed, checkpoint_every=10 ** 9,
-                  gradient_checkpointing=settings.device != "cpu", save_dtype="fp32", cache_dir=cache)
+    common = {"model": model_dir, "out": str(run), "lr": settings.lr, "seed": settings.data_seed,
+              "checkpoint_every": 10 ** 9, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
+              "cache_dir": cache}
     text_encoder = models.pipe.text_encoder
     try:
         if which == "subject":
@@ -340,9 +341,8 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     from ..lora.files import load_lora
     from ..sampling import generate
     from ..video import write_video
-    from .scoring import SpriteScorer, load_reference
-
     from .bundle import load_bundle
+    from .scoring import SpriteScorer, load_reference
 
     models = models or load_bundle(settings.model, device=settings.device)
     scorer = scorer or SpriteScorer(models.dinov2, models.searaft, device=settings.device,
@@ -387,7 +387,26 @@ def experiment_header(settings: ExperimentSettings, cases: list[Case], variants:
             "seeds": seeds, "mora_window": dict(zip(("window", "drop", "stride"), mora_window(settings.frames)))}
 
 
-__all__ = ["BACKGROUND_ORDER", "Case", "CaseResult", "ExperimentSettings", "VARIANTS", "Variant", "case_dir",
-           "default_background", "experiment_header", "generation_config", "make_cases", "map_t_point", "mora_window",
-           "parse_motions", "parse_subjects", "parse_variants", "prepare_case_data", "resolve_bundle", "run_case",
-           "settings_for_bundle", "train_lora"]
+__all__ = [
+    "BACKGROUND_ORDER",
+    "VARIANTS",
+    "Case",
+    "CaseResult",
+    "ExperimentSettings",
+    "Variant",
+    "case_dir",
+    "default_background",
+    "experiment_header",
+    "generation_config",
+    "make_cases",
+    "map_t_point",
+    "mora_window",
+    "parse_motions",
+    "parse_subjects",
+    "parse_variants",
+    "prepare_case_data",
+    "resolve_bundle",
+    "run_case",
+    "settings_for_bundle",
+    "train_lora",
+]
