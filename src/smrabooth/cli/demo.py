@@ -157,8 +157,9 @@ figure{{margin:0}} figcaption{{font-size:13px;color:#555}} img{{image-rendering:
 table{{border-collapse:collapse;margin:12px 0}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:13px}}
 th{{background:#f3f3f3}} td.l{{text-align:left}} pre{{background:#f7f7f7;padding:8px;font-size:12px}}</style></head><body>
 <h1>smrabooth demo: SMRA-Sprites</h1>
-<p>Prompt: <b>{e(case.prompt)}</b>. V* = the {e(design.words())} with {e(design.texture_color)} {e(design.texture)}
-texture (a held-out subject), S* = <b>{e(case.family)}</b> (a held-out motion).</p>
+<p>Prompt: <b>{e(case.prompt)}</b>. V* = the {e(design.words())}, {e(design.texture)} in
+{e(design.texture_color)} (a held-out subject; the texture colour is never named in any caption),
+S* = <b>{e(case.family)}</b> (a held-out motion).</p>
 <div class='row'>
 <figure><figcaption>subject references (SuRA LoRA trained on these)</figcaption><div>{refs}</div></figure>
 <figure><figcaption>reference motion (MoRA LoRA trained on clips like this)</figcaption><img src='{gif(ref_gif)}' alt='reference motion'></figure>
