@@ -16,9 +16,9 @@ from ..errors import SmraboothError
 
 # Defaults that keep `smrabooth demo` under 10 minutes on 2 CPU cores with the "small" bundle
 # (measured with a random-weight bundle; docs/demo.md).
-DEMO_SUBJECT_STEPS = 40
-DEMO_MOTION_STEPS = 4
-DEMO_GEN_STEPS = 16
+DEMO_SUBJECT_STEPS = 200
+DEMO_MOTION_STEPS = 16
+DEMO_GEN_STEPS = 20
 RUN_FILE = "run.json"  # written first into every out folder: marks it as holding a run
 
 
