@@ -12,7 +12,7 @@ import sys
 from ..errors import SmraboothError
 
 # module name in smrabooth.cli -> registers one or more subcommands
-COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study", "sprites"]
+COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study", "sprites", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,412 @@
+"""The SMRA-Sprites benchmark: held-out subject x held-out motion cases, trained, generated and scored
+against the ground truth, with the paper's ablations as named variants (docs/bench-sprites.md).
+
+One case = (held-out subject design, held-out motion family, background of the test prompt). For a case
+`run_case` writes the subject folder (stills with exact masks) and the motion folder (clips of other
+train-split sprites doing the motion), trains the LoRAs its variants need, generates the combined prompt
+"a V* <shape> doing S* on a <colour> background" per seed and scores every video (scoring.py).
+
+Trained LoRAs are cached per (case, LoRA kind): `<out>/cases/<case>/loras/<kind>/`. A variant only names
+which kinds it uses, so generation-only ablations (t_point, early scale, dense injection) and the
+training ablations that change one LoRA (no_sura, no_mora) reuse every LoRA that is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SmraboothError
+from .folders import combined_prompt, write_motion_folder, write_subject_folder
+from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
+
+# Backgrounds for the test prompt, in order of preference: the first one that is not a colour of the
+# sprite (so each held-out subject gets a fixed, clearly different background).
+BACKGROUND_ORDER = ("blue", "green", "yellow", "gray", "cyan", "pink", "orange")
+
+
+@dataclass(frozen=True)
+class Case:
+    subject: int  # index into HELDOUT_SUBJECTS
+    family: str  # a held-out motion family
+    background: str
+
+    def __post_init__(self):
+        if not 0 <= self.subject < len(HELDOUT_SUBJECTS):
+            raise SmraboothError(f"subject {self.subject}: choose 0..{len(HELDOUT_SUBJECTS) - 1} (HELDOUT_SUBJECTS)")
+        if self.family not in HELDOUT_MOTIONS:
+            raise SmraboothError(f"motion {self.family!r}: choose from the held-out families {', '.join(HELDOUT_MOTIONS)}")
+        if self.background not in COLORS or self.background in self.design.colors:
+            raise SmraboothError(f"background {self.background!r} must be a palette colour that is not one of the "
+                                 f"sprite's ({', '.join(sorted(self.design.colors))})")
+
+    @property
+    def design(self) -> SpriteDesign:
+        return HELDOUT_SUBJECTS[self.subject]
+
+    @property
+    def name(self) -> str:
+        return f"{self.design.shape}-{self.family}-{self.background}"
+
+    @property
+    def prompt(self) -> str:
+        return combined_prompt(self.design.shape, self.background)
+
+
+def default_background(design: SpriteDesign) -> str:
+    return next(c for c in BACKGROUND_ORDER if c not in design.colors)
+
+
+def parse_subjects(text: str | int | None) -> list[int]:
+    """'2' -> the first 2 held-out subjects; 'heart,star' (shapes) or '0,3' (indices) -> those."""
+    shapes = [d.shape for d in HELDOUT_SUBJECTS]
+    if text is None:
+        return list(range(len(HELDOUT_SUBJECTS)))
+    text = str(text).strip()
+    if text.isdigit() and "," not in text:
+        n = int(text)
+        if not 1 <= n <= len(HELDOUT_SUBJECTS):
+            raise SmraboothError(f"--subjects {n}: choose 1..{len(HELDOUT_SUBJECTS)} or names ({', '.join(shapes)})")
+        return list(range(n))
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.isdigit() and int(part) < len(HELDOUT_SUBJECTS):
+            out.append(int(part))
+        elif part in shapes:
+            out.append(shapes.index(part))
+        else:
+            raise SmraboothError(f"--subjects: unknown held-out subject {part!r}; choose from {', '.join(shapes)} "
+                                 f"or indices 0..{len(HELDOUT_SUBJECTS) - 1}")
+    return out
+
+
+def parse_motions(text: str | None) -> list[str]:
+    if text is None:
+        return list(HELDOUT_MOTIONS)
+    out = [p.strip() for p in str(text).split(",") if p.strip()]
+    for m in out:
+        if m not in HELDOUT_MOTIONS:
+            raise SmraboothError(f"--motions: {m!r} is not a held-out family; choose from {', '.join(HELDOUT_MOTIONS)}")
+    return out
+
+
+def make_cases(subjects: list[int], motions: list[str]) -> list[Case]:
+    return [Case(s, m, default_background(HELDOUT_SUBJECTS[s])) for s in subjects for m in motions]
+
+
+# --------------------------------------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class Variant:
+    """Which LoRAs a variant uses (by kind, so they can be cached) and how it samples."""
+
+    name: str
+    subject: str | None = "sura"  # LoRA kind: "sura" (SuRA on), "plain" (no SuRA) or None (no subject LoRA)
+    motion: str | None = "mora"  # "mora", "plain" or None
+    injection: str = "sparse"
+    t_point_paper: int | None = None  # T_point in the paper's 50-step numbering; None: the paper's 15
+    subject_scale_early: float = 0.5
+    description: str = ""
+
+
+def _variants() -> dict[str, Variant]:
+    v = [
+        Variant("full", description="SuRA + MoRA, sparse injection, T_point 15, early subject scale 0.5"),
+        Variant("no_sura", subject="plain", description="subject LoRA trained without SuRA"),
+        Variant("no_mora", motion="plain", description="motion LoRA trained without MoRA"),
+        Variant("dense", injection="dense", description="both LoRAs on every layer at constant scale 1"),
+        Variant("base", subject=None, motion=None, description="no LoRA (the floor)"),
+    ]
+    v += [Variant(f"tpoint_{t}", t_point_paper=t, description=f"T_point {t} of 50") for t in (5, 15, 25, 45)]
+    v += [Variant(f"early_{s:g}", subject_scale_early=s, description=f"subject scale {s:g} before T_point")
+          for s in (0.1, 0.5, 0.8)]
+    return {x.name: x for x in v}
+
+
+VARIANTS: dict[str, Variant] = _variants()
+
+
+def parse_variants(text: str | list | None) -> list[Variant]:
+    names = ["full", "no_sura", "no_mora", "base"] if text is None else (
+        text if isinstance(text, list) else [p.strip() for p in str(text).split(",") if p.strip()])
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SmraboothError(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
+    if not names:
+        raise SmraboothError("--variants is empty")
+    return [VARIANTS[n] for n in dict.fromkeys(names)]
+
+
+def map_t_point(paper_step: int, sigmas) -> int:
+    """The step of our schedule whose noise level is nearest to the paper's step `paper_step` of 50
+    (flow-matching Euler, shift 5): what the paper's T_point means in another sampler/step count."""
+    from ..lora.inject import PAPER_SHIFT, PAPER_STEPS, shifted_linear_sigmas
+
+    if not 0 <= paper_step < PAPER_STEPS:
+        raise SmraboothError(f"T_point {paper_step} is outside the paper's 0..{PAPER_STEPS - 1}")
+    target = float(shifted_linear_sigmas(PAPER_STEPS, PAPER_SHIFT)[paper_step])
+    return int(np.argmin(np.abs(np.asarray(sigmas, dtype=np.float64) - target)))
+
+
+# --------------------------------------------------------------------------------------------- settings
+@dataclass
+class ExperimentSettings:
+    """Everything but the cases and variants; sizes come from the bundle (sprites.json)."""
+
+    model: str = ""  # bundle folder
+    out: str = ""
+    subject_steps: int = 150
+    motion_steps: int = 100
+    gen_steps: int = 20
+    guidance: float = 5.0
+    subject_rank: int = 16
+    motion_rank: int = 16
+    lr: float = 5e-4  # short runs on a small model: larger than the paper's 1e-4
+    subject_images: int = 4
+    motion_clips: int = 2
+    data_seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    motion_fidelity: bool = True  # the SEA-RAFT-tracked measure (the slowest part of scoring on a CPU)
+    cache_dir: str | None = None  # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
+    # filled from the bundle
+    size: int = 128
+    frames: int = 17
+    fps: float = 15.0
+
+    def validate(self) -> ExperimentSettings:
+        for k in ("subject_steps", "motion_steps", "gen_steps", "subject_rank", "motion_rank", "subject_images",
+                  "motion_clips"):
+            if getattr(self, k) < 1:
+                raise SmraboothError(f"{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
+        return self
+
+
+def resolve_bundle(model: str | None) -> Path:
+    """--model DIR, or the bundle shipped with the package; clear errors for anything else."""
+    from .bundle import bundled_model_dir, check_bundle_dir
+
+    if model is None:
+        return bundled_model_dir()
+    path = Path(model)
+    if not path.is_dir():
+        raise SmraboothError(f"--model {path} is not a folder (an SMRA-Sprites bundle: Wan pipeline + dinov2/ + searaft/)")
+    return check_bundle_dir(path)
+
+
+def settings_for_bundle(settings: ExperimentSettings) -> ExperimentSettings:
+    from .bundle import get_preset, read_bundle_info
+
+    info = read_bundle_info(settings.model)
+    cfg = info.get("config") or get_preset(info.get("preset", "small")).to_dict()
+    settings.size, settings.frames, settings.fps = int(cfg["size"]), int(cfg["frames"]), float(cfg["fps"])
+    return settings.validate()
+
+
+def mora_window(frames: int) -> tuple[int, int, int]:
+    """(window, drop, stride) that fit a clip of `frames` frames: the paper's drop of 5 with a window of all
+    latents but one when there are at least 5 latents (17 frames: window 4, two starts), else one window of
+    every latent dropping only the first frame (9 frames: window 3, drop 1)."""
+    latents = 1 + (frames - 1) // 4
+    if latents >= 5:
+        return latents - 1, 5, 1
+    if latents >= 2:
+        return latents, 1, 1
+    raise SmraboothError(f"MoRA needs clips of at least 5 frames, the bundle makes {frames}")
+
+
+# --------------------------------------------------------------------------------------------- one case
+def case_dir(settings: ExperimentSettings, case: Case) -> Path:
+    return Path(settings.out) / "cases" / case.name
+
+
+def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, Path]:
+    """The subject folder (stills + exact masks) and the motion folder (clips of random train-split sprites
+    doing the family); written once per case."""
+    root = case_dir(settings, case)
+    subject, motion = root / "subject", root / "motion"
+    if not (subject / "subject.json").is_file():
+        import shutil
+
+        shutil.rmtree(subject, ignore_errors=True)
+        write_subject_folder(subject, case.design, settings.subject_images, seed=settings.data_seed + case.subject,
+                             size=settings.size)
+    if not (motion / "metadata.csv").is_file():
+        import shutil
+
+        shutil.rmtree(motion, ignore_errors=True)
+        clips = sample_family_clips(case.family, settings.motion_clips, seed=settings.data_seed + 101,
+                                    frames=settings.frames, size=settings.size)
+        write_motion_folder(motion, clips, fps=settings.fps, frames=settings.frames, size=settings.size)
+    return subject, motion
+
+
+def _restore_pipe(models, text_encoder, device: str) -> None:
+    """Undo what a trainer does to the pipeline (drops the text encoder, moves the VAE/encoder to the CPU,
+    leaves its adapter and train mode), so one loaded bundle serves every training and generation."""
+    from ..sampling import detach_loras
+
+    detach_loras(models.pipe)
+    models.pipe.text_encoder = text_encoder
+    transformer = models.pipe.transformer
+    if getattr(transformer, "is_gradient_checkpointing", False):
+        transformer.disable_gradient_checkpointing()
+    transformer.eval().requires_grad_(False)
+    models.pipe.vae.to(device).requires_grad_(False)
+    models.dinov2.to(device)
+    models.searaft.to(device).eval()
+
+
+def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,
+               log=print) -> tuple[Path, bool]:
+    """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
+    not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); it is given
+    back as it came (no adapter, text encoder in place)."""
+    from ..train.motion import FINAL_NAME as MOTION_FINAL
+    from ..train.motion import MotionTrainConfig, train_motion
+    from ..train.subject import FINAL_NAME as SUBJECT_FINAL
+    from ..train.subject import SubjectTrainConfig, train_subject
+    from .bundle import load_bundle
+
+    run = case_dir(settings, case) / "loras" / f"{which}_{kind}"
+    final = run / (SUBJECT_FINAL if which == "subject" else MOTION_FINAL)
+    if final.is_file():
+        return final, False
+    subject_dir, motion_dir = prepare_case_data(settings, case)
+    models = models or load_bundle(settings.model, device=settings.device)
+    model_dir = str(Path(settings.model).resolve())
+    cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
+    start = time.time()
+    common = {"model": model_dir, "out": str(run), "lr": settings.lr, "seed": settings.data_seed,
+              "checkpoint_every": 10 ** 9, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
+              "cache_dir": cache}
+    text_encoder = models.pipe.text_encoder
+    try:
+        if which == "subject":
+            cfg = SubjectTrainConfig(data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
+                                     alpha=float(settings.subject_rank), resolution=settings.size,
+                                     encoder=str(Path(model_dir) / "dinov2"), use_sura=kind == "sura",
+                                     projector_width=256, **common)
+            log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
+                f"{cfg.steps} steps)")
+            train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
+                          overwrite=True, progress=settings.progress)
+        else:
+            window, drop, stride = mora_window(settings.frames)
+            cfg = MotionTrainConfig(data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
+                                    alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size,
+                                    width=settings.size, fps=settings.fps,
+                                    flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora",
+                                    window=window, drop_frames=drop, window_stride=stride, **common)
+            log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
+                f"{cfg.steps} steps)")
+            train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
+                         overwrite=True, progress=settings.progress)
+    finally:
+        _restore_pipe(models, text_encoder, settings.device)
+    (run / "time.json").write_text(json.dumps({"seconds": time.time() - start}))
+    return final, True
+
+
+def generation_config(settings: ExperimentSettings, pipe, case: Case, variant: Variant, seed: int):
+    from ..sampling import GenerateConfig, make_scheduler, set_scheduler_steps, step_sigmas
+
+    config = GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
+                            steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
+                            subject_scale_early=variant.subject_scale_early, injection=variant.injection,
+                            fps=settings.fps)
+    if variant.t_point_paper is not None:
+        sched = make_scheduler(pipe, config.scheduler, config.shift)
+        set_scheduler_steps(sched, config.steps, "cpu")
+        config.t_point = map_t_point(variant.t_point_paper, step_sigmas(sched, config.steps))
+    return config.validate()
+
+
+@dataclass
+class CaseResult:
+    rows: list = field(default_factory=list)  # one dict per (variant, seed): scores + settings
+    trained: list = field(default_factory=list)  # LoRA runs trained now (the others came from the cache)
+    videos: dict = field(default_factory=dict)  # (variant, seed) -> uint8 frames
+
+
+def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], seeds: list[int], models=None,
+             scorer=None, log=print, keep_frames: bool = False) -> CaseResult:
+    """Train what the variants need (or reuse it), generate each (variant, seed) and score it.
+
+    `models`: the loaded bundle (loaded here when None), used for training, generation and (unless
+    `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4."""
+    from ..lora.files import load_lora
+    from ..sampling import generate
+    from ..video import write_video
+    from .bundle import load_bundle
+    from .scoring import SpriteScorer, load_reference
+
+    models = models or load_bundle(settings.model, device=settings.device)
+    scorer = scorer or SpriteScorer(models.dinov2, models.searaft, device=settings.device,
+                                    with_motion_fidelity=settings.motion_fidelity)
+    pipe = models.pipe
+    result = CaseResult()
+    loras: dict[tuple[str, str], object] = {}
+    for v in variants:
+        for which, kind in (("subject", v.subject), ("motion", v.motion)):
+            if kind is not None and (which, kind) not in loras:
+                path, trained = train_lora(settings, case, which, kind, models, log)
+                loras[(which, kind)] = load_lora(path)
+                if trained:
+                    result.trained.append(f"{which}_{kind}")
+    subject_dir, motion_dir = prepare_case_data(settings, case)
+    reference = load_reference(subject_dir, motion_dir, case.background)
+    videos = case_dir(settings, case) / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    for v in variants:
+        for seed in seeds:
+            config = generation_config(settings, pipe, case, v, seed)
+            log(f"[{case.name}] {v.name} seed {seed}: generating '{case.prompt}'")
+            start = time.time()
+            out = generate(pipe, config, loras.get(("subject", v.subject)), loras.get(("motion", v.motion)),
+                           progress=settings.progress)
+            gen_time = time.time() - start
+            path = write_video(out.frames, videos / f"{v.name}_s{seed}.mp4", fps=settings.fps)
+            scores = scorer.score(out.frames, reference)
+            result.rows.append({"case": case.name, "subject": case.design.shape, "family": case.family,
+                                "background": case.background, "variant": v.name, "seed": seed,
+                                "video": str(path), "t_point": out.schedule.t_point,
+                                "gen_seconds": round(gen_time, 2), **scores})
+            if keep_frames:
+                result.videos[(v.name, seed)] = out.frames
+    return result
+
+
+def experiment_header(settings: ExperimentSettings, cases: list[Case], variants: list[Variant], seeds: list[int]) -> dict:
+    s = asdict(settings)
+    s.pop("progress")
+    return {"settings": s, "cases": [c.name for c in cases], "variants": {v.name: asdict(v) for v in variants},
+            "seeds": seeds, "mora_window": dict(zip(("window", "drop", "stride"), mora_window(settings.frames)))}
+
+
+__all__ = [
+    "BACKGROUND_ORDER",
+    "VARIANTS",
+    "Case",
+    "CaseResult",
+    "ExperimentSettings",
+    "Variant",
+    "case_dir",
+    "default_background",
+    "experiment_header",
+    "generation_config",
+    "make_cases",
+    "map_t_point",
+    "mora_window",
+    "parse_motions",
+    "parse_subjects",
+    "parse_variants",
+    "prepare_case_data",
+    "resolve_bundle",
+    "run_case",
+    "settings_for_bundle",
+    "train_lora",
+]
