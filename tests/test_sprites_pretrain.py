@@ -196,3 +196,30 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="vae", out=str(tmp_path), frames=6).resolved()
     with pytest.raises(SmraboothError, match="frame pairs"):
         StageConfig(stage="searaft", out=str(tmp_path), preset="tiny", per_clip=9).resolved()
+
+
+def test_latent_stats_over_several_batches_equal_a_direct_computation():
+    from smrabooth.sprites.bundle import build_sprites_models
+    from smrabooth.sprites.pretrain.common import to_video
+    from smrabooth.sprites.pretrain.vae import STATS_BASE, encode_moments, measure_latent_stats, vae_item
+
+    vae = build_sprites_models("tiny").pipe.vae
+    stats = measure_latent_stats(vae, 5, 32, 3, torch.device("cpu"), batch=2)  # two batches: 2 + 1 clips
+    clips = torch.from_numpy(np.stack([vae_item(STATS_BASE + i, 5, 32)["frames"] for i in range(3)]))
+    with torch.no_grad():
+        mean, _ = encode_moments(vae, to_video(clips, torch.device("cpu")))
+    z = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)
+    np.testing.assert_allclose(stats["latents_mean"], z.mean(1).numpy(), atol=2e-6)
+    np.testing.assert_allclose(stats["latents_std"], z.std(1, unbiased=False).numpy(), rtol=1e-4, atol=2e-6)
+
+
+def test_dit_can_start_from_a_bundle(tmp_path):
+    from smrabooth.sprites.bundle import build_sprites_models, save_bundle
+    from smrabooth.sprites.pretrain.dit import load_bundle_transformer
+
+    src = build_sprites_models("tiny", seed=5)
+    bundle = save_bundle(src, tmp_path / "b")
+    dst = build_sprites_models("tiny", seed=0).pipe.transformer
+    load_bundle_transformer(dst, bundle)
+    for k, v in src.pipe.transformer.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v.to(torch.bfloat16).float())

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing bundle folder")
     p.add_argument("--partial", action="store_true", help="assemble: keep random weights for untrained stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--init-from", default="", help="dit: start the transformer from this bundle's weights")
     return p
 
 
@@ -50,7 +51,7 @@ def stage_config(args, stage: str) -> StageConfig:
                        batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed, clips=args.clips,
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
                        progress=not args.no_progress, stats_clips=args.stats_clips,
-                       ema=args.ema)
+                       ema=args.ema, init_from=args.init_from)
 
 
 def run(args) -> int:

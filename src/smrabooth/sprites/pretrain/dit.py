@@ -60,6 +60,17 @@ class TextCache:
         return out
 
 
+def load_bundle_transformer(transformer, bundle) -> None:
+    """Copy a bundle's transformer weights into `transformer` (same preset, strict)."""
+    from diffusers import WanTransformer3DModel
+
+    from ..bundle import check_bundle_dir
+
+    src = WanTransformer3DModel.from_pretrained(check_bundle_dir(bundle), subfolder="transformer",
+                                                torch_dtype=torch.float32)
+    transformer.load_state_dict(src.state_dict())
+
+
 def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     from ...models.vae_decode import normalize_latents
     from ...train.common import training_sigmas
@@ -69,6 +80,8 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     pipe = models.pipe
     pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
     pipe.text_encoder.to(device).eval().requires_grad_(False)
+    if cfg.init_from:
+        load_bundle_transformer(pipe.transformer, cfg.init_from)
     transformer = pipe.transformer.to(device).requires_grad_(True)
     texts = TextCache(pipe, device)
     sigmas = training_sigmas(get_preset(cfg.preset).wan.flow_shift)

@@ -89,8 +89,8 @@ def measure_latent_stats(vae, frames: int, size: int, n_clips: int, device: torc
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, n_clips, batch):
         seeds = range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))
-        frames = torch.from_numpy(np.stack([vae_item(s, frames, size)["frames"] for s in seeds]))
-        mean, _ = encode_moments(vae, to_video(frames, device))
+        clips = torch.from_numpy(np.stack([vae_item(s, frames, size)["frames"] for s in seeds]))
+        mean, _ = encode_moments(vae, to_video(clips, device))
         z = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)  # (C, B*T*H*W)
         total = total + z.sum(1)
         total_sq = total_sq + (z**2).sum(1)
