@@ -223,3 +223,38 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     load_bundle_transformer(dst, bundle)
     for k, v in src.pipe.transformer.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v.to(torch.bfloat16).float())
+
+
+def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path):
+    """--pool: latents of clips 0..n-1 encoded once; 2 + 2 resumed steps == 4 steps; each pass a new order."""
+    from smrabooth.models.vae_decode import normalize_latents
+    from smrabooth.sprites.pretrain.common import STREAM_BASE, to_video
+    from smrabooth.sprites.pretrain.dit import LatentPool, dit_item
+    from smrabooth.sprites.pretrain.vae import encode_moments, load_trained_vae
+
+    outs = {}
+    for name in ("straight", "resumed"):
+        outs[name] = tmp_path / name
+        shutil.copytree(vae_run / "vae", outs[name] / "vae")
+    kw = {"stage": "dit", "size": 16, "frames": 5, "batch": 2, "warmup": 2, "pool": 3, **FAST}
+    run_stage(StageConfig(out=str(outs["straight"]), steps=4, **kw))
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=2, **kw))
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=4, **kw), resume=True)
+    a = torch.load(outs["straight"] / "dit" / "state.pt", weights_only=True)
+    b = torch.load(outs["resumed"] / "dit" / "state.pt", weights_only=True)
+    for k, v in a["modules"]["transformer"].items():
+        assert torch.equal(v, b["modules"]["transformer"][k]), k
+
+    cfg = StageConfig(out=str(outs["straight"]), **kw).resolved()
+    cfg.size, cfg.frames = 16, 5
+    vae = load_trained_vae(outs["straight"], "tiny", torch.device("cpu"))
+    pipe = type("P", (), {"vae": vae})()
+    pool = LatentPool(pipe, cfg, torch.device("cpu"), workers=0, batch=2)
+    clips = torch.from_numpy(np.stack([dit_item(STREAM_BASE["dit"] + i, 5, 16)["frames"] for i in range(3)]))
+    with torch.no_grad():
+        mean, _ = encode_moments(vae, to_video(clips, torch.device("cpu")))
+    torch.testing.assert_close(pool.latents.float(), normalize_latents(vae, mean).half().float())
+    first_pass = sorted(pool.order(i) for i in range(3))
+    assert first_pass == [0, 1, 2]  # every clip once per pass
+    z, captions = pool.batch([STREAM_BASE["dit"] + 0, STREAM_BASE["dit"] + 1])
+    assert z.shape[0] == 2 and captions[0] == pool.captions[pool.order(0)]

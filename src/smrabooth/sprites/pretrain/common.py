@@ -78,6 +78,7 @@ class StageConfig:
     ema: float = -1.0  # dit: EMA decay of the weights (0: none; -1: the stage's default, dit 0.999)
     size: int = 0  # clip size in pixels; 0: the preset's (smaller only for tests and quick experiments)
     frames: int = 0  # frames per clip (4k+1); 0: the preset's
+    pool: int = 0  # dit: render and encode this many clips once per call, then train from GPU-resident latents
     init_from: str = ""  # dit: start from this bundle's transformer (e.g. to continue past a lost state.pt)
     extra: dict = field(default_factory=dict)
 
