@@ -65,3 +65,18 @@ def test_bundle_errors(tmp_path, tiny_bundle, monkeypatch):
         bundled_model_dir()
     with pytest.raises(SmraboothError, match="no model_index.json"):
         load_bundle(tmp_path)
+
+
+def test_the_shipped_bundle_loads_and_generates_through_the_cli(tmp_path):
+    from smrabooth.cli import main
+    from smrabooth.video import read_video
+
+    model = bundled_model_dir()
+    info = load_bundle(model).info
+    assert info["preset"] == "small" and info["training"]["dit"]["trained"]
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "--model", str(model), "--prompt", "a red solid circle moving left on a blue background",
+                 "--frames", "5", "--height", "128", "--width", "128", "--steps", "3", "--dtype", "fp32",
+                 "--out", str(out)]) == 0
+    frames = read_video(out)
+    assert frames.shape[0] == 5 and frames.shape[1:3] == (128, 128)

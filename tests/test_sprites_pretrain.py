@@ -223,6 +223,11 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     load_bundle_transformer(dst, bundle)
     for k, v in src.pipe.transformer.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v.to(torch.bfloat16).float())
+    # a dit stage with no vae stage of its own continues from the bundle alone (its VAE and DiT)
+    out = tmp_path / "run"
+    run_stage(StageConfig(stage="dit", out=str(out), init_from=str(bundle), size=16, frames=5, batch=2, steps=1,
+                          ema=0.0, **FAST))
+    assert read_log(out / "dit" / "log.jsonl")[0]["step"] == 1
 
 
 def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from pathlib import Path
 
 import torch
 
@@ -120,7 +121,14 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
 
     models = build_sprites_models(cfg.preset, cfg.seed)
     pipe = models.pipe
-    pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
+    if cfg.init_from and not (Path(cfg.out) / "vae" / "state.pt").is_file():
+        # no vae stage here: the bundle's VAE, with the latent statistics its DiT was trained with
+        from diffusers import AutoencoderKLWan
+
+        pipe.vae = AutoencoderKLWan.from_pretrained(cfg.init_from, subfolder="vae", torch_dtype=torch.float32)
+        pipe.vae.to(device).eval().requires_grad_(False)
+    else:
+        pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
     pipe.text_encoder.to(device).eval().requires_grad_(False)
     if cfg.init_from:
         load_bundle_transformer(pipe.transformer, cfg.init_from)
