@@ -78,5 +78,5 @@ def test_the_shipped_bundle_loads_and_generates_through_the_cli(tmp_path):
     assert main(["generate", "--model", str(model), "--prompt", "a red solid circle moving left on a blue background",
                  "--frames", "5", "--height", "128", "--width", "128", "--steps", "3", "--dtype", "fp32",
                  "--out", str(out)]) == 0
-    frames = read_video(out)
+    frames = read_video(out).frames
     assert frames.shape[0] == 5 and frames.shape[1:3] == (128, 128)
