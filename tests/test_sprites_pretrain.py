@@ -261,5 +261,37 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
     torch.testing.assert_close(pool.latents.float(), normalize_latents(vae, mean).half().float())
     first_pass = sorted(pool.order(i) for i in range(3))
     assert first_pass == [0, 1, 2]  # every clip once per pass
-    z, captions = pool.batch([STREAM_BASE["dit"] + 0, STREAM_BASE["dit"] + 1])
+    z, captions, cells = pool.batch([STREAM_BASE["dit"] + 0, STREAM_BASE["dit"] + 1])
     assert z.shape[0] == 2 and captions[0] == pool.captions[pool.order(0)]
+    assert cells.shape == (2, 1, *z.shape[2:])
+
+
+def test_latent_mask_and_sprite_weighted_loss():
+    from smrabooth.sprites.pretrain.dit import latent_mask, weighted_flow_loss
+
+    masks = torch.zeros(1, 9, 32, 32, dtype=torch.bool)
+    masks[0, 0, 0, 0] = True  # frame 0 -> latent 0, cell (0, 0)
+    masks[0, 6, 17, 30] = True  # frame 6 -> latent 2 (frames 5..8), cell (2, 3)
+    cells = latent_mask(masks)
+    assert cells.shape == (1, 1, 3, 4, 4)
+    expected = torch.zeros(1, 1, 3, 4, 4)
+    expected[0, 0, 0, 0, 0] = 1
+    expected[0, 0, 2, 2, 3] = 1
+    assert torch.equal(cells, expected)
+
+    g = torch.Generator().manual_seed(0)
+    u, target = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 16, 3, 4, 4, generator=g)
+    assert torch.equal(weighted_flow_loss(u, target, None), ((u - target) ** 2).mean())
+    w = 1.0 + 9.0 * cells
+    err = ((u - target) ** 2).mean(1)  # per cell, mean over channels
+    by_hand = (err[0, 0, 0, 0] * 10 + err[0, 2, 2, 3] * 10 + err.sum() - err[0, 0, 0, 0] - err[0, 2, 2, 3]) / (48 + 18)
+    torch.testing.assert_close(weighted_flow_loss(u, target, w), by_hand)
+
+
+def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path):
+    for pool in (0, 2):
+        out = tmp_path / f"pool{pool}"
+        shutil.copytree(vae_run / "vae", out / "vae")
+        run_stage(StageConfig(stage="dit", out=str(out), size=16, frames=5, batch=2, steps=2, sprite_weight=4.0,
+                              pool=pool, **FAST))
+        assert [r["step"] for r in read_log(out / "dit" / "log.jsonl")] == [1, 2]

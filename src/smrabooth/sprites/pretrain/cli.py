@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", action="store_true", help="assemble: keep random weights for untrained stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--init-from", default="", help="dit: start the transformer from this bundle's weights")
+    p.add_argument("--sprite-weight", type=float, default=0.0,
+                   help="dit: loss weight 1 + W on latent cells the sprite touches (the exact masks), so the few "
+                        "percent of sprite pixels are not drowned by the flat background (0: plain MSE)")
     p.add_argument("--pool", type=int, default=0,
                    help="dit: encode this many clips once per call and train from their latents on the GPU "
                         "(0: render every example; rendering is what limits the DiT on a GPU)")
@@ -54,7 +57,8 @@ def stage_config(args, stage: str) -> StageConfig:
                        batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed, clips=args.clips,
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
                        progress=not args.no_progress, stats_clips=args.stats_clips,
-                       ema=args.ema, init_from=args.init_from, pool=args.pool)
+                       ema=args.ema, init_from=args.init_from, pool=args.pool,
+                       sprite_weight=args.sprite_weight)
 
 
 def run(args) -> int:

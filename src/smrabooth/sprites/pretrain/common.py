@@ -74,6 +74,7 @@ class StageConfig:
     kl_weight: float = 1e-6  # vae
     stats_clips: int = 256  # vae: clips for the latent mean/std
     caption_dropout: float = 0.1  # dit: share of empty prompts (classifier-free guidance)
+    sprite_weight: float = 0.0  # dit: extra loss weight on latent cells the sprite touches (0: plain MSE)
     gamma: float = 0.85  # searaft: weight of iteration i is gamma^(n-1-i)
     ema: float = -1.0  # dit: EMA decay of the weights (0: none; -1: the stage's default, dit 0.999)
     size: int = 0  # clip size in pixels; 0: the preset's (smaller only for tests and quick experiments)

@@ -53,8 +53,8 @@ def dinov2_item(seed: int, frames: int, size: int, per_clip: int, patch: int) ->
         region[masks & (colors == COLOR_NAMES.index(d.texture_color))] = 2
     labels = [SHAPES.index(d.shape), COLOR_NAMES.index(d.color), TEXTURES.index(d.texture),
               COLOR_NAMES.index(d.texture_color), COLOR_NAMES.index(clip.background)]
-    return {"images": images, "region": patch_shares(region, 3, patch), "colors": patch_shares(colors, len(COLORS), patch),
-            "labels": np.array(labels, dtype=np.int64)}
+    return {"images": images, "region": patch_shares(region, 3, patch),
+            "colors": patch_shares(colors, len(COLORS), patch), "labels": np.array(labels, dtype=np.int64)}
 
 
 def build_heads(hidden: int) -> nn.ModuleDict:

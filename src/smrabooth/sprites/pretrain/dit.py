@@ -27,7 +27,27 @@ MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the
 
 def dit_item(seed: int, frames: int, size: int) -> dict:
     clip = sample_clip(seed, "train", frames, size)
-    return {"frames": clip.frames, "caption": clip.caption}
+    return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
+
+
+def latent_mask(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> torch.Tensor:
+    """Sprite masks (B, F, H, W) -> (B, 1, T, H/8, W/8): 1 where a latent cell sees any sprite pixel.
+
+    Wan's causal VAE maps frame 0 to latent 0 and frames 4t-3..4t to latent t."""
+    m = masks.float()
+    b, f, h, w = m.shape
+    rest = m[:, 1:].reshape(b, (f - 1) // temporal, temporal, h, w).amax(2)
+    cells = torch.cat([m[:, :1], rest], 1)
+    return torch.nn.functional.max_pool2d(cells, spatial)[:, None]
+
+
+def weighted_flow_loss(u: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error, each latent cell weighted (weights broadcast over channels)."""
+    err = (u.float() - target) ** 2
+    if weight is None:
+        return err.mean()
+    weight = weight.expand_as(err)
+    return (err * weight).sum() / weight.sum()
 
 
 class TextCache:
@@ -81,14 +101,15 @@ class LatentPool:
         stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"])
         loader = DataLoader(torch.utils.data.Subset(stream, range(cfg.pool)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
-        latents, self.captions = [], []
+        latents, cells, self.captions = [], [], []
         autocast = use_autocast(cfg, device)
         for b in loader:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 mean, _ = encode_moments(pipe.vae, to_video(b["frames"], device))
             latents.append(normalize_latents(pipe.vae, mean.float()).to(torch.float16))
+            cells.append(latent_mask(b["masks"]).to(device, torch.uint8))
             self.captions += list(b["caption"])
-        self.latents = torch.cat(latents)
+        self.latents, self.cells = torch.cat(latents), torch.cat(cells)
         self.n, self.seed, self._orders = cfg.pool, cfg.seed, {}
 
     def order(self, i: int) -> int:
@@ -98,9 +119,9 @@ class LatentPool:
             self._orders = {epoch: torch.randperm(self.n, generator=gen)}
         return int(self._orders[epoch][k])
 
-    def batch(self, indices) -> tuple[torch.Tensor, list[str]]:
+    def batch(self, indices) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         picks = [self.order(i - STREAM_BASE["dit"]) for i in indices]
-        return self.latents[picks].float(), [self.captions[j] for j in picks]
+        return self.latents[picks].float(), [self.captions[j] for j in picks], self.cells[picks].float()
 
 
 def load_bundle_transformer(transformer, bundle) -> None:
@@ -143,12 +164,13 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         if pool is not None:
-            z0, captions = pool.batch(batch["index"].tolist())
+            z0, captions, cells = pool.batch(batch["index"].tolist())
         else:
             x = to_video(batch["frames"], device)
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 mean, _ = encode_moments(pipe.vae, x)
             z0, captions = normalize_latents(pipe.vae, mean.float()), batch["caption"]
+            cells = latent_mask(batch["masks"]).to(device)
         b = z0.shape[0]
         drop = torch.rand(b, generator=gen) < cfg.caption_dropout
         captions = ["" if d else c for d, c in zip(drop.tolist(), captions)]
@@ -159,7 +181,8 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         target = noise - z0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             u = transformer(z_t, sigma * 1000, texts.batch(captions), return_dict=False)[0]
-        flow = ((u.float() - target) ** 2).mean()
+        weight = 1.0 + cfg.sprite_weight * cells if cfg.sprite_weight else None
+        flow = weighted_flow_loss(u, target, weight)
         return {"loss": flow, "flow": flow}
 
     modules = {"transformer": transformer}
