@@ -228,6 +228,20 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     run_stage(StageConfig(stage="dit", out=str(out), init_from=str(bundle), size=16, frames=5, batch=2, steps=1,
                           ema=0.0, **FAST))
     assert read_log(out / "dit" / "log.jsonl")[0]["step"] == 1
+    # assemble takes the parts it has no stage for from that bundle: a whole bundle, the new DiT in it
+    from smrabooth.sprites.bundle import load_bundle
+    from smrabooth.sprites.pretrain import assemble_bundle
+
+    new = load_bundle(assemble_bundle(out, preset="tiny"))
+    for part in ("dinov2", "searaft"):
+        for k, v in getattr(src, part).state_dict().items():
+            if v.is_floating_point():
+                torch.testing.assert_close(getattr(new, part).state_dict()[k].float(), v.to(torch.bfloat16).float())
+    assert list(new.pipe.vae.config.latents_mean) == list(src.pipe.vae.config.latents_mean)
+    state = torch.load(out / "dit" / "state.pt", weights_only=True)["modules"]["transformer"]
+    for k, v in state.items():
+        torch.testing.assert_close(new.pipe.transformer.state_dict()[k], v.to(torch.bfloat16).float())
+    assert new.info["training"]["dit"]["init_from"] == str(bundle)
 
 
 def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path):

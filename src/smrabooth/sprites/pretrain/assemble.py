@@ -18,10 +18,13 @@ TARGETS = {"vae": "vae", "dit": "transformer", "dinov2": "dinov2", "searaft": "s
 
 
 def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, preset: str | None = None,
-                    seed: int = 0, overwrite: bool = False, partial: bool = False) -> Path:
+                    seed: int = 0, overwrite: bool = False, partial: bool = False,
+                    base: str | Path | None = None) -> Path:
     """Load each stage's state.pt into `build_sprites_models(preset)` and save the bundle.
 
-    `partial`: stages not trained yet keep their random weights (recorded as such in sprites.json)."""
+    `base`: a bundle that supplies the parts with no stage folder here (default: the bundle the dit stage
+    started from with --init-from), so continuing one part of a shipped bundle gives a whole bundle.
+    `partial`: stages not trained and not in a base keep their random weights (recorded in sprites.json)."""
     import torch
 
     from ..bundle import build_sprites_models, get_preset, save_bundle
@@ -36,7 +39,14 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
     elif presets and preset not in presets:
         raise SmraboothError(f"the stages in {out} were trained with preset {presets.pop()!r}, not {preset!r}")
     missing = [s for s in STAGES if not (out / s / STATE_FILE).is_file()]
-    if missing and not partial:
+    if base is None and (out / "dit" / CONFIG_FILE).is_file():
+        base = read_config(out / "dit" / CONFIG_FILE).init_from or None
+    base_models = None
+    if base and missing:
+        from ..bundle import load_bundle
+
+        base_models = load_bundle(base)
+    if missing and not partial and base_models is None:
         raise SmraboothError(f"{out} has no trained {', '.join(missing)} stage (no {STATE_FILE}): train "
                              f"it first, or pass --partial to keep random weights for it")
     models = build_sprites_models(preset, seed)
@@ -45,10 +55,16 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
     info = {}
     for stage in STAGES:
         folder = out / stage
+        name = TARGETS[stage]
+        if stage in missing and base_models is not None:
+            part = base_models.pipe.vae if stage == "vae" else (
+                base_models.pipe.transformer if stage == "dit" else getattr(base_models, stage))
+            modules[name].load_state_dict(part.state_dict())
+            info[stage] = {**base_models.info.get("training", {}).get(stage, {}), "from_bundle": str(base)}
+            continue
         if stage in missing:
             info[stage] = {"trained": False}
             continue
-        name = TARGETS[stage]
         state = load_state_file(folder / STATE_FILE)
         # the dit stage's EMA weights when it kept them (they sample better than the last step's)
         source = "ema" if stage == "dit" and "ema" in state["modules"] else name
@@ -59,9 +75,16 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
                                                                         "date")}}
         if stage == "dit":
             info[stage]["weights"] = source
+            if base:
+                info[stage]["init_from"] = str(base)
+                if base_models is not None:
+                    info[stage]["before"] = base_models.info.get("training", {}).get("dit")
     vae = models.pipe.vae
     if (out / "vae" / STATS_FILE).is_file():
         stats = json.loads((out / "vae" / STATS_FILE).read_text())
+    elif "vae" in missing and base_models is not None:  # the base VAE with the statistics it came with
+        cfg = base_models.pipe.vae.config
+        stats = {"latents_mean": list(cfg.latents_mean), "latents_std": list(cfg.latents_std), "clips": None}
     else:
         p = get_preset(preset)
         stats = measure_latent_stats(vae, p.frames, p.size, 256, torch.device("cpu"))

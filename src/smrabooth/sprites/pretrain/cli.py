@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing bundle folder")
     p.add_argument("--partial", action="store_true", help="assemble: keep random weights for untrained stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--base", default="", help="assemble: bundle supplying the parts with no stage folder "
+                                                "(default: the dit stage's --init-from)")
     p.add_argument("--init-from", default="", help="dit: start the transformer from this bundle's weights")
     p.add_argument("--sprite-weight", type=float, default=0.0,
                    help="dit: loss weight 1 + W on latent cells the sprite touches (the exact masks), so the few "
@@ -70,7 +72,8 @@ def run(args) -> int:
     for stage in stages:
         if stage == "assemble":
             path = assemble_bundle(args.out, args.bundle_out, preset=args.preset, seed=args.seed,
-                                   overwrite=args.overwrite or args.stage == "all", partial=args.partial)
+                                   overwrite=args.overwrite or args.stage == "all", partial=args.partial,
+                                   base=args.base or None)
             print(f"wrote the bundle {path}")
             continue
         # `all --resume` resumes the stages that exist and starts the others
