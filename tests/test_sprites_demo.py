@@ -21,7 +21,6 @@ from smrabooth.sprites import (
 from smrabooth.sprites.experiment import (
     VARIANTS,
     Case,
-    map_t_point,
     mora_window,
     parse_subjects,
     parse_variants,
@@ -156,15 +155,15 @@ def test_variants_cases_and_settings():
 
 
 def test_t_point_is_mapped_by_noise_level():
-    from smrabooth.lora.inject import PAPER_SHIFT, shifted_linear_sigmas
+    from smrabooth.lora.inject import PAPER_SHIFT, shifted_linear_sigmas, t_point_for_sigmas
 
     paper = shifted_linear_sigmas(50, PAPER_SHIFT)
-    assert [map_t_point(t, paper) for t in (5, 15, 25, 45)] == [5, 15, 25, 45]  # the paper's own schedule
+    assert [t_point_for_sigmas(paper, t) for t in (5, 15, 25, 45)] == [5, 15, 25, 45]  # the paper's own schedule
     ours = shifted_linear_sigmas(10, 3.0)
-    steps = [map_t_point(t, ours) for t in (5, 15, 25, 45)]
+    steps = [t_point_for_sigmas(ours, t) for t in (5, 15, 25, 45)]
     assert steps == sorted(steps) and steps[0] < steps[-1] <= 9
     with pytest.raises(SmraboothError):
-        map_t_point(50, ours)
+        t_point_for_sigmas(ours, 50)
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -29,15 +29,19 @@ def shifted_linear_sigmas(steps: int, shift: float) -> np.ndarray:
     return shift * s / (1 + (shift - 1) * s)
 
 
-def paper_t_point_sigma() -> float:
-    """The noise level at which the paper switches the subject scale (step 15 of 50, shift 5)."""
-    return float(shifted_linear_sigmas(PAPER_STEPS, PAPER_SHIFT)[PAPER_T_POINT])
+def paper_t_point_sigma(paper_step: int = PAPER_T_POINT) -> float:
+    """The noise level of step `paper_step` of the paper's sampler (50 steps, shift 5); by default its
+    switch point, step 15."""
+    if not 0 <= paper_step < PAPER_STEPS:
+        raise SmraboothError(f"T_point {paper_step} is outside the paper's 0..{PAPER_STEPS - 1}")
+    return float(shifted_linear_sigmas(PAPER_STEPS, PAPER_SHIFT)[paper_step])
 
 
-def t_point_for_sigmas(step_sigmas) -> int:
-    """The step of a run whose noise level is closest to the paper's switch point."""
+def t_point_for_sigmas(step_sigmas, paper_step: int = PAPER_T_POINT) -> int:
+    """The step of a run whose noise level is closest to the paper's step `paper_step` (its switch point
+    by default): what the paper's T_point means for another sampler or step count."""
     sigmas = np.asarray([float(s) for s in step_sigmas])
-    return int(np.argmin(np.abs(sigmas - paper_t_point_sigma())))
+    return int(np.argmin(np.abs(sigmas - paper_t_point_sigma(paper_step))))
 
 
 @dataclass(frozen=True)

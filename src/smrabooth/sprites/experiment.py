@@ -140,17 +140,6 @@ def parse_variants(text: str | list | None) -> list[Variant]:
     return [VARIANTS[n] for n in dict.fromkeys(names)]
 
 
-def map_t_point(paper_step: int, sigmas) -> int:
-    """The step of our schedule whose noise level is nearest to the paper's step `paper_step` of 50
-    (flow-matching Euler, shift 5): what the paper's T_point means in another sampler/step count."""
-    from ..lora.inject import PAPER_SHIFT, PAPER_STEPS, shifted_linear_sigmas
-
-    if not 0 <= paper_step < PAPER_STEPS:
-        raise SmraboothError(f"T_point {paper_step} is outside the paper's 0..{PAPER_STEPS - 1}")
-    target = float(shifted_linear_sigmas(PAPER_STEPS, PAPER_SHIFT)[paper_step])
-    return int(np.argmin(np.abs(np.asarray(sigmas, dtype=np.float64) - target)))
-
-
 # --------------------------------------------------------------------------------------------- settings
 @dataclass
 class ExperimentSettings:
@@ -312,6 +301,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
 
 
 def generation_config(settings: ExperimentSettings, pipe, case: Case, variant: Variant, seed: int):
+    from ..lora.inject import t_point_for_sigmas
     from ..sampling import GenerateConfig, make_scheduler, set_scheduler_steps, step_sigmas
 
     config = GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
@@ -321,7 +311,7 @@ def generation_config(settings: ExperimentSettings, pipe, case: Case, variant: V
     if variant.t_point_paper is not None:
         sched = make_scheduler(pipe, config.scheduler, config.shift)
         set_scheduler_steps(sched, config.steps, "cpu")
-        config.t_point = map_t_point(variant.t_point_paper, step_sigmas(sched, config.steps))
+        config.t_point = t_point_for_sigmas(step_sigmas(sched, config.steps), variant.t_point_paper)
     return config.validate()
 
 
@@ -399,7 +389,6 @@ __all__ = [
     "experiment_header",
     "generation_config",
     "make_cases",
-    "map_t_point",
     "mora_window",
     "parse_motions",
     "parse_subjects",
