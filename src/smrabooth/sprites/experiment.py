@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import SmraboothError
 from .folders import combined_prompt, write_motion_folder, write_subject_folder
