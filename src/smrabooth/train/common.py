@@ -186,7 +186,7 @@ def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules
     if torch.cuda.is_available():
         rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     save_file(rng, str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "numpy": _np_state_to_json()}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "numpy": numpy_rng_state()}))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -219,16 +219,17 @@ def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, 
         if states:
             torch.cuda.set_rng_state_all(states)
     state = json.loads((folder / "state.json").read_text())
-    _np_state_from_json(state["numpy"])
+    set_numpy_rng_state(state["numpy"])
     return int(state["step"])
 
 
-def _np_state_to_json():
+def numpy_rng_state() -> list:
+    """numpy's global RNG state as plain lists and numbers (JSON, and torch.load(weights_only=True), read it)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
 
 
-def _np_state_from_json(s):
+def set_numpy_rng_state(s) -> None:
     np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
 
 

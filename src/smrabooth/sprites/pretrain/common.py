@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ...errors import SmraboothError
+from ...train.common import numpy_rng_state, set_numpy_rng_state
 
 STAGES = ("vae", "dit", "dinov2", "searaft")
 STATE_FILE = "state.pt"
@@ -164,10 +165,6 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def use_autocast(cfg: StageConfig, device: torch.device) -> bool:
-    return cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
-
-
 # ---------------------------------------------------------------- data
 class ClipStream(torch.utils.data.Dataset):
     """Example i -> make_item(seed): clips rendered on the fly, deterministic by index.
@@ -205,16 +202,6 @@ def to_video(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- state
-def _numpy_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _set_numpy_state(s: dict) -> None:
-    np.random.set_state((s["name"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"]))
-
-
 def save_state(path: Path, step: int, seconds: float, modules: dict[str, nn.Module], optimizer,
                generator: torch.Generator) -> None:
     """Atomically: a temporary file renamed over the old state."""
@@ -225,7 +212,7 @@ def save_state(path: Path, step: int, seconds: float, modules: dict[str, nn.Modu
         "optimizer": optimizer.state_dict(),
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": _numpy_state(),
+        "numpy_rng": numpy_rng_state(),
     }
     if torch.cuda.is_available():
         payload["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -261,7 +248,7 @@ def restore_state(path: Path, modules: dict[str, nn.Module], optimizer, generato
     torch.set_rng_state(state["torch_rng"])
     if torch.cuda.is_available() and "cuda_rng" in state:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    _set_numpy_state(state["numpy_rng"])
+    set_numpy_rng_state(state["numpy_rng"])
     return int(state["step"]), float(state["seconds"])
 
 

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
+from ...train.common import autocast_enabled
 from ..world import COLORS, SHAPES, TEXTURES, sample_clip
-from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, use_autocast
+from .common import STREAM_BASE, ClipStream, StageConfig, StageParts
 
 COLOR_NAMES = tuple(COLORS)
 _CODES = np.array([(r << 16) | (g << 8) | b for r, g, b in COLORS.values()], dtype=np.int64)
@@ -83,7 +84,7 @@ def build_dinov2_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     torch.manual_seed(cfg.seed + 5)
     heads = build_heads(encoder.config.hidden_size).to(device)
     patch = encoder.config.patch_size
-    autocast = use_autocast(cfg, device)
+    autocast = autocast_enabled(cfg.mixed_precision, device)
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         images = batch["images"].flatten(0, 1)  # (B*k, H, W, 3)

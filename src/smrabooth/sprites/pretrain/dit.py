@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from ...train.common import autocast_enabled
 from ..bundle import get_preset
 from ..world import sample_clip
-from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, default_workers, to_video, use_autocast
+from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, default_workers, to_video
 from .vae import encode_moments, load_trained_vae
 
 MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
@@ -102,7 +103,7 @@ class LatentPool:
         loader = DataLoader(torch.utils.data.Subset(stream, range(cfg.pool)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
         latents, cells, self.captions = [], [], []
-        autocast = use_autocast(cfg, device)
+        autocast = autocast_enabled(cfg.mixed_precision, device)
         for b in loader:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 mean, _ = encode_moments(pipe.vae, to_video(b["frames"], device))
@@ -156,7 +157,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     transformer = pipe.transformer.to(device).requires_grad_(True)
     texts = TextCache(pipe, device)
     sigmas = training_sigmas(get_preset(cfg.preset).wan.flow_shift)
-    autocast = use_autocast(cfg, device)
+    autocast = autocast_enabled(cfg.mixed_precision, device)
 
     pool = None
     if cfg.pool:

@@ -15,8 +15,9 @@ import functools
 import numpy as np
 import torch
 
+from ...train.common import autocast_enabled
 from ..world import sample_clip
-from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, use_autocast
+from .common import STREAM_BASE, ClipStream, StageConfig, StageParts
 
 
 def searaft_item(seed: int, frames: int, size: int, per_clip: int) -> dict:
@@ -39,7 +40,7 @@ def build_searaft_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     from ..bundle import build_sprites_models
 
     model = build_sprites_models(cfg.preset, cfg.seed).searaft.to(device).requires_grad_(True)
-    autocast = use_autocast(cfg, device)
+    autocast = autocast_enabled(cfg.mixed_precision, device)
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         image1, image2 = _images(batch["image1"], device), _images(batch["image2"], device)

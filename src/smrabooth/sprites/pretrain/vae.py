@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ...errors import SmraboothError
+from ...train.common import autocast_enabled
 from ..world import sample_clip
-from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, to_video, use_autocast
+from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, to_video
 
 STATS_FILE = "latent_stats.json"
 
@@ -53,7 +54,7 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     from ..bundle import build_sprites_models
 
     vae = build_sprites_models(cfg.preset, cfg.seed).pipe.vae.to(device).requires_grad_(True)
-    autocast = use_autocast(cfg, device)
+    autocast = autocast_enabled(cfg.mixed_precision, device)
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         x = to_video(batch["frames"], device)
