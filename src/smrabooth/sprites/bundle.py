@@ -126,7 +126,7 @@ def save_bundle(models: SpritesModels, out: str | os.PathLike, dtype: torch.dtyp
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe = models.pipe
-    # Keep fp32 where diffusers asks for it (norms, time embedding) by saving a converted copy per part.
+    # Every floating tensor is stored in `dtype` (half the size); the loaders cast back to what they are asked for.
     pipe.save_pretrained(tmp, safe_serialization=True)
     for sub in ("transformer", "text_encoder", "vae"):
         _cast_safetensors(tmp / sub, dtype)

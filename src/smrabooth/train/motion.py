@@ -30,6 +30,7 @@ from ..data.cache import cache_key, cached, default_cache_dir, file_digest
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from ..models.vae_decode import CHECKPOINT_MODES
 from .common import (
     LoopSettings,
     add_lora_adapter,
@@ -102,8 +103,9 @@ class MotionTrainConfig:
             raise SmraboothError("--validate-every needs --validation-prompt")
         if self.vae_checkpointing is True or self.vae_checkpointing is False:  # configs written before "block"
             self.vae_checkpointing = "frame" if self.vae_checkpointing else "none"
-        if self.vae_checkpointing not in ("none", "frame", "block"):
-            raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: choose none, frame or block")
+        if self.vae_checkpointing not in CHECKPOINT_MODES:
+            raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: "
+                                 f"choose {', '.join(CHECKPOINT_MODES)}")
         if self.flow_chunk is not None and self.flow_chunk < 1:
             raise SmraboothError(f"--flow-chunk must be a positive number of frame pairs, got {self.flow_chunk}")
         if self.use_mora:  # clear errors for windows that do not fit the clip
