@@ -48,6 +48,13 @@ def trajectory_similarity(positions_a, positions_b) -> float:
     return float(1.0 - np.linalg.norm(da - db) / denom)
 
 
+def border_pixels(frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) -> float32 (F, 2H + 2W, 3): each frame's outermost rows and columns, where the
+    background shows (a sprite covers a small part of the border at most)."""
+    f = np.asarray(frames, dtype=np.float32)
+    return np.concatenate([f[:, 0], f[:, -1], f[:, :, 0], f[:, :, -1]], axis=1)
+
+
 def track_sprite(frames, threshold: float = 60.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions of the sprite in any video of this world (e.g. a generated one), from colour alone.
 
@@ -60,8 +67,7 @@ def track_sprite(frames, threshold: float = 60.0) -> tuple[np.ndarray, np.ndarra
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise SmraboothError(f"frames must be (F, H, W, 3), got {frames.shape}")
     frames = frames.astype(np.float32)
-    border = np.concatenate([frames[:, 0], frames[:, -1], frames[:, :, 0], frames[:, :, -1]], axis=1)
-    background = np.median(border, axis=1)  # (F, 3)
+    background = np.median(border_pixels(frames), axis=1)  # (F, 3)
     masks = np.linalg.norm(frames - background[:, None, None], axis=-1) > threshold
     area = masks.sum((1, 2)).astype(np.float64)
     ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]

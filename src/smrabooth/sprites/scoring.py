@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SmraboothError
-from .analysis import classify_motion, track_sprite, trajectory_similarity
+from .analysis import border_pixels, classify_motion, track_sprite, trajectory_similarity
 from .world import COLORS, SpriteDesign
 
 # column -> what it is (higher is better except bg_dist)
@@ -90,9 +90,7 @@ def load_reference(subject_dir, motion_dir, background: str) -> SpriteReference:
 def border_colour(frames: np.ndarray) -> np.ndarray:
     """Median RGB of every border pixel of every frame: the background colour (the sprite covers a small
     part of the border at most)."""
-    f = np.asarray(frames, dtype=np.float32)
-    border = np.concatenate([f[:, 0], f[:, -1], f[:, :, 0], f[:, :, -1]], axis=1).reshape(-1, 3)
-    return np.median(border, axis=0)
+    return np.median(border_pixels(frames).reshape(-1, 3), axis=0)
 
 
 def background_scores(frames: np.ndarray, colour: str) -> dict:
