@@ -258,3 +258,7 @@ def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     (tmp_path / "full" / "x.txt").write_text("x")
     assert "--overwrite" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full", "--variants",
                                 "base")
+    # --overwrite replaces a previous run, never a folder of other files
+    assert "refusing to delete" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full",
+                                       "--variants", "base", "--overwrite")
+    assert (tmp_path / "full" / "x.txt").read_text() == "x"

@@ -88,10 +88,14 @@ def prepare_out(out, overwrite: bool, resume: bool = False) -> Path:
     if out.exists() and any(out.iterdir()):
         if resume:
             return out
+        ours = (out / RUN_FILE).is_file()
         if not overwrite:
-            what = "a previous run" if (out / RUN_FILE).is_file() else "files"
+            what = "a previous run" if ours else "files"
             raise SmraboothError(f"--out {out} already holds {what}; pass --overwrite to replace it "
                                  "or choose another folder")
+        if not ours:  # --overwrite replaces a run, never a folder of someone else's files
+            raise SmraboothError(f"--out {out} holds files that are not a smrabooth demo or bench run (no "
+                                 f"{RUN_FILE}); refusing to delete them: choose another folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
