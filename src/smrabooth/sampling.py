@@ -16,6 +16,7 @@ import torch
 from .errors import SmraboothError
 from .lora.files import LoraWeights
 from .lora.inject import (
+    PAPER_T_POINT,
     InjectionSchedule,
     load_loras_into_transformer,
     set_lora_scales,
@@ -42,7 +43,8 @@ class GenerateConfig:
     seed: int = 0
     scheduler: str | None = None  # None: the scheduler saved with the model
     shift: float | None = None  # None: the scheduler's own (euler: 5.0)
-    t_point: int | None = None  # None: the step whose sigma is closest to the paper's step 15 of 50
+    t_point: int | None = None  # None: the step whose sigma is closest to the paper's step `paper_t_point` of 50
+    paper_t_point: int = PAPER_T_POINT  # the paper's T_point (its 50-step numbering) that t_point=None maps to
     subject_scale_early: float = 0.5
     subject_scale: float = 1.0
     motion_scale: float = 1.0
@@ -138,7 +140,7 @@ def detach_loras(pipe) -> None:
 def schedule_for(config: GenerateConfig, sigmas: list[float]) -> InjectionSchedule:
     if config.injection == "dense":
         return InjectionSchedule.constant(config.subject_scale, config.motion_scale)
-    t_point = config.t_point if config.t_point is not None else t_point_for_sigmas(sigmas)
+    t_point = config.t_point if config.t_point is not None else t_point_for_sigmas(sigmas, config.paper_t_point)
     return InjectionSchedule(t_point, config.subject_scale_early, config.subject_scale, config.motion_scale)
 
 

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 from ..errors import SmraboothError
 from .folders import combined_prompt, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
@@ -299,19 +298,16 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     return final, True
 
 
-def generation_config(settings: ExperimentSettings, pipe, case: Case, variant: Variant, seed: int):
-    from ..lora.inject import t_point_for_sigmas
-    from ..sampling import GenerateConfig, make_scheduler, set_scheduler_steps, step_sigmas
+def generation_config(settings: ExperimentSettings, case: Case, variant: Variant, seed: int):
+    from ..lora.inject import PAPER_T_POINT
+    from ..sampling import GenerateConfig
 
-    config = GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
-                            steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
-                            subject_scale_early=variant.subject_scale_early, injection=variant.injection,
-                            fps=settings.fps)
-    if variant.t_point_paper is not None:
-        sched = make_scheduler(pipe, config.scheduler, config.shift)
-        set_scheduler_steps(sched, config.steps, "cpu")
-        config.t_point = t_point_for_sigmas(step_sigmas(sched, config.steps), variant.t_point_paper)
-    return config.validate()
+    # the variant's T_point is in the paper's numbering; the sampler maps it to its own steps by sigma
+    paper_t_point = PAPER_T_POINT if variant.t_point_paper is None else variant.t_point_paper
+    return GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
+                          steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
+                          subject_scale_early=variant.subject_scale_early, injection=variant.injection,
+                          fps=settings.fps, paper_t_point=paper_t_point).validate()
 
 
 @dataclass
@@ -352,7 +348,7 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     videos.mkdir(parents=True, exist_ok=True)
     for v in variants:
         for seed in seeds:
-            config = generation_config(settings, pipe, case, v, seed)
+            config = generation_config(settings, case, v, seed)
             log(f"[{case.name}] {v.name} seed {seed}: generating '{case.prompt}'")
             start = time.time()
             out = generate(pipe, config, loras.get(("subject", v.subject)), loras.get(("motion", v.motion)),
