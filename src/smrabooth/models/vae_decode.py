@@ -73,7 +73,8 @@ def _causal_conv(conv, x: torch.Tensor, cache: list, idx: int) -> torch.Tensor:
 
 
 def _run_segment(module, x: torch.Tensor, start: int, cache: list, first_chunk: bool | None):
-    """One decoder module with the cache entries from `start` on; pure (copies the cache), so checkpoint can rerun it."""
+    """One decoder module with the cache entries from `start` on; pure (it copies the cache), so
+    checkpoint can rerun it."""
     new_cache, idx = list(cache), [start]
     if first_chunk is None:
         out = module(x, feat_cache=new_cache, feat_idx=idx)
@@ -122,15 +123,21 @@ def decode_latents_differentiable(
     inside that recomputation (less memory, one more forward pass of the decoder); False or `"none"`
     stores everything. The first latent is decoded as a video's first frame (1 frame).
     """
-    mode = {True: "frame", False: "none"}.get(checkpoint, checkpoint)
-    if mode not in CHECKPOINT_MODES:
-        raise SmraboothError(f"decode checkpointing {checkpoint!r}: choose from {', '.join(CHECKPOINT_MODES)}")
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
         raise SmraboothError(
             f"decode_latents_differentiable: expected latents (B, {vae.config.z_dim}, T, h, w), "
             f"got shape {tuple(latents.shape)}."
         )
-    z = denormalize_latents(vae, latents.to(vae.dtype))
+    return decode_raw_latents(vae, denormalize_latents(vae, latents.to(vae.dtype)), checkpoint, clamp)
+
+
+def decode_raw_latents(vae, z: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True) -> torch.Tensor:
+    """`decode_latents_differentiable` for RAW VAE latents (what the posterior gives, not normalised):
+    `vae.decode(z).sample` computed frame by frame with the same checkpointing settings. With
+    `clamp=False` and `checkpoint="none"` it is the decode a VAE is trained through."""
+    mode = {True: "frame", False: "none"}.get(checkpoint, checkpoint)
+    if mode not in CHECKPOINT_MODES:
+        raise SmraboothError(f"decode checkpointing {checkpoint!r}: choose from {', '.join(CHECKPOINT_MODES)}")
     x = vae.post_quant_conv(z)
     cache: list = [None] * sum(1 for m in vae.decoder.modules() if type(m).__name__ == "WanCausalConv3d")
     outs = []

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ...errors import SmraboothError
+from ...models.vae_decode import decode_raw_latents
 from ...train.common import autocast_enabled
 from ..world import sample_clip
 from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, to_video
@@ -36,20 +37,6 @@ def encode_moments(vae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.clamp(logvar, -30.0, 20.0)  # DiagonalGaussianDistribution's clamp
 
 
-def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
-    """`vae.decode` without its final clamp to [-1, 1]: the clamp has zero gradient outside the range,
-    so a pixel pushed past it would never come back. Same frame-by-frame causal loop as `_decode`."""
-    vae.clear_cache()
-    x = vae.post_quant_conv(z)
-    outs = []
-    for i in range(x.shape[2]):
-        vae._conv_idx = [0]
-        outs.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                                first_chunk=i == 0))
-    vae.clear_cache()
-    return torch.cat(outs, dim=2)
-
-
 def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     from ..bundle import build_sprites_models
 
@@ -62,7 +49,8 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
             mean, logvar = encode_moments(vae, x)
             noise = torch.randn(mean.shape, generator=gen).to(device)
             z = mean + torch.exp(0.5 * logvar) * noise
-            rec = decode_unclamped(vae, z)
+            # no final clamp: its gradient is zero outside [-1, 1], so a pixel pushed past it never comes back
+            rec = decode_raw_latents(vae, z, checkpoint="none", clamp=False)
         rec, mean, logvar = rec.float(), mean.float(), logvar.float()
         l1 = (rec - x).abs().mean()
         mse = ((rec - x) ** 2).mean()
