@@ -273,6 +273,7 @@ class StageParts:
     step: Callable[[dict, torch.Generator], dict[str, torch.Tensor]]  # batch -> {'loss': total, term: value}
     finish: Callable[[], None] | None = None  # after the checkpoint of every call (vae: latent statistics)
     after_step: Callable[[int], None] | None = None  # after each optimizer step, with the step count (EMA)
+    workers: int | None = None  # loader worker processes; None: the config's (0 when items are only indices)
 
 
 def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], StageParts], resume: bool,
@@ -295,7 +296,8 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
         start, seconds = restore_state(folder / STATE_FILE, parts.modules, optimizer, generator, device)
         _truncate_log(folder / LOG_FILE, start)
     log_path = folder / LOG_FILE
-    workers = default_workers() if cfg.workers is None else cfg.workers
+    workers = parts.workers if parts.workers is not None else (
+        default_workers() if cfg.workers is None else cfg.workers)
     step = start
     if start < cfg.steps:
         loader = make_loader(parts.stream, cfg.batch, start, cfg.steps, workers, pin=device.type == "cuda")

@@ -206,4 +206,4 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"],
                             cfg.clips)
     return StageParts(modules=modules, params=list(transformer.parameters()), stream=stream, step=step,
-                      after_step=after_step)
+                      after_step=after_step, workers=0 if pool is not None else None)
