@@ -281,7 +281,8 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
 
 
 def test_latent_mask_and_sprite_weighted_loss():
-    from smrabooth.sprites.pretrain.dit import latent_mask, weighted_flow_loss
+    from smrabooth.sprites.pretrain.common import latent_mask
+    from smrabooth.sprites.pretrain.dit import weighted_flow_loss
 
     masks = torch.zeros(1, 9, 32, 32, dtype=torch.bool)
     masks[0, 0, 0, 0] = True  # frame 0 -> latent 0, cell (0, 0)
@@ -300,6 +301,47 @@ def test_latent_mask_and_sprite_weighted_loss():
     err = ((u - target) ** 2).mean(1)  # per cell, mean over channels
     by_hand = (err[0, 0, 0, 0] * 10 + err[0, 2, 2, 3] * 10 + err.sum() - err[0, 0, 0, 0] - err[0, 2, 2, 3]) / (48 + 18)
     torch.testing.assert_close(weighted_flow_loss(u, target, w), by_hand)
+
+
+def test_pixel_region_marks_the_cells_of_each_latent_frame_on_every_frame_it_covers():
+    from smrabooth.sprites.pretrain.common import pixel_region
+
+    masks = torch.zeros(1, 9, 32, 32, dtype=torch.bool)
+    masks[0, 0, 0, 0] = True  # frame 0 -> latent 0, cell (0, 0)
+    masks[0, 6, 17, 30] = True  # frame 6 -> latent 2 (frames 5..8), cell (2, 3)
+    region = pixel_region(masks)
+    expected = torch.zeros(1, 1, 9, 32, 32)
+    expected[0, 0, 0, :8, :8] = 1
+    expected[0, 0, 5:9, 16:24, 24:32] = 1  # the whole cell, on all four frames of latent 2, not only frame 6
+    assert torch.equal(region, expected)
+
+
+def test_vae_stage_starts_from_a_bundle_and_weights_the_sprite_region(tmp_path, monkeypatch):
+    from smrabooth.sprites.bundle import build_sprites_models, save_bundle
+    from smrabooth.sprites.pretrain import common
+
+    src = build_sprites_models("tiny", seed=5)
+    bundle = save_bundle(src, tmp_path / "b")
+    seen = []
+    real = common.weighted_mean
+    monkeypatch.setattr("smrabooth.sprites.pretrain.vae.weighted_mean",
+                        lambda err, weight: seen.append(weight) or real(err, weight))
+    out = tmp_path / "run"
+    run_stage(StageConfig(stage="vae", out=str(out), init_from=str(bundle), size=32, frames=5, batch=2, steps=1,
+                          lr=1e-12, warmup=0, sprite_weight=9.0, stats_clips=2, **FAST))
+    # lr ~0: the saved weights are the bundle's (bf16 there), so the stage really started from it
+    state = torch.load(out / "vae" / "state.pt", weights_only=True)["modules"]["vae"]
+    for k, v in src.pipe.vae.state_dict().items():
+        torch.testing.assert_close(state[k], v.to(torch.bfloat16).float(), atol=1e-6, rtol=0)
+    weight = seen[0]
+    assert set(weight.unique().tolist()) == {1.0, 10.0} and weight.shape[2:] == (5, 32, 32)
+    assert 0 < float((weight > 1).float().mean()) < 0.9
+    # the bundle records where the VAE came from and how it was trained
+    from smrabooth.sprites.pretrain import assemble_bundle
+
+    info = json.loads((assemble_bundle(out, preset="tiny", base=bundle) / "sprites.json").read_text())["training"]
+    assert info["vae"]["init_from"] == str(bundle) and info["vae"]["settings"]["sprite_weight"] == 9.0
+    assert info["vae"]["settings"]["frames"] == 5 and info["dit"]["from_bundle"] == str(bundle)
 
 
 def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path):

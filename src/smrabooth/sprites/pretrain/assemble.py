@@ -15,6 +15,8 @@ from .common import CONFIG_FILE, STAGES, STATE_FILE, SUMMARY_FILE, load_modules,
 
 # stage -> (module name in state.pt, where it goes in SpritesModels)
 TARGETS = {"vae": "vae", "dit": "transformer", "dinov2": "dinov2", "searaft": "searaft"}
+# the data settings of each stage, recorded in sprites.json
+RECORDED = ("frames", "size", "clips", "sprite_weight", "pool", "seed")
 
 
 def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, preset: str | None = None,
@@ -27,7 +29,7 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
     `partial`: stages not trained and not in a base keep their random weights (recorded in sprites.json)."""
     import torch
 
-    from ..bundle import build_sprites_models, get_preset, save_bundle
+    from ..bundle import build_sprites_models, get_preset, read_bundle_info, save_bundle
     from .vae import STATS_FILE, apply_latent_stats, measure_latent_stats
 
     out = Path(out)
@@ -73,12 +75,16 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
         summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
         info[stage] = {"trained": True, **{k: summary.get(k) for k in ("steps", "final", "minutes", "batch", "lr",
                                                                         "date")}}
+        cfg = read_config(folder / CONFIG_FILE)
+        info[stage]["settings"] = {k: getattr(cfg, k) for k in RECORDED}
         if stage == "dit":
             info[stage]["weights"] = source
-            if base:
-                info[stage]["init_from"] = str(base)
-                if base_models is not None:
-                    info[stage]["before"] = base_models.info.get("training", {}).get("dit")
+        if cfg.init_from:  # the lineage: what this stage continued, and how that was trained
+            info[stage]["init_from"] = cfg.init_from
+            before = read_bundle_info(cfg.init_from).get("training", {}).get(stage) if Path(cfg.init_from).is_dir() \
+                else None
+            if before is not None:
+                info[stage]["before"] = before
     vae = models.pipe.vae
     if (out / "vae" / STATS_FILE).is_file():
         stats = json.loads((out / "vae" / STATS_FILE).read_text())

@@ -44,10 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--base", default="", help="assemble: bundle supplying the parts with no stage folder "
                                                 "(default: the dit stage's --init-from)")
-    p.add_argument("--init-from", default="", help="dit: start the transformer from this bundle's weights")
+    p.add_argument("--init-from", default="", help="vae, dit: start the VAE / transformer from this bundle's weights")
     p.add_argument("--sprite-weight", type=float, default=0.0,
-                   help="dit: loss weight 1 + W on latent cells the sprite touches (the exact masks), so the few "
-                        "percent of sprite pixels are not drowned by the flat background (0: plain MSE)")
+                   help="vae: loss weight 1 + W on sprite pixels; dit: on latent cells the sprite touches (exact "
+                        "masks), so the few percent of sprite pixels are not drowned by the flat background (0: none)")
+    p.add_argument("--frames", type=int, default=0,
+                   help="frames per training clip, 4k+1 (0: the preset's). Not for the vae stage: its later latent "
+                        "frames run through the causal cache, which shorter clips never train (RESULTS.md)")
     p.add_argument("--pool", type=int, default=0,
                    help="dit: encode this many clips once per call and train from their latents on the GPU "
                         "(0: render every example; rendering is what limits the DiT on a GPU)")
@@ -60,7 +63,7 @@ def stage_config(args, stage: str) -> StageConfig:
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
                        progress=not args.no_progress, stats_clips=args.stats_clips,
                        ema=args.ema, init_from=args.init_from, pool=args.pool,
-                       sprite_weight=args.sprite_weight)
+                       sprite_weight=args.sprite_weight, frames=args.frames)
 
 
 def run(args) -> int:

@@ -75,13 +75,13 @@ class StageConfig:
     kl_weight: float = 1e-6  # vae
     stats_clips: int = 256  # vae: clips for the latent mean/std
     caption_dropout: float = 0.1  # dit: share of empty prompts (classifier-free guidance)
-    sprite_weight: float = 0.0  # dit: extra loss weight on latent cells the sprite touches (0: plain MSE)
+    sprite_weight: float = 0.0  # vae, dit: extra loss weight on the sprite's pixels / latent cells (0: none)
     gamma: float = 0.85  # searaft: weight of iteration i is gamma^(n-1-i)
     ema: float = -1.0  # dit: EMA decay of the weights (0: none; -1: the stage's default, dit 0.999)
     size: int = 0  # clip size in pixels; 0: the preset's (smaller only for tests and quick experiments)
     frames: int = 0  # frames per clip (4k+1); 0: the preset's
     pool: int = 0  # dit: render and encode this many clips once per call, then train from GPU-resident latents
-    init_from: str = ""  # dit: start from this bundle's transformer (e.g. to continue past a lost state.pt)
+    init_from: str = ""  # vae, dit: start from this bundle's VAE / transformer (e.g. to continue a shipped one)
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> StageConfig:
@@ -152,6 +152,36 @@ def prepare_stage_dir(cfg: StageConfig, resume: bool) -> StageConfig:
         folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return cfg
+
+
+def latent_mask(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> torch.Tensor:
+    """Sprite masks (B, F, H, W) -> (B, 1, T, H/8, W/8): 1 where a latent cell sees any sprite pixel.
+
+    Wan's causal VAE maps frame 0 to latent 0 and frames 4t-3..4t to latent t."""
+    m = masks.float()
+    b, f, h, w = m.shape
+    rest = m[:, 1:].reshape(b, (f - 1) // temporal, temporal, h, w).amax(2)
+    cells = torch.cat([m[:, :1], rest], 1)
+    return torch.nn.functional.max_pool2d(cells, spatial)[:, None]
+
+
+def pixel_region(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> torch.Tensor:
+    """Sprite masks (B, F, H, W) -> (B, 1, F, H, W): `latent_mask` back on the pixel grid, so each frame
+    marks every 8x8 cell its latent frame's sprite touches, in any of the frames that latent covers.
+
+    Weighting this region (and not the exact mask) penalises a smeared sprite as much as a missing one."""
+    cells = latent_mask(masks, spatial, temporal)
+    repeats = torch.tensor([1] + [temporal] * (cells.shape[2] - 1), device=cells.device)
+    cells = cells.repeat_interleave(repeats, dim=2)
+    return cells.repeat_interleave(spatial, dim=3).repeat_interleave(spatial, dim=4)
+
+
+def weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `err`, each element weighted by `weight` (broadcast to err's shape); None: the plain mean."""
+    if weight is None:
+        return err.mean()
+    weight = weight.expand_as(err)
+    return (err * weight).sum() / weight.sum()
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -304,7 +334,7 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
         bar = tqdm(total=cfg.steps, initial=start, desc=cfg.stage, disable=not cfg.progress, dynamic_ncols=True)
         t_train = last_save = time.time()
         pending = None  # last step's record, read once the next step is queued: no GPU sync per step
-        log = log_path.open("a")
+        log = log_path.open("a", buffering=1)  # line-buffered: `tail -f log.jsonl` shows every step
 
         def flush(record):
             values = {k: float(v) for k, v in record.pop("losses").items()}

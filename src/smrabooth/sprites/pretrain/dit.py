@@ -20,7 +20,16 @@ import torch
 from ...train.common import autocast_enabled
 from ..bundle import get_preset
 from ..world import sample_clip
-from .common import STREAM_BASE, ClipStream, StageConfig, StageParts, default_workers, to_video
+from .common import (
+    STREAM_BASE,
+    ClipStream,
+    StageConfig,
+    StageParts,
+    default_workers,
+    latent_mask,
+    to_video,
+    weighted_mean,
+)
 from .vae import encode_moments, load_trained_vae
 
 MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
@@ -31,24 +40,9 @@ def dit_item(seed: int, frames: int, size: int) -> dict:
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
 
 
-def latent_mask(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> torch.Tensor:
-    """Sprite masks (B, F, H, W) -> (B, 1, T, H/8, W/8): 1 where a latent cell sees any sprite pixel.
-
-    Wan's causal VAE maps frame 0 to latent 0 and frames 4t-3..4t to latent t."""
-    m = masks.float()
-    b, f, h, w = m.shape
-    rest = m[:, 1:].reshape(b, (f - 1) // temporal, temporal, h, w).amax(2)
-    cells = torch.cat([m[:, :1], rest], 1)
-    return torch.nn.functional.max_pool2d(cells, spatial)[:, None]
-
-
 def weighted_flow_loss(u: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     """Mean squared error, each latent cell weighted (weights broadcast over channels)."""
-    err = (u.float() - target) ** 2
-    if weight is None:
-        return err.mean()
-    weight = weight.expand_as(err)
-    return (err * weight).sum() / weight.sum()
+    return weighted_mean((u.float() - target) ** 2, weight)
 
 
 class TextCache:
