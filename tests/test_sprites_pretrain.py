@@ -88,6 +88,9 @@ def test_vae_stage_fits_a_fixed_batch_and_measures_latent_stats(vae_run):
     assert state["step"] == 25 and set(state["modules"]) == {"vae"}
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["steps"] == 25 and summary["batch"] == 2 and "loss" in summary["final"]
+    # trained on 5 frames, checked on the preset's full length (tiny: 9), where short training shows
+    recon = json.loads((folder / "reconstruction.json").read_text())
+    assert recon["frames"] == 9 and len(recon["sprite"]) == len(recon["background"]) == 9
 
 
 def test_dinov2_stage_loss_falls(dinov2_run):
@@ -196,6 +199,25 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="vae", out=str(tmp_path), frames=6).resolved()
     with pytest.raises(SmraboothError, match="frame pairs"):
         StageConfig(stage="searaft", out=str(tmp_path), preset="tiny", per_clip=9).resolved()
+
+
+def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand():
+    from smrabooth.sprites.bundle import build_sprites_models
+    from smrabooth.sprites.pretrain.vae import STATS_BASE, reconstruction_errors, vae_item
+
+    vae = build_sprites_models("tiny", seed=3).pipe.vae
+    errors = reconstruction_errors(vae, 5, 32, 3, torch.device("cpu"), batch=2)  # two batches: 2 + 1 clips
+    items = [vae_item(STATS_BASE + i, 5, 32) for i in range(3)]
+    frames = np.stack([i["frames"] for i in items]).astype(np.float64) / 127.5 - 1  # (B, F, H, W, 3)
+    masks = np.stack([i["masks"] for i in items])
+    x = torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float()
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    err = np.abs(rec.permute(0, 2, 3, 4, 1).double().numpy() - frames).mean(-1)  # (B, F, H, W)
+    sprite = [err[:, f][masks[:, f]].mean() for f in range(5)]
+    background = [err[:, f][~masks[:, f]].mean() for f in range(5)]
+    np.testing.assert_allclose(errors["sprite"], sprite, atol=2e-4)
+    np.testing.assert_allclose(errors["background"], background, atol=2e-4)
 
 
 def test_latent_stats_over_several_batches_equal_a_direct_computation():

@@ -116,12 +116,12 @@ class MotionTrainConfig:
 
 
 def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: str, cache_dir,
-                        flow_id: str | None) -> list[MotionExample]:
+                        flow_id: str | None, progress: bool = True) -> list[MotionExample]:
     """Latents of each clip and SEA-RAFT flows of its frames, cached by content hash and settings."""
     from tqdm.auto import tqdm
 
     examples = []
-    for item in tqdm(items, desc="caching latents and flows", leave=False):
+    for item in tqdm(items, desc="caching latents and flows", leave=False, disable=not progress):
         key = cache_key(kind="motion-clip", model=model_id, video=file_digest(item.video_path), frames=cfg.frames,
                         fps=cfg.fps, size=(cfg.height, cfg.width), loop=cfg.loop, vae_dtype=str(pipe.vae.dtype),
                         flow=flow_id if cfg.use_mora else None, flow_iters=cfg.flow_iters)
@@ -185,7 +185,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     def flow_fn(image1, image2):
         return compute_flow(flow_model, image1, image2, iters=cfg.flow_iters)
 
-    examples = precompute_examples(cfg, pipe, flow_fn, items, model_id, cache_dir, flow_id or cfg.flow_model)
+    examples = precompute_examples(cfg, pipe, flow_fn, items, model_id, cache_dir, flow_id or cfg.flow_model,
+                                   progress=progress)
     pipe.text_encoder = None  # umT5-XXL: 11 GB in bf16, not needed any more
     if device.type == "cuda":
         torch.cuda.empty_cache()

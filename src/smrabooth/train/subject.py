@@ -94,7 +94,8 @@ def read_subject_items(cfg: SubjectTrainConfig):
     return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
 
 
-def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir) -> list[SubjectExample]:
+def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir,
+                        progress: bool = True) -> list[SubjectExample]:
     """Latents, latent masks, DINOv2 tokens and caption embeddings, cached by content hash."""
     from tqdm.auto import tqdm
 
@@ -103,7 +104,7 @@ def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir) -> 
     p = pipe.transformer.config.patch_size
     grid = (latent_hw[0] // p[1], latent_hw[1] // p[2])
     examples = []
-    for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False):
+    for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False, disable=not progress):
         key = cache_key(kind="subject-image", model=model_id, res=res, image=file_digest(image_path),
                         mask=file_digest(mask_path) if mask_path else None,
                         encoder=cfg.encoder if cfg.use_sura else None, vae_dtype=str(pipe.vae.dtype))
@@ -149,7 +150,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     device = pipe._execution_device
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
     embeds = encode_captions(pipe, texts, model_id, cache_dir)
-    examples = precompute_examples(cfg, pipe, encoder, items, model_id, cache_dir)
+    examples = precompute_examples(cfg, pipe, encoder, items, model_id, cache_dir, progress=progress)
     pipe.text_encoder = None  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
     if encoder is not None:
         encoder.to("cpu")

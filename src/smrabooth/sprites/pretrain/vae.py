@@ -28,6 +28,8 @@ from ..world import sample_clip
 from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, pixel_region, to_video, weighted_mean
 
 STATS_FILE = "latent_stats.json"
+RECON_FILE = "reconstruction.json"
+RECON_CLIPS = 16
 
 
 def vae_item(seed: int, frames: int, size: int) -> dict:
@@ -87,6 +89,14 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         state = torch.load(cfg.stage_dir / "state.pt", map_location="cpu", weights_only=True)
         stats["step"] = int(state["step"])
         (cfg.stage_dir / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+        # on full-length clips whatever --frames trained on: a VAE trained on short clips fails on later frames
+        from ..bundle import get_preset
+
+        frames = max(cfg.frames, get_preset(cfg.preset).frames)
+        errors = {"step": stats["step"], "frames": frames,
+                  **reconstruction_errors(vae, frames, cfg.size, RECON_CLIPS, device)}
+        (cfg.stage_dir / RECON_FILE).write_text(json.dumps(errors) + "\n")
+        print("vae reconstruction L1 per frame, sprite pixels: " + " ".join(f"{v:.2f}" for v in errors["sprite"]))
 
     stream = ClipStream(functools.partial(vae_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["vae"],
                         cfg.clips)
@@ -110,6 +120,24 @@ def measure_latent_stats(vae, frames: int, size: int, n_clips: int, device: torc
     std = (total_sq / count - mu**2).clamp_min(1e-12).sqrt()
     return {"latents_mean": [round(float(v), 6) for v in mu], "latents_std": [round(float(v), 6) for v in std],
             "clips": n_clips}
+
+
+@torch.no_grad()
+def reconstruction_errors(vae, frames: int, size: int, n_clips: int, device: torch.device, batch: int = 8) -> dict:
+    """Mean L1 (pixels in [-1, 1]) of encode -> decode per frame, on sprite pixels and on background pixels,
+    over n clips of the statistics stream (never trained on). What the DiT can draw at best."""
+    vae.eval()
+    sprite, background, n_sprite, n_background = 0.0, 0.0, 0.0, 0.0
+    for start in range(0, n_clips, batch):
+        items = [vae_item(s, frames, size) for s in range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))]
+        x = to_video(torch.from_numpy(np.stack([i["frames"] for i in items])), device)
+        m = torch.from_numpy(np.stack([i["masks"] for i in items])).to(device)[:, None].float()
+        mean, _ = encode_moments(vae, x)
+        err = (decode_raw_latents(vae, mean, checkpoint="none") - x).abs().mean(1, keepdim=True)
+        sprite, n_sprite = sprite + (err * m).sum((0, 1, 3, 4)), n_sprite + m.sum((0, 1, 3, 4))
+        background, n_background = background + (err * (1 - m)).sum((0, 1, 3, 4)), n_background + (1 - m).sum((0, 1, 3, 4))
+    return {"sprite": [round(float(v), 4) for v in sprite / n_sprite.clamp_min(1)],
+            "background": [round(float(v), 4) for v in background / n_background.clamp_min(1)], "clips": n_clips}
 
 
 def apply_latent_stats(vae, stats: dict) -> None:
