@@ -12,7 +12,7 @@ from PIL import Image
 from smrabooth.cli import build_parser, main
 from smrabooth.cli.evaluate import run as run_evaluate
 from smrabooth.metrics.clip_metrics import clip_t, load_clip
-from smrabooth.metrics.report import mean_ci
+from smrabooth.metrics.report import format_table, mean_ci, summarize
 from smrabooth.metrics.tiny import build_tiny_metric_models
 from smrabooth.metrics.tracking import FlowTracker
 from smrabooth.video import read_video, write_video
@@ -121,6 +121,19 @@ def test_mean_ci_is_the_t_interval():
     s = mean_ci([1.0, 2.0, 3.0])
     assert s["mean"] == 2.0 and s["half_width"] == pytest.approx(4.302652729911275 / np.sqrt(3))
     assert mean_ci([5.0])["half_width"] == 0.0 and mean_ci([])["mean"] is None
+
+
+def test_format_table_as_text_and_markdown():
+    rows = [{"method": "a", "dino_i": 0.5, "x": 1.0}, {"method": "a", "dino_i": 0.7, "x": None},
+            {"method": "b", "dino_i": 0.25, "x": None}]
+    summary = summarize(rows, ["dino_i", "x"])
+    hw = mean_ci([0.5, 0.7])["half_width"]
+    md = format_table(summary, ["dino_i", "x"], labels={"dino_i": "DINO-I"}, markdown=True, digits=lambda c: 2)
+    assert md.splitlines() == ["| method | n | DINO-I | x |", "| --- | ---: | ---: | ---: |",
+                               f"| a | 2 | 0.60 ± {hw:.2f} | 1.00 ± 0.00 |", "| b | 1 | 0.25 ± 0.00 | - |"]
+    text = format_table(summary, ["dino_i", "x"], labels={"dino_i": "DINO-I"}).splitlines()
+    assert text[0].split() == ["method", "DINO-I", "x"] and text[2].split()[:4] == ["a", "0.600", "±", f"{hw:.3f}"]
+    assert text[3].split() == ["b", "0.250", "±", "0.000", "-"]
 
 
 @pytest.mark.parametrize("case", ["unreadable", "missing_in_manifest", "clip_i_without_images", "lengths",

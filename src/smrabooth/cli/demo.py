@@ -106,6 +106,12 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
 
     model = resolve_bundle(args.model)
     check_device(args.device)
+    if args.no_progress:  # also the libraries' "Loading weights" bars, which would fill a log
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
     return settings_for_bundle(ExperimentSettings(
         model=str(model), out=str(out), subject_steps=subject_steps, motion_steps=motion_steps,
         gen_steps=args.gen_steps, guidance=args.guidance, lr=args.lr, device=args.device,
@@ -250,19 +256,6 @@ def _demo_summary(result: dict, baseline: dict) -> str:
 BENCH_COLUMNS = ["dino_i", "fg_color", "traj", "family_ok", "motion_fidelity", "bg_ok", "bg_dist", "temporal"]
 
 
-def markdown_table(summary: dict, columns: list[str]) -> str:
-    """Variant rows x metric columns, 'mean ± half-width of the 95% interval' (n = cases x seeds)."""
-    head = "| variant | n | " + " | ".join(columns) + " |"
-    sep = "|---|---:|" + "---:|" * len(columns)
-    lines = [head, sep]
-    for variant, stats in summary.items():
-        n = max(s["n"] for s in stats.values())
-        cells = ["-" if stats[c]["mean"] is None else
-                 f"{stats[c]['mean']:.{_digits(c)}f} ± {stats[c]['half_width']:.{_digits(c)}f}" for c in columns]
-        lines.append(f"| {variant} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _digits(column: str) -> int:
     return 1 if column in ("motion_fidelity", "bg_dist") else 3
 
@@ -274,8 +267,8 @@ def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict
 
     columns = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
     summary = summarize(rows, columns, group="variant")
-    text = format_table(summary, columns, labels={})
-    md = markdown_table(summary, columns)
+    text = format_table(summary, columns, digits=_digits, first="variant")
+    md = format_table(summary, columns, labels={c: c for c in columns}, digits=_digits, markdown=True, first="variant")
     (out / "results.json").write_text(json.dumps({**header, "trained": trained, "summary": summary, "rows": rows},
                                                  indent=1) + "\n")
     keys = ["case", "subject", "family", "background", "variant", "seed", "t_point", *BENCH_COLUMNS,
@@ -338,5 +331,5 @@ def run_bench(args) -> int:
     return 0
 
 
-__all__ = ["markdown_table", "prepare_out", "register", "run_bench", "run_demo", "write_bench_results",
+__all__ = ["prepare_out", "register", "run_bench", "run_demo", "write_bench_results",
            "write_demo_report"]

@@ -45,16 +45,22 @@ def digits_for(column: str) -> int:
     return 3 if column in ("clip_t", "clip_i", "dino_i", "temporal_consistency") else 2
 
 
-def format_table(summary: dict, columns: list[str], labels: dict | None = None) -> str:
-    labels = labels or LABELS
-    head = ["method"] + [labels.get(c, c) for c in columns]
+def format_table(summary: dict, columns: list[str], labels: dict | None = None, digits=None,
+                 markdown: bool = False, first: str = "method") -> str:
+    """Group rows x metric columns, each cell 'mean ± half-width of the 95% interval': aligned text, or a
+    Markdown table with an n column (values per group). digits: column -> decimals (default digits_for)."""
+    labels, digits = labels or LABELS, digits or digits_for
+    head = [first] + (["n"] if markdown else []) + [labels.get(c, c) for c in columns]
     body = []
     for g, stats in summary.items():
-        cells = [g]
+        cells = [g] + ([str(max(s["n"] for s in stats.values()))] if markdown else [])
         for c in columns:
-            s, d = stats[c], digits_for(c)
+            s, d = stats[c], digits(c)
             cells.append("-" if s["mean"] is None else f"{_fmt(s['mean'], d)} ± {_fmt(s['half_width'], d)}")
         body.append(cells)
+    if markdown:
+        rule = ["---"] + ["---:"] * (len(head) - 1)
+        return "\n".join("| " + " | ".join(r) + " |" for r in [head, rule, *body])
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths))
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
