@@ -237,12 +237,12 @@ def test_latent_stats_over_several_batches_equal_a_direct_computation():
 
 def test_dit_can_start_from_a_bundle(tmp_path):
     from smrabooth.sprites.bundle import build_sprites_models, save_bundle
-    from smrabooth.sprites.pretrain.dit import load_bundle_transformer
+    from smrabooth.sprites.pretrain.common import load_bundle_weights
 
     src = build_sprites_models("tiny", seed=5)
     bundle = save_bundle(src, tmp_path / "b")
     dst = build_sprites_models("tiny", seed=0).pipe.transformer
-    load_bundle_transformer(dst, bundle)
+    load_bundle_weights(dst, bundle, "transformer")
     for k, v in src.pipe.transformer.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v.to(torch.bfloat16).float())
     # a dit stage with no vae stage of its own continues from the bundle alone (its VAE and DiT)

@@ -19,6 +19,12 @@ TARGETS = {"vae": "vae", "dit": "transformer", "dinov2": "dinov2", "searaft": "s
 RECORDED = ("frames", "size", "clips", "sprite_weight", "pool", "seed")
 
 
+def model_parts(models) -> dict:
+    """A SpritesModels' trained parts by the names of TARGETS' values."""
+    return {"vae": models.pipe.vae, "transformer": models.pipe.transformer, "dinov2": models.dinov2,
+            "searaft": models.searaft}
+
+
 def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, preset: str | None = None,
                     seed: int = 0, overwrite: bool = False, partial: bool = False,
                     base: str | Path | None = None) -> Path:
@@ -52,16 +58,13 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
         raise SmraboothError(f"{out} has no trained {', '.join(missing)} stage (no {STATE_FILE}): train "
                              f"it first, or pass --partial to keep random weights for it")
     models = build_sprites_models(preset, seed)
-    modules = {"vae": models.pipe.vae, "transformer": models.pipe.transformer, "dinov2": models.dinov2,
-               "searaft": models.searaft}
+    modules = model_parts(models)
     info = {}
     for stage in STAGES:
         folder = out / stage
         name = TARGETS[stage]
         if stage in missing and base_models is not None:
-            part = base_models.pipe.vae if stage == "vae" else (
-                base_models.pipe.transformer if stage == "dit" else getattr(base_models, stage))
-            modules[name].load_state_dict(part.state_dict())
+            modules[name].load_state_dict(model_parts(base_models)[name].state_dict())
             info[stage] = {**base_models.info.get("training", {}).get(stage, {}), "from_bundle": str(base)}
             continue
         if stage in missing:

@@ -176,6 +176,15 @@ def pixel_region(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> to
     return cells.repeat_interleave(spatial, dim=3).repeat_interleave(spatial, dim=4)
 
 
+def load_bundle_weights(module: nn.Module, bundle, subfolder: str) -> None:
+    """Copy a bundle part's weights (`subfolder`: "vae", "transformer") into `module`, a model of the same
+    class and preset (strict); the bundle's bf16 tensors are loaded as fp32."""
+    from ..bundle import check_bundle_dir
+
+    src = type(module).from_pretrained(check_bundle_dir(bundle), subfolder=subfolder, torch_dtype=torch.float32)
+    module.load_state_dict(src.state_dict())
+
+
 def weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     """Mean of `err`, each element weighted by `weight` (broadcast to err's shape); None: the plain mean."""
     if weight is None:

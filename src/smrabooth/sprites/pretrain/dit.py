@@ -27,6 +27,7 @@ from .common import (
     StageParts,
     default_workers,
     latent_mask,
+    load_bundle_weights,
     to_video,
     weighted_mean,
 )
@@ -38,6 +39,16 @@ MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the
 def dit_item(seed: int, frames: int, size: int) -> dict:
     clip = sample_clip(seed, "train", frames, size)
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
+
+
+@torch.no_grad()
+def encode_clips(vae, frames: torch.Tensor, device: torch.device, autocast: bool) -> torch.Tensor:
+    """uint8 clips (B, F, H, W, 3) -> the DiT's z0: normalised posterior means (fp32)."""
+    from ...models.vae_decode import normalize_latents
+
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        mean, _ = encode_moments(vae, to_video(frames, device))
+    return normalize_latents(vae, mean.float())
 
 
 def weighted_flow_loss(u: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -90,7 +101,6 @@ class LatentPool:
     def __init__(self, pipe, cfg: StageConfig, device: torch.device, workers: int, batch: int = 32):
         from torch.utils.data import DataLoader
 
-        from ...models.vae_decode import normalize_latents
         from .common import _worker_init
 
         stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"])
@@ -99,9 +109,7 @@ class LatentPool:
         latents, cells, self.captions = [], [], []
         autocast = autocast_enabled(cfg.mixed_precision, device)
         for b in loader:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                mean, _ = encode_moments(pipe.vae, to_video(b["frames"], device))
-            latents.append(normalize_latents(pipe.vae, mean.float()).to(torch.float16))
+            latents.append(encode_clips(pipe.vae, b["frames"], device, autocast).to(torch.float16))
             cells.append(latent_mask(b["masks"]).to(device, torch.uint8))
             self.captions += list(b["caption"])
         self.latents, self.cells = torch.cat(latents), torch.cat(cells)
@@ -119,19 +127,7 @@ class LatentPool:
         return self.latents[picks].float(), [self.captions[j] for j in picks], self.cells[picks].float()
 
 
-def load_bundle_transformer(transformer, bundle) -> None:
-    """Copy a bundle's transformer weights into `transformer` (same preset, strict)."""
-    from diffusers import WanTransformer3DModel
-
-    from ..bundle import check_bundle_dir
-
-    src = WanTransformer3DModel.from_pretrained(check_bundle_dir(bundle), subfolder="transformer",
-                                                torch_dtype=torch.float32)
-    transformer.load_state_dict(src.state_dict())
-
-
 def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
-    from ...models.vae_decode import normalize_latents
     from ...train.common import training_sigmas
     from ..bundle import build_sprites_models
 
@@ -147,7 +143,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         pipe.vae = load_trained_vae(cfg.out, cfg.preset, device, vae=pipe.vae)
     pipe.text_encoder.to(device).eval().requires_grad_(False)
     if cfg.init_from:
-        load_bundle_transformer(pipe.transformer, cfg.init_from)
+        load_bundle_weights(pipe.transformer, cfg.init_from, "transformer")
     transformer = pipe.transformer.to(device).requires_grad_(True)
     texts = TextCache(pipe, device)
     sigmas = training_sigmas(get_preset(cfg.preset).wan.flow_shift)
@@ -161,10 +157,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         if pool is not None:
             z0, captions, cells = pool.batch(batch["index"].tolist())
         else:
-            x = to_video(batch["frames"], device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                mean, _ = encode_moments(pipe.vae, x)
-            z0, captions = normalize_latents(pipe.vae, mean.float()), batch["caption"]
+            z0, captions = encode_clips(pipe.vae, batch["frames"], device, autocast), batch["caption"]
             cells = latent_mask(batch["masks"]).to(device)
         b = z0.shape[0]
         drop = torch.rand(b, generator=gen) < cfg.caption_dropout

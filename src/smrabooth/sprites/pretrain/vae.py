@@ -25,7 +25,17 @@ from ...errors import SmraboothError
 from ...models.vae_decode import decode_raw_latents
 from ...train.common import autocast_enabled
 from ..world import sample_clip
-from .common import STATS_BASE, STREAM_BASE, ClipStream, StageConfig, StageParts, pixel_region, to_video, weighted_mean
+from .common import (
+    STATS_BASE,
+    STREAM_BASE,
+    ClipStream,
+    StageConfig,
+    StageParts,
+    load_bundle_weights,
+    pixel_region,
+    to_video,
+    weighted_mean,
+)
 
 STATS_FILE = "latent_stats.json"
 RECON_FILE = "reconstruction.json"
@@ -35,16 +45,6 @@ RECON_CLIPS = 16
 def vae_item(seed: int, frames: int, size: int) -> dict:
     clip = sample_clip(seed, "train", frames, size)
     return {"frames": clip.frames, "masks": clip.masks}  # uint8 (F, H, W, 3), bool (F, H, W)
-
-
-def load_bundle_vae(vae, bundle) -> None:
-    """Copy a bundle's VAE weights into `vae` (same preset, strict)."""
-    from diffusers import AutoencoderKLWan
-
-    from ..bundle import check_bundle_dir
-
-    src = AutoencoderKLWan.from_pretrained(check_bundle_dir(bundle), subfolder="vae", torch_dtype=torch.float32)
-    vae.load_state_dict(src.state_dict())
 
 
 def encode_moments(vae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,7 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
 
     vae = build_sprites_models(cfg.preset, cfg.seed).pipe.vae
     if cfg.init_from:
-        load_bundle_vae(vae, cfg.init_from)
+        load_bundle_weights(vae, cfg.init_from, "vae")
     vae = vae.to(device).requires_grad_(True)
     autocast = autocast_enabled(cfg.mixed_precision, device)
 
@@ -72,15 +72,16 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
             # no final clamp: its gradient is zero outside [-1, 1], so a pixel pushed past it never comes back
             rec = decode_raw_latents(vae, z, checkpoint="none", clamp=False)
         rec, mean, logvar = rec.float(), mean.float(), logvar.float()
-        weight = 1.0 + cfg.sprite_weight * pixel_region(batch["masks"].to(device)) if cfg.sprite_weight else None
+        masks = batch["masks"].to(device)
+        weight = 1.0 + cfg.sprite_weight * pixel_region(masks) if cfg.sprite_weight else None
         l1 = weighted_mean((rec - x).abs(), weight)
         mse = weighted_mean((rec - x) ** 2, weight)
         kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).mean()
         loss = l1 + mse + cfg.kl_weight * kl
         err = (rec.detach().clamp(-1, 1) - x).abs()
         psnr = 10 * torch.log10(4.0 / (err**2).mean())  # range 2
-        masks = batch["masks"].to(device)[:, None].expand_as(err)
-        sprite_l1 = err[masks].mean() if masks.any() else err.new_zeros(())  # what the DiT must be able to draw
+        on_sprite = masks[:, None].expand_as(err)
+        sprite_l1 = err[on_sprite].mean() if on_sprite.any() else err.new_zeros(())  # what the DiT must be able to draw
         return {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr, "sprite_l1": sprite_l1}
 
     def finish() -> None:
@@ -103,15 +104,22 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     return StageParts(modules={"vae": vae}, params=list(vae.parameters()), stream=stream, step=step, finish=finish)
 
 
+def stats_batches(frames: int, size: int, n_clips: int, device: torch.device, batch: int):
+    """Clips 0..n-1 of the statistics stream (never trained on) in batches: (video (B, 3, F, H, W) in
+    [-1, 1], sprite masks bool (B, F, H, W)) on `device`."""
+    for start in range(0, n_clips, batch):
+        items = [vae_item(s, frames, size) for s in range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))]
+        masks = torch.from_numpy(np.stack([i["masks"] for i in items])).to(device)
+        yield to_video(torch.from_numpy(np.stack([i["frames"] for i in items])), device), masks
+
+
 @torch.no_grad()
 def measure_latent_stats(vae, frames: int, size: int, n_clips: int, device: torch.device, batch: int = 16) -> dict:
     """Per-channel mean and std of the posterior means (what our trainers encode with) over n clips."""
     vae.eval()
     total, total_sq, count = 0.0, 0.0, 0
-    for start in range(0, n_clips, batch):
-        seeds = range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))
-        clips = torch.from_numpy(np.stack([vae_item(s, frames, size)["frames"] for s in seeds]))
-        mean, _ = encode_moments(vae, to_video(clips, device))
+    for x, _ in stats_batches(frames, size, n_clips, device, batch):
+        mean, _ = encode_moments(vae, x)
         z = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)  # (C, B*T*H*W)
         total = total + z.sum(1)
         total_sq = total_sq + (z**2).sum(1)
@@ -128,10 +136,8 @@ def reconstruction_errors(vae, frames: int, size: int, n_clips: int, device: tor
     over n clips of the statistics stream (never trained on). What the DiT can draw at best."""
     vae.eval()
     sprite, background, n_sprite, n_background = 0.0, 0.0, 0.0, 0.0
-    for start in range(0, n_clips, batch):
-        items = [vae_item(s, frames, size) for s in range(STATS_BASE + start, STATS_BASE + min(n_clips, start + batch))]
-        x = to_video(torch.from_numpy(np.stack([i["frames"] for i in items])), device)
-        m = torch.from_numpy(np.stack([i["masks"] for i in items])).to(device)[:, None].float()
+    for x, masks in stats_batches(frames, size, n_clips, device, batch):
+        m = masks[:, None].float()
         mean, _ = encode_moments(vae, x)
         err = (decode_raw_latents(vae, mean, checkpoint="none") - x).abs().mean(1, keepdim=True)
         sprite, n_sprite = sprite + (err * m).sum((0, 1, 3, 4)), n_sprite + m.sum((0, 1, 3, 4))
