@@ -34,6 +34,8 @@ from smrabooth.sprites.scoring import (
 )
 
 FRAMES = 9  # the tiny preset's clips
+
+
 def cli(*argv) -> int:
     return main([str(a) for a in argv])
 
@@ -254,6 +256,7 @@ def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     assert "unknown variant" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "b", "--variants",
                                     "full,magic")
     assert "held-out" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "b", "--motions", "left")
+    assert "no cases" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "b", "--subjects", ",")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     assert "--overwrite" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full", "--variants",

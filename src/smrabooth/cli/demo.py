@@ -324,8 +324,7 @@ def run_bench(args) -> int:
                        log=lambda m: print(m, flush=True))
         rows += res.rows
         trained[case.name] = res.trained
-        write_bench_results(out, header, rows, trained)  # after every case: a stopped run keeps its results
-    table = write_bench_results(out, header, rows, trained)
+        table = write_bench_results(out, header, rows, trained)  # after every case: a stopped run keeps its results
     print(table["table"])
     print(f"wrote results.json, results.csv and table.md to {out.resolve()} in {time.time() - start:.0f}s")
     return 0

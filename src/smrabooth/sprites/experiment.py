@@ -14,6 +14,7 @@ training ablations that change one LoRA (no_sura, no_mora) reuse every LoRA that
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +94,8 @@ def parse_motions(text: str | None) -> list[str]:
 
 
 def make_cases(subjects: list[int], motions: list[str]) -> list[Case]:
+    if not subjects or not motions:
+        raise SmraboothError("no cases: --subjects and --motions must each name at least one")
     return [Case(s, m, default_background(HELDOUT_SUBJECTS[s])) for s in subjects for m in motions]
 
 
@@ -216,14 +219,10 @@ def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, P
     root = case_dir(settings, case)
     subject, motion = root / "subject", root / "motion"
     if not (subject / "subject.json").is_file():
-        import shutil
-
         shutil.rmtree(subject, ignore_errors=True)
         write_subject_folder(subject, case.design, settings.subject_images, seed=settings.data_seed + case.subject,
                              size=settings.size)
     if not (motion / "metadata.csv").is_file():
-        import shutil
-
         shutil.rmtree(motion, ignore_errors=True)
         clips = sample_family_clips(case.family, settings.motion_clips, seed=settings.data_seed + 101,
                                     frames=settings.frames, size=settings.size)

@@ -112,12 +112,14 @@ def colour_histogram(pixels: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
 
 
 def foreground_colour_similarity(frames: np.ndarray, ref_images: np.ndarray, ref_masks: np.ndarray,
-                                 bins: int = HIST_BINS) -> float:
+                                 bins: int = HIST_BINS, masks: np.ndarray | None = None) -> float:
     """Histogram intersection sum(min(p, q)) in [0, 1] of the generated foreground's colours (pixels farther
     than FG_THRESHOLD from the border colour, pooled over frames) and the reference sprite's pixels
-    (exact masks). 1: the same colour proportions; 0: no colour in common or no foreground at all."""
+    (exact masks). 1: the same colour proportions; 0: no colour in common or no foreground at all.
+    `masks`: that foreground when the caller has already found it (track_sprite's third output)."""
     frames = np.asarray(frames)
-    _, _, masks = track_sprite(frames, FG_THRESHOLD)
+    if masks is None:
+        _, _, masks = track_sprite(frames, FG_THRESHOLD)
     gen = colour_histogram(frames[masks], bins)
     ref = colour_histogram(np.asarray(ref_images)[np.asarray(ref_masks, dtype=bool)], bins)
     return float(np.minimum(gen, ref).sum())
@@ -186,11 +188,15 @@ class SpriteScorer:
 
         return FlowTracker(searaft_flow_fn(self.searaft, self.flow_iters), device=self.device)
 
+    def track(self, frames: np.ndarray, mask0: np.ndarray, tracker=None) -> torch.Tensor:
+        """Tracks (N, F, 2) of the query points on the sprite of frame 0 (`mask0`), chained by SEA-RAFT."""
+        tracker = tracker or self.tracker()
+        return tracker(frames, sprite_queries(mask0, self.grid))[0].transpose(0, 1).float().cpu()
+
     def _reference_tracks(self, ref: SpriteReference) -> list:
         if "tracks" not in ref.cache:
             tracker = self.tracker()
-            ref.cache["tracks"] = [tracker(f, sprite_queries(m[0], self.grid))[0].transpose(0, 1).float().cpu()
-                                   for f, m in zip(ref.motion_frames, ref.motion_masks)]
+            ref.cache["tracks"] = [self.track(f, m[0], tracker) for f, m in zip(ref.motion_frames, ref.motion_masks)]
         return ref.cache["tracks"]
 
     def motion_fidelity(self, frames: np.ndarray, ref: SpriteReference, gen_mask0: np.ndarray) -> float:
@@ -199,13 +205,12 @@ class SpriteScorer:
         from ..metrics.motion_fidelity import match_length
         from ..metrics.motion_fidelity import motion_fidelity as mf
 
-        tracks = self.tracker()(frames, sprite_queries(gen_mask0, self.grid))[0].transpose(0, 1).float().cpu()
+        tracks = self.track(frames, gen_mask0)
         scores = []
         for tr, rf in zip(self._reference_tracks(ref), ref.motion_frames):
             if tr.shape[1] != tracks.shape[1]:  # a reference of another length: resample its frames, retrack
                 rf = match_length(rf, tracks.shape[1])
-                m0 = track_sprite(rf[:1], FG_THRESHOLD)[2][0]
-                tr = self.tracker()(rf, sprite_queries(m0, self.grid))[0].transpose(0, 1).float().cpu()
+                tr = self.track(rf, track_sprite(rf[:1], FG_THRESHOLD)[2][0])
             scores.append(mf(tracks, tr, "paper"))
         return float(max(scores))
 
@@ -220,9 +225,9 @@ class SpriteScorer:
             ref.cache["image_features"] = self.features(ref.images)
         feats = self.features(frames)
         out["dino_i"] = float((ref.cache["image_features"] @ feats.T).mean())
-        out["fg_color"] = foreground_colour_similarity(frames, ref.images, ref.masks)
+        positions, _, masks = track_sprite(frames, FG_THRESHOLD)  # the foreground, found once
+        out["fg_color"] = foreground_colour_similarity(frames, ref.images, ref.masks, masks=masks)
         # motion
-        positions, _, masks = track_sprite(frames, FG_THRESHOLD)
         filled = fill_missing(positions)
         if filled is None:  # no sprite to follow: no motion was reproduced
             out.update(traj=0.0, family_ok=0.0, family_detected="none")
