@@ -6,7 +6,8 @@
 Prints the L1 (pixels in [-1, 1]) of encode -> decode per frame on sprite and on background pixels of
 clips the pretraining never sees (`sprites.pretrain.vae.reconstruction_errors`): the DiT can draw no
 better than this. With --samples, writes a grid through WanPipeline: one row per prompt below, frames
-0, 4, 8, 12, 16 (30 UniPC steps, CFG 5, seed = row index).
+0, 4, 8, 12, 16 (30 UniPC steps, CFG 5, seed = row index), then a row of one-frame videos of the STILLS
+prompts (seed 0): what a subject LoRA, trained on images as one-frame videos, starts from.
 """
 
 import argparse
@@ -19,6 +20,13 @@ PROMPTS = (
     "a red circle moving left on a blue background",
     "a yellow striped square moving up on a black background",
     "a green triangle moving right on a white background",
+)
+STILLS = (
+    "a picture of a red circle on a blue background",
+    "a picture of a yellow striped square",
+    "a picture of a green triangle on a white background",
+    "a picture of a blue checked heart",
+    "a picture of an orange dotted star on a black background",
 )
 
 
@@ -43,13 +51,17 @@ def main() -> int:
     if args.samples:
         from PIL import Image
 
+        def sample(prompt: str, num_frames: int, seed: int) -> np.ndarray:
+            video = pipe(prompt, num_frames=num_frames, height=size, width=size, num_inference_steps=30,
+                         guidance_scale=5.0, output_type="np", generator=torch.Generator().manual_seed(seed)).frames[0]
+            return (video * 255).round().astype(np.uint8)
+
         rows = []
         for i, prompt in enumerate(PROMPTS):
-            video = pipe(prompt, num_frames=frames, height=size, width=size,
-                         num_inference_steps=30, guidance_scale=5.0, output_type="np",
-                         generator=torch.Generator().manual_seed(i)).frames[0]
+            video = sample(prompt, frames, i)
             picks = np.linspace(0, len(video) - 1, 5).round().astype(int)
-            rows.append(np.concatenate([(video[k] * 255).round().astype(np.uint8) for k in picks], 1))
+            rows.append(np.concatenate([video[k] for k in picks], 1))
+        rows.append(np.concatenate([sample(prompt, 1, 0)[0] for prompt in STILLS], 1))
         Image.fromarray(np.concatenate(rows, 0)).save(args.samples)
         print(f"wrote {args.samples}")
     return 0

@@ -199,6 +199,13 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="vae", out=str(tmp_path), frames=6).resolved()
     with pytest.raises(SmraboothError, match="frame pairs"):
         StageConfig(stage="searaft", out=str(tmp_path), preset="tiny", per_clip=9).resolved()
+    with pytest.raises(SmraboothError, match="image-fraction"):
+        StageConfig(stage="dit", out=str(tmp_path), image_fraction=1.5).resolved()
+    from smrabooth.sprites.pretrain.cli import build_parser, stage_config
+
+    args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3"])
+    cfg = stage_config(args, "dit").resolved()
+    assert (cfg.image_fraction, cfg.stills) == (0.3, 10_000)  # a default pool of stills
 
 
 def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand():
@@ -373,3 +380,48 @@ def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path
         run_stage(StageConfig(stage="dit", out=str(out), size=16, frames=5, batch=2, steps=2, sprite_weight=4.0,
                               pool=pool, **FAST))
         assert [r["step"] for r in read_log(out / "dit" / "log.jsonl")] == [1, 2]
+
+
+def test_dit_stills_are_one_frame_encodes_and_a_share_of_steps_resumes_exactly(vae_run, tmp_path, monkeypatch):
+    """--image-fraction: the stills pool holds the one-frame latents of stills 0..n-1 (as the subject
+    trainer encodes images); about that share of steps draws from it, and 2 + 2 resumed steps == 4 steps."""
+    from smrabooth.models.vae_decode import normalize_latents
+    from smrabooth.sprites.pretrain.common import STILLS_BASE, to_video
+    from smrabooth.sprites.pretrain.dit import LatentPool, still_item
+    from smrabooth.sprites.pretrain.vae import encode_moments, load_trained_vae
+
+    cpu = torch.device("cpu")
+    kw = {"stage": "dit", "size": 16, "frames": 5, "batch": 2, "warmup": 2, "image_fraction": 0.5, "stills": 3, **FAST}
+    cfg = StageConfig(out=str(vae_run), **kw).resolved()
+    vae = load_trained_vae(vae_run, "tiny", cpu)
+    stills = LatentPool(type("P", (), {"vae": vae})(), cfg, cpu, workers=0, batch=2, stills=True)
+    items = [still_item(STILLS_BASE + i, 16) for i in range(3)]
+    with torch.no_grad():
+        mean, _ = encode_moments(vae, to_video(torch.from_numpy(np.stack([i["frames"] for i in items])), cpu))
+    assert mean.shape[2] == 1
+    torch.testing.assert_close(stills.latents.float(), normalize_latents(vae, mean).half().float())
+    assert stills.captions == [i["caption"] for i in items] and items[0]["caption"].startswith("a picture of ")
+
+    drawn = []
+    sample = LatentPool.sample
+    monkeypatch.setattr(LatentPool, "sample", lambda self, b, gen: drawn.append(b) or sample(self, b, gen))
+    outs = {}
+    for name in ("straight", "resumed"):
+        outs[name] = tmp_path / name
+        shutil.copytree(vae_run / "vae", outs[name] / "vae")
+    run_stage(StageConfig(out=str(outs["straight"]), steps=4, **kw))
+    straight = len(drawn)
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=2, **kw))
+    run_stage(StageConfig(out=str(outs["resumed"]), steps=4, **kw), resume=True)
+    assert straight > 0 and len(drawn) == 2 * straight  # the resumed run drew stills on the same steps
+    a = torch.load(outs["straight"] / "dit" / "state.pt", weights_only=True)
+    b = torch.load(outs["resumed"] / "dit" / "state.pt", weights_only=True)
+    for k, v in a["modules"]["transformer"].items():
+        assert torch.equal(v, b["modules"]["transformer"][k]), k
+
+    for fraction, expected in ((1.0, 3), (0.0, 0)):  # every step with --image-fraction 1, none without stills
+        drawn.clear()
+        out = tmp_path / f"fraction{fraction}"
+        shutil.copytree(vae_run / "vae", out / "vae")
+        run_stage(StageConfig(out=str(out), steps=3, **{**kw, "image_fraction": fraction, "stills": 0}))
+        assert len(drawn) == expected

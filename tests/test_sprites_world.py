@@ -31,13 +31,15 @@ from smrabooth.sprites import (
     sample_design,
     sample_family_clips,
     sample_motion,
+    sample_still,
+    still_caption,
     subject_text,
     track_sprite,
     trajectory_similarity,
     write_motion_folder,
     write_subject_folder,
 )
-from smrabooth.sprites.world import is_heldout_design
+from smrabooth.sprites.world import STILL_RADIUS, is_heldout_design, random_placement
 
 
 def split_of(family):
@@ -342,3 +344,29 @@ def test_bad_designs_are_clear_errors():
                     "white")
     with pytest.raises(SmraboothError, match="unknown motion family"):
         MotionSpec("wave", 0, 1, (0.5, 0.5), 0.1)
+
+
+def test_stills_for_joint_image_video_pretraining():
+    """`sample_still`: deterministic; the mask is exactly the non-background pixels; captions in the subject
+    captions' form, naming the background about half the time; never a held-out design; sizes up to the
+    subject photos'."""
+    named, vocab = 0, set(VOCABULARY)
+    heldout_words = {d.words() for d in HELDOUT_SUBJECTS}
+    for seed in range(60):
+        image, mask, caption = sample_still(seed, "train", 64)
+        again, _, caption_again = sample_still(seed, "train", 64)
+        assert np.array_equal(image, again) and caption == caption_again
+        background = image[~mask][0]
+        assert (image[~mask] == background).all() and (image[mask] != background).any(-1).all()
+        assert caption.startswith("a picture of ") and set(caption.split()) <= vocab, caption
+        assert not any(w in caption for w in heldout_words), caption
+        named += caption.endswith(" background")
+    assert 15 < named < 45
+    assert still_caption(CHECKED_SQUARE) == "a picture of a red checked square"
+    assert still_caption(SpriteDesign("ring", "orange", "solid", "orange"), "blue") == \
+        "a picture of an orange ring on a blue background"
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        (x, y), r, angle = random_placement(rng, 128, STILL_RADIUS, 0.6)
+        assert STILL_RADIUS[0] * 128 <= r <= STILL_RADIUS[1] * 128 and abs(angle) <= 0.6
+        assert min(x, y) - r >= 1 and max(x, y) + r <= 126  # the radius bound stays inside the image

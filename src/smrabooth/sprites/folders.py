@@ -30,6 +30,7 @@ from .world import (
     SpriteDesign,
     _article,
     _check_background,
+    random_placement,
     render_clip,
     render_image,
     sample_background,
@@ -90,10 +91,7 @@ def write_subject_folder(out, design: SpriteDesign, n_images: int, seed: int, si
     rows, placements = [], []
     for i in range(n_images):
         bg = background or sample_background(rng, design)
-        radius = float(rng.uniform(0.22, 0.36)) * size
-        lo, hi = radius + 1, size - 2 - radius  # keep the whole sprite (radius bound) in the image
-        position = (float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi)))
-        angle = float(rng.uniform(-0.4, 0.4))
+        position, radius, angle = random_placement(rng, size, (0.22, 0.36), 0.4)
         image, mask = render_image(design, bg, size, position, radius, angle)
         file_name = f"{i:04d}.png"
         Image.fromarray(image).save(out / "images" / file_name)

@@ -315,6 +315,41 @@ def render_image(design: SpriteDesign, background: str, size: int = 128, positio
     return image, mask
 
 
+# Sprite radius of stills (fractions of the image): from the clips' sprites (0.1-0.15, `MOTION_RANGES`)
+# up to the subject photos' (0.22-0.36, `folders.write_subject_folder`), so a DiT pretrained on stills
+# has drawn every size a subject LoRA trains on.
+STILL_RADIUS = (0.1, 0.36)
+
+
+def random_placement(rng: np.random.Generator, size: int, radius: tuple[float, float], max_angle: float):
+    """(position (x, y) px, radius px, angle rad) of a sprite that fits in the image whatever its shape
+    (radius bound): radius drawn from `radius` (fractions of the image), tilt within +-max_angle."""
+    r = float(rng.uniform(*radius)) * size
+    lo, hi = r + 1, size - 2 - r
+    position = (float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi)))
+    return position, r, float(rng.uniform(-max_angle, max_angle))
+
+
+def still_caption(design: SpriteDesign, background: str | None = None) -> str:
+    """'a picture of a red striped star on a blue background' (no background when None): the form of the
+    subject captions ('a picture of V* star')."""
+    words = design.words()
+    where = f" on {_article(background)} {background} background" if background else ""
+    return f"a picture of {_article(words)} {words}{where}"
+
+
+def sample_still(seed: int, split: str = "train", size: int = 128) -> tuple[np.ndarray, np.ndarray, str]:
+    """A random still of the split, deterministic by seed: (image uint8 (size, size, 3), mask bool
+    (size, size), caption). Radius in `STILL_RADIUS`, tilt up to 0.6 rad; half the captions name the
+    background, half do not (as the subject captions)."""
+    rng = np.random.default_rng(seed)
+    design = sample_design(rng, split)
+    background = sample_background(rng, design)
+    position, radius, angle = random_placement(rng, size, STILL_RADIUS, 0.6)
+    image, mask = render_image(design, background, size, position, radius, angle)
+    return image, mask, still_caption(design, background if rng.random() < 0.5 else None)
+
+
 # -------------------------------------------------------------------------------------- trajectories
 
 

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=0,
                    help="dit: encode this many clips once per call and train from their latents on the GPU "
                         "(0: render every example; rendering is what limits the DiT on a GPU)")
+    p.add_argument("--image-fraction", type=float, default=0.0,
+                   help="dit: share of steps on one-frame stills instead of clips (joint image-video training, "
+                        "so a subject LoRA trained on images starts from something the DiT can draw)")
+    p.add_argument("--stills", type=int, default=0,
+                   help="dit: distinct stills, rendered and encoded once per call (0: 10,000 with --image-fraction)")
     return p
 
 
@@ -63,7 +68,8 @@ def stage_config(args, stage: str) -> StageConfig:
                        device=args.device, workers=args.workers, mixed_precision=args.mixed_precision,
                        progress=not args.no_progress, stats_clips=args.stats_clips,
                        ema=args.ema, init_from=args.init_from, pool=args.pool,
-                       sprite_weight=args.sprite_weight, frames=args.frames)
+                       sprite_weight=args.sprite_weight, frames=args.frames,
+                       image_fraction=args.image_fraction, stills=args.stills)
 
 
 def run(args) -> int:

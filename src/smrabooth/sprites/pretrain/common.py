@@ -40,6 +40,7 @@ SUMMARY_FILE = "summary.json"
 # Each stage reads its own part of the clip stream (stage index * 10^8 + i), so the VAE, the DiT and
 # the encoders never see the same clip by construction of the seeds; latent statistics use another part.
 STREAM_BASE = {"vae": 100_000_000, "dit": 200_000_000, "dinov2": 300_000_000, "searaft": 400_000_000}
+STILLS_BASE = 250_000_000  # dit: seeds of the stills (--image-fraction)
 STATS_BASE = 900_000_000
 # Defaults per stage (chosen from the throughput measurements in docs/sprites-models.md).
 STAGE_DEFAULTS = {
@@ -81,6 +82,8 @@ class StageConfig:
     size: int = 0  # clip size in pixels; 0: the preset's (smaller only for tests and quick experiments)
     frames: int = 0  # frames per clip (4k+1); 0: the preset's
     pool: int = 0  # dit: render and encode this many clips once per call, then train from GPU-resident latents
+    image_fraction: float = 0.0  # dit: share of steps that train on one-frame stills instead of clips
+    stills: int = 0  # dit: distinct stills, encoded once per call (0: 10,000 when image_fraction > 0)
     init_from: str = ""  # vae, dit: start from this bundle's VAE / transformer (e.g. to continue a shipped one)
     extra: dict = field(default_factory=dict)
 
@@ -102,6 +105,10 @@ class StageConfig:
             raise SmraboothError(f"--ema {self.ema}: an EMA decay is below 1 (e.g. 0.999), or 0 for none")
         if self.steps < 1 or self.batch < 1 or self.minutes <= 0 or self.clips < 0:
             raise SmraboothError("--steps and --batch must be positive, --minutes > 0 and --clips >= 0")
+        if not 0.0 <= self.image_fraction <= 1.0 or self.stills < 0:
+            raise SmraboothError(f"--image-fraction {self.image_fraction}: a share in [0, 1]; --stills >= 0")
+        if self.image_fraction and not self.stills:
+            self.stills = 10_000
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         from ..bundle import get_preset

@@ -5,7 +5,10 @@ z0 = normalize_latents(vae, posterior mean) with the vae stage's frozen VAE and 
 sigma from `training_sigmas(shift)` (index uniform, one per clip), z_t = (1 - sigma) z0 + sigma noise,
 target = noise - z0, MSE. An EMA of the weights (decay 0.999, `--ema`) is kept beside them and is
 what `assemble` ships. 10% of captions are replaced by the empty prompt so classifier-free
-guidance works. The text encoder (a random umT5) stays frozen: each word of the sprites vocabulary
+guidance works. With `--image-fraction P`, a share P of the steps train on one-frame stills
+("a picture of a red striped star [on a blue background]", `world.sample_still`) instead of clips,
+as Wan itself trains on images and videos: the subject LoRA trains on images as one-frame videos, and
+a DiT that never saw one cannot start from anything. The text encoder (a random umT5) stays frozen: each word of the sprites vocabulary
 already gets a distinct embedding, and the DiT learns to read them.
 """
 
@@ -19,8 +22,9 @@ import torch
 
 from ...train.common import autocast_enabled
 from ..bundle import get_preset
-from ..world import sample_clip
+from ..world import sample_clip, sample_still
 from .common import (
+    STILLS_BASE,
     STREAM_BASE,
     ClipStream,
     StageConfig,
@@ -39,6 +43,12 @@ MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the
 def dit_item(seed: int, frames: int, size: int) -> dict:
     clip = sample_clip(seed, "train", frames, size)
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
+
+
+def still_item(seed: int, size: int) -> dict:
+    """A still as a one-frame clip, what the subject LoRA trains on (`train.subject` encodes images so)."""
+    image, mask, caption = sample_still(seed, "train", size)
+    return {"frames": image[None], "caption": caption, "masks": mask[None]}
 
 
 @torch.no_grad()
@@ -92,19 +102,25 @@ def index_item(seed: int) -> dict:
 
 
 class LatentPool:
-    """Clips 0..n-1 of the dit stream, rendered and encoded once; example i of the stage is pool entry
-    `order(i)`, a fresh permutation of the pool for every pass (seeded, so a resumed call sees the same).
+    """Clips 0..n-1 of the dit stream (n = --pool), rendered and encoded once; example i of the stage is
+    pool entry `order(i)`, a fresh permutation of the pool for every pass (seeded, so a resumed call sees
+    the same). With `stills=True`, the --stills one-frame stills instead, drawn by `sample`.
 
     Rendering (~300 clips/s on 16 cores) cannot feed a small DiT on a GPU; the latents of 30,000 clips
     take 0.6 GB."""
 
-    def __init__(self, pipe, cfg: StageConfig, device: torch.device, workers: int, batch: int = 32):
+    def __init__(self, pipe, cfg: StageConfig, device: torch.device, workers: int, batch: int = 32,
+                 stills: bool = False):
         from torch.utils.data import DataLoader
 
         from .common import _worker_init
 
-        stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"])
-        loader = DataLoader(torch.utils.data.Subset(stream, range(cfg.pool)), batch_size=batch, num_workers=workers,
+        if stills:
+            n, stream = cfg.stills, ClipStream(functools.partial(still_item, size=cfg.size), STILLS_BASE)
+        else:
+            n = cfg.pool
+            stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"])
+        loader = DataLoader(torch.utils.data.Subset(stream, range(n)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
         latents, cells, self.captions = [], [], []
         autocast = autocast_enabled(cfg.mixed_precision, device)
@@ -113,7 +129,7 @@ class LatentPool:
             cells.append(latent_mask(b["masks"]).to(device, torch.uint8))
             self.captions += list(b["caption"])
         self.latents, self.cells = torch.cat(latents), torch.cat(cells)
-        self.n, self.seed, self._orders = cfg.pool, cfg.seed, {}
+        self.n, self.seed, self._orders = n, cfg.seed, {}
 
     def order(self, i: int) -> int:
         epoch, k = divmod(int(i), self.n)
@@ -123,7 +139,13 @@ class LatentPool:
         return int(self._orders[epoch][k])
 
     def batch(self, indices) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        picks = [self.order(i - STREAM_BASE["dit"]) for i in indices]
+        return self.entries([self.order(i - STREAM_BASE["dit"]) for i in indices])
+
+    def sample(self, b: int, gen: torch.Generator) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """b entries drawn at random with the training generator (so resume repeats them)."""
+        return self.entries(torch.randint(self.n, (b,), generator=gen).tolist())
+
+    def entries(self, picks: list[int]) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         return self.latents[picks].float(), [self.captions[j] for j in picks], self.cells[picks].float()
 
 
@@ -149,12 +171,16 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     sigmas = training_sigmas(get_preset(cfg.preset).wan.flow_shift)
     autocast = autocast_enabled(cfg.mixed_precision, device)
 
-    pool = None
-    if cfg.pool:
-        pool = LatentPool(pipe, cfg, device, default_workers() if cfg.workers is None else cfg.workers)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    pool = LatentPool(pipe, cfg, device, workers) if cfg.pool else None
+    stills = LatentPool(pipe, cfg, device, workers, stills=True) if cfg.image_fraction else None
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        if pool is not None:
+        # joint image-video training, as Wan's own: a share of steps are one-frame stills, so the subject
+        # LoRA (trained on images as one-frame videos) starts from something the DiT can draw
+        if stills is not None and float(torch.rand((), generator=gen)) < cfg.image_fraction:
+            z0, captions, cells = stills.sample(cfg.batch, gen)
+        elif pool is not None:
             z0, captions, cells = pool.batch(batch["index"].tolist())
         else:
             z0, captions = encode_clips(pipe.vae, batch["frames"], device, autocast), batch["caption"]
