@@ -9,7 +9,8 @@ layer types, MoRA on a 6-latent window through the real-config Wan VAE decoder a
   (default settings: gradient checkpointing in the DiT, the VAE decode checkpointed per latent frame
   and per decoder block, SEA-RAFT on all frame pairs at once, bf16 autocast), `nomora` (the same
   without MoRA). Options join with "-": `vaenone|vaeframe|vaeblock`, `chunkN` (SEA-RAFT pairs per
-  checkpointed call, chunk0 = all at once, stored), `nodit` (no DiT checkpointing), `cudnn`
+  checkpointed call, chunk0 = all at once, stored), `storeN` (the decode of the window's last N latent
+  frames stored, not recomputed), `nodit` (no DiT checkpointing), `cudnn`
   (cudnn.benchmark), `compile`; e.g. `mora-vaeframe-chunk0` is the first version's setting.
 - "baseline": a plain diffusers + peft step: bf16 transformer, peft LoRA of the same rank on the same
   layers, AdamW, flow-matching MSE, no checkpointing; `baseline-mora` adds MoRA the naive way (stock
@@ -70,6 +71,8 @@ def run_ours(name: str, steps: int, tmp: Path, device) -> dict:
     for t in tokens:
         if t.startswith("chunk"):
             options["flow_chunk"] = int(t[5:]) or None
+        if t.startswith("store"):
+            options["vae_store_frames"] = int(t[5:])
     torch.backends.cudnn.benchmark = "cudnn" in tokens
     cfg = MotionTrainConfig(model="bench-1.3b", data=str(motion_folder(tmp / f"data-{name}")),
                             out=str(tmp / f"run-{name}"), steps=steps, rank=RANK, alpha=RANK, frames=FRAMES,

@@ -272,11 +272,22 @@ def test_cache_is_reused(tmp_path, motion_dir, monkeypatch):
     assert calls["n"] == 1  # SEA-RAFT ran for the training step's window only, not for the reference
 
 
+def test_decode_settings_reach_the_mora_decode(tmp_path, motion_dir, monkeypatch):
+    from smrabooth.train import motion
+
+    seen, decode = [], motion.decode_window
+    monkeypatch.setattr(motion, "decode_window", lambda *a, **k: seen.append(k) or decode(*a, **k))
+    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2)
+    assert seen == [{"checkpoint": "frame", "store_last": 2}]
+
+
 def test_bad_input(tmp_path, motion_dir):
     with pytest.raises(SmraboothError, match="4k\\+1"):
         train(tmp_path, frames=16)
     with pytest.raises(SmraboothError, match="fewer than the MoRA window"):
         train(tmp_path, frames=9, window=6)
+    with pytest.raises(SmraboothError, match="--vae-store-frames"):
+        train(tmp_path, vae_store_frames=-1)
     with pytest.raises(SmraboothError, match="needs a SEA-RAFT"):
         train_motion(config(tmp_path), __import__("smrabooth.models.tiny", fromlist=["x"]).build_tiny_wan_pipeline(),
                      None, model_id="tiny", progress=False)

@@ -153,12 +153,15 @@ def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) 
     return torch.cat(flows)
 
 
-def decode_window(vae, latents: torch.Tensor, start: int, window: int = 6, drop: int = 5, checkpoint: bool = True):
-    """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W) in [0, 1]."""
+def decode_window(vae, latents: torch.Tensor, start: int, window: int = 6, drop: int = 5, checkpoint: bool = True,
+                  store_last: int = 0):
+    """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W) in [0, 1].
+    checkpoint / store_last: `decode_latents_differentiable`'s."""
     from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
 
     _check_window(window, drop)
     if start < 0 or start + window > latents.shape[2]:
         raise SmraboothError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
-    video = decode_latents_differentiable(vae, latents[:, :, start : start + window], checkpoint=checkpoint)
+    video = decode_latents_differentiable(vae, latents[:, :, start : start + window], checkpoint=checkpoint,
+                                          store_last=store_last)
     return to_unit_frames(video[:, :, drop:])

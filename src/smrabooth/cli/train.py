@@ -76,6 +76,9 @@ def register(subparsers) -> None:
     p.add_argument("--vae-checkpointing", choices=["none", "frame", "block"], default="block",
                    help="what the MoRA decode recomputes in backward: nothing (fastest, most memory), each latent "
                         "frame, or each frame and each decoder block (least memory; default)")
+    p.add_argument("--vae-store-frames", type=int, default=0,
+                   help="store the decode of the last N latent frames of the MoRA window instead of recomputing "
+                        "it (with --vae-checkpointing frame|block: about one frame's activations each, for speed)")
     p.add_argument("--flow-chunk", type=int, default=0,
                    help="SEA-RAFT frame pairs per checkpointed call in MoRA (default 0: all pairs at once, "
                         "stored; a small number saves memory only where SEA-RAFT, not the DiT, sets the peak)")
@@ -121,7 +124,7 @@ def run_motion(args) -> int:
         flow_model=args.flow_model, flow_iters=args.flow_iters, use_mora=not args.no_mora,
         mora_weight=args.mora_weight, window=args.window, window_stride=args.window_stride,
         drop_frames=args.drop_frames, seed=args.seed, gradient_checkpointing=not args.no_gradient_checkpointing,
-        vae_checkpointing=args.vae_checkpointing,
+        vae_checkpointing=args.vae_checkpointing, vae_store_frames=args.vae_store_frames,
         flow_chunk=args.flow_chunk or None, compile=args.compile,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,

@@ -112,7 +112,7 @@ CHECKPOINT_MODES = ("none", "frame", "block")
 
 
 def decode_latents_differentiable(
-    vae, latents: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True
+    vae, latents: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True, store_last: int = 0
 ) -> torch.Tensor:
     """Decode NORMALISED Wan latents (B, 16, T, h, w) to a video (B, 3, 1 + 4(T-1), 8h, 8w) in [-1, 1].
 
@@ -121,17 +121,21 @@ def decode_latents_differentiable(
     (`vae.requires_grad_(False)`). With `checkpoint=True` each latent frame's decoder pass is recomputed
     in backward instead of stored (`"frame"`, the same as True); `"block"` also checkpoints each block
     inside that recomputation (less memory, one more forward pass of the decoder); False or `"none"`
-    stores everything. The first latent is decoded as a video's first frame (1 frame).
+    stores everything. `store_last=K` stores the passes of the last K latent frames whatever the mode: a
+    middle ground that skips their recomputation for about one frame's activations each (the last ones,
+    because backward frees them first, before it recomputes the earlier frames). The first latent is
+    decoded as a video's first frame (1 frame).
     """
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
         raise SmraboothError(
             f"decode_latents_differentiable: expected latents (B, {vae.config.z_dim}, T, h, w), "
             f"got shape {tuple(latents.shape)}."
         )
-    return decode_raw_latents(vae, denormalize_latents(vae, latents.to(vae.dtype)), checkpoint, clamp)
+    return decode_raw_latents(vae, denormalize_latents(vae, latents.to(vae.dtype)), checkpoint, clamp, store_last)
 
 
-def decode_raw_latents(vae, z: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True) -> torch.Tensor:
+def decode_raw_latents(vae, z: torch.Tensor, checkpoint: bool | str = True, clamp: bool = True,
+                       store_last: int = 0) -> torch.Tensor:
     """`decode_latents_differentiable` for RAW VAE latents (what the posterior gives, not normalised):
     `vae.decode(z).sample` computed frame by frame with the same checkpointing settings. With
     `clamp=False` and `checkpoint="none"` it is the decode a VAE is trained through."""
@@ -141,9 +145,11 @@ def decode_raw_latents(vae, z: torch.Tensor, checkpoint: bool | str = True, clam
     x = vae.post_quant_conv(z)
     cache: list = [None] * sum(1 for m in vae.decoder.modules() if type(m).__name__ == "WanCausalConv3d")
     outs = []
+    if store_last < 0:
+        raise SmraboothError(f"store_last is a number of latent frames (>= 0), got {store_last}")
     for i in range(x.shape[2]):
         xi = x[:, :, i : i + 1]
-        if mode != "none" and torch.is_grad_enabled():
+        if mode != "none" and torch.is_grad_enabled() and i < x.shape[2] - store_last:
             step = _decoder_step_blocks if mode == "block" else _decoder_step
             out, cache = _checkpoint(step, vae.decoder, xi, i == 0, cache, use_reentrant=False)
         else:

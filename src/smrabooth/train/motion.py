@@ -77,6 +77,7 @@ class MotionTrainConfig:
     seed: int = 0
     gradient_checkpointing: bool = True
     vae_checkpointing: str = "block"  # none | frame | block (models/vae_decode.py): what the decode recomputes
+    vae_store_frames: int = 0  # the last N latent frames of the MoRA window are stored, not recomputed
     flow_chunk: int | None = None  # SEA-RAFT frame pairs per checkpointed call in MoRA (None: all pairs, stored)
     compile: bool = False
     mixed_precision: str = "auto"
@@ -106,6 +107,8 @@ class MotionTrainConfig:
         if self.vae_checkpointing not in CHECKPOINT_MODES:
             raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: "
                                  f"choose {', '.join(CHECKPOINT_MODES)}")
+        if self.vae_store_frames < 0:
+            raise SmraboothError(f"--vae-store-frames is a number of latent frames (>= 0), got {self.vae_store_frames}")
         if self.flow_chunk is not None and self.flow_chunk < 1:
             raise SmraboothError(f"--flow-chunk must be a positive number of frame pairs, got {self.flow_chunk}")
         if self.use_mora:  # clear errors for windows that do not fit the clip
@@ -151,7 +154,8 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
         losses["loss"] = losses["flow"]
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
-    frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing)
+    frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
+                           store_last=cfg.vae_store_frames)
     ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk)
     losses["loss"] = losses["flow"] + cfg.mora_weight * losses["mora"]
