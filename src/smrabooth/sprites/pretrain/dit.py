@@ -8,8 +8,8 @@ what `assemble` ships. 10% of captions are replaced by the empty prompt so class
 guidance works. With `--image-fraction P`, a share P of the steps train on one-frame stills
 ("a picture of a red striped star [on a blue background]", `world.sample_still`) instead of clips,
 as Wan itself trains on images and videos: the subject LoRA trains on images as one-frame videos, and
-a DiT that never saw one cannot start from anything. The text encoder (a random umT5) stays frozen: each word of the sprites vocabulary
-already gets a distinct embedding, and the DiT learns to read them.
+a DiT that never saw one cannot start from anything. The text encoder (a random umT5) stays frozen:
+each word of the sprites vocabulary already gets a distinct embedding, and the DiT learns to read them.
 """
 
 from __future__ import annotations
