@@ -210,7 +210,7 @@ def test_demo_writes_every_file(demo, bundle, capsys):
     assert "previous run" in capsys.readouterr().err
 
 
-def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
+def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, monkeypatch):
     import shutil
 
     out = tmp_path / "bench"
@@ -235,6 +235,13 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys):
     assert t_points["full"] == t_points["early_0.1"] != t_points["tpoint_45"]
     with open(out / "results.csv") as f:
         assert len(f.read().strip().splitlines()) == 5
+    # a later call with the same settings keeps what is scored (a long table is finished over several calls)
+    import smrabooth.sampling
+
+    monkeypatch.setattr(smrabooth.sampling, "generate", lambda *a, **k: pytest.fail("generated again"))
+    assert cli(*args, "--variants", "dense,full", "--resume") == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["rows"] == [next(r for r in results["rows"] if r["variant"] == v) for v in ("dense", "full")]
     # a variant that needs a LoRA not in the cache trains it (and only it)
     # (covered by the demo, which trains subject_sura and motion_mora from nothing)
 

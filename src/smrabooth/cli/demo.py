@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     s.add_argument("--subject-steps", type=int, default=150, help="subject LoRA training steps")
     s.add_argument("--motion-steps", type=int, default=100, help="motion LoRA training steps")
     s.add_argument("--resume", action="store_true",
-                   help="reuse the LoRAs already trained in --out (e.g. to add variants) instead of refusing the folder")
+                   help="continue in --out instead of refusing it: reuse its trained LoRAs (e.g. to add variants) "
+                        "and keep the videos and scores of an earlier call with the same settings")
     s.set_defaults(func=run_bench)
 
 
@@ -260,6 +261,24 @@ def _digits(column: str) -> int:
     return 1 if column in ("motion_fidelity", "bg_dist") else 3
 
 
+def finished_rows(out: Path, header: dict) -> dict:
+    """{case: {(variant, seed): row}} of an earlier call into `out` (its results.json) with the same
+    settings and whose video is still there: what `bench sprites --resume` keeps instead of generating
+    again, so a long table can be finished over several calls."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {}
+    previous = json.loads(path.read_text())
+    if previous.get("settings") != header["settings"]:
+        print(f"{path}: made with other settings; every video is generated again", flush=True)
+        return {}
+    done: dict = {}
+    for row in previous.get("rows", []):
+        if Path(row["video"]).is_file():
+            done.setdefault(row["case"], {})[(row["variant"], row["seed"])] = row
+    return done
+
+
 def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict) -> dict:
     import csv
 
@@ -312,6 +331,7 @@ def run_bench(args) -> int:
                                             "variants": [v.name for v in variants]}) + "\n")
     header = experiment_header(settings, cases, variants, seeds)
     rows, trained = [], {}
+    done = finished_rows(out, header) if args.resume else {}
     from ..sprites.bundle import load_bundle
     from ..sprites.scoring import SpriteScorer
 
@@ -321,7 +341,7 @@ def run_bench(args) -> int:
     for i, case in enumerate(cases):
         print(f"case {i + 1}/{len(cases)}: {case.name} ('{case.prompt}')", flush=True)
         res = run_case(settings, case, variants, seeds, models=models, scorer=scorer,
-                       log=lambda m: print(m, flush=True))
+                       log=lambda m: print(m, flush=True), done=done.get(case.name))
         rows += res.rows
         trained[case.name] = res.trained
         table = write_bench_results(out, header, rows, trained)  # after every case: a stopped run keeps its results

@@ -317,11 +317,12 @@ class CaseResult:
 
 
 def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], seeds: list[int], models=None,
-             scorer=None, log=print, keep_frames: bool = False) -> CaseResult:
+             scorer=None, log=print, keep_frames: bool = False, done: dict | None = None) -> CaseResult:
     """Train what the variants need (or reuse it), generate each (variant, seed) and score it.
 
     `models`: the loaded bundle (loaded here when None), used for training, generation and (unless
-    `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4."""
+    `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4. `done`: (variant, seed)
+    -> a row scored by an earlier call with the same settings, kept instead of generated again."""
     from ..lora.files import load_lora
     from ..sampling import generate
     from ..video import write_video
@@ -333,8 +334,11 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
                                     with_motion_fidelity=settings.motion_fidelity)
     pipe = models.pipe
     result = CaseResult()
+    done = done or {}
     loras: dict[tuple[str, str], object] = {}
     for v in variants:
+        if all((v.name, seed) in done for seed in seeds):
+            continue
         for which, kind in (("subject", v.subject), ("motion", v.motion)):
             if kind is not None and (which, kind) not in loras:
                 path, trained = train_lora(settings, case, which, kind, models, log)
@@ -347,6 +351,10 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     videos.mkdir(parents=True, exist_ok=True)
     for v in variants:
         for seed in seeds:
+            if (v.name, seed) in done:
+                log(f"[{case.name}] {v.name} seed {seed}: kept from the previous call")
+                result.rows.append(done[(v.name, seed)])
+                continue
             config = generation_config(settings, case, v, seed)
             log(f"[{case.name}] {v.name} seed {seed}: generating '{case.prompt}'")
             start = time.time()
