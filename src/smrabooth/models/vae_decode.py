@@ -142,11 +142,11 @@ def decode_raw_latents(vae, z: torch.Tensor, checkpoint: bool | str = True, clam
     mode = {True: "frame", False: "none"}.get(checkpoint, checkpoint)
     if mode not in CHECKPOINT_MODES:
         raise SmraboothError(f"decode checkpointing {checkpoint!r}: choose from {', '.join(CHECKPOINT_MODES)}")
+    if store_last < 0:
+        raise SmraboothError(f"store_last is a number of latent frames (>= 0), got {store_last}")
     x = vae.post_quant_conv(z)
     cache: list = [None] * sum(1 for m in vae.decoder.modules() if type(m).__name__ == "WanCausalConv3d")
     outs = []
-    if store_last < 0:
-        raise SmraboothError(f"store_last is a number of latent frames (>= 0), got {store_last}")
     for i in range(x.shape[2]):
         xi = x[:, :, i : i + 1]
         if mode != "none" and torch.is_grad_enabled() and i < x.shape[2] - store_last:
