@@ -80,8 +80,9 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         loss = l1 + mse + cfg.kl_weight * kl
         err = (rec.detach().clamp(-1, 1) - x).abs()
         psnr = 10 * torch.log10(4.0 / (err**2).mean())  # range 2
-        on_sprite = masks[:, None].expand_as(err)
-        sprite_l1 = err[on_sprite].mean() if on_sprite.any() else err.new_zeros(())  # what the DiT must be able to draw
+        # what the DiT must be able to draw; a masked sum, not err[mask], so the step needs no GPU sync
+        on_sprite = masks[:, None].expand_as(err).float()
+        sprite_l1 = (err * on_sprite).sum() / on_sprite.sum().clamp_min(1)
         return {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr, "sprite_l1": sprite_l1}
 
     def finish() -> None:
