@@ -247,6 +247,7 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     from smrabooth.sprites.pretrain.common import load_bundle_weights
 
     src = build_sprites_models("tiny", seed=5)
+    src.info = {"training": {"vae": {"trained": True, "latent_stats_clips": 7}}}
     bundle = save_bundle(src, tmp_path / "b")
     dst = build_sprites_models("tiny", seed=0).pipe.transformer
     load_bundle_weights(dst, bundle, "transformer")
@@ -271,6 +272,8 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     for k, v in state.items():
         torch.testing.assert_close(new.pipe.transformer.state_dict()[k], v.to(torch.bfloat16).float())
     assert new.info["training"]["dit"]["init_from"] == str(bundle)
+    # the base VAE's record travels with it, how many clips its latent statistics came from included
+    assert new.info["training"]["vae"] == {"trained": True, "latent_stats_clips": 7, "from_bundle": str(bundle)}
 
 
 def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path):

@@ -93,7 +93,8 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
         stats = json.loads((out / "vae" / STATS_FILE).read_text())
     elif "vae" in missing and base_models is not None:  # the base VAE with the statistics it came with
         cfg = base_models.pipe.vae.config
-        stats = {"latents_mean": list(cfg.latents_mean), "latents_std": list(cfg.latents_std), "clips": None}
+        stats = {"latents_mean": list(cfg.latents_mean), "latents_std": list(cfg.latents_std),
+                 "clips": info["vae"].get("latent_stats_clips")}
     else:
         p = get_preset(preset)
         stats = measure_latent_stats(vae, p.frames, p.size, 256, torch.device("cpu"))
