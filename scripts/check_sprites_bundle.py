@@ -8,6 +8,14 @@ clips the pretraining never sees (`sprites.pretrain.vae.reconstruction_errors`):
 better than this. With --samples, writes a grid through WanPipeline: one row per prompt below, frames
 0, 4, 8, 12, 16 (30 UniPC steps, CFG 5, seed = row index), then a row of one-frame videos of the STILLS
 prompts (seed 0): what a subject LoRA, trained on images as one-frame videos, starts from.
+
+With --lora FILE --lora-samples PNG, whether a LoRA carries over from images to videos: two rows, with
+and without the LoRA (same seeds): one frame of --lora-still, then frames 0, 4, 8, 12, 16 of
+--lora-video. E.g. the subject LoRA of a demo run:
+
+    python scripts/check_sprites_bundle.py --clips 0 --lora demo/subject_lora.safetensors \
+        --lora-still "a picture of V* heart" --lora-video "a V* heart moving left on a blue background" \
+        --lora-samples subject-lora.png
 """
 
 import argparse
@@ -36,7 +44,13 @@ def main() -> int:
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--samples", default=None, help="write a sample grid (PNG) here")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--lora", default=None, help="a LoRA file (ours, ComfyUI or DiffSynth keys)")
+    p.add_argument("--lora-still", default="a picture of V* heart")
+    p.add_argument("--lora-video", default="a V* heart moving left on a blue background")
+    p.add_argument("--lora-samples", default=None, help="write the with/without-LoRA rows (PNG) here")
     args = p.parse_args()
+    if bool(args.lora) != bool(args.lora_samples):
+        p.error("--lora and --lora-samples go together")
 
     from smrabooth.sprites.bundle import load_bundle
     from smrabooth.sprites.pretrain.vae import reconstruction_errors
@@ -44,17 +58,31 @@ def main() -> int:
     models = load_bundle(args.bundle, device=args.device)
     pipe, cfg = models.pipe, models.info["config"]
     frames, size = int(cfg["frames"]), int(cfg["size"])
-    errors = reconstruction_errors(pipe.vae, frames, size, args.clips, torch.device(args.device))
-    print(json.dumps(errors))
-    for name in ("sprite", "background"):
-        print(f"{name:>10} L1 per frame: " + " ".join(f"{v:.2f}" for v in errors[name]))
-    if args.samples:
-        from PIL import Image
+    if args.clips:
+        errors = reconstruction_errors(pipe.vae, frames, size, args.clips, torch.device(args.device))
+        print(json.dumps(errors))
+        for name in ("sprite", "background"):
+            print(f"{name:>10} L1 per frame: " + " ".join(f"{v:.2f}" for v in errors[name]))
+    from PIL import Image
 
-        def sample(prompt: str, num_frames: int, seed: int) -> np.ndarray:
-            video = pipe(prompt, num_frames=num_frames, height=size, width=size, num_inference_steps=30,
-                         guidance_scale=5.0, output_type="np", generator=torch.Generator().manual_seed(seed)).frames[0]
-            return (video * 255).round().astype(np.uint8)
+    def sample(prompt: str, num_frames: int, seed: int) -> np.ndarray:
+        video = pipe(prompt, num_frames=num_frames, height=size, width=size, num_inference_steps=30,
+                     guidance_scale=5.0, output_type="np", generator=torch.Generator().manual_seed(seed)).frames[0]
+        return (video * 255).round().astype(np.uint8)
+
+    def lora_row() -> np.ndarray:
+        video = sample(args.lora_video, frames, 0)
+        picks = np.linspace(0, len(video) - 1, 5).round().astype(int)
+        return np.concatenate([sample(args.lora_still, 1, 0)[0]] + [video[k] for k in picks], 1)
+
+    if args.lora:
+        from smrabooth.lora import load_lora, load_loras_into_transformer
+
+        without = lora_row()
+        load_loras_into_transformer(pipe.transformer, {"check": (load_lora(args.lora), None)}, {"check": args.lora})
+        Image.fromarray(np.concatenate([lora_row(), without], 0)).save(args.lora_samples)
+        print(f"wrote {args.lora_samples} (top: with {args.lora}; bottom: without)")
+    if args.samples:
 
         rows = []
         for i, prompt in enumerate(PROMPTS):
