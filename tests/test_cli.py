@@ -115,4 +115,6 @@ def test_tiny_model_cli_and_load(tmp_path):
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.vae.dtype == torch.float32
     # diffusers keeps the modules it lists in fp32 (norms, time embedding) even in a bf16 load
     assert pipe.transformer.scale_shift_table.dtype == torch.float32
+    # the default "auto" is fp32 on the CPU (bf16 matmuls are slow there), bf16 on a GPU
+    assert load_wan_pipeline(tmp_path / "m", device="cpu").transformer.dtype == torch.float32
     assert run_cli("tiny-model", "--out", tmp_path / "m") == 2  # refuses to overwrite

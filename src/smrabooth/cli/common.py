@@ -7,8 +7,8 @@ def add_model_args(parser) -> None:
     parser.add_argument("--model", required=True,
                         help="diffusers-format Wan2.1 T2V model: hub id (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) "
                         "or local folder")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
-                        help="transformer and text-encoder dtype")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="transformer and text-encoder dtype (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--vae-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="VAE dtype")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--offline", action="store_true",

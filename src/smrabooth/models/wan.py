@@ -59,15 +59,21 @@ def _looks_like_hub_id(model: str) -> bool:
 
 def load_wan_pipeline(
     model: str | os.PathLike,
-    dtype: str | torch.dtype = "bf16",
+    dtype: str | torch.dtype = "auto",
     vae_dtype: str | torch.dtype = "fp32",
     device: str | None = None,
     local_files_only: bool | None = None,
 ):
-    """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors."""
+    """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors.
+
+    dtype "auto" is bf16 on a GPU and fp32 on the CPU, where bf16 matmuls run several times slower.
+    """
     from diffusers import AutoencoderKLWan, WanPipeline
 
     model = str(model)
+    device = device or default_device()
+    if dtype == "auto":
+        dtype = "bf16" if torch.device(device).type == "cuda" else "fp32"
     dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
     if os.path.isdir(model):
         check_wan_model_dir(model)
@@ -91,4 +97,4 @@ def load_wan_pipeline(
     if type(pipe.transformer).__name__ != "WanTransformer3DModel":
         raise SmraboothError(f"{model}: its transformer is a {type(pipe.transformer).__name__}, not Wan2.1's")
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device or default_device())
+    return pipe.to(device)
