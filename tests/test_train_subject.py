@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file
 
 from smrabooth.align.sura import build_projector, sura_loss, tokens_on_grid
 from smrabooth.errors import SmraboothError
@@ -257,10 +258,12 @@ def test_train_subject_cli_then_generate(tiny_model_dir, tmp_path, subject_dir, 
     argv = ["train-subject", "--model", str(tiny_model_dir), "--data", str(subject_dir), "--encoder",
             str(tmp_path / "dino"), "--out", str(tmp_path / "run"), "--steps", "3", "--rank", "4", "--alpha", "4",
             "--resolution", "64", "--dtype", "fp32", "--cache-dir", str(tmp_path / "cache"), "--quiet",
-            "--validate-every", "3", "--validation-prompt", "a V* ball on the beach"]
+            "--validate-every", "3", "--validation-prompt", "a V* ball on the beach", "--projector-width", "24"]
     assert main(argv) == 0
     lora = tmp_path / "run" / "subject_lora.safetensors"
     assert lora.is_file() and (tmp_path / "run" / "validation" / "step-3.mp4").is_file()
+    projector = load_file(str(tmp_path / "run" / "projector.safetensors"))
+    assert projector["0.weight"].shape[0] == 24 and projector["2.weight"].shape == (24, 24)
     assert main(argv) == 2 and "already holds a finished run" in capsys.readouterr().err
     assert main(["generate", "--model", str(tiny_model_dir), "--subject-lora", str(lora), "--prompt", "a V* ball",
                  "--frames", "5", "--height", "32", "--width", "32", "--steps", "2", "--dtype", "fp32",

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--encoder", default="facebook/dinov2-giant", help="DINOv2 hub id or local folder")
     p.add_argument("--sura-weight", type=float, default=0.05, help="lambda of L_SuRA")
     p.add_argument("--sura-layer", type=int, default=0, help="0-based block whose output SuRA aligns")
+    p.add_argument("--projector-width", type=int, default=2048,
+                   help="hidden width of SuRA's MLP projector (REPA's 2048; smaller for small models)")
     p.add_argument("--no-sura", action="store_true", help="the paper's 'w/o SuRA' ablation")
     p.add_argument("--no-mask", action="store_true", help="plain flow loss on the whole image (no masks needed)")
     add_run_args(p)
@@ -95,7 +97,7 @@ def run_subject(args) -> int:
     cfg = SubjectTrainConfig(
         model=args.model, data=args.data, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
         alpha=args.alpha, lr=args.lr, resolution=args.resolution, encoder=args.encoder, sura_weight=args.sura_weight,
-        sura_layer=args.sura_layer, use_sura=not args.no_sura, use_mask=not args.no_mask, seed=args.seed,
+        sura_layer=args.sura_layer, projector_width=args.projector_width, use_sura=not args.no_sura, use_mask=not args.no_mask, seed=args.seed,
         gradient_checkpointing=not args.no_gradient_checkpointing, compile=args.compile,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,

@@ -78,6 +78,8 @@ class SubjectTrainConfig:
             raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 16")
         if self.steps < 1 or self.rank < 1:
             raise SmraboothError("--steps and --rank must be positive")
+        if self.projector_width < 1:
+            raise SmraboothError(f"--projector-width {self.projector_width} must be positive")
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         if self.validate_every and not self.validation_prompt:
