@@ -86,7 +86,8 @@ def run_ours(name: str, steps: int, tmp: Path, device) -> dict:
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     secs = np.diff([0.0] + [r["seconds"] for r in log])
     skip = min(5, steps // 2)
-    return {"steps": steps, "wall_s": round(total, 1), "s_per_step": float(np.median(secs[skip:])),
+    phases = json.loads((Path(cfg.out) / "timings.json").read_text())
+    return {"steps": steps, "wall_s": round(total, 1), "phases_s": phases, "s_per_step": float(np.median(secs[skip:])),
             "peak_GiB": torch.cuda.max_memory_allocated() / 2**30,
             "mora_last": log[-1].get("mora"), "flow_last": log[-1]["flow"]}
 

@@ -80,6 +80,7 @@ def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compil
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     secs = np.diff([0.0] + [r["seconds"] for r in log])
     return {"steps": steps, "wall_s": total, "loop_s": log[-1]["seconds"], "s_per_step": float(np.median(secs[10:])),
+            "phases_s": json.loads((Path(cfg.out) / "timings.json").read_text()),
             "peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
 
 

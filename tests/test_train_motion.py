@@ -1,5 +1,8 @@
 """Motion LoRA training with MoRA on the tiny Wan model and a tiny SEA-RAFT."""
 
+import json
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -310,7 +313,11 @@ def test_train_motion_cli_then_generate(tiny_model_dir, tmp_path, motion_dir):
             "--frames", "17", "--height", "128", "--width", "144", "--window", "3", "--window-stride", "1",
             "--drop-frames", "1", "--dtype", "fp32", "--cache-dir", str(tmp_path / "cache"), "--quiet",
             "--validate-every", "2", "--validation-prompt", "a dog S* sliding right"]
+    t0 = time.perf_counter()
     assert main(argv) == 0
+    times = json.loads((tmp_path / "run" / "timings.json").read_text())
+    assert list(times) == ["captions", "precompute", "setup", "loop", "save", "total"]
+    assert times["loop"] > 0 and times["total"] <= time.perf_counter() - t0
     lora = tmp_path / "run" / "motion_lora.safetensors"
     assert lora.is_file() and (tmp_path / "run" / "validation" / "step-2.mp4").is_file()
     assert main(["generate", "--model", str(tiny_model_dir), "--prompt", "a dog S* sliding right", "--motion-lora",

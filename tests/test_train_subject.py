@@ -1,6 +1,7 @@
 """Subject LoRA training with SuRA on the tiny Wan model and a tiny DINOv2."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -259,7 +260,12 @@ def test_train_subject_cli_then_generate(tiny_model_dir, tmp_path, subject_dir, 
             str(tmp_path / "dino"), "--out", str(tmp_path / "run"), "--steps", "3", "--rank", "4", "--alpha", "4",
             "--resolution", "64", "--dtype", "fp32", "--cache-dir", str(tmp_path / "cache"), "--quiet",
             "--validate-every", "3", "--validation-prompt", "a V* ball on the beach", "--projector-width", "24"]
+    t0 = time.perf_counter()
     assert main(argv) == 0
+    wall = time.perf_counter() - t0
+    times = json.loads((tmp_path / "run" / "timings.json").read_text())  # where the time went, phase by phase
+    assert list(times) == ["captions", "precompute", "setup", "loop", "save", "total"]
+    assert min(times.values()) >= 0 and times["loop"] > 0 and times["total"] <= wall
     lora = tmp_path / "run" / "subject_lora.safetensors"
     assert lora.is_file() and (tmp_path / "run" / "validation" / "step-3.mp4").is_file()
     projector = load_file(str(tmp_path / "run" / "projector.safetensors"))

@@ -8,6 +8,7 @@ A run folder holds
                             state.json; written to a temporary folder and renamed, so a checkpoint
                             folder is complete or absent
     validation/step-N.mp4   when asked
+    timings.json            seconds per phase of the last call: captions, precompute, setup, loop, save
     <final>.safetensors     the LoRA, in diffusers format, at the end
 All randomness of training (which example, which sigma, which noise) comes from one CPU
 `torch.Generator` whose state is checkpointed, so a resumed run continues exactly.
@@ -38,6 +39,24 @@ CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
 
 # ---------------------------------------------------------------- run folder
+class PhaseTimes:
+    """Wall seconds per phase of a training call, written to timings.json: where a user's time goes."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        """The time since the previous mark is `phase`'s."""
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self.last, 3)
+        self.last = now
+
+    def write(self, run_dir: Path) -> None:
+        (Path(run_dir) / "timings.json").write_text(json.dumps({**self.seconds, "total": round(sum(
+            self.seconds.values()), 3)}) + "\n")
+
+
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():

@@ -33,6 +33,7 @@ from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from .common import (
     LoopSettings,
+    PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
     encode_captions,
@@ -173,6 +174,7 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     from ..data.folders import read_motion_folder
     from ..models.searaft import compute_flow
 
+    times = PhaseTimes()
     cfg = cfg.validate()
     cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
     if cfg.use_mora and flow_model is None:
@@ -185,12 +187,14 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     device = pipe._execution_device
     texts = [it.text for it in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
     embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    times.mark("captions")
 
     def flow_fn(image1, image2):
         return compute_flow(flow_model, image1, image2, iters=cfg.flow_iters)
 
     examples = precompute_examples(cfg, pipe, flow_fn, items, model_id, cache_dir, flow_id or cfg.flow_model,
                                    progress=progress)
+    times.mark("precompute")
     pipe.text_encoder = None  # umT5-XXL: 11 GB in bf16, not needed any more
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -231,9 +235,14 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
                             validate_every=cfg.validate_every, progress=progress)
+    times.mark("setup")
     train_loop(run_dir, settings, transformer, ADAPTER, params, {}, compute_losses, generator, resume=resume,
                validate=validate)
+    times.mark("loop")
     from ..models.wan import parse_dtype
 
-    return export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "motion",
-                       dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "mora": cfg.use_mora})
+    final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "motion",
+                        dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "mora": cfg.use_mora})
+    times.mark("save")
+    times.write(run_dir)
+    return final

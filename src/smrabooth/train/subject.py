@@ -22,6 +22,7 @@ from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from .common import (
     LoopSettings,
+    PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
     encode_captions,
@@ -140,6 +141,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     `pipe` is changed: its text encoder is dropped after the captions are encoded (to free memory)
     and its transformer keeps the trained adapter "subject".
     """
+    times = PhaseTimes()
     cfg = cfg.validate()
     cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
     if cfg.use_sura and encoder is None:
@@ -152,7 +154,9 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     device = pipe._execution_device
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
     embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    times.mark("captions")
     examples = precompute_examples(cfg, pipe, encoder, items, model_id, cache_dir, progress=progress)
+    times.mark("precompute")
     pipe.text_encoder = None  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
     if encoder is not None:
         encoder.to("cpu")
@@ -211,9 +215,11 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
                             validate_every=cfg.validate_every, progress=progress)
+    times.mark("setup")
     try:
         train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
                    resume=resume, validate=validate)
+        times.mark("loop")
     finally:
         if cfg.use_sura:
             hook.remove()  # the hook would keep the last hidden state alive in a reused pipeline
@@ -227,4 +233,6 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
 
         save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
                   str(run_dir / "projector.safetensors"))
+    times.mark("save")
+    times.write(run_dir)
     return final
