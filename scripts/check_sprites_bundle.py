@@ -83,7 +83,6 @@ def main() -> int:
         Image.fromarray(np.concatenate([lora_row(), without], 0)).save(args.lora_samples)
         print(f"wrote {args.lora_samples} (top: with {args.lora}; bottom: without)")
     if args.samples:
-
         rows = []
         for i, prompt in enumerate(PROMPTS):
             video = sample(prompt, frames, i)

@@ -97,7 +97,8 @@ def run_subject(args) -> int:
     cfg = SubjectTrainConfig(
         model=args.model, data=args.data, out=args.out, name=args.name, steps=args.steps, rank=args.rank,
         alpha=args.alpha, lr=args.lr, resolution=args.resolution, encoder=args.encoder, sura_weight=args.sura_weight,
-        sura_layer=args.sura_layer, projector_width=args.projector_width, use_sura=not args.no_sura, use_mask=not args.no_mask, seed=args.seed,
+        sura_layer=args.sura_layer, projector_width=args.projector_width, use_sura=not args.no_sura,
+        use_mask=not args.no_mask, seed=args.seed,
         gradient_checkpointing=not args.no_gradient_checkpointing, compile=args.compile,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,

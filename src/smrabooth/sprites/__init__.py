@@ -39,6 +39,7 @@ __all__ = [
     "COLORS", "HELDOUT_MOTIONS", "HELDOUT_SUBJECTS", "MOTIONS", "SHAPES", "TEXTURES", "TRAIN_MOTIONS", "VOCABULARY",
     "MotionSpec", "SpriteClip", "SpriteDesign", "caption_for", "classify_motion", "combined_prompt",
     "load_ground_truth", "motion_text", "render_clip", "render_image", "sample_background", "sample_clip",
-    "sample_design", "sample_family_clips", "sample_motion", "sample_still", "save_ground_truth", "still_caption", "subject_text", "track_sprite", "trajectory",
+    "sample_design", "sample_family_clips", "sample_motion", "sample_still", "save_ground_truth", "still_caption",
+    "subject_text", "track_sprite", "trajectory",
     "trajectory_similarity", "write_motion_folder", "write_subject_folder",
 ]
