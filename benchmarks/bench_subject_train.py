@@ -6,12 +6,16 @@
 encoder, checkpoints) on a 512x512 image at rank 32; "baseline" is a plain diffusers + peft loop: the
 same transformer in fp32, a peft LoRA of the same rank on the same layers, AdamW, the flow-matching
 MSE, no autocast and no gradient checkpointing. The text encoder is a one-layer umT5 of the real width
-(its size does not affect the training step, which uses cached embeddings).
+(its size does not affect the training step, which uses cached embeddings). Every variant starts from
+the same seeded random weights; the relative difference of each variant's LoRA to the first one's is
+printed (e.g. `--variants nockpt-noamp-compile,nockpt-noamp-cudagraphs` checks that CUDA graphs train
+the same LoRA).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -61,14 +65,18 @@ def subject_folder(root: Path) -> Path:
 
 
 def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compile: bool = False,
-             mixed_precision: str = "auto") -> dict:
+             mixed_precision: str = "auto", compile_mode: str | None = None) -> dict:
     from smrabooth.train.subject import SubjectTrainConfig, train_subject
 
+    torch.manual_seed(0)  # the same random weights in every variant, so their LoRAs can be compared
     with torch.device(device):  # random init on the GPU: on the CPU it takes longer than the training
         pipe = wan_13b_pipeline(device, torch.bfloat16)
         encoder = dinov2_giant(device)
+    if compile_mode:  # experiment: torch.compile mode for the regional compilation (e.g. CUDA graphs)
+        pipe.transformer.compile_repeated_blocks = functools.partial(pipe.transformer.compile_repeated_blocks,
+                                                                     mode=compile_mode)
     torch.cuda.reset_peak_memory_stats()
-    tag = f"{int(gradient_checkpointing)}{int(compile)}{mixed_precision}"
+    tag = f"{int(gradient_checkpointing)}{int(compile)}{mixed_precision}{compile_mode or ''}"
     cfg = SubjectTrainConfig(model="bench-1.3b", data=str(subject_folder(tmp / f"data{tag}")),
                              out=str(tmp / f"run{tag}"), steps=steps, rank=32, alpha=32, compile=compile,
                              mixed_precision=mixed_precision,
@@ -81,6 +89,8 @@ def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compil
     secs = np.diff([0.0] + [r["seconds"] for r in log])
     return {"steps": steps, "wall_s": total, "loop_s": log[-1]["seconds"], "s_per_step": float(np.median(secs[10:])),
             "phases_s": json.loads((Path(cfg.out) / "timings.json").read_text()),
+            "loss_first10": float(np.mean([r["loss"] for r in log[:10]])),
+            "loss_last50": float(np.mean([r["loss"] for r in log[-50:]])), "lora": str(Path(cfg.out) / "subject_lora.safetensors"),
             "peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
 
 
@@ -117,10 +127,23 @@ def run_baseline(steps: int, device) -> dict:
     return {"steps": steps, "s_per_step": float(np.median(times[3:])), "peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
 
 
-VARIANTS = {  # name -> (gradient checkpointing, compile, mixed precision)
+def compare_loras(paths: list[str]) -> None:
+    """Relative difference of each variant's LoRA to the first one's (same weights, data and seed)."""
+    from safetensors.torch import load_file
+
+    ref = load_file(paths[0]) if paths else {}
+    for p in paths[1:]:
+        other = load_file(p)
+        num = sum(float((other[k].float() - v.float()).norm() ** 2) for k, v in ref.items())
+        den = sum(float(v.float().norm() ** 2) for v in ref.values())
+        print(f"LoRA relative difference to {Path(paths[0]).parent.name}: {Path(p).parent.name} {(num / den) ** 0.5:.4f}")
+
+
+VARIANTS = {  # name -> (gradient checkpointing, compile, mixed precision[, compile mode])
     "ckpt": (True, False, "auto"), "nockpt": (False, False, "auto"), "nockpt-compile": (False, True, "auto"),
     "nockpt-noamp": (False, False, "no"), "nockpt-noamp-compile": (False, True, "no"),
     "ckpt-noamp-compile": (True, True, "no"),
+    "nockpt-noamp-cudagraphs": (False, True, "no", "reduce-overhead"),
 }
 
 
@@ -134,12 +157,16 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["baseline"] = run_baseline(args.baseline_steps, device)
+        if args.baseline_steps:
+            results["baseline"] = run_baseline(args.baseline_steps, device)
         for name in args.variants.split(","):
             torch.cuda.empty_cache()
-            ckpt, comp, amp = VARIANTS[name]
-            results[name] = run_ours(args.steps, ckpt, Path(tmp), device, compile=comp, mixed_precision=amp)
-    base = results["baseline"]["s_per_step"]
+            ckpt, comp, amp, *mode = VARIANTS[name]
+            results[name] = run_ours(args.steps, ckpt, Path(tmp), device, compile=comp, mixed_precision=amp,
+                                     compile_mode=mode[0] if mode else None)
+            print(name, json.dumps(results[name]), flush=True)
+        compare_loras([r["lora"] for r in results.values() if "lora" in r])
+    base = results["baseline"]["s_per_step"] if "baseline" in results else float("nan")
     print(json.dumps(results, indent=1))
     print(f"{'variant':24s} {'s/step':>8s} {'speedup':>8s} {'peak GiB':>9s} {'300 steps (s)':>14s} {'loop s':>7s} {'wall s':>7s}")
     for k, r in results.items():

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
                    help="hidden width of SuRA's MLP projector (REPA's 2048; smaller for small models)")
     p.add_argument("--no-sura", action="store_true", help="the paper's 'w/o SuRA' ablation")
     p.add_argument("--no-mask", action="store_true", help="plain flow loss on the whole image (no masks needed)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="--compile with CUDA graphs: about 2x faster steps on a GPU (the step is launch-bound)")
     add_run_args(p)
     p.set_defaults(func=run_subject)
 
@@ -100,6 +102,7 @@ def run_subject(args) -> int:
         sura_layer=args.sura_layer, projector_width=args.projector_width, use_sura=not args.no_sura,
         use_mask=not args.no_mask, seed=args.seed,
         gradient_checkpointing=not args.no_gradient_checkpointing, compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
         cache_dir=args.cache_dir,
@@ -107,9 +110,10 @@ def run_subject(args) -> int:
     pipe = load_pipeline_from_args(args)
     encoder = None
     if cfg.use_sura:
-        dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
-        encoder = load_dinov2(args.encoder, device=pipe._execution_device, dtype=dtype,
-                              local_files_only=True if args.offline or os.path.isdir(args.encoder) else None)
+        def encoder():  # loaded only if some image's DINOv2 features are not cached yet (a first run)
+            dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
+            return load_dinov2(args.encoder, device=pipe._execution_device, dtype=dtype,
+                               local_files_only=True if args.offline or os.path.isdir(args.encoder) else None)
     model_id = os.path.abspath(args.model) if os.path.isdir(args.model) else args.model
     final = train_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
                           progress=not args.quiet)

@@ -36,6 +36,7 @@ from .common import (
     PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
+    compile_blocks,
     encode_captions,
     export_lora,
     make_validator,
@@ -202,11 +203,11 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     if flow_model is not None:
         flow_model.requires_grad_(False).eval()
 
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types)
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if cfg.compile:
-        transformer.compile_repeated_blocks()
+        compile_blocks(transformer)
     transformer.train()
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 
 import torch
 
@@ -25,11 +26,13 @@ from .common import (
     PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
+    compile_blocks,
     encode_captions,
     export_lora,
     make_validator,
     open_run,
     sample_sigma,
+    seeded,
     train_loop,
     training_sigmas,
 )
@@ -62,6 +65,7 @@ class SubjectTrainConfig:
     seed: int = 0
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
+    cuda_graphs: bool = False  # compile with CUDA graphs ("reduce-overhead"); implies compile
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
@@ -85,6 +89,10 @@ class SubjectTrainConfig:
             raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
+        if self.cuda_graphs and self.validate_every:
+            raise SmraboothError("--cuda-graphs with --validate-every is not supported (validation videos would "
+                                 "record a second set of graphs; it was never measured): drop one of them")
+        self.compile = self.compile or self.cuda_graphs
         self.layer_types = parse_layer_types(self.layer_types)
         return self
 
@@ -97,9 +105,10 @@ def read_subject_items(cfg: SubjectTrainConfig):
     return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
 
 
-def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir,
+def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, cache_dir,
                         progress: bool = True) -> list[SubjectExample]:
-    """Latents, latent masks, DINOv2 tokens and caption embeddings, cached by content hash."""
+    """Latents, latent masks, DINOv2 tokens and caption embeddings, cached by content hash.
+    `get_encoder()` is called only on a cache miss: a returning run never loads DINOv2."""
     from tqdm.auto import tqdm
 
     res = cfg.resolution
@@ -119,6 +128,7 @@ def precompute_examples(cfg, pipe, encoder, items, model_id: str, cache_dir,
             if cfg.use_sura:
                 from ..models.dinov2 import dinov2_patch_features
 
+                encoder = get_encoder()
                 feats = dinov2_patch_features(encoder, image[None].to(encoder.device), grid)
                 out["tokens"] = tokens_on_grid(feats, grid)[0]
             return out
@@ -138,6 +148,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
                   overwrite: bool = False, progress: bool = True) -> Path:
     """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file.
 
+    `encoder`: the DINOv2 model, or a function that loads it. A function is called only if some image's
+    features are not cached yet, and its model is dropped after caching; a model is moved to the CPU.
     `pipe` is changed: its text encoder is dropped after the captions are encoded (to free memory)
     and its transformer keeps the trained adapter "subject".
     """
@@ -155,31 +167,44 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
     embeds = encode_captions(pipe, texts, model_id, cache_dir)
     times.mark("captions")
-    examples = precompute_examples(cfg, pipe, encoder, items, model_id, cache_dir, progress=progress)
+    loaded = {}
+
+    def get_encoder():
+        if "encoder" not in loaded:
+            loaded["encoder"] = encoder if isinstance(encoder, torch.nn.Module) else encoder()
+        return loaded["encoder"]
+
+    examples = precompute_examples(cfg, pipe, get_encoder, items, model_id, cache_dir, progress=progress)
     times.mark("precompute")
     pipe.text_encoder = None  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
-    if encoder is not None:
-        encoder.to("cpu")
+    if isinstance(encoder, torch.nn.Module):
+        encoder.to("cpu")  # the caller's model: keep it usable
+    loaded.clear()  # a model we loaded ourselves is freed, not copied
     if not cfg.validate_every:
         pipe.vae.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    times.mark("offload")
 
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types)
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed)
     modules = {}
     hidden = {}
     if cfg.use_sura:
         dit_dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-        projector = build_projector(dit_dim, examples[0].tokens.shape[-1], cfg.projector_width).to(device)
+        with seeded(cfg.seed + 1):
+            projector = build_projector(dit_dim, examples[0].tokens.shape[-1], cfg.projector_width).to(device)
         modules["projector"] = projector
         params += list(projector.parameters())
         if not 0 <= cfg.sura_layer < len(transformer.blocks):
             raise SmraboothError(f"--sura-layer {cfg.sura_layer} is outside 0..{len(transformer.blocks) - 1}")
         hook = transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
+    times.mark("lora")
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if cfg.compile:
-        transformer.compile_repeated_blocks()
+        if cfg.cuda_graphs and device.type != "cuda":
+            raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {device.type})")
+        compile_blocks(transformer, cfg.cuda_graphs)
     transformer.train()
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
