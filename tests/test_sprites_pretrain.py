@@ -141,6 +141,9 @@ def test_minutes_limit_checkpoints_and_existing_folder_is_an_error(tmp_path, cap
     assert train_main([*args, "--steps", "2", "--resume"]) == 0
     assert torch.load(tmp_path / "dinov2" / "state.pt", weights_only=True)["step"] == 2
     assert len(read_log(tmp_path / "dinov2" / "log.jsonl")) == 2
+    calls = json.loads((tmp_path / "dinov2" / "summary.json").read_text())["calls"]  # one record per call
+    assert [(c["steps"], c["to_step"], c.get("note")) for c in calls] == [(1, 1, None), (1, 2, "--resume")]
+    assert calls[0]["minutes_limit"] == 0.0001
     with pytest.raises(SmraboothError, match="nothing to resume"):
         run_stage(StageConfig(stage="searaft", out=str(tmp_path), **FAST), resume=True)
     with pytest.raises(SmraboothError, match="train the VAE first"):
@@ -152,9 +155,10 @@ def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, 
     from smrabooth.sprites.bundle import load_bundle
 
     bundle = tmp_path / "bundle"
-    assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle)]) == 0  # preset from config
+    assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle), "--version", "t1"]) == 0
     models = load_bundle(bundle)
-    assert models.preset == "tiny"
+    assert models.preset == "tiny"  # from the stages' config
+    assert models.info["version"] == "t1" and models.info["training"]["dit"]["calls"][0]["to_step"] == 2
     stats = json.loads((dit_run / "vae" / "latent_stats.json").read_text())
     vae_cfg = models.pipe.vae.config
     np.testing.assert_allclose(vae_cfg.latents_mean, stats["latents_mean"])

@@ -27,12 +27,13 @@ def model_parts(models) -> dict:
 
 def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, preset: str | None = None,
                     seed: int = 0, overwrite: bool = False, partial: bool = False,
-                    base: str | Path | None = None) -> Path:
+                    base: str | Path | None = None, version: str | None = None) -> Path:
     """Load each stage's state.pt into `build_sprites_models(preset)` and save the bundle.
 
     `base`: a bundle that supplies the parts with no stage folder here (default: the bundle the dit stage
     started from with --init-from), so continuing one part of a shipped bundle gives a whole bundle.
-    `partial`: stages not trained and not in a base keep their random weights (recorded in sprites.json)."""
+    `partial`: stages not trained and not in a base keep their random weights (recorded in sprites.json).
+    `version`: a label recorded in sprites.json ("v4")."""
     import torch
 
     from ..bundle import build_sprites_models, get_preset, read_bundle_info, save_bundle
@@ -78,6 +79,8 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
         summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
         info[stage] = {"trained": True, **{k: summary.get(k) for k in ("steps", "final", "minutes", "batch", "lr",
                                                                         "date")}}
+        if "calls" in summary:
+            info[stage]["calls"] = summary["calls"]
         cfg = read_config(folder / CONFIG_FILE)
         info[stage]["settings"] = {k: getattr(cfg, k) for k in RECORDED}
         if stage == "dit":
@@ -100,7 +103,7 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
         stats = measure_latent_stats(vae, p.frames, p.size, 256, torch.device("cpu"))
     apply_latent_stats(vae, stats)
     info["vae"]["latent_stats_clips"] = stats.get("clips")
-    models.info = {"training": info}
+    models.info = {"training": info, **({"version": version} if version else {})}
     for m in modules.values():
         m.eval()
     return save_bundle(models, bundle_out or out / "bundle", overwrite=overwrite)

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-clips", type=int, default=256, help="vae: clips for the latent mean/std")
     p.add_argument("--bundle-out", default=None, help="assemble: bundle folder (default OUT/bundle)")
     p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing bundle folder")
+    p.add_argument("--version", default=None, help="assemble: a label for the bundle in sprites.json (e.g. v5)")
     p.add_argument("--partial", action="store_true", help="assemble: keep random weights for untrained stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--base", default="", help="assemble: bundle supplying the parts with no stage folder "
@@ -82,7 +83,7 @@ def run(args) -> int:
         if stage == "assemble":
             path = assemble_bundle(args.out, args.bundle_out, preset=args.preset, seed=args.seed,
                                    overwrite=args.overwrite or args.stage == "all", partial=args.partial,
-                                   base=args.base or None)
+                                   base=args.base or None, version=args.version)
             print(f"wrote the bundle {path}")
             continue
         # `all --resume` resumes the stages that exist and starts the others

@@ -396,19 +396,25 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
         for m in parts.modules.values():
             m.eval()
         parts.finish()
-    summary = write_summary(cfg, step, seconds)
+    summary = write_summary(cfg, step, seconds, start)
     done = "done" if step >= cfg.steps else f"stopped by --minutes {cfg.minutes:g}; --resume continues it"
     print(f"{cfg.stage}: step {step}/{cfg.steps} ({done}); "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()))
     return summary
 
 
-def write_summary(cfg: StageConfig, step: int, seconds: float) -> dict:
+def write_summary(cfg: StageConfig, step: int, seconds: float, start: int = 0) -> dict:
+    """summary.json: the stage's totals, and one record per call (steps it trained, its --minutes)."""
     records = [r for r in read_log(cfg.stage_dir / LOG_FILE) if r["step"] <= step][-20:]
     keys = [k for k in (records[-1] if records else {}) if k not in ("step", "lr", "seconds")]
     final = {k: float(np.mean([r[k] for r in records])) for k in keys}
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path = cfg.stage_dir / SUMMARY_FILE
+    calls = json.loads(path.read_text()).get("calls", []) if start and path.is_file() else []
+    calls.append({"steps": step - start, "to_step": step, "minutes_limit": cfg.minutes, "date": date,
+                  **({"note": "--resume"} if start else {})})
     summary = {"stage": cfg.stage, "preset": cfg.preset, "steps": step, "final": final,
                "minutes": round(seconds / 60, 2), "batch": cfg.batch, "lr": cfg.lr, "warmup": cfg.warmup,
-               "seed": cfg.seed, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    (cfg.stage_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+               "seed": cfg.seed, "date": date, "calls": calls}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
