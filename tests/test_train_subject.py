@@ -343,6 +343,7 @@ def test_cuda_graphs_setting(tmp_path, subject_dir, monkeypatch):
     with pytest.raises(SmraboothError, match="needs a CUDA device"):
         train_subject(config(tmp_path, cuda_graphs=True), build_tiny_wan_pipeline(), build_tiny_dinov2(),
                       model_id="tiny", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     pipe, seen = build_tiny_wan_pipeline(), []
     monkeypatch.setattr(pipe.transformer, "compile_repeated_blocks", lambda **kw: seen.append(kw))
     compile_blocks(pipe.transformer, cuda_graphs=True)

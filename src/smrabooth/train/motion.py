@@ -92,7 +92,7 @@ class MotionTrainConfig:
     save_dtype: str = "bf16"
     cache_dir: str | None = None
 
-    def validate(self) -> "MotionTrainConfig":
+    def validate(self) -> MotionTrainConfig:
         check_frame_count(self.frames)
         if self.height % 16 or self.width % 16:
             raise SmraboothError(f"--height {self.height} and --width {self.width} must be multiples of 16")

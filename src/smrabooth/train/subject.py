@@ -10,9 +10,9 @@ once and cached; the text encoder is freed before training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import torch
 
@@ -78,7 +78,7 @@ class SubjectTrainConfig:
     cache_dir: str | None = None  # None: ~/.cache/smrabooth (SMRABOOTH_CACHE)
     extra: dict = field(default_factory=dict)
 
-    def validate(self) -> "SubjectTrainConfig":
+    def validate(self) -> SubjectTrainConfig:
         if self.resolution % 16:
             raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 16")
         if self.steps < 1 or self.rank < 1:
@@ -155,6 +155,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     """
     times = PhaseTimes()
     cfg = cfg.validate()
+    if cfg.cuda_graphs and pipe._execution_device.type != "cuda":
+        raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {pipe._execution_device.type})")
     cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
@@ -202,8 +204,6 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if cfg.compile:
-        if cfg.cuda_graphs and device.type != "cuda":
-            raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {device.type})")
         compile_blocks(transformer, cfg.cuda_graphs)
     transformer.train()
 
