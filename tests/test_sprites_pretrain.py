@@ -205,11 +205,13 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="searaft", out=str(tmp_path), preset="tiny", per_clip=9).resolved()
     with pytest.raises(SmraboothError, match="image-fraction"):
         StageConfig(stage="dit", out=str(tmp_path), image_fraction=1.5).resolved()
+    with pytest.raises(SmraboothError, match="sprite-scale"):
+        StageConfig(stage="dit", out=str(tmp_path), sprite_scale=0).resolved()
     from smrabooth.sprites.pretrain.cli import build_parser, stage_config
 
-    args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3"])
+    args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3", "--sprite-scale", "2"])
     cfg = stage_config(args, "dit").resolved()
-    assert (cfg.image_fraction, cfg.stills) == (0.3, 10_000)  # a default pool of stills
+    assert (cfg.image_fraction, cfg.stills, cfg.sprite_scale) == (0.3, 10_000, 2.0)  # a default pool of stills
 
 
 def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand():
@@ -385,7 +387,7 @@ def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path
         out = tmp_path / f"pool{pool}"
         shutil.copytree(vae_run / "vae", out / "vae")
         run_stage(StageConfig(stage="dit", out=str(out), size=16, frames=5, batch=2, steps=2, sprite_weight=4.0,
-                              pool=pool, **FAST))
+                              pool=pool, sprite_scale=2.0 if pool else 1.0, **FAST))
         assert [r["step"] for r in read_log(out / "dit" / "log.jsonl")] == [1, 2]
 
 

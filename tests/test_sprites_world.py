@@ -370,3 +370,22 @@ def test_stills_for_joint_image_video_pretraining():
         (x, y), r, angle = random_placement(rng, 128, STILL_RADIUS, 0.6)
         assert STILL_RADIUS[0] * 128 <= r <= STILL_RADIUS[1] * 128 and abs(angle) <= 0.6
         assert min(x, y) - r >= 1 and max(x, y) + r <= 126  # the radius bound stays inside the image
+
+
+def test_sprite_scale_enlarges_the_sprites_and_keeps_them_inside_the_frame():
+    """--sprite-scale (dit pretraining): scale 1 is exactly the default clip; scale 2 draws the same design,
+    background and motion family with a larger sprite (cut where the path leaves no room), always inside
+    the frame."""
+    from smrabooth.sprites.world import sample_clip
+
+    ratios = []
+    for seed in range(40):
+        base = sample_clip(seed, frames=9, size=64)
+        assert np.array_equal(base.frames, sample_clip(seed, frames=9, size=64, sprite_scale=1.0).frames)
+        big = sample_clip(seed, frames=9, size=64, sprite_scale=2.0)
+        assert (big.design, big.background, big.motion.family) == (base.design, base.background, base.motion.family)
+        assert big.scales.max() >= 0.99 * base.scales.max()
+        edges = np.concatenate([big.masks[:, 0], big.masks[:, -1], big.masks[:, :, 0], big.masks[:, :, -1]], 1)
+        assert not edges.any(), f"seed {seed}: the sprite touches the frame's edge"
+        ratios.append(big.scales.max() / base.scales.max())
+    assert np.mean(ratios) > 1.6  # most paths leave room for twice the radius

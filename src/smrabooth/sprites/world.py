@@ -488,9 +488,14 @@ MOTION_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
-def sample_motion(rng: np.random.Generator, split: str = "train", family: str | None = None) -> MotionSpec:
+def sample_motion(rng: np.random.Generator, split: str = "train", family: str | None = None,
+                  sprite_scale: float = 1.0) -> MotionSpec:
     """Random parameters of a family (a random family of the split when `family` is None). The start is
-    drawn so the sprite stays inside the frame (2% margin) for the whole clip."""
+    drawn so the sprite stays inside the frame (2% margin) for the whole clip.
+
+    `sprite_scale` multiplies the sprite's radius; where the scaled sprite could not travel the path
+    inside the frame, the radius is cut to the largest that can. The same random numbers are drawn
+    whatever the scale, so scale 1 gives exactly the default clips."""
     _check_split(split)
     families = TRAIN_MOTIONS if split == "train" else HELDOUT_MOTIONS
     if family is None:
@@ -505,7 +510,11 @@ def sample_motion(rng: np.random.Generator, split: str = "train", family: str | 
     t = np.linspace(0.0, 1.0, 257)
     q, _, log_scale = _path(family, phase, speed, amplitude, reverse, t)
     d = q - q[0]
-    r = size * float(np.exp(log_scale).max())
+    growth = float(np.exp(log_scale).max())
+    if sprite_scale != 1.0:
+        room = (1.0 - float((d.max(0) - d.min(0)).max())) / 2 - 0.02  # largest radius the path leaves
+        size = min(size * sprite_scale, 0.999 * room / growth)
+    r = size * growth
     margin = 0.02 + r
     lo, hi = margin - d.min(0), 1.0 - margin - d.max(0)
     if np.any(lo > hi):  # cannot happen with the ranges above; guards edits to them
@@ -514,12 +523,14 @@ def sample_motion(rng: np.random.Generator, split: str = "train", family: str | 
     return MotionSpec(family, float(phase), float(speed), start, float(size), float(amplitude), reverse)
 
 
-def sample_clip(seed: int, split: str = "train", frames: int = 17, size: int = 128) -> SpriteClip:
-    """A random design, background and motion of the split, deterministic by seed."""
+def sample_clip(seed: int, split: str = "train", frames: int = 17, size: int = 128,
+                sprite_scale: float = 1.0) -> SpriteClip:
+    """A random design, background and motion of the split, deterministic by seed (`sprite_scale`: see
+    `sample_motion`)."""
     rng = np.random.default_rng(seed)
     design = sample_design(rng, split)
     background = sample_background(rng, design)
-    motion = sample_motion(rng, split)
+    motion = sample_motion(rng, split, sprite_scale=sprite_scale)
     return render_clip(design, motion, background, frames, size)
 
 

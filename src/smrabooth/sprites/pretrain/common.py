@@ -84,6 +84,7 @@ class StageConfig:
     pool: int = 0  # dit: render and encode this many clips once per call, then train from GPU-resident latents
     image_fraction: float = 0.0  # dit: share of steps that train on one-frame stills instead of clips
     stills: int = 0  # dit: distinct stills, encoded once per call (0: 10,000 when image_fraction > 0)
+    sprite_scale: float = 1.0  # dit: clips' sprite radius x this, cut to what the motion leaves (world.sample_motion)
     init_from: str = ""  # vae, dit: start from this bundle's VAE / transformer (e.g. to continue a shipped one)
     extra: dict = field(default_factory=dict)
 
@@ -107,6 +108,8 @@ class StageConfig:
             raise SmraboothError("--steps and --batch must be positive, --minutes > 0 and --clips >= 0")
         if not 0.0 <= self.image_fraction <= 1.0 or self.stills < 0:
             raise SmraboothError(f"--image-fraction {self.image_fraction}: a share in [0, 1]; --stills >= 0")
+        if not self.sprite_scale > 0:
+            raise SmraboothError(f"--sprite-scale {self.sprite_scale}: a positive factor (1: the world's sizes)")
         if self.image_fraction and not self.stills:
             self.stills = 10_000
         if self.mixed_precision not in ("auto", "bf16", "no"):

@@ -40,8 +40,8 @@ from .vae import encode_moments, load_trained_vae
 MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
 
 
-def dit_item(seed: int, frames: int, size: int) -> dict:
-    clip = sample_clip(seed, "train", frames, size)
+def dit_item(seed: int, frames: int, size: int, sprite_scale: float = 1.0) -> dict:
+    clip = sample_clip(seed, "train", frames, size, sprite_scale=sprite_scale)
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
 
 
@@ -119,7 +119,8 @@ class LatentPool:
             n, stream = cfg.stills, ClipStream(functools.partial(still_item, size=cfg.size), STILLS_BASE)
         else:
             n = cfg.pool
-            stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"])
+            stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size,
+                                                  sprite_scale=cfg.sprite_scale), STREAM_BASE["dit"])
         loader = DataLoader(torch.utils.data.Subset(stream, range(n)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
         latents, cells, self.captions = [], [], []
@@ -216,7 +217,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     if pool is not None:  # the loop's loader only hands out example indices
         stream = ClipStream(index_item, STREAM_BASE["dit"])
     else:
-        stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["dit"],
-                            cfg.clips)
+        stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size,
+                                              sprite_scale=cfg.sprite_scale), STREAM_BASE["dit"], cfg.clips)
     return StageParts(modules=modules, params=list(transformer.parameters()), stream=stream, step=step,
                       after_step=after_step, workers=0 if pool is not None else None)
