@@ -15,7 +15,6 @@ the same LoRA).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import tempfile
 import time
@@ -65,20 +64,18 @@ def subject_folder(root: Path) -> Path:
 
 
 def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compile: bool = False,
-             mixed_precision: str = "auto", compile_mode: str | None = None) -> dict:
+             mixed_precision: str = "auto", cuda_graphs: bool = False) -> dict:
     from smrabooth.train.subject import SubjectTrainConfig, train_subject
 
     torch.manual_seed(0)  # the same random weights in every variant, so their LoRAs can be compared
     with torch.device(device):  # random init on the GPU: on the CPU it takes longer than the training
         pipe = wan_13b_pipeline(device, torch.bfloat16)
         encoder = dinov2_giant(device)
-    if compile_mode:  # experiment: torch.compile mode for the regional compilation (e.g. CUDA graphs)
-        pipe.transformer.compile_repeated_blocks = functools.partial(pipe.transformer.compile_repeated_blocks,
-                                                                     mode=compile_mode)
     torch.cuda.reset_peak_memory_stats()
-    tag = f"{int(gradient_checkpointing)}{int(compile)}{mixed_precision}{compile_mode or ''}"
+    tag = f"{int(gradient_checkpointing)}{int(compile)}{mixed_precision}{'cudagraphs' if cuda_graphs else ''}"
     cfg = SubjectTrainConfig(model="bench-1.3b", data=str(subject_folder(tmp / f"data{tag}")),
                              out=str(tmp / f"run{tag}"), steps=steps, rank=32, alpha=32, compile=compile,
+                             cuda_graphs=cuda_graphs,
                              mixed_precision=mixed_precision,
                              resolution=512, gradient_checkpointing=gradient_checkpointing,
                              checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"))
@@ -87,10 +84,12 @@ def run_ours(steps: int, gradient_checkpointing: bool, tmp: Path, device, compil
     total = time.time() - t0
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     secs = np.diff([0.0] + [r["seconds"] for r in log])
-    return {"steps": steps, "wall_s": total, "loop_s": log[-1]["seconds"], "s_per_step": float(np.median(secs[min(10, steps // 2):])),
+    return {"steps": steps, "wall_s": total, "loop_s": log[-1]["seconds"],
+            "s_per_step": float(np.median(secs[min(10, steps // 2):])),
             "phases_s": json.loads((Path(cfg.out) / "timings.json").read_text()),
             "loss_first10": float(np.mean([r["loss"] for r in log[:10]])),
-            "loss_last50": float(np.mean([r["loss"] for r in log[-50:]])), "lora": str(Path(cfg.out) / "subject_lora.safetensors"),
+            "loss_last50": float(np.mean([r["loss"] for r in log[-50:]])),
+            "lora": str(Path(cfg.out) / "subject_lora.safetensors"),
             "peak_GiB": torch.cuda.max_memory_allocated() / 2**30}
 
 
@@ -133,19 +132,22 @@ def compare_loras(paths: list[str]) -> None:
     """Relative difference of each variant's LoRA to the first one's (same weights, data and seed)."""
     from safetensors.torch import load_file
 
-    ref = load_file(paths[0]) if paths else {}
+    if len(paths) < 2:
+        return
+    ref = load_file(paths[0])
+    den = sum(float(v.float().norm() ** 2) for v in ref.values())
     for p in paths[1:]:
         other = load_file(p)
         num = sum(float((other[k].float() - v.float()).norm() ** 2) for k, v in ref.items())
-        den = sum(float(v.float().norm() ** 2) for v in ref.values())
-        print(f"LoRA relative difference to {Path(paths[0]).parent.name}: {Path(p).parent.name} {(num / den) ** 0.5:.4f}")
+        print(f"LoRA relative difference to {Path(paths[0]).parent.name}: {Path(p).parent.name} "
+              f"{(num / den) ** 0.5:.4f}")
 
 
-VARIANTS = {  # name -> (gradient checkpointing, compile, mixed precision[, compile mode])
+VARIANTS = {  # name -> (gradient checkpointing, compile, mixed precision[, CUDA graphs])
     "ckpt": (True, False, "auto"), "nockpt": (False, False, "auto"), "nockpt-compile": (False, True, "auto"),
     "nockpt-noamp": (False, False, "no"), "nockpt-noamp-compile": (False, True, "no"),
     "ckpt-noamp-compile": (True, True, "no"),
-    "nockpt-noamp-cudagraphs": (False, True, "no", "reduce-overhead"),
+    "nockpt-noamp-cudagraphs": (False, True, "no", True),
 }
 
 
@@ -163,9 +165,9 @@ def main():
             results["baseline"] = run_baseline(args.baseline_steps, device)
         for name in args.variants.split(","):
             torch.cuda.empty_cache()
-            ckpt, comp, amp, *mode = VARIANTS[name]
+            ckpt, comp, amp, *graphs = VARIANTS[name]
             results[name] = run_ours(args.steps, ckpt, Path(tmp), device, compile=comp, mixed_precision=amp,
-                                     compile_mode=mode[0] if mode else None)
+                                     cuda_graphs=bool(graphs and graphs[0]))
             print(name, json.dumps(results[name]), flush=True)
         compare_loras([r["lora"] for r in results.values() if "lora" in r])
     base = results["baseline"]["s_per_step"] if "baseline" in results else float("nan")
