@@ -45,6 +45,12 @@ def dit_item(seed: int, frames: int, size: int, sprite_scale: float = 1.0) -> di
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
 
 
+def clip_stream(cfg: StageConfig, clips: int = 0) -> ClipStream:
+    """The dit stage's stream of rendered clips (what the pool encodes, or the loop reads directly)."""
+    item = functools.partial(dit_item, frames=cfg.frames, size=cfg.size, sprite_scale=cfg.sprite_scale)
+    return ClipStream(item, STREAM_BASE["dit"], clips)
+
+
 def still_item(seed: int, size: int) -> dict:
     """A still as a one-frame clip, what the subject LoRA trains on (`train.subject` encodes images so)."""
     image, mask, caption = sample_still(seed, "train", size)
@@ -119,8 +125,7 @@ class LatentPool:
             n, stream = cfg.stills, ClipStream(functools.partial(still_item, size=cfg.size), STILLS_BASE)
         else:
             n = cfg.pool
-            stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size,
-                                                  sprite_scale=cfg.sprite_scale), STREAM_BASE["dit"])
+            stream = clip_stream(cfg)
         loader = DataLoader(torch.utils.data.Subset(stream, range(n)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
         latents, cells, self.captions = [], [], []
@@ -217,7 +222,6 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     if pool is not None:  # the loop's loader only hands out example indices
         stream = ClipStream(index_item, STREAM_BASE["dit"])
     else:
-        stream = ClipStream(functools.partial(dit_item, frames=cfg.frames, size=cfg.size,
-                                              sprite_scale=cfg.sprite_scale), STREAM_BASE["dit"], cfg.clips)
+        stream = clip_stream(cfg, cfg.clips)
     return StageParts(modules=modules, params=list(transformer.parameters()), stream=stream, step=step,
                       after_step=after_step, workers=0 if pool is not None else None)
