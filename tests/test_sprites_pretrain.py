@@ -207,11 +207,14 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="dit", out=str(tmp_path), image_fraction=1.5).resolved()
     with pytest.raises(SmraboothError, match="sprite-scale"):
         StageConfig(stage="dit", out=str(tmp_path), sprite_scale=0).resolved()
+    with pytest.raises(SmraboothError, match="partial-captions"):
+        StageConfig(stage="dit", out=str(tmp_path), partial_captions=1.5).resolved()
     from smrabooth.sprites.pretrain.cli import build_parser, stage_config
 
-    args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3", "--sprite-scale", "2"])
+    args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3", "--sprite-scale", "2",
+                                      "--partial-captions", "0.25"])
     cfg = stage_config(args, "dit").resolved()
-    assert (cfg.image_fraction, cfg.stills, cfg.sprite_scale) == (0.3, 10_000, 2.0)  # a default pool of stills
+    assert (cfg.image_fraction, cfg.stills, cfg.sprite_scale, cfg.partial_captions) == (0.3, 10_000, 2.0, 0.25)
 
 
 def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand():
@@ -387,8 +390,21 @@ def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path
         out = tmp_path / f"pool{pool}"
         shutil.copytree(vae_run / "vae", out / "vae")
         run_stage(StageConfig(stage="dit", out=str(out), size=16, frames=5, batch=2, steps=2, sprite_weight=4.0,
-                              pool=pool, sprite_scale=2.0 if pool else 1.0, **FAST))
+                              pool=pool, sprite_scale=2.0 if pool else 1.0, partial_captions=0.5 if pool else 0.0,
+                              **FAST))
         assert [r["step"] for r in read_log(out / "dit" / "log.jsonl")] == [1, 2]
+        assert json.loads((out / "dit" / "config.json").read_text())["partial_captions"] == (0.5 if pool else 0.0)
+    # what the pool and the loop read: the world's clip of that seed, with the partial caption
+    from smrabooth.sprites.pretrain.common import STREAM_BASE
+    from smrabooth.sprites.pretrain.dit import clip_stream
+    from smrabooth.sprites.world import sample_clip
+
+    cfg = StageConfig(stage="dit", out=str(tmp_path), size=16, frames=5, sprite_scale=2.0, partial_captions=1.0,
+                      preset="tiny").resolved()
+    item, clip = clip_stream(cfg)[3], sample_clip(STREAM_BASE["dit"] + 3, frames=5, size=16, sprite_scale=2.0)
+    assert np.array_equal(item["frames"], clip.frames)
+    assert item["caption"] == f"a {clip.design.shape} on {'an' if clip.background[0] in 'aeiou' else 'a'} " \
+        f"{clip.background} background"
 
 
 def test_dit_stills_are_one_frame_encodes_and_a_share_of_steps_resumes_exactly(vae_run, tmp_path, monkeypatch):

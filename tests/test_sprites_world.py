@@ -389,3 +389,48 @@ def test_sprite_scale_enlarges_the_sprites_and_keeps_them_inside_the_frame():
         assert not edges.any(), f"seed {seed}: the sprite touches the frame's edge"
         ratios.append(big.scales.max() / base.scales.max())
     assert np.mean(ratios) > 1.6  # most paths leave room for twice the radius
+
+
+def test_partial_captions_leave_out_colour_texture_and_motion_and_nothing_else():
+    """--partial-captions (dit pretraining): p = 0 is exactly the full caption; otherwise each of colour,
+    texture and motion is left out independently with probability p, the clip or still itself is the same
+    image, and what remains is a caption of the same grammar ('a star on a blue background') in the
+    vocabulary, with its article mended."""
+    from smrabooth.sprites.world import caption_omissions
+
+    design = SpriteDesign("star", "orange", "striped", "white")
+    motion = MotionSpec("circle", 0.0, 1.0, (0.5, 0.5), 0.1, 0.2)
+    assert caption_for(design, motion, "blue", frozenset({"color"})) == \
+        "a striped star moving in a circle on a blue background"
+    assert caption_for(design, motion, "blue", frozenset({"texture", "motion"})) == "an orange star on a blue background"
+    assert caption_for(design, motion, "blue", frozenset({"color", "texture", "motion"})) == \
+        "a star on a blue background"
+    assert still_caption(SpriteDesign("ring", "orange", "solid", "orange"), None, frozenset({"color"})) == \
+        "a picture of a ring"
+    assert caption_omissions(3, 0.0) == frozenset() and caption_omissions(3, 1.0) == {"color", "texture", "motion"}
+
+    vocab, left_out, n = set(VOCABULARY), {"color": 0, "texture": 0, "motion": 0}, 200
+    for seed in range(n):
+        full = sample_clip(seed, frames=5, size=32)
+        assert sample_clip(seed, frames=5, size=32, partial_captions=0.0).caption == full.caption
+        part = sample_clip(seed, frames=5, size=32, partial_captions=0.5)
+        assert np.array_equal(part.frames, full.frames) and part.design == full.design
+        omit = caption_omissions(seed, 0.5)
+        assert part.caption == caption_for(full.design, full.motion, full.background, omit)
+        # the background colour is never one of the design's, so a colour word in front is the design's
+        words = part.caption.split()
+        assert set(words) <= vocab and full.design.shape in words
+        assert words[0] == ("an" if words[1][0] in "aeiou" else "a"), part.caption
+        assert part.caption.endswith(f"on {'an' if full.background[0] in 'aeiou' else 'a'} {full.background} background")
+        assert (full.design.color in words) == ("color" not in omit), part.caption
+        assert (full.design.texture in words) == ("texture" not in omit and full.design.texture != "solid")
+        assert (full.motion.words() in part.caption) == ("motion" not in omit), part.caption
+        for k in omit:
+            left_out[k] += 1
+        image, _, caption = sample_still(seed, "train", 32, partial_captions=0.5)
+        full_image, _, full_caption = sample_still(seed, "train", 32)
+        assert np.array_equal(image, full_image) and caption.startswith("a picture of ")
+        design = sample_design(np.random.default_rng(seed), "train")  # the still's design (its first draw)
+        assert (design.color in caption.split()[3:5]) == ("color" not in omit), caption
+    for part_name, count in left_out.items():
+        assert 0.38 * n < count < 0.62 * n, (part_name, count)

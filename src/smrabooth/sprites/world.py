@@ -91,11 +91,12 @@ class SpriteDesign:
     def colors(self) -> set[str]:
         return {self.color, self.texture_color}
 
-    def words(self) -> str:
+    def words(self, omit: frozenset[str] = frozenset()) -> str:
         """'red striped star' ('red star' when solid). The texture colour is not named: it is a detail
-        only the customized subject token V* can carry."""
-        texture = "" if self.texture == "solid" else f"{self.texture} "
-        return f"{self.color} {texture}{self.shape}"
+        only the customized subject token V* can carry. `omit` may hold 'color' and 'texture'."""
+        color = "" if "color" in omit else f"{self.color} "
+        texture = "" if self.texture == "solid" or "texture" in omit else f"{self.texture} "
+        return f"{color}{texture}{self.shape}"
 
 
 @dataclass(frozen=True)
@@ -330,24 +331,26 @@ def random_placement(rng: np.random.Generator, size: int, radius: tuple[float, f
     return position, r, float(rng.uniform(-max_angle, max_angle))
 
 
-def still_caption(design: SpriteDesign, background: str | None = None) -> str:
+def still_caption(design: SpriteDesign, background: str | None = None, omit: frozenset[str] = frozenset()) -> str:
     """'a picture of a red striped star on a blue background' (no background when None): the form of the
-    subject captions ('a picture of V* star')."""
-    words = design.words()
+    subject captions ('a picture of V* star'). `omit`: see `caption_for`."""
+    words = design.words(omit)
     where = f" on {_article(background)} {background} background" if background else ""
     return f"a picture of {_article(words)} {words}{where}"
 
 
-def sample_still(seed: int, split: str = "train", size: int = 128) -> tuple[np.ndarray, np.ndarray, str]:
+def sample_still(seed: int, split: str = "train", size: int = 128,
+                 partial_captions: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
     """A random still of the split, deterministic by seed: (image uint8 (size, size, 3), mask bool
     (size, size), caption). Radius in `STILL_RADIUS`, tilt up to 0.6 rad; half the captions name the
-    background, half do not (as the subject captions)."""
+    background, half do not (as the subject captions). `partial_captions`: see `caption_omissions`."""
     rng = np.random.default_rng(seed)
     design = sample_design(rng, split)
     background = sample_background(rng, design)
     position, radius, angle = random_placement(rng, size, STILL_RADIUS, 0.6)
     image, mask = render_image(design, background, size, position, radius, angle)
-    return image, mask, still_caption(design, background if rng.random() < 0.5 else None)
+    omit = caption_omissions(seed, partial_captions) - {"motion"}
+    return image, mask, still_caption(design, background if rng.random() < 0.5 else None, omit)
 
 
 # -------------------------------------------------------------------------------------- trajectories
@@ -406,10 +409,29 @@ def trajectory(motion: MotionSpec, frames: int, size: int):
 # ------------------------------------------------------------------------------------------ rendering
 
 
-def caption_for(design: SpriteDesign, motion: MotionSpec, background: str) -> str:
-    """'a red striped star moving in a circle on a blue background'."""
-    words = design.words()
-    return f"{_article(words)} {words} {motion.words()} on {_article(background)} {background} background"
+def caption_for(design: SpriteDesign, motion: MotionSpec, background: str,
+                omit: frozenset[str] = frozenset()) -> str:
+    """'a red striped star moving in a circle on a blue background'. `omit` may hold 'color', 'texture'
+    and 'motion': 'a star on a blue background'."""
+    words = design.words(omit)
+    moving = "" if "motion" in omit else f" {motion.words()}"
+    return f"{_article(words)} {words}{moving} on {_article(background)} {background} background"
+
+
+CAPTION_PARTS = ("color", "texture", "motion")
+
+
+def caption_omissions(seed: int, p: float) -> frozenset[str]:
+    """Which of `CAPTION_PARTS` a partial caption leaves out: each independently with probability p.
+
+    The method's prompts name the subject by its class noun and the motion not at all ('a V* heart
+    doing S* on a blue background'); a model pretrained only on full captions draws almost nothing
+    for them. The draw has its own generator, so the clip or still of a seed is the same for any p
+    (p = 0: the full caption)."""
+    if not p:
+        return frozenset()
+    draws = np.random.default_rng((seed, 0x0C4)).random(len(CAPTION_PARTS))
+    return frozenset(part for part, u in zip(CAPTION_PARTS, draws) if u < p)
 
 
 def render_clip(design: SpriteDesign, motion: MotionSpec, background: str, frames: int = 17,
@@ -524,14 +546,16 @@ def sample_motion(rng: np.random.Generator, split: str = "train", family: str | 
 
 
 def sample_clip(seed: int, split: str = "train", frames: int = 17, size: int = 128,
-                sprite_scale: float = 1.0) -> SpriteClip:
+                sprite_scale: float = 1.0, partial_captions: float = 0.0) -> SpriteClip:
     """A random design, background and motion of the split, deterministic by seed (`sprite_scale`: see
-    `sample_motion`)."""
+    `sample_motion`; `partial_captions`: see `caption_omissions`)."""
     rng = np.random.default_rng(seed)
     design = sample_design(rng, split)
     background = sample_background(rng, design)
     motion = sample_motion(rng, split, sprite_scale=sprite_scale)
-    return render_clip(design, motion, background, frames, size)
+    clip = render_clip(design, motion, background, frames, size)
+    clip.caption = caption_for(design, motion, background, caption_omissions(seed, partial_captions))
+    return clip
 
 
 def sample_family_clips(family: str, n: int, seed: int = 0, frames: int = 17, size: int = 128) -> list[SpriteClip]:

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sprite-scale", type=float, default=1.0,
                    help="dit: multiply the clips' sprite radius (cut where the motion would leave the frame), so "
                         "videos have room for the designs the subject photos show")
+    p.add_argument("--partial-captions", type=float, default=0.0,
+                   help="dit: leave the colour, the texture and the motion out of a caption, each with this "
+                        "probability ('a star on a blue background'), as the method's prompts name only a "
+                        "class noun and S*")
     return p
 
 
@@ -73,7 +77,8 @@ def stage_config(args, stage: str) -> StageConfig:
                        progress=not args.no_progress, stats_clips=args.stats_clips,
                        ema=args.ema, init_from=args.init_from, pool=args.pool,
                        sprite_weight=args.sprite_weight, frames=args.frames,
-                       image_fraction=args.image_fraction, stills=args.stills, sprite_scale=args.sprite_scale)
+                       image_fraction=args.image_fraction, stills=args.stills, sprite_scale=args.sprite_scale,
+                       partial_captions=args.partial_captions)
 
 
 def run(args) -> int:

@@ -85,6 +85,7 @@ class StageConfig:
     image_fraction: float = 0.0  # dit: share of steps that train on one-frame stills instead of clips
     stills: int = 0  # dit: distinct stills, encoded once per call (0: 10,000 when image_fraction > 0)
     sprite_scale: float = 1.0  # dit: clips' sprite radius x this, cut to what the motion leaves (world.sample_motion)
+    partial_captions: float = 0.0  # dit: each of colour, texture, motion left out of a caption with this probability
     init_from: str = ""  # vae, dit: start from this bundle's VAE / transformer (e.g. to continue a shipped one)
     extra: dict = field(default_factory=dict)
 
@@ -110,6 +111,8 @@ class StageConfig:
             raise SmraboothError(f"--image-fraction {self.image_fraction}: a share in [0, 1]; --stills >= 0")
         if not self.sprite_scale > 0:
             raise SmraboothError(f"--sprite-scale {self.sprite_scale}: a positive factor (1: the world's sizes)")
+        if not 0.0 <= self.partial_captions <= 1.0:
+            raise SmraboothError(f"--partial-captions {self.partial_captions}: a probability in [0, 1]")
         if self.image_fraction and not self.stills:
             self.stills = 10_000
         if self.mixed_precision not in ("auto", "bf16", "no"):

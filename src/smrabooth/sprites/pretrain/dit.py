@@ -40,20 +40,21 @@ from .vae import encode_moments, load_trained_vae
 MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
 
 
-def dit_item(seed: int, frames: int, size: int, sprite_scale: float = 1.0) -> dict:
-    clip = sample_clip(seed, "train", frames, size, sprite_scale=sprite_scale)
+def dit_item(seed: int, frames: int, size: int, sprite_scale: float = 1.0, partial_captions: float = 0.0) -> dict:
+    clip = sample_clip(seed, "train", frames, size, sprite_scale=sprite_scale, partial_captions=partial_captions)
     return {"frames": clip.frames, "caption": clip.caption, "masks": clip.masks}
 
 
 def clip_stream(cfg: StageConfig, clips: int = 0) -> ClipStream:
     """The dit stage's stream of rendered clips (what the pool encodes, or the loop reads directly)."""
-    item = functools.partial(dit_item, frames=cfg.frames, size=cfg.size, sprite_scale=cfg.sprite_scale)
+    item = functools.partial(dit_item, frames=cfg.frames, size=cfg.size, sprite_scale=cfg.sprite_scale,
+                             partial_captions=cfg.partial_captions)
     return ClipStream(item, STREAM_BASE["dit"], clips)
 
 
-def still_item(seed: int, size: int) -> dict:
+def still_item(seed: int, size: int, partial_captions: float = 0.0) -> dict:
     """A still as a one-frame clip, what the subject LoRA trains on (`train.subject` encodes images so)."""
-    image, mask, caption = sample_still(seed, "train", size)
+    image, mask, caption = sample_still(seed, "train", size, partial_captions)
     return {"frames": image[None], "caption": caption, "masks": mask[None]}
 
 
@@ -122,7 +123,8 @@ class LatentPool:
         from .common import _worker_init
 
         if stills:
-            n, stream = cfg.stills, ClipStream(functools.partial(still_item, size=cfg.size), STILLS_BASE)
+            item = functools.partial(still_item, size=cfg.size, partial_captions=cfg.partial_captions)
+            n, stream = cfg.stills, ClipStream(item, STILLS_BASE)
         else:
             n = cfg.pool
             stream = clip_stream(cfg)
