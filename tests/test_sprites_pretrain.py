@@ -450,3 +450,73 @@ def test_dit_stills_are_one_frame_encodes_and_a_share_of_steps_resumes_exactly(v
         shutil.copytree(vae_run / "vae", out / "vae")
         run_stage(StageConfig(out=str(out), steps=3, **{**kw, "image_fraction": fraction, "stills": 0}))
         assert len(drawn) == expected
+
+
+MULTI = {"stage": "dit", "size": 16, "frames": 5, "batch": 4, "pool": 4, "image_fraction": 0.5, "stills": 3,
+         "sprite_weight": 4.0, "partial_captions": 0.5, "lr": 1e-3, "warmup": 0, "ema": 0.9, **FAST}
+
+
+def torchrun(tmp_path, name: str, processes: int, **overrides) -> None:
+    """The dit stage under torchrun (gloo on the CPU), as on a multi-GPU machine."""
+    import subprocess
+    import sys
+
+    script = tmp_path / f"{name}.py"
+    script.write_text("import torch\ntorch.set_num_threads(1)\n"
+                      "from smrabooth.sprites.pretrain import StageConfig, run_stage\n"
+                      f"run_stage(StageConfig(**{ {**MULTI, **overrides}!r}))\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_dit_stage_on_two_processes_is_the_one_process_run_and_resumes_on_one(vae_run, tmp_path):
+    """torchrun: two processes, each on its half of every batch with averaged gradients, give the one-process
+    run of the same batch (same losses from the first step, same weights and EMA after 3 steps), and a
+    state.pt they wrote resumes in one process."""
+    ref, two = tmp_path / "one", tmp_path / "two"
+    for out in (ref, two):
+        shutil.copytree(vae_run / "vae", out / "vae")
+    run_stage(StageConfig(out=str(ref), steps=3, **MULTI))
+    torchrun(tmp_path, "two", 2, out=str(two), steps=2)
+    assert [r["step"] for r in read_log(two / "dit" / "log.jsonl")] == [1, 2]
+    run_stage(StageConfig(out=str(two), steps=3, **MULTI), resume=True)
+
+    a, b = read_log(ref / "dit" / "log.jsonl"), read_log(two / "dit" / "log.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3]
+    np.testing.assert_allclose([r["flow"] for r in b], [r["flow"] for r in a], rtol=1e-5)
+    sa = torch.load(ref / "dit" / "state.pt", weights_only=True)
+    sb = torch.load(two / "dit" / "state.pt", weights_only=True)
+    assert sa["step"] == sb["step"] == 3
+    # Adam's first steps move every weight by about lr whatever its gradient's size, so a weight whose
+    # gradient is ~0 may move either way by float noise: compare the whole update, not each weight
+    from smrabooth.sprites.bundle import build_sprites_models
+
+    start = build_sprites_models("tiny", 0).pipe.transformer.state_dict()
+    for module in ("transformer", "ema"):
+        update = torch.cat([(sa["modules"][module][k] - v).flatten() for k, v in start.items()])
+        apart = torch.cat([(sb["modules"][module][k] - sa["modules"][module][k]).flatten() for k in start])
+        assert float(update.norm()) > 0.01 and float(apart.norm()) < 0.01 * float(update.norm())
+
+
+def test_multi_process_runs_are_refused_where_they_cannot_split(vae_run, tmp_path, monkeypatch):
+    from smrabooth.sprites.pretrain.distributed import Shard, check, start
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SmraboothError, match="only the dit stage"):
+        start(StageConfig(stage="vae", out=str(tmp_path)))
+    with pytest.raises(SmraboothError, match="--pool"):
+        check(StageConfig(out=str(tmp_path), **{**MULTI, "pool": 0}).resolved(), Shard(0, 2))
+    with pytest.raises(SmraboothError, match="multiple of 3"):
+        check(StageConfig(out=str(tmp_path), **MULTI).resolved(), Shard(0, 3))
+    assert [Shard(r, 2).part(6) for r in (0, 1)] == [slice(0, 3), slice(3, 6)]
+
+
+def test_two_processes_stop_together_at_the_time_limit(vae_run, tmp_path):
+    """--minutes under torchrun: each process reads its own clock, so they agree every STOP_CHECK_STEPS
+    steps (a process stopping alone would leave the other waiting in its all-reduce forever)."""
+    from smrabooth.sprites.pretrain.common import STOP_CHECK_STEPS
+
+    shutil.copytree(vae_run / "vae", tmp_path / "run" / "vae")
+    torchrun(tmp_path, "late", 2, out=str(tmp_path / "run"), steps=STOP_CHECK_STEPS + 5, minutes=1e-4)
+    assert [r["step"] for r in read_log(tmp_path / "run" / "dit" / "log.jsonl")][-1] == STOP_CHECK_STEPS

@@ -143,19 +143,17 @@ def read_config(path: Path) -> StageConfig:
     return StageConfig(**{k: v for k, v in data.items() if k in known})
 
 
-def prepare_stage_dir(cfg: StageConfig, resume: bool) -> StageConfig:
-    """Create DIR/<stage>/ (or check it for --resume); returns the config this call runs with."""
+def prepare_stage_dir(cfg: StageConfig, resume: bool, write: bool = True) -> StageConfig:
+    """Create DIR/<stage>/ (or check it for --resume); returns the config this call runs with.
+    `write=False` (the other processes of a multi-GPU run): only read what the main one prepared."""
     folder = cfg.stage_dir
+    if not write:
+        return resumed_config(cfg) if resume else cfg
     if resume:
         if not (folder / STATE_FILE).is_file():
             raise SmraboothError(f"nothing to resume in {folder}: it has no {STATE_FILE} (run without --resume "
                                  f"to start the {cfg.stage} stage)")
-        saved = read_config(folder / CONFIG_FILE)
-        if saved.preset != cfg.preset:
-            raise SmraboothError(f"{folder} was trained with preset {saved.preset!r}, not {cfg.preset!r}")
-        for name in RESUMABLE:  # a resumed run keeps its settings; these may change between calls
-            setattr(saved, name, getattr(cfg, name))
-        cfg = saved.resolved()
+        cfg = resumed_config(cfg)
     else:
         # a folder holding only the config (a call that failed before its first checkpoint) may start over
         started = folder.is_dir() and any(p.name not in (CONFIG_FILE, LOG_FILE) for p in folder.iterdir())
@@ -165,6 +163,17 @@ def prepare_stage_dir(cfg: StageConfig, resume: bool) -> StageConfig:
         folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return cfg
+
+
+def resumed_config(cfg: StageConfig) -> StageConfig:
+    """The saved config.json, with the settings a resumed call may change (RESUMABLE) taken from `cfg`."""
+    folder = cfg.stage_dir
+    saved = read_config(folder / CONFIG_FILE)
+    if saved.preset != cfg.preset:
+        raise SmraboothError(f"{folder} was trained with preset {saved.preset!r}, not {cfg.preset!r}")
+    for name in RESUMABLE:  # a resumed run keeps its settings; these may change between calls
+        setattr(saved, name, getattr(cfg, name))
+    return saved.resolved()
 
 
 def latent_mask(masks: torch.Tensor, spatial: int = 8, temporal: int = 4) -> torch.Tensor:
@@ -328,17 +337,38 @@ class StageParts:
     workers: int | None = None  # loader worker processes; None: the config's (0 when items are only indices)
 
 
-def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], StageParts], resume: bool,
-              t0: float | None = None) -> dict:
-    """Train one stage until cfg.steps or cfg.minutes; checkpoint; return the summary."""
+STOP_CHECK_STEPS = 25  # a multi-GPU run agrees on the time limit every this many steps (a sync point)
+
+
+def run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool, t0: float | None = None) -> dict:
+    """Train one stage until cfg.steps or cfg.minutes; checkpoint; return the summary. Under torchrun
+    (dit only) every process runs this with its slice of each batch (distributed.py)."""
+    from . import distributed
+
+    shard = distributed.start(cfg)
+    try:
+        return _run_stage(cfg, build, resume, t0, shard)
+    finally:
+        distributed.stop(shard)
+
+
+def _run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool, t0: float | None,
+               shard) -> dict:
     from tqdm.auto import tqdm
 
+    from .distributed import agree, average_gradients, average_losses, barrier, check
+
     t0 = time.time() if t0 is None else t0
-    cfg = prepare_stage_dir(cfg, resume)
+    if shard.main:
+        cfg = prepare_stage_dir(cfg, resume)
+    barrier(shard)
+    if not shard.main:
+        cfg = prepare_stage_dir(cfg, resume, write=False)
+    check(cfg, shard)
     folder = cfg.stage_dir
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    parts = build(cfg, device)
+    parts = build(cfg, device, shard) if shard.world > 1 else build(cfg, device)
     fused = device.type == "cuda"  # one kernel for all tensors instead of a loop over them
     optimizer = torch.optim.AdamW(parts.params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay,
                                   fused=fused or None)
@@ -346,22 +376,27 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
     start, seconds = 0, 0.0
     if resume:
         start, seconds = restore_state(folder / STATE_FILE, parts.modules, optimizer, generator, device)
-        _truncate_log(folder / LOG_FILE, start)
+        barrier(shard)  # every process has read state.pt before the main one may write it again
+        if shard.main:
+            _truncate_log(folder / LOG_FILE, start)
     log_path = folder / LOG_FILE
     workers = parts.workers if parts.workers is not None else (
         default_workers() if cfg.workers is None else cfg.workers)
     step = start
     if start < cfg.steps:
         loader = make_loader(parts.stream, cfg.batch, start, cfg.steps, workers, pin=device.type == "cuda")
-        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.stage, disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.stage, disable=not (cfg.progress and shard.main),
+                   dynamic_ncols=True)
         t_train = last_save = time.time()
         pending = None  # last step's record, read once the next step is queued: no GPU sync per step
-        log = log_path.open("a", buffering=1)  # line-buffered: `tail -f log.jsonl` shows every step
+        # line-buffered: `tail -f log.jsonl` shows every step; only the main process writes the folder
+        log = log_path.open("a", buffering=1) if shard.main else None
 
         def flush(record):
             values = {k: float(v) for k, v in record.pop("losses").items()}
-            log.write(json.dumps({"step": record["step"], **values, "lr": record["lr"],
-                                  "seconds": record["seconds"]}) + "\n")
+            if log is not None:
+                log.write(json.dumps({"step": record["step"], **values, "lr": record["lr"],
+                                      "seconds": record["seconds"]}) + "\n")
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "epe", "psnr", "acc")})
 
         try:
@@ -374,6 +409,8 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
                 losses = parts.step(batch, generator)
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
+                average_gradients(parts.params, shard)
+                losses = average_losses(losses, shard)
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(parts.params, cfg.max_grad_norm)
                 optimizer.step()
@@ -385,19 +422,26 @@ def run_stage(cfg: StageConfig, build: Callable[[StageConfig, torch.device], Sta
                 pending = {"step": step, "losses": {k: v.detach() for k, v in losses.items()}, "lr": lr,
                            "seconds": round(seconds + time.time() - t_train, 3)}
                 bar.update(1)
-                if time.time() - t0 >= cfg.minutes * 60:
+                time_up = time.time() - t0 >= cfg.minutes * 60
+                if shard.world > 1:  # all stop after the same step, or the next all-reduce waits forever
+                    time_up = step % STOP_CHECK_STEPS == 0 and agree(time_up, shard, device)
+                if time_up:
                     break
-                if time.time() - last_save >= CHECKPOINT_SECONDS:  # insurance against a killed call
+                if shard.main and time.time() - last_save >= CHECKPOINT_SECONDS:  # insurance against a killed call
                     save_state(folder / STATE_FILE, step, seconds + time.time() - t_train, parts.modules,
                                optimizer, generator)
                     last_save = time.time()
             if pending is not None:
                 flush(pending)
         finally:
-            log.close()
+            if log is not None:
+                log.close()
             bar.close()
         seconds += time.time() - t_train
-        save_state(folder / STATE_FILE, step, seconds, parts.modules, optimizer, generator)
+        if shard.main:
+            save_state(folder / STATE_FILE, step, seconds, parts.modules, optimizer, generator)
+    if not shard.main:
+        return {}
     if parts.finish is not None:
         for m in parts.modules.values():
             m.eval()

@@ -35,6 +35,7 @@ from .common import (
     to_video,
     weighted_mean,
 )
+from .distributed import Shard
 from .vae import encode_moments, load_trained_vae
 
 MAX_SEQUENCE_LENGTH = 512  # what WanPipeline pads prompts to; training sees the same padding
@@ -157,10 +158,13 @@ class LatentPool:
         return self.latents[picks].float(), [self.captions[j] for j in picks], self.cells[picks].float()
 
 
-def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
+def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None = None) -> StageParts:
+    """`shard`: this process's part of a multi-GPU run (distributed.py); every process draws the random
+    numbers of the whole batch and trains on its slice."""
     from ...train.common import training_sigmas
     from ..bundle import build_sprites_models
 
+    shard = shard or Shard()
     models = build_sprites_models(cfg.preset, cfg.seed)
     pipe = models.pipe
     if cfg.init_from and not (Path(cfg.out) / "vae" / "state.pt").is_file():
@@ -198,13 +202,23 @@ def build_dit_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         captions = ["" if d else c for d, c in zip(drop.tolist(), captions)]
         sigma = sigmas[torch.randint(len(sigmas), (b,), generator=gen)].to(device)
         noise = torch.randn(z0.shape, generator=gen).to(device)
+        weight = 1.0 + cfg.sprite_weight * cells if cfg.sprite_weight else None
+        if shard.world > 1:
+            # this process's slice, its loss scaled so that the mean over the processes (what the
+            # averaged gradients follow) is the weighted mean over the whole batch
+            mine = shard.part(b)
+            share = 1.0 if weight is None else shard.world * weight[mine].sum() / weight.sum()
+            z0, noise, sigma, captions = z0[mine], noise[mine], sigma[mine], captions[mine]
+            weight = None if weight is None else weight[mine]
+            b = z0.shape[0]
         s = sigma.view(b, 1, 1, 1, 1)
         z_t = (1 - s) * z0 + s * noise
         target = noise - z0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             u = transformer(z_t, sigma * 1000, texts.batch(captions), return_dict=False)[0]
-        weight = 1.0 + cfg.sprite_weight * cells if cfg.sprite_weight else None
         flow = weighted_flow_loss(u, target, weight)
+        if shard.world > 1:
+            flow = flow * share
         return {"loss": flow, "flow": flow}
 
     modules = {"transformer": transformer}
