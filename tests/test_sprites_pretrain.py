@@ -6,6 +6,7 @@ The VAE and DiT runs use 32x32 and 16x16 clips of 5 frames: the models are convo
 token-based, and full 128x128 clips would make each step seconds on a 2-core CPU.
 """
 
+import dataclasses
 import json
 import shutil
 
@@ -285,8 +286,9 @@ def test_dit_can_start_from_a_bundle(tmp_path):
     assert new.info["training"]["vae"] == {"trained": True, "latent_stats_clips": 7, "from_bundle": str(bundle)}
 
 
-def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path):
-    """--pool: latents of clips 0..n-1 encoded once; 2 + 2 resumed steps == 4 steps; each pass a new order."""
+def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tmp_path, monkeypatch):
+    """--pool: latents of clips 0..n-1 encoded once and kept for the next call; 2 + 2 resumed steps == 4
+    steps; each pass a new order."""
     from smrabooth.models.vae_decode import normalize_latents
     from smrabooth.sprites.pretrain.common import STREAM_BASE, to_video
     from smrabooth.sprites.pretrain.dit import LatentPool, dit_item
@@ -319,6 +321,22 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
     z, captions, cells = pool.batch([STREAM_BASE["dit"] + 0, STREAM_BASE["dit"] + 1])
     assert z.shape[0] == 2 and captions[0] == pool.captions[pool.order(0)]
     assert cells.shape == (2, 1, *z.shape[2:])
+
+    # kept pools: the resumed call above loaded the pool the first call kept, and gave the same weights;
+    # a pool is loaded only for the same clips and the same VAE
+    import smrabooth.sprites.pretrain.dit as dit
+
+    kept = sorted(p.name for p in (outs["resumed"] / "dit").glob("pool-*.pt"))
+    assert len(kept) == 1 and kept[0] == dit.pool_file(outs["resumed"] / "dit", cfg, vae, False, False).name
+    monkeypatch.setattr(dit, "clip_stream", lambda *a, **k: pytest.fail("rendered a kept pool again"))
+    again = LatentPool(pipe, cfg, torch.device("cpu"), workers=0, batch=2, cache=outs["resumed"] / "dit")
+    assert torch.equal(again.latents, pool.latents) and torch.equal(again.cells, pool.cells)
+    assert again.captions == pool.captions
+    other = dit.pool_file(outs["resumed"] / "dit", dataclasses.replace(cfg, sprite_scale=2.0), vae, False, False)
+    with torch.no_grad():
+        next(vae.parameters()).add_(1e-3)
+    moved = dit.pool_file(outs["resumed"] / "dit", cfg, vae, False, False)
+    assert len({other, moved, outs["resumed"] / "dit" / kept[0]}) == 3
 
 
 def test_latent_mask_and_sprite_weighted_loss():

@@ -155,8 +155,10 @@ def prepare_stage_dir(cfg: StageConfig, resume: bool, write: bool = True) -> Sta
                                  f"to start the {cfg.stage} stage)")
         cfg = resumed_config(cfg)
     else:
-        # a folder holding only the config (a call that failed before its first checkpoint) may start over
-        started = folder.is_dir() and any(p.name not in (CONFIG_FILE, LOG_FILE) for p in folder.iterdir())
+        # a folder holding only the config (a call that failed before its first checkpoint) may start over;
+        # so may one holding kept pools of latents (dit.pool_file), which depend only on the settings
+        started = folder.is_dir() and any(p.name not in (CONFIG_FILE, LOG_FILE) and not p.name.startswith("pool-")
+                                          for p in folder.iterdir())
         if started:
             raise SmraboothError(f"{folder} already holds a {cfg.stage} stage: pass --resume to continue it "
                                  f"(with more --steps or another --minutes), or choose another --out")

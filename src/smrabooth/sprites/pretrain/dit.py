@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -105,6 +108,19 @@ class TextCache:
         return out
 
 
+def pool_file(folder: Path, cfg: StageConfig, vae, stills: bool, autocast: bool) -> Path:
+    """Where a pool of these settings and this VAE is kept: the name hashes everything its latents
+    depend on (which clips or stills, how they are drawn and captioned, the VAE's weights, autocast)."""
+    h = hashlib.sha256(json.dumps({
+        "stills": stills, "n": cfg.stills if stills else cfg.pool, "frames": cfg.frames, "size": cfg.size,
+        "sprite_scale": cfg.sprite_scale, "partial_captions": cfg.partial_captions, "autocast": autocast,
+    }, sort_keys=True).encode())
+    for name, t in vae.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return Path(folder) / f"pool-{'stills' if stills else 'clips'}-{h.hexdigest()[:16]}.pt"
+
+
 def index_item(seed: int) -> dict:
     return {"index": seed}
 
@@ -115,30 +131,40 @@ class LatentPool:
     the same). With `stills=True`, the --stills one-frame stills instead, drawn by `sample`.
 
     Rendering (~300 clips/s on 16 cores) cannot feed a small DiT on a GPU; the latents of 30,000 clips
-    take 0.6 GB."""
+    take 0.6 GB. With `cache` (a folder), the pool is kept there (`pool_file`) and the next call with the
+    same clips and VAE loads it instead of rendering again (about 2 minutes of a GPU call); only
+    `save=True` (the main process) writes it."""
 
     def __init__(self, pipe, cfg: StageConfig, device: torch.device, workers: int, batch: int = 32,
-                 stills: bool = False):
+                 stills: bool = False, cache: Path | None = None, save: bool = True):
+        self.n, self.seed, self._orders = cfg.stills if stills else cfg.pool, cfg.seed, {}
+        autocast = autocast_enabled(cfg.mixed_precision, device)
+        path = pool_file(cache, cfg, pipe.vae, stills, autocast) if cache is not None else None
+        if path is not None and path.is_file():
+            saved = torch.load(path, map_location=device, weights_only=True)
+            self.latents, self.cells, self.captions = saved["latents"], saved["cells"], saved["captions"]
+            return
         from torch.utils.data import DataLoader
 
         from .common import _worker_init
 
         if stills:
             item = functools.partial(still_item, size=cfg.size, partial_captions=cfg.partial_captions)
-            n, stream = cfg.stills, ClipStream(item, STILLS_BASE)
+            stream = ClipStream(item, STILLS_BASE)
         else:
-            n = cfg.pool
             stream = clip_stream(cfg)
-        loader = DataLoader(torch.utils.data.Subset(stream, range(n)), batch_size=batch, num_workers=workers,
+        loader = DataLoader(torch.utils.data.Subset(stream, range(self.n)), batch_size=batch, num_workers=workers,
                             worker_init_fn=_worker_init if workers else None)
         latents, cells, self.captions = [], [], []
-        autocast = autocast_enabled(cfg.mixed_precision, device)
         for b in loader:
             latents.append(encode_clips(pipe.vae, b["frames"], device, autocast).to(torch.float16))
             cells.append(latent_mask(b["masks"]).to(device, torch.uint8))
             self.captions += list(b["caption"])
         self.latents, self.cells = torch.cat(latents), torch.cat(cells)
-        self.n, self.seed, self._orders = n, cfg.seed, {}
+        if path is not None and save:
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save({"latents": self.latents.cpu(), "cells": self.cells.cpu(), "captions": self.captions}, tmp)
+            os.replace(tmp, path)
 
     def order(self, i: int) -> int:
         epoch, k = divmod(int(i), self.n)
@@ -184,8 +210,10 @@ def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None 
     autocast = autocast_enabled(cfg.mixed_precision, device)
 
     workers = default_workers() if cfg.workers is None else cfg.workers
-    pool = LatentPool(pipe, cfg, device, workers) if cfg.pool else None
-    stills = LatentPool(pipe, cfg, device, workers, stills=True) if cfg.image_fraction else None
+    # kept in the stage folder, so the next call on a warm machine skips rendering and encoding them
+    kept = {"cache": cfg.stage_dir, "save": shard.main}
+    pool = LatentPool(pipe, cfg, device, workers, **kept) if cfg.pool else None
+    stills = LatentPool(pipe, cfg, device, workers, stills=True, **kept) if cfg.image_fraction else None
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         # joint image-video training, as Wan's own: a share of steps are one-frame stills, so the subject
