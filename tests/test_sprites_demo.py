@@ -3,6 +3,7 @@ random-weight tiny bundle on the CPU."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,15 @@ def test_scorer_truth_near_perfect_wrong_clip_lower(reference, models):
     assert 0.9 < good["temporal"] <= 1.0 + 1e-6
     same = scorer.features(ref.images)
     assert float((same * same).sum(-1).min()) == pytest.approx(1.0, abs=1e-5)
+    # one still: the subject's own photo scores as its frames do, another design low
+    still = scorer.score_still(ref.images[0], ref)
+    assert set(still) == {"dino_i", "fg_color"} and still["fg_color"] > 0.9
+    assert still["dino_i"] == pytest.approx(float((scorer.features(ref.images) @ same[0]).mean()), abs=1e-5)
+    assert scorer.score_still(truth_clip(reference).frames[0], ref)["fg_color"] > 0.9
+    wrong = render_clip(SpriteDesign("square", "yellow", "solid", "yellow"), left, "red", frames=FRAMES).frames[0]
+    assert scorer.score_still(wrong, ref)["fg_color"] < 0.2
+    with pytest.raises(SmraboothError, match="uint8 \\(H, W, 3\\)"):
+        scorer.score_still(truth_clip(reference).frames, ref)
 
 
 def test_motion_fidelity_of_identical_motion_is_100(reference, models):
@@ -222,6 +232,10 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, mon
         assert (out / name).is_file()
     table = (out / "table.md").read_text()
     assert "| variant | n | dino_i | fg_color | traj |" in table and "| base | 1 |" in table
+    # the second table: the subject LoRA alone in a still (here none: base uses no LoRA)
+    assert "| subject LoRA | n | dino_i | fg_color |" in table and "| no LoRA | 1 |" in table
+    first = json.loads((out / "results.json").read_text())["still_rows"]
+    assert [(r["lora"], r["seed"]) for r in first] == [("no LoRA", 0)] and Path(first[0]["image"]).is_file()
     # the demo trained the same case's LoRAs with the same settings: put them in the bench's cache
     loras = out / "cases" / "heart-spiral-blue" / "loras"
     shutil.copytree(demo[0] / "work" / "cases" / "heart-spiral-blue" / "loras", loras)
@@ -231,6 +245,9 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, mon
     assert results["trained"]["heart-spiral-blue"] == []  # nothing retrained
     assert (loras / "subject_sura" / "subject_lora.safetensors").stat().st_mtime_ns == stamp
     assert [r["variant"] for r in results["rows"]] == ["full", "dense", "tpoint_45", "early_0.1"]
+    # stills: the SuRA LoRA's is new, the no-LoRA one is kept from the first call
+    assert [r["lora"] for r in results["still_rows"]] == ["SuRA", "no LoRA"] and results["still_rows"][1] == first[0]
+    assert set(results["still_summary"]) == {"SuRA", "no LoRA"}
     t_points = {r["variant"]: r["t_point"] for r in results["rows"]}
     assert t_points["full"] == t_points["early_0.1"] != t_points["tpoint_45"]
     with open(out / "results.csv") as f:
@@ -242,6 +259,7 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, mon
     assert cli(*args, "--variants", "dense,full", "--resume") == 0
     again = json.loads((out / "results.json").read_text())
     assert again["rows"] == [next(r for r in results["rows"] if r["variant"] == v) for v in ("dense", "full")]
+    assert again["still_rows"] == results["still_rows"]
     # a variant that needs a LoRA not in the cache trains it (and only it)
     # (covered by the demo, which trains subject_sura and motion_mora from nothing)
 

@@ -55,6 +55,9 @@ def register(subparsers) -> None:
                    help="comma list of: full, no_sura, no_mora, dense, base, tpoint_{5,15,25,45}, early_{0.1,0.5,0.8}")
     s.add_argument("--subject-steps", type=int, default=150, help="subject LoRA training steps")
     s.add_argument("--motion-steps", type=int, default=100, help="motion LoRA training steps")
+    s.add_argument("--no-subject-stills", action="store_true",
+                   help="skip the second table: one-frame stills of 'a picture of V* <shape>' with each subject "
+                        "LoRA alone and without one (whether a LoRA learned the subject, apart from the video)")
     s.add_argument("--resume", action="store_true",
                    help="continue in --out instead of refusing it: reuse its trained LoRAs (e.g. to add variants) "
                         "and keep the videos and scores of an earlier call with the same settings")
@@ -261,25 +264,30 @@ def _digits(column: str) -> int:
     return 1 if column in ("motion_fidelity", "bg_dist") else 3
 
 
-def finished_rows(out: Path, header: dict) -> dict:
+def finished_rows(out: Path, header: dict, rows: str = "rows", group: str = "variant", file: str = "video") -> dict:
     """{case: {(variant, seed): row}} of an earlier call into `out` (its results.json) with the same
     settings and whose video is still there: what `bench sprites --resume` keeps instead of generating
-    again, so a long table can be finished over several calls."""
+    again, so a long table can be finished over several calls. rows="still_rows", group="lora",
+    file="image": the same for the subject stills."""
     path = out / "results.json"
     if not path.is_file():
         return {}
     previous = json.loads(path.read_text())
     if previous.get("settings") != header["settings"]:
-        print(f"{path}: made with other settings; every video is generated again", flush=True)
+        print(f"{path}: made with other settings; every {file} is generated again", flush=True)
         return {}
     done: dict = {}
-    for row in previous.get("rows", []):
-        if Path(row["video"]).is_file():
-            done.setdefault(row["case"], {})[(row["variant"], row["seed"])] = row
+    for row in previous.get(rows, []):
+        if Path(row[file]).is_file():
+            done.setdefault(row["case"], {})[(row[group], row["seed"])] = row
     return done
 
 
-def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict) -> dict:
+STILL_COLUMNS = ["dino_i", "fg_color"]
+
+
+def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict,
+                        still_rows: list[dict] | None = None) -> dict:
     import csv
 
     from ..metrics.report import format_table, summarize
@@ -288,8 +296,18 @@ def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict
     summary = summarize(rows, columns, group="variant")
     text = format_table(summary, columns, digits=_digits, first="variant")
     md = format_table(summary, columns, labels={c: c for c in columns}, digits=_digits, markdown=True, first="variant")
-    (out / "results.json").write_text(json.dumps({**header, "trained": trained, "summary": summary, "rows": rows},
-                                                 indent=1) + "\n")
+    stills = {}
+    if still_rows:
+        stills["still_summary"] = summarize(still_rows, STILL_COLUMNS, group="lora")
+        stills["still_rows"] = still_rows
+        text += "\n\nsubject LoRA alone, one-frame stills\n" + format_table(
+            stills["still_summary"], STILL_COLUMNS, digits=_digits, first="subject LoRA")
+        md += ("\n\nThe subject LoRA alone: one-frame stills of its own caption ('a picture of V* <shape>'), the "
+               "LoRA on all its layers at scale 1, mean ± 95% interval over cases and seeds.\n\n" + format_table(
+                   stills["still_summary"], STILL_COLUMNS, labels={c: c for c in STILL_COLUMNS}, digits=_digits,
+                   markdown=True, first="subject LoRA"))
+    (out / "results.json").write_text(json.dumps({**header, "trained": trained, "summary": summary, "rows": rows,
+                                                  **stills}, indent=1) + "\n")
     keys = ["case", "subject", "family", "background", "variant", "seed", "t_point", *BENCH_COLUMNS,
             "family_detected", "bg_detected", "gen_seconds", "video"]
     with open(out / "results.csv", "w", newline="") as f:
@@ -317,6 +335,7 @@ def run_bench(args) -> int:
         parse_subjects,
         parse_variants,
         run_case,
+        run_subject_stills,
     )
 
     start = time.time()
@@ -330,8 +349,11 @@ def run_bench(args) -> int:
     (out / RUN_FILE).write_text(json.dumps({"command": "bench sprites", "cases": [c.name for c in cases],
                                             "variants": [v.name for v in variants]}) + "\n")
     header = experiment_header(settings, cases, variants, seeds)
-    rows, trained = [], {}
+    rows, trained, still_rows = [], {}, []
     done = finished_rows(out, header) if args.resume else {}
+    done_stills = finished_rows(out, header, "still_rows", "lora", "image") if args.resume else {}
+    # the subject LoRAs the variants use, and none (the floor), each alone in a still
+    still_kinds = [] if args.no_subject_stills else [*dict.fromkeys(v.subject for v in variants if v.subject), None]
     from ..sprites.bundle import load_bundle
     from ..sprites.scoring import SpriteScorer
 
@@ -344,7 +366,11 @@ def run_bench(args) -> int:
                        log=lambda m: print(m, flush=True), done=done.get(case.name))
         rows += res.rows
         trained[case.name] = res.trained
-        table = write_bench_results(out, header, rows, trained)  # after every case: a stopped run keeps its results
+        if still_kinds:
+            still_rows += run_subject_stills(settings, case, still_kinds, seeds, models, scorer,
+                                             log=lambda m: print(m, flush=True), done=done_stills.get(case.name))
+        # after every case: a stopped run keeps its results
+        table = write_bench_results(out, header, rows, trained, still_rows)
     print(table["table"])
     print(f"wrote results.json, results.csv and table.md to {out.resolve()} in {time.time() - start:.0f}s")
     return 0

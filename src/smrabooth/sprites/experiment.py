@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import SmraboothError
-from .folders import combined_prompt, write_motion_folder, write_subject_folder
+from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
 # Backgrounds for the test prompt, in order of preference: the first one that is not a colour of the
@@ -54,6 +54,11 @@ class Case:
     @property
     def prompt(self) -> str:
         return combined_prompt(self.design.shape, self.background)
+
+    @property
+    def still_prompt(self) -> str:
+        """The subject LoRA's own caption ('a picture of V* heart'): what `run_subject_stills` asks for."""
+        return subject_text(self.design)
 
 
 def default_background(design: SpriteDesign) -> str:
@@ -372,6 +377,49 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     return result
 
 
+STILL_LORAS = {"sura": "SuRA", "plain": "no SuRA", None: "no LoRA"}  # subject LoRA kind -> row label
+
+
+def run_subject_stills(settings: ExperimentSettings, case: Case, kinds: list[str | None], seeds: list[int],
+                       models, scorer, log=print, done: dict | None = None) -> list[dict]:
+    """The subject LoRA alone: one-frame stills of its own caption ('a picture of V* heart'), the LoRA on
+    every layer it was trained on at scale 1, scored for appearance (dino_i, fg_color) per kind in `kinds`
+    ("sura", "plain", None = no LoRA) and seed. Whether a LoRA learned the subject, apart from whether
+    it carries it into a video. Images go to <case>/stills/<kind>_s<seed>.png; `done`: (label, seed) -> a
+    row of an earlier call with the same settings, kept."""
+    from PIL import Image
+
+    from ..lora.files import load_lora
+    from ..sampling import GenerateConfig, generate
+    from .scoring import load_reference
+
+    subject_dir, motion_dir = prepare_case_data(settings, case)
+    reference = load_reference(subject_dir, motion_dir, case.background)
+    folder = case_dir(settings, case) / "stills"
+    folder.mkdir(parents=True, exist_ok=True)
+    done, rows = done or {}, []
+    for kind in kinds:
+        label = STILL_LORAS[kind]
+        if all((label, seed) in done for seed in seeds):
+            rows += [done[(label, seed)] for seed in seeds]
+            continue
+        lora = load_lora(train_lora(settings, case, "subject", kind, models, log)[0]) if kind else None
+        for seed in seeds:
+            if (label, seed) in done:
+                rows.append(done[(label, seed)])
+                continue
+            config = GenerateConfig(prompt=case.still_prompt, frames=1, height=settings.size, width=settings.size,
+                                    steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
+                                    injection="dense", fps=settings.fps)
+            log(f"[{case.name}] still, {label}, seed {seed}: '{case.still_prompt}'")
+            image = generate(models.pipe, config, lora, None, progress=settings.progress).frames[0]
+            path = folder / f"{kind or 'base'}_s{seed}.png"
+            Image.fromarray(image).save(path)
+            rows.append({"case": case.name, "subject": case.design.shape, "lora": label, "seed": seed,
+                         "image": str(path), **scorer.score_still(image, reference)})
+    return rows
+
+
 def experiment_header(settings: ExperimentSettings, cases: list[Case], variants: list[Variant], seeds: list[int]) -> dict:
     s = asdict(settings)
     s.pop("progress")
@@ -398,6 +446,7 @@ __all__ = [
     "prepare_case_data",
     "resolve_bundle",
     "run_case",
+    "run_subject_stills",
     "settings_for_bundle",
     "train_lora",
 ]

@@ -214,19 +214,29 @@ class SpriteScorer:
             scores.append(mf(tracks, tr, "paper"))
         return float(max(scores))
 
+    def _appearance(self, frames: np.ndarray, ref: SpriteReference):
+        """dino_i and fg_color, with what they found: the frames' features, sprite positions and masks."""
+        if "image_features" not in ref.cache:
+            ref.cache["image_features"] = self.features(ref.images)
+        feats = self.features(frames)
+        positions, _, masks = track_sprite(frames, FG_THRESHOLD)  # the foreground, found once
+        scores = {"dino_i": float((ref.cache["image_features"] @ feats.T).mean()),
+                  "fg_color": foreground_colour_similarity(frames, ref.images, ref.masks, masks=masks)}
+        return scores, feats, positions, masks
+
+    def score_still(self, image, ref: SpriteReference) -> dict:
+        """dino_i and fg_color of one generated image (uint8 (H, W, 3)): a subject's appearance without motion."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise SmraboothError(f"a still to score must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        return self._appearance(image[None], ref)[0]
+
     def score(self, frames, ref: SpriteReference) -> dict:
         """Every measure of SCORE_COLUMNS for one clip (uint8 (F, H, W, 3)), plus what was detected."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) < 2:
             raise SmraboothError(f"a clip to score must be uint8 (F >= 2, H, W, 3), got {frames.dtype} {frames.shape}")
-        out: dict = {}
-        # appearance
-        if "image_features" not in ref.cache:
-            ref.cache["image_features"] = self.features(ref.images)
-        feats = self.features(frames)
-        out["dino_i"] = float((ref.cache["image_features"] @ feats.T).mean())
-        positions, _, masks = track_sprite(frames, FG_THRESHOLD)  # the foreground, found once
-        out["fg_color"] = foreground_colour_similarity(frames, ref.images, ref.masks, masks=masks)
+        out, feats, positions, masks = self._appearance(frames, ref)
         # motion
         filled = fill_missing(positions)
         if filled is None:  # no sprite to follow: no motion was reproduced
