@@ -16,6 +16,10 @@ and without the LoRA (same seeds): one frame of --lora-still, then frames 0, 4, 
     python scripts/check_sprites_bundle.py --clips 0 --lora demo/subject_lora.safetensors \
         --lora-still "a picture of V* heart" --lora-video "a V* heart moving left on a blue background" \
         --lora-samples subject-lora.png
+
+With --prompt-rows PNG, one row per --prompt (repeatable; default PROMPT_ROWS below), frames 0, 4, 8, 12,
+16, seed 0: how the model answers the method's prompts, which name a subject only by V* and a class noun
+and the motion only by S* (benchmarks/sprites/prompts-v5.png).
 """
 
 import argparse
@@ -36,6 +40,14 @@ STILLS = (
     "a picture of a blue checked heart",
     "a picture of an orange dotted star on a black background",
 )
+PROMPT_ROWS = (
+    "a red checked heart moving in a spiral on a blue background",
+    "a red checked heart doing S* on a blue background",
+    "a V* heart moving in a spiral on a blue background",
+    "a V* heart doing S* on a blue background",
+    "a heart moving in a circle on a blue background",
+    "a red checked heart moving S* on a blue background",
+)
 
 
 def main() -> int:
@@ -48,6 +60,8 @@ def main() -> int:
     p.add_argument("--lora-still", default="a picture of V* heart")
     p.add_argument("--lora-video", default="a V* heart moving left on a blue background")
     p.add_argument("--lora-samples", default=None, help="write the with/without-LoRA rows (PNG) here")
+    p.add_argument("--prompt-rows", default=None, help="write one row per --prompt (PNG) here")
+    p.add_argument("--prompt", action="append", default=None, help="a prompt for --prompt-rows (repeatable)")
     args = p.parse_args()
     if bool(args.lora) != bool(args.lora_samples):
         p.error("--lora and --lora-samples go together")
@@ -70,10 +84,12 @@ def main() -> int:
                      guidance_scale=5.0, output_type="np", generator=torch.Generator().manual_seed(seed)).frames[0]
         return (video * 255).round().astype(np.uint8)
 
-    def lora_row() -> np.ndarray:
-        video = sample(args.lora_video, frames, 0)
+    def row(video: np.ndarray) -> np.ndarray:
         picks = np.linspace(0, len(video) - 1, 5).round().astype(int)
-        return np.concatenate([sample(args.lora_still, 1, 0)[0]] + [video[k] for k in picks], 1)
+        return np.concatenate([video[k] for k in picks], 1)
+
+    def lora_row() -> np.ndarray:
+        return np.concatenate([sample(args.lora_still, 1, 0)[0], row(sample(args.lora_video, frames, 0))], 1)
 
     if args.lora:
         from smrabooth.lora import load_lora, load_loras_into_transformer
@@ -83,14 +99,14 @@ def main() -> int:
         Image.fromarray(np.concatenate([lora_row(), without], 0)).save(args.lora_samples)
         print(f"wrote {args.lora_samples} (top: with {args.lora}; bottom: without)")
     if args.samples:
-        rows = []
-        for i, prompt in enumerate(PROMPTS):
-            video = sample(prompt, frames, i)
-            picks = np.linspace(0, len(video) - 1, 5).round().astype(int)
-            rows.append(np.concatenate([video[k] for k in picks], 1))
+        rows = [row(sample(prompt, frames, i)) for i, prompt in enumerate(PROMPTS)]
         rows.append(np.concatenate([sample(prompt, 1, 0)[0] for prompt in STILLS], 1))
         Image.fromarray(np.concatenate(rows, 0)).save(args.samples)
         print(f"wrote {args.samples}")
+    if args.prompt_rows:
+        rows = [row(sample(prompt, frames, 0)) for prompt in args.prompt or PROMPT_ROWS]
+        Image.fromarray(np.concatenate(rows, 0)).save(args.prompt_rows)
+        print(f"wrote {args.prompt_rows}")
     return 0
 
 

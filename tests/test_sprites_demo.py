@@ -209,6 +209,15 @@ def test_demo_writes_every_file(demo, bundle, capsys):
     from smrabooth.video import read_video
 
     assert Image.open(out / "result.gif").n_frames == FRAMES
+    # frames.png: reference motion, result, baseline; 6 frames each
+    assert np.array(Image.open(out / "frames.png")).shape == (3 * 128, 6 * 128, 3)
+    from smrabooth.cli.demo import frame_strip
+
+    videos = [np.broadcast_to(np.arange(17, dtype=np.uint8)[:, None, None, None] + 40 * k, (17, 2, 3, 3))
+              for k in range(3)]
+    strip = frame_strip(videos)
+    assert strip.shape == (6, 18, 3)
+    assert strip[::2, ::3, 0].tolist() == [[0, 3, 6, 10, 13, 16], [40, 43, 46, 50, 53, 56], [80, 83, 86, 90, 93, 96]]
     assert len(read_video(out / "result.mp4").frames) == FRAMES
     assert load_lora(out / "subject_lora.safetensors").modules and load_lora(out / "motion_lora.safetensors").modules
     metrics = json.loads((out / "metrics.json").read_text())

@@ -199,6 +199,8 @@ def run_demo(args) -> int:
         parse_subjects,
         run_case,
     )
+    from PIL import Image
+
     from ..sprites.scoring import load_reference
     from ..video import write_gif, write_video
 
@@ -229,6 +231,8 @@ def run_demo(args) -> int:
         write_gif(frames, out / f"{name}.gif", fps=settings.fps)
     ref = load_reference(work / "subject", work / "motion", case.background)
     write_gif(ref.motion_frames[0], out / "reference_motion.gif", fps=settings.fps)
+    Image.fromarray(frame_strip([ref.motion_frames[0], res.videos[("full", args.seed)],
+                                 res.videos[("base", args.seed)]])).save(out / "frames.png")
     timings = {"total": round(time.time() - start, 1)}
     for kind in ("subject_sura", "motion_mora"):
         t = work / "loras" / kind / "time.json"
@@ -244,6 +248,18 @@ def run_demo(args) -> int:
     print(_demo_summary(rows["full"], rows["base"]))
     print(f"demo written to {out.resolve()} (open report.html) in {time.time() - start:.0f}s")
     return 0
+
+
+def frame_strip(videos: list, count: int = 6):
+    """One row per video (uint8 (F, H, W, 3)), `count` frames each, evenly spaced from the first to the
+    last: the demo's frames.png (reference motion, result, baseline), a still a README can show."""
+    import numpy as np
+
+    rows = []
+    for video in videos:
+        picks = np.linspace(0, len(video) - 1, count).round().astype(int)
+        rows.append(np.concatenate([video[k] for k in picks], 1))
+    return np.concatenate(rows, 0)
 
 
 def _demo_summary(result: dict, baseline: dict) -> str:
