@@ -230,6 +230,58 @@ def test_cache_is_reused(tmp_path, subject_dir, monkeypatch):
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # one image, one caption
 
 
+def test_cache_follows_the_model_files_not_their_path(tmp_path, subject_dir, monkeypatch):
+    """A model folder's VAE replaced in place must not find the old VAE's latents (it did: keys held the
+    folder's name, and a retrained bundle trained its LoRAs on the previous bundle's latents); the same
+    files at another path, or an unchanged text encoder, still hit the cache."""
+    import shutil
+
+    from smrabooth.data.cache import model_digest
+    from smrabooth.models.tiny import build_tiny_wan_pipeline
+
+    pipe = build_tiny_wan_pipeline()
+    model = tmp_path / "model"
+    pipe.save_pretrained(model)
+    cache = tmp_path / "cache"
+
+    def run(name, pipe, model_dir):
+        return train_subject(config(tmp_path, out=str(tmp_path / name), steps=1), pipe, build_tiny_dinov2(),
+                             model_id=str(model_dir), progress=False)
+
+    run("a", pipe, model)
+    entries = set(cache.glob("*.safetensors"))
+    assert len(entries) == 2  # one image, one caption
+    # the same files elsewhere: every entry is found (the VAE and the text encoder never run)
+    shutil.copytree(model, tmp_path / "copy")
+    same = build_tiny_wan_pipeline()
+    monkeypatch.setattr(same.vae, "encode", lambda *a, **k: pytest.fail("VAE ran for a copy of the same model"))
+    run("b", same, tmp_path / "copy")
+    assert set(cache.glob("*.safetensors")) == entries
+    monkeypatch.undo()
+    # the VAE retrained in place: its latents are computed again (and equal the new VAE's), the caption is not
+    with torch.no_grad():
+        for p in pipe.vae.parameters():
+            p.mul_(1.1)
+    before = model_digest(str(model), ("vae",), cache)
+    pipe.vae.save_pretrained(model / "vae")
+    assert model_digest(str(model), ("vae",), cache) != before
+    assert model_digest(str(model), ("text_encoder", "tokenizer"), cache) == \
+        model_digest(str(tmp_path / "copy"), ("text_encoder", "tokenizer"), cache)
+    third = build_tiny_wan_pipeline()
+    third.vae = pipe.vae
+    run("c", third, model)
+    new = set(cache.glob("*.safetensors")) - entries
+    assert len(new) == 1
+    from smrabooth.data.subject import encode_image_latent
+    from smrabooth.train.subject import load_image_and_mask
+
+    image, _ = load_image_and_mask(subject_dir / "images" / "00.png", subject_dir / "masks" / "00.png", RES)
+    with torch.no_grad():
+        fresh = encode_image_latent(pipe.vae, image)
+    torch.testing.assert_close(load_file(new.pop())["latent"], fresh)
+    assert model_digest("tiny") == "name:tiny"  # a model built in code stands for its name
+
+
 def test_run_folder_and_bad_input(tmp_path, subject_dir):
     from smrabooth.models.tiny import build_tiny_wan_pipeline
 

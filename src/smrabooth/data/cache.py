@@ -1,7 +1,10 @@
 """On-disk cache of precomputed training inputs (latents, features, prompt embeddings, flows).
 
 Entries are safetensors files named by a hash of everything that determines them (file contents,
-model, sizes), so a changed image or setting misses the cache instead of reusing a stale entry.
+the weights of the models that computed them, sizes), so a changed image, model or setting misses the
+cache instead of reusing a stale entry. Models enter a key by the content of their files
+(`model_digest`), not by their name: weights replaced at the same path (a retrained bundle, an
+updated snapshot) must not find the latents of the old ones.
 """
 
 from __future__ import annotations
@@ -20,6 +23,56 @@ def file_digest(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _remembered_digest(path: Path, memo: dict) -> str:
+    """file_digest, remembered by (size, mtime) so a returning run reads no weights (umT5-XXL: 11 GB)."""
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns]
+    entry = memo.get(str(path))
+    if entry is None or entry[:2] != stamp:
+        entry = memo[str(path)] = [*stamp, file_digest(path)]
+    return entry[2]
+
+
+def _local_model_path(model: str) -> Path | None:
+    """A folder or file as given, or a hub id's snapshot already on this machine; None if neither."""
+    if os.path.exists(model):
+        return Path(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not a hub id, or not downloaded: the caller falls back to the name
+        return None
+
+
+def model_digest(model: str, parts: tuple[str, ...] = (), cache_dir=None) -> str:
+    """A digest of the files of a model (a folder, a file, or a hub id with a local snapshot), or of its
+    sub-folders `parts` (e.g. ("vae",)): what cache keys hold instead of the model's name. A name that
+    resolves to nothing here (a model built in code) stands for itself. File digests are remembered in
+    `cache_dir`/digests.json by (size, mtime)."""
+    root = _local_model_path(model)
+    if root is None:
+        return f"name:{model}"
+    memo_path = Path(cache_dir) / "digests.json" if cache_dir is not None else None
+    memo = json.loads(memo_path.read_text()) if memo_path is not None and memo_path.is_file() else {}
+    h = hashlib.sha256()
+    for part in parts or (".",):
+        base = root / part
+        if not base.exists():
+            h.update(f"{part}: none".encode())
+            continue
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for f in files:
+            h.update(f"{part}/{f.relative_to(base) if f != base else f.name}".encode())
+            h.update(_remembered_digest(f.resolve(), memo).encode())
+    if memo_path is not None:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return h.hexdigest()[:32]
 
 
 def cache_key(**parts) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.cache import cache_key, cached
+from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.inject import shifted_linear_sigmas
@@ -191,10 +191,12 @@ def autocast_enabled(mixed_precision: str, device: torch.device) -> bool:
 
 
 def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> umT5 embedding (1, 512, D), cached; run before the text encoder is freed."""
+    """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files; run
+    before the text encoder is freed."""
     out = {}
+    model = model_digest(model_id, ("text_encoder", "tokenizer"), cache_dir)
     for text in dict.fromkeys(texts):
-        key = cache_key(kind="prompt", model=model_id, text=text)
+        key = cache_key(kind="prompt", model=model, text=text)
 
         def compute(text=text):
             emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,

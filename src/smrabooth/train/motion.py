@@ -26,7 +26,7 @@ from ..align.mora import (
     window_ref_flows,
     window_source_frames,
 )
-from ..data.cache import cache_key, cached, default_cache_dir, file_digest
+from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
@@ -126,10 +126,13 @@ def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: 
     from tqdm.auto import tqdm
 
     examples = []
+    # by the files of the VAE and of SEA-RAFT, not their names: a model replaced in place misses the cache
+    vae = model_digest(model_id, ("vae",), cache_dir)
+    flow = model_digest(flow_id, (), cache_dir) if cfg.use_mora and flow_id else None
     for item in tqdm(items, desc="caching latents and flows", leave=False, disable=not progress):
-        key = cache_key(kind="motion-clip", model=model_id, video=file_digest(item.video_path), frames=cfg.frames,
+        key = cache_key(kind="motion-clip", model=vae, video=file_digest(item.video_path), frames=cfg.frames,
                         fps=cfg.fps, size=(cfg.height, cfg.width), loop=cfg.loop, vae_dtype=str(pipe.vae.dtype),
-                        flow=flow_id if cfg.use_mora else None, flow_iters=cfg.flow_iters)
+                        flow=flow, flow_iters=cfg.flow_iters)
 
         def compute(item=item):
             frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
-from ..data.cache import cache_key, cached, default_cache_dir, file_digest
+from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
@@ -116,10 +116,13 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
     p = pipe.transformer.config.patch_size
     grid = (latent_hw[0] // p[1], latent_hw[1] // p[2])
     examples = []
+    # by the files of the VAE and of DINOv2, not their names: a model replaced in place misses the cache
+    vae = model_digest(model_id, ("vae",), cache_dir)
+    encoder = model_digest(cfg.encoder, (), cache_dir) if cfg.use_sura else None
     for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False, disable=not progress):
-        key = cache_key(kind="subject-image", model=model_id, res=res, image=file_digest(image_path),
+        key = cache_key(kind="subject-image", model=vae, res=res, image=file_digest(image_path),
                         mask=file_digest(mask_path) if mask_path else None,
-                        encoder=cfg.encoder if cfg.use_sura else None, vae_dtype=str(pipe.vae.dtype))
+                        encoder=encoder, vae_dtype=str(pipe.vae.dtype))
 
         def compute(image_path=image_path, mask_path=mask_path):
             image, mask = load_image_and_mask(image_path, mask_path, res)
