@@ -57,6 +57,7 @@ def model_digest(model: str, parts: tuple[str, ...] = (), cache_dir=None) -> str
         return f"name:{model}"
     memo_path = Path(cache_dir) / "digests.json" if cache_dir is not None else None
     memo = json.loads(memo_path.read_text()) if memo_path is not None and memo_path.is_file() else {}
+    before = dict(memo)
     h = hashlib.sha256()
     for part in parts or (".",):
         base = root / part
@@ -67,7 +68,7 @@ def model_digest(model: str, parts: tuple[str, ...] = (), cache_dir=None) -> str
         for f in files:
             h.update(f"{part}/{f.relative_to(base) if f != base else f.name}".encode())
             h.update(_remembered_digest(f.resolve(), memo).encode())
-    if memo_path is not None:
+    if memo_path is not None and memo != before:  # written only when a file was hashed
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(memo))

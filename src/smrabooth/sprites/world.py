@@ -435,7 +435,8 @@ def caption_omissions(seed: int, p: float) -> frozenset[str]:
 
 
 def render_clip(design: SpriteDesign, motion: MotionSpec, background: str, frames: int = 17,
-                size: int = 128) -> SpriteClip:
+                size: int = 128, omit: frozenset[str] = frozenset()) -> SpriteClip:
+    """The clip's frames with exact masks, positions and flow; its caption leaves out `omit` (`caption_for`)."""
     if frames < 2:
         raise SmraboothError(f"a clip needs at least 2 frames, got {frames}")
     if size < 8:
@@ -456,7 +457,7 @@ def render_clip(design: SpriteDesign, motion: MotionSpec, background: str, frame
             flow[k, 0, ys, xs] = nxt[0] - xs
             flow[k, 1, ys, xs] = nxt[1] - ys
     return SpriteClip(video, masks, positions.astype(np.float32), angles.astype(np.float32),
-                      radii.astype(np.float32), flow, caption_for(design, motion, background), design, motion,
+                      radii.astype(np.float32), flow, caption_for(design, motion, background, omit), design, motion,
                       background)
 
 
@@ -553,9 +554,7 @@ def sample_clip(seed: int, split: str = "train", frames: int = 17, size: int = 1
     design = sample_design(rng, split)
     background = sample_background(rng, design)
     motion = sample_motion(rng, split, sprite_scale=sprite_scale)
-    clip = render_clip(design, motion, background, frames, size)
-    clip.caption = caption_for(design, motion, background, caption_omissions(seed, partial_captions))
-    return clip
+    return render_clip(design, motion, background, frames, size, caption_omissions(seed, partial_captions))
 
 
 def sample_family_clips(family: str, n: int, seed: int = 0, frames: int = 17, size: int = 128) -> list[SpriteClip]:

@@ -231,6 +231,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None 
         sigma = sigmas[torch.randint(len(sigmas), (b,), generator=gen)].to(device)
         noise = torch.randn(z0.shape, generator=gen).to(device)
         weight = 1.0 + cfg.sprite_weight * cells if cfg.sprite_weight else None
+        share = 1.0
         if shard.world > 1:
             # this process's slice, its loss scaled so that the mean over the processes (what the
             # averaged gradients follow) is the weighted mean over the whole batch
@@ -244,9 +245,7 @@ def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None 
         target = noise - z0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             u = transformer(z_t, sigma * 1000, texts.batch(captions), return_dict=False)[0]
-        flow = weighted_flow_loss(u, target, weight)
-        if shard.world > 1:
-            flow = flow * share
+        flow = weighted_flow_loss(u, target, weight) * share
         return {"loss": flow, "flow": flow}
 
     modules = {"transformer": transformer}
