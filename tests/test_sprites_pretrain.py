@@ -502,6 +502,8 @@ def test_dit_stage_on_two_processes_is_the_one_process_run_and_resumes_on_one(va
 
     a, b = read_log(ref / "dit" / "log.jsonl"), read_log(two / "dit" / "log.jsonl")
     assert [r["step"] for r in b] == [1, 2, 3]
+    calls = json.loads((two / "dit" / "summary.json").read_text())["calls"]
+    assert [c.get("processes", 1) for c in calls] == [2, 1]
     np.testing.assert_allclose([r["flow"] for r in b], [r["flow"] for r in a], rtol=1e-5)
     sa = torch.load(ref / "dit" / "state.pt", weights_only=True)
     sb = torch.load(two / "dit" / "state.pt", weights_only=True)

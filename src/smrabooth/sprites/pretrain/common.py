@@ -448,15 +448,16 @@ def _run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool,
         for m in parts.modules.values():
             m.eval()
         parts.finish()
-    summary = write_summary(cfg, step, seconds, start)
+    summary = write_summary(cfg, step, seconds, start, processes=shard.world)
     done = "done" if step >= cfg.steps else f"stopped by --minutes {cfg.minutes:g}; --resume continues it"
     print(f"{cfg.stage}: step {step}/{cfg.steps} ({done}); "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()))
     return summary
 
 
-def write_summary(cfg: StageConfig, step: int, seconds: float, start: int = 0) -> dict:
-    """summary.json: the stage's totals, and one record per call (steps it trained, its --minutes)."""
+def write_summary(cfg: StageConfig, step: int, seconds: float, start: int = 0, processes: int = 1) -> dict:
+    """summary.json: the stage's totals, and one record per call (steps it trained, its --minutes, and
+    the number of GPU processes when there were several)."""
     records = [r for r in read_log(cfg.stage_dir / LOG_FILE) if r["step"] <= step][-20:]
     keys = [k for k in (records[-1] if records else {}) if k not in ("step", "lr", "seconds")]
     final = {k: float(np.mean([r[k] for r in records])) for k in keys}
@@ -464,7 +465,7 @@ def write_summary(cfg: StageConfig, step: int, seconds: float, start: int = 0) -
     path = cfg.stage_dir / SUMMARY_FILE
     calls = json.loads(path.read_text()).get("calls", []) if start and path.is_file() else []
     calls.append({"steps": step - start, "to_step": step, "minutes_limit": cfg.minutes, "date": date,
-                  **({"note": "--resume"} if start else {})})
+                  **({"note": "--resume"} if start else {}), **({"processes": processes} if processes > 1 else {})})
     summary = {"stage": cfg.stage, "preset": cfg.preset, "steps": step, "final": final,
                "minutes": round(seconds / 60, 2), "batch": cfg.batch, "lr": cfg.lr, "warmup": cfg.warmup,
                "seed": cfg.seed, "date": date, "calls": calls}

@@ -49,12 +49,14 @@ def start(cfg) -> Shard:
     import torch.distributed as dist
 
     gpu = cfg.device != "cpu" and torch.cuda.is_available()
+    device_id = None
     if gpu:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         cfg.device = f"cuda:{local}"
+        device_id = torch.device(cfg.device)  # NCCL otherwise guesses the GPU from the rank (and warns)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if gpu else "gloo")
+        dist.init_process_group("nccl" if gpu else "gloo", device_id=device_id)
     return Shard(dist.get_rank(), dist.get_world_size())
 
 
