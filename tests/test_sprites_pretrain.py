@@ -324,7 +324,7 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
 
     # kept pools: the resumed call above loaded the pool the first call kept, and gave the same weights;
     # a pool is loaded only for the same clips and the same VAE
-    import smrabooth.sprites.pretrain.dit as dit
+    from smrabooth.sprites.pretrain import dit
 
     kept = sorted(p.name for p in (outs["resumed"] / "dit").glob("pool-*.pt"))
     assert len(kept) == 1 and kept[0] == dit.pool_file(outs["resumed"] / "dit", cfg, vae, False, False).name
