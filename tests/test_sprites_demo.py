@@ -166,6 +166,37 @@ def test_variants_cases_and_settings():
     assert mora_window(17) == (4, 5, 1) and mora_window(9) == (3, 1, 1)
 
 
+def test_layer_location_variants_put_one_lora_on_every_layer_type(models):
+    """subject_all_layers / motion_all_layers: that LoRA on all six layer types, the other one where the
+    paper puts it, with the paper's timing (the other half of what dense changes)."""
+    from conftest import make_random_lora
+
+    from smrabooth.sampling import attach_loras, detach_loras
+    from smrabooth.sprites.experiment import ExperimentSettings, generation_config
+
+    settings, case = ExperimentSettings(), Case(0, "spiral", "blue")
+    transformer = models.pipe.transformer
+    subject, motion = make_random_lora(transformer, seed=1), make_random_lora(transformer, seed=2)
+
+    def adapters_on(variant: str) -> dict[str, set[str]]:
+        config = generation_config(settings, case, VARIANTS[variant], seed=0)
+        assert (config.injection, config.paper_t_point, config.subject_scale_early) == ("sparse", 15, 0.5)
+        layers = attach_loras(models.pipe, config, subject, motion)
+        try:
+            names = {n: m for n, m in transformer.named_modules() if m in layers}
+            return {a: {n.split(".", 2)[2] for n, m in names.items() if a in m.lora_A} for a in ("subject", "motion")}
+        finally:
+            detach_loras(models.pipe)
+
+    full, subject_all, motion_all = (adapters_on(v) for v in ("full", "subject_all_layers", "motion_all_layers"))
+    assert full["subject"] == {"attn1.to_q", "attn2.to_q", "attn1.to_k", "attn2.to_k", "ffn.net.0.proj"}
+    assert "attn1.to_v" in full["motion"] and "attn1.to_q" not in full["motion"]
+    every = {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
+             "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2"}
+    assert subject_all == {"subject": every, "motion": full["motion"]}
+    assert motion_all == {"subject": full["subject"], "motion": every}
+
+
 def test_t_point_is_mapped_by_noise_level():
     from smrabooth.lora.inject import PAPER_SHIFT, shifted_linear_sigmas, t_point_for_sigmas
 

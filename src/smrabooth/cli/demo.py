@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     s.add_argument("--motions", default=None, help="held-out families: figure-eight,spiral (default: both)")
     s.add_argument("--seeds", type=int, default=3, help="generation seeds per case and variant (0..N-1)")
     s.add_argument("--variants", default="full,no_sura,no_mora,base",
-                   help="comma list of: full, no_sura, no_mora, dense, base, tpoint_{5,15,25,45}, early_{0.1,0.5,0.8}")
+                   help="comma list of: full, no_sura, no_mora, dense, base, tpoint_{5,15,25,45}, "
+                        "early_{0.1,0.5,0.8}, subject_all_layers, motion_all_layers")
     s.add_argument("--subject-steps", type=int, default=150, help="subject LoRA training steps")
     s.add_argument("--motion-steps", type=int, default=100, help="motion LoRA training steps")
     s.add_argument("--no-subject-stills", action="store_true",
@@ -190,6 +191,8 @@ S* = <b>{e(case.family)}</b> (a held-out motion).</p>
 
 
 def run_demo(args) -> int:
+    from PIL import Image
+
     from ..sprites.experiment import (
         VARIANTS,
         Case,
@@ -199,8 +202,6 @@ def run_demo(args) -> int:
         parse_subjects,
         run_case,
     )
-    from PIL import Image
-
     from ..sprites.scoring import load_reference
     from ..video import write_gif, write_video
 

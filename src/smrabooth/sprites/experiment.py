@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import SmraboothError
+from ..lora.targets import ALL_LAYER_TYPES
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
@@ -115,6 +116,8 @@ class Variant:
     injection: str = "sparse"
     t_point_paper: int | None = None  # T_point in the paper's 50-step numbering; None: the paper's 15
     subject_scale_early: float = 0.5
+    subject_layers: tuple[str, ...] | None = None  # under sparse injection; None: the paper's q, k, ffn.0
+    motion_layers: tuple[str, ...] | None = None  # None: the paper's v, o, ffn.0, ffn.2
     description: str = ""
 
 
@@ -129,6 +132,12 @@ def _variants() -> dict[str, Variant]:
     v += [Variant(f"tpoint_{t}", t_point_paper=t, description=f"T_point {t} of 50") for t in (5, 15, 25, 45)]
     v += [Variant(f"early_{s:g}", subject_scale_early=s, description=f"subject scale {s:g} before T_point")
           for s in (0.1, 0.5, 0.8)]
+    # where each LoRA acts: dense differs from full in both LoRAs' layers and in the timing; these
+    # change one LoRA's layers at a time and keep the paper's timing
+    v += [Variant("subject_all_layers", subject_layers=ALL_LAYER_TYPES,
+                  description="subject LoRA on all six layer types (motion LoRA sparse), paper timing"),
+          Variant("motion_all_layers", motion_layers=ALL_LAYER_TYPES,
+                  description="motion LoRA on all six layer types (subject LoRA sparse), paper timing")]
     return {x.name: x for x in v}
 
 
@@ -308,7 +317,8 @@ def generation_config(settings: ExperimentSettings, case: Case, variant: Variant
 
     # the variant's T_point is in the paper's numbering; the sampler maps it to its own steps by sigma
     paper_t_point = PAPER_T_POINT if variant.t_point_paper is None else variant.t_point_paper
-    return GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
+    layers = {k: getattr(variant, k) for k in ("subject_layers", "motion_layers") if getattr(variant, k) is not None}
+    return GenerateConfig(**layers, prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
                           steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
                           subject_scale_early=variant.subject_scale_early, injection=variant.injection,
                           fps=settings.fps, paper_t_point=paper_t_point).validate()
