@@ -68,6 +68,7 @@ def main() -> int:
 
     from smrabooth.sprites.bundle import load_bundle
     from smrabooth.sprites.pretrain.vae import reconstruction_errors
+    from smrabooth.video import frame_strip
 
     models = load_bundle(args.bundle, device=args.device)
     pipe, cfg = models.pipe, models.info["config"]
@@ -85,8 +86,7 @@ def main() -> int:
         return (video * 255).round().astype(np.uint8)
 
     def row(video: np.ndarray) -> np.ndarray:
-        picks = np.linspace(0, len(video) - 1, 5).round().astype(int)
-        return np.concatenate([video[k] for k in picks], 1)
+        return frame_strip([video], 5)
 
     def lora_row() -> np.ndarray:
         return np.concatenate([sample(args.lora_still, 1, 0)[0], row(sample(args.lora_video, frames, 0))], 1)

@@ -242,7 +242,7 @@ def test_demo_writes_every_file(demo, bundle, capsys):
     assert Image.open(out / "result.gif").n_frames == FRAMES
     # frames.png: reference motion, result, baseline; 6 frames each
     assert np.array(Image.open(out / "frames.png")).shape == (3 * 128, 6 * 128, 3)
-    from smrabooth.cli.demo import frame_strip
+    from smrabooth.video import frame_strip
 
     videos = [np.broadcast_to(np.arange(17, dtype=np.uint8)[:, None, None, None] + 40 * k, (17, 2, 3, 3))
               for k in range(3)]

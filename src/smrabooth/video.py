@@ -90,6 +90,16 @@ def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> lis
     return paths
 
 
+def frame_strip(videos: list, count: int = 6) -> np.ndarray:
+    """One row per video (uint8 (F, H, W, 3)), `count` frames each, evenly spaced from the first to the
+    last: a still a README or a report can show (the demo's frames.png: reference motion, result, baseline)."""
+    rows = []
+    for video in videos:
+        picks = np.linspace(0, len(video) - 1, count).round().astype(int)
+        rows.append(np.concatenate([video[k] for k in picks], 1))
+    return np.concatenate(rows, 0)
+
+
 def read_video(path: str | os.PathLike, until: float | None = None) -> Clip:
     """Decode every frame of a video file, with clear errors for missing or unreadable files.
 

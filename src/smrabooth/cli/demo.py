@@ -203,7 +203,7 @@ def run_demo(args) -> int:
         run_case,
     )
     from ..sprites.scoring import load_reference
-    from ..video import write_gif, write_video
+    from ..video import frame_strip, write_gif, write_video
 
     start = time.time()
     subjects = parse_subjects(f"{args.subject},")  # the trailing comma: "0" is subject 0, not "the first 0"
@@ -249,18 +249,6 @@ def run_demo(args) -> int:
     print(_demo_summary(rows["full"], rows["base"]))
     print(f"demo written to {out.resolve()} (open report.html) in {time.time() - start:.0f}s")
     return 0
-
-
-def frame_strip(videos: list, count: int = 6):
-    """One row per video (uint8 (F, H, W, 3)), `count` frames each, evenly spaced from the first to the
-    last: the demo's frames.png (reference motion, result, baseline), a still a README can show."""
-    import numpy as np
-
-    rows = []
-    for video in videos:
-        picks = np.linspace(0, len(video) - 1, count).round().astype(int)
-        rows.append(np.concatenate([video[k] for k in picks], 1))
-    return np.concatenate(rows, 0)
 
 
 def _demo_summary(result: dict, baseline: dict) -> str:
