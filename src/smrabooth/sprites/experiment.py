@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import SmraboothError
-from ..lora.targets import ALL_LAYER_TYPES
+from ..lora.targets import ALL_LAYER_TYPES, MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
@@ -116,8 +116,8 @@ class Variant:
     injection: str = "sparse"
     t_point_paper: int | None = None  # T_point in the paper's 50-step numbering; None: the paper's 15
     subject_scale_early: float = 0.5
-    subject_layers: tuple[str, ...] | None = None  # under sparse injection; None: the paper's q, k, ffn.0
-    motion_layers: tuple[str, ...] | None = None  # None: the paper's v, o, ffn.0, ffn.2
+    subject_layers: tuple[str, ...] = SUBJECT_SPARSE_TYPES  # where each LoRA acts under sparse injection
+    motion_layers: tuple[str, ...] = MOTION_SPARSE_TYPES
     description: str = ""
 
 
@@ -317,10 +317,10 @@ def generation_config(settings: ExperimentSettings, case: Case, variant: Variant
 
     # the variant's T_point is in the paper's numbering; the sampler maps it to its own steps by sigma
     paper_t_point = PAPER_T_POINT if variant.t_point_paper is None else variant.t_point_paper
-    layers = {k: getattr(variant, k) for k in ("subject_layers", "motion_layers") if getattr(variant, k) is not None}
-    return GenerateConfig(**layers, prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
+    return GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
                           steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
                           subject_scale_early=variant.subject_scale_early, injection=variant.injection,
+                          subject_layers=variant.subject_layers, motion_layers=variant.motion_layers,
                           fps=settings.fps, paper_t_point=paper_t_point).validate()
 
 
