@@ -1,4 +1,4 @@
-"""Text-to-video sampling with subject and motion LoRAs (METHOD.md stage 3).
+"""Text-to-video sampling with subject and motion LoRAs (docs/method.md stage 3).
 
 The loop is WanPipeline's Wan2.1 loop (same prompt encoding, latent noise, CFG and decoding, so with
 no LoRA and the model's scheduler it gives stock `WanPipeline` frames), with one addition: before
@@ -77,7 +77,7 @@ class GenerateConfig:
         return self
 
 
-# The paper's inference settings (METHOD.md): 49 frames at 832x480, 50 flow-matching Euler steps with
+# The paper's inference settings (docs/method.md): 49 frames at 832x480, 50 flow-matching Euler steps with
 # shift 5, CFG 5, subject scale 0.5 before T_point 15 and 1.0 after, motion 1.0, 15 fps.
 PRESETS: dict[str, dict] = {
     "paper": dict(frames=49, height=480, width=832, steps=50, guidance=5.0, scheduler="euler", shift=5.0,

@@ -1,6 +1,6 @@
 """Motion Representation Alignment (MoRA): building blocks of the Stage 2 motion loss.
 
-Per training step (METHOD.md "Stage 2", supplementary 2.2 / Alg. 1):
+Per training step (docs/method.md, stage 2):
 
     z0_hat = z_t - sigma * u                        one_step_z0
     window of 6 latents starting at s               valid_window_starts

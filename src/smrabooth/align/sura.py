@@ -1,4 +1,4 @@
-"""Subject Representation Alignment (SuRA), METHOD.md stage 1.
+"""Subject Representation Alignment (SuRA), docs/method.md stage 1.
 
 The DiT hidden states after one block, passed through a small trainable MLP, are pulled towards the
 frozen DINOv2 patch features of the subject image, token by token:

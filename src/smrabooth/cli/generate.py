@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "generate",
         help="generate a video (optionally with subject/motion LoRAs)",
         description="Generate a video with Wan2.1 and optional subject and motion LoRAs, combined by sparse "
-        "LoRA injection (METHOD.md stage 3). Unset flags come from --config, then --preset, then stock "
+        "LoRA injection (docs/method.md stage 3). Unset flags come from --config, then --preset, then stock "
         "WanPipeline defaults.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

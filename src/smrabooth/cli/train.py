@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train-subject", help="train a subject LoRA with SuRA (stage 1)",
         description="Train a subject LoRA on a few images with the masked flow-matching loss plus Subject "
-        "Representation Alignment (METHOD.md stage 1).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Representation Alignment (docs/method.md stage 1).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
     p.add_argument("--data", required=True,
                    help="subject folder: images/, masks/, metadata.csv (file_name,text); or a plain image folder "
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train-motion", help="train a motion LoRA with MoRA (stage 2)",
         description="Train a motion LoRA on one or more clips with flow matching on the whole video plus Motion "
-        "Representation Alignment through SEA-RAFT (METHOD.md stage 2).",
+        "Representation Alignment through SEA-RAFT (docs/method.md stage 2).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
     p.add_argument("--data", required=True, help="motion folder: *.mp4 + metadata.csv (file_name,text with S*)")

@@ -2,7 +2,7 @@
 
 Location (which layers each LoRA acts on) is decided when the LoRAs are loaded: for sparse
 injection only the chosen layer types of each file are loaded, so the others cost nothing.
-Timing (METHOD.md stage 3) is an `InjectionSchedule`: the subject LoRA runs at a low scale before
+Timing (docs/method.md stage 3) is an `InjectionSchedule`: the subject LoRA runs at a low scale before
 step `t_point` and at full scale from then on; the motion LoRA keeps one scale throughout.
 """
 

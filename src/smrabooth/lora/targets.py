@@ -2,7 +2,7 @@
 
 The paper names six layer types; in diffusers' `WanTransformer3DModel` they are the q, k, v and
 output projections of self-attention (`attn1`) and cross-attention (`attn2`), and the two FFN
-linears. METHOD.md stage 3: the subject LoRA acts on q, k, ffn.0 and the motion LoRA on v, o,
+linears. docs/method.md stage 3: the subject LoRA acts on q, k, ffn.0 and the motion LoRA on v, o,
 ffn.0, ffn.2 when the two are combined at inference.
 """
 

@@ -174,7 +174,7 @@ def training_sigmas(shift: float, num_train_timesteps: int = 1000) -> torch.Tens
 
 
 def sample_sigma(sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One sigma, its index drawn uniformly (METHOD.md)."""
+    """One sigma, its index drawn uniformly (docs/method.md)."""
     return sigmas[torch.randint(len(sigmas), (1,), generator=generator)]
 
 

@@ -1,4 +1,4 @@
-"""Stage 2: the motion LoRA, trained with flow matching on the whole video plus MoRA (METHOD.md).
+"""Stage 2: the motion LoRA, trained with flow matching on the whole video plus MoRA (docs/method.md).
 
     L = L_temporal + alpha * L_MoRA
     L_temporal = mean (u - v)^2 over the whole video latent
@@ -53,7 +53,7 @@ DEFAULT_FLOW_MODEL = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
 
 @dataclass
 class MotionTrainConfig:
-    """Every setting of a motion run (written to config.yaml). Defaults: METHOD.md stage 2."""
+    """Every setting of a motion run (written to config.yaml). Defaults: docs/method.md stage 2."""
 
     model: str = ""
     data: str = ""

@@ -1,4 +1,4 @@
-"""Stage 1: the subject LoRA, trained with the masked flow-matching loss plus SuRA (METHOD.md).
+"""Stage 1: the subject LoRA, trained with the masked flow-matching loss plus SuRA (docs/method.md).
 
     L = L_region + lambda * L_SuRA
     L_region = sum(M * (u - v)^2) / sum(M)      flow-matching error inside the subject mask
@@ -43,7 +43,7 @@ ADAPTER = "subject"
 
 @dataclass
 class SubjectTrainConfig:
-    """Every setting of a subject run (written to config.yaml). Defaults: METHOD.md stage 1."""
+    """Every setting of a subject run (written to config.yaml). Defaults: docs/method.md stage 1."""
 
     model: str = ""
     data: str = ""
