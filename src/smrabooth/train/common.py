@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +34,16 @@ from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.inject import shifted_linear_sigmas
 from ..lora.targets import module_suffixes
+from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
+    JsonlLog,
+    atomic_path,
+    autocast_enabled,
+    numpy_rng_state,
+    read_log,
+    rng_state,
+    set_numpy_rng_state,
+    set_rng_state,
+)
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
@@ -112,26 +121,6 @@ def open_run(cfg, final_name: str, resume: bool, overwrite: bool):
     return cfg, run_dir
 
 
-class JsonlLog:
-    """Append-only log.jsonl; on resume, lines past the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, resume_step: int | None = None):
-        self.path = Path(path)
-        if resume_step is not None and self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
-        elif resume_step is None and self.path.exists():
-            self.path.unlink()
-
-    def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def read_log(path: str | os.PathLike) -> list[dict]:
-    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln]
-
-
 # ---------------------------------------------------------------- model setup
 @contextmanager
 def seeded(seed: int):
@@ -185,11 +174,6 @@ def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, 
     return save_lora(path, weights, dtype=dtype)
 
 
-def autocast_enabled(mixed_precision: str, device: torch.device) -> bool:
-    """'auto': bf16 autocast on CUDA only (CPU bf16 autocast is slow and the tests want fp32)."""
-    return mixed_precision == "bf16" or (mixed_precision == "auto" and device.type == "cuda")
-
-
 def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
     """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files; run
     before the text encoder is freed."""
@@ -215,23 +199,15 @@ def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(exist_ok=True)
     final = folder / f"step-{step}"
-    tmp = folder / f".step-{step}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(lora_state_dict_from_peft(transformer, adapter), str(tmp / "lora.safetensors"))
-    for name, module in modules.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                  str(tmp / f"{name}.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    rng = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    save_file(rng, str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "numpy": numpy_rng_state()}))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        save_file(lora_state_dict_from_peft(transformer, adapter), str(tmp / "lora.safetensors"))
+        for name, module in modules.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                      str(tmp / f"{name}.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(rng_state(generator), str(tmp / "rng.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"step": step}))
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -253,26 +229,9 @@ def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, 
     for name, module in modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
-    rng = load_file(str(folder / "rng.safetensors"))
-    generator.set_state(rng["generator"])
-    torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available():
-        states = [rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng]
-        if states:
-            torch.cuda.set_rng_state_all(states)
     state = json.loads((folder / "state.json").read_text())
-    set_numpy_rng_state(state["numpy"])
+    set_rng_state(load_file(str(folder / "rng.safetensors")), generator, numpy_state=state.get("numpy"))
     return int(state["step"])
-
-
-def numpy_rng_state() -> list:
-    """numpy's global RNG state as plain lists and numbers (JSON, and torch.load(weights_only=True), read it)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def set_numpy_rng_state(s) -> None:
-    np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
 
 
 def make_validator(pipe, run_dir: Path, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, frames: int,

@@ -5,8 +5,9 @@ A stage folder `DIR/<stage>/` holds
     config.json     every setting, resolved (a resumed call keeps them; only steps, minutes, device,
                     workers and progress may change)
     log.jsonl       one line per step: step, each loss term, lr, seconds (training time of all calls)
-    state.pt        model(s), optimizer, step, seconds, the training generator and the torch/numpy RNG
-                    states; written to a temporary file and renamed, so it is complete or absent
+    state.pt        model(s), optimizer, step, seconds, and the RNG states (smrabooth.train.state.rng_state:
+                    the training generator, torch, CUDA, numpy); written to a temporary file and renamed,
+                    so it is complete or absent
     summary.json    step, final losses (mean of the last 20 logged steps), minutes, batch, lr, date:
                     what `assemble` writes into sprites.json
 Data never touches the disk: example i of the stream is `sample_clip(seed=base + i)` (or, with
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from ...errors import SmraboothError
-from ...train.common import numpy_rng_state, set_numpy_rng_state
+from ...train.state import JsonlLog, atomic_path, read_log, rng_state, set_rng_state
 
 STAGES = ("vae", "dit", "dinov2", "searaft")
 STATE_FILE = "state.pt"
@@ -273,15 +274,10 @@ def save_state(path: Path, step: int, seconds: float, modules: dict[str, nn.Modu
         "seconds": seconds,
         "modules": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()} for k, m in modules.items()},
         "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": numpy_rng_state(),
+        "rng": rng_state(generator),
     }
-    if torch.cuda.is_available():
-        payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_state_file(path: Path, device="cpu") -> dict:
@@ -307,22 +303,13 @@ def restore_state(path: Path, modules: dict[str, nn.Module], optimizer, generato
     state = load_state_file(path)  # on the CPU: RNG states must be; load_state_dict moves the rest
     load_modules(state, modules, path)
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    if torch.cuda.is_available() and "cuda_rng" in state:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    set_numpy_rng_state(state["numpy_rng"])
+    if "rng" in state:
+        set_rng_state(state["rng"], generator)
+    else:  # a state.pt written before the RNG states were kept together
+        set_rng_state({"generator": state["generator"], "torch": state["torch_rng"],
+                       **{f"cuda{i}": s for i, s in enumerate(state.get("cuda_rng", []))}},
+                      generator, numpy_state=state["numpy_rng"])
     return int(state["step"]), float(state["seconds"])
-
-
-def read_log(path: Path) -> list[dict]:
-    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln] if Path(path).is_file() else []
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Lines past the checkpoint's step (a call killed after logging, before saving) are dropped."""
-    kept = [r for r in read_log(path) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 # ---------------------------------------------------------------- the loop
@@ -379,9 +366,8 @@ def _run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool,
     if resume:
         start, seconds = restore_state(folder / STATE_FILE, parts.modules, optimizer, generator, device)
         barrier(shard)  # every process has read state.pt before the main one may write it again
-        if shard.main:
-            _truncate_log(folder / LOG_FILE, start)
-    log_path = folder / LOG_FILE
+    # only the main process writes the folder
+    log = JsonlLog(folder / LOG_FILE, resume_step=start if resume else None) if shard.main else None
     workers = parts.workers if parts.workers is not None else (
         default_workers() if cfg.workers is None else cfg.workers)
     step = start
@@ -391,14 +377,11 @@ def _run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool,
                    dynamic_ncols=True)
         t_train = last_save = time.time()
         pending = None  # last step's record, read once the next step is queued: no GPU sync per step
-        # line-buffered: `tail -f log.jsonl` shows every step; only the main process writes the folder
-        log = log_path.open("a", buffering=1) if shard.main else None
 
         def flush(record):
             values = {k: float(v) for k, v in record.pop("losses").items()}
             if log is not None:
-                log.write(json.dumps({"step": record["step"], **values, "lr": record["lr"],
-                                      "seconds": record["seconds"]}) + "\n")
+                log.write({"step": record["step"], **values, "lr": record["lr"], "seconds": record["seconds"]})
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "epe", "psnr", "acc")})
 
         try:
@@ -436,8 +419,6 @@ def _run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool,
             if pending is not None:
                 flush(pending)
         finally:
-            if log is not None:
-                log.close()
             bar.close()
         seconds += time.time() - t_train
         if shard.main:
