@@ -1,5 +1,5 @@
 """SEA-RAFT: tiny random-weight model on CPU. Equivalence with the official code is checked separately
-(scripts/check_searaft_equivalence.py, results in benchmarks/RESULTS.md)."""
+(scripts/check_searaft_equivalence.py, results in benchmarks/README.md)."""
 
 import re
 from dataclasses import replace

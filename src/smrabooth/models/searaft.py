@@ -7,7 +7,7 @@ so the official checkpoints (`Tartan-C-T-TSKH-spring540x960-M` on the hub or the
 `strict=True`, and its numerics: the [-1, 1] input scaling, replicate padding to a multiple of 8, the
 regressed initial flow, the 4-level all-pairs correlation pyramid looked up with `grid_sample`, the ConvNeXt
 update blocks and the learned convex 8x upsampling. `scripts/check_searaft_equivalence.py` checks it against
-the official code (see benchmarks/RESULTS.md).
+the official code (see benchmarks/README.md).
 
 Conventions: `SEARAFT.forward` takes images in [0, 255] like the official model; `compute_flow` takes the
 package's [0, 1] images and returns flow in pixels, (B, 2, H, W), channel 0 = x (right), 1 = y (down).

@@ -153,7 +153,7 @@ def add_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_type
 def compile_blocks(transformer, cuda_graphs: bool = False) -> None:
     """Regional torch.compile: each transformer block is compiled once and reused by all of them. With
     `cuda_graphs` (mode "reduce-overhead") every block's kernels replay as one CUDA graph: the subject
-    step (1024 tokens, 300 LoRA-wrapped linears) is launch-bound, and graphs halve it (RESULTS.md)."""
+    step (1024 tokens, 300 LoRA-wrapped linears) is launch-bound, and graphs halve it (benchmarks/README.md)."""
     transformer.compile_repeated_blocks(**({"mode": "reduce-overhead"} if cuda_graphs else {}))
 
 

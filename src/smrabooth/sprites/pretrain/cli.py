@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "masks), so the few percent of sprite pixels are not drowned by the flat background (0: none)")
     p.add_argument("--frames", type=int, default=0,
                    help="frames per training clip, 4k+1 (0: the preset's). Not for the vae stage: its later latent "
-                        "frames run through the causal cache, which shorter clips never train (RESULTS.md)")
+                        "frames run through the causal cache, which shorter clips never train (benchmarks/history/sprites-v1.md)")
     p.add_argument("--pool", type=int, default=0,
                    help="dit: encode this many clips once per call and train from their latents on the GPU "
                         "(0: render every example; rendering is what limits the DiT on a GPU)")
