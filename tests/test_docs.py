@@ -41,6 +41,13 @@ def test_nothing_cites_a_path_outside_the_repository():
     assert not offenders, f"cites a file outside the repository (use docs/method.md): {offenders}"
 
 
+def test_user_docs_cite_no_issue_numbers():
+    issue = re.compile(r"\bissues? #?\d+|(?<![\w/&])#\d+\b", re.I)
+    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in markdown_files()
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if issue.search(line)]
+    assert not offenders, f"user docs cite issue numbers a reader cannot see: {offenders}"
+
+
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_to_existing_files(path):
     dead = [t for t in relative_links(path.read_text(encoding="utf-8")) if not (path.parent / t).exists()]
