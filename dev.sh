@@ -55,18 +55,18 @@ install_torch() {
 }
 
 install_project() {
-    want=$(cksum < pyproject.toml)
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c 'import smrabooth' >/dev/null 2>&1; then
-        return
-    fi
     echo "dev.sh: installing smrabooth into $VENV (pip install -e \".[test]\")"
     "$VENV/bin/python" -m pip install -q -e ".[test]"
-    echo "$want" > "$STAMP"
 }
 
 [ -x "$VENV/bin/python" ] || make_venv
-install_torch
-install_project
+want=$(cksum < pyproject.toml)
+# the stamp is written after a successful install: it holds the pyproject.toml that was installed
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+    install_torch
+    install_project
+    echo "$want" > "$STAMP"
+fi
 
 case "$command_name" in
     demo) exec "$VENV/bin/smrabooth" demo --out demo/ "$@" ;;
