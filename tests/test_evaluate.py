@@ -67,15 +67,17 @@ def test_manifest_table_and_reports_for_two_methods(exp, tmp_path, capsys):
                                       "--mf-grid", "6", "--mf-box", "2,2,30,30", *model_args(models)])
     assert run_evaluate(args, tracker=FlowTracker(shift_flow, device="cpu")) == 0
     printed = capsys.readouterr().out
-    assert "baseline" in printed and "ours" in printed and "CLIP-T" in printed and "mf_variant=paper" in printed
+    assert "baseline" in printed and "ours" in printed and "CLIP-T" in printed and "mf_variant=released" in printed
     res = json.loads((out / "results.json").read_text())
     # imaging needs pyiqa (not installed here): skipped with a reason, the other eight ran
     assert set(res["skipped"]) == ({"imaging"} if not _has_pyiqa() else set())
     assert list(res["summary"]) == ["baseline", "ours"]
     assert len(res["videos"]) == 4 and res["settings"]["clip_model"] == str(models["clip"])
-    assert res["settings"]["tracker_used"] == "caller-supplied"
-    # every generated video moves exactly like the reference under this flow (box: points stay in frame)
-    assert all(v["motion_fidelity"] == pytest.approx(100.0) for v in res["videos"])
+    assert res["settings"]["tracker_used"] == "caller-supplied" and res["failed"] == {}
+    # every point of every video moves exactly like the reference under this flow (one shared motion)
+    assert all(v["motion_fidelity"] == pytest.approx(100.0) and v["tracker"] == "caller-supplied"
+               for v in res["videos"])
+    assert res["trackers"] == {"baseline": "caller-supplied", "ours": "caller-supplied"}
     # the reported CLIP-T is the metric on the decoded video, and the table is mean and t-interval of those
     emb = load_clip(str(models["clip"]), device="cpu", local_files_only=True)
     vals = [clip_t(emb, read_video(root / f"ours_{i}.mp4").frames, p) for i, p in enumerate(["a dog on grass",
@@ -83,13 +85,20 @@ def test_manifest_table_and_reports_for_two_methods(exp, tmp_path, capsys):
     got = [v["clip_t"] for v in res["videos"] if v["method"] == "ours"]
     assert got == pytest.approx(vals, abs=1e-6)
     assert res["summary"]["ours"]["clip_t"]["mean"] == pytest.approx(np.mean(vals), abs=1e-6)
+    # the tracker is a column of every table
     with open(out / "per_video.csv") as f:
-        assert len(list(csv.DictReader(f))) == 4
+        per_video = list(csv.DictReader(f))
+        assert len(per_video) == 4 and {r["tracker"] for r in per_video} == {"caller-supplied"}
     with open(out / "table.csv") as f:
-        assert [r["method"] for r in csv.DictReader(f)] == ["baseline", "ours"]
+        assert [(r["method"], r["tracker"]) for r in csv.DictReader(f)] == [("baseline", "caller-supplied"),
+                                                                           ("ours", "caller-supplied")]
+    table = (out / "table.txt").read_text().splitlines()
+    assert table[0].split()[:2] == ["method", "tracker"] and table[2].split()[:2] == ["baseline", "caller-supplied"]
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == 8 and page.count("data:image/jpeg;base64,") == 4
-    assert "id='summary'" in page and "Imaging Quality" in page  # named among the skipped
+    assert page.count("<svg") == 8 and page.count("data:image/jpeg;base64,") == 4  # strips, as video posters
+    assert page.count("<video") == 4 and page.count("src='data:video/mp4;base64,") == 4
+    assert "id='summary'" in page and "tracker: caller-supplied" in page
+    assert "<b>Imaging Quality</b> skipped" in page or _has_pyiqa()
 
 
 def _has_pyiqa():
@@ -136,8 +145,7 @@ def test_format_table_as_text_and_markdown():
     assert text[3].split() == ["b", "0.250", "±", "0.000", "-"]
 
 
-@pytest.mark.parametrize("case", ["unreadable", "missing_in_manifest", "clip_i_without_images", "lengths",
-                                  "unknown_metric"])
+@pytest.mark.parametrize("case", ["unreadable", "missing_in_manifest", "clip_i_without_images", "unknown_metric"])
 def test_bad_input_gives_one_clear_error(exp, tmp_path, capsys, case):
     root, models = exp
     out = str(tmp_path / "o")
@@ -153,21 +161,52 @@ def test_bad_input_gives_one_clear_error(exp, tmp_path, capsys, case):
     elif case == "clip_i_without_images":
         argv = ["--videos", str(root / "ours_0.mp4"), "--metrics", "clip_i"]
         want = "CLIP-I needs subject images"
-    elif case == "lengths":
-        write_video(smooth(4, 32, 40, 1), tmp_path / "short.mp4", fps=8)
-        argv = ["--videos", str(root / "ours_0.mp4"), "--reference-video", str(tmp_path / "short.mp4"),
-                "--metrics", "motion_fidelity"]
-        want = "has 6 frames and the reference 4"
     else:
         argv = ["--videos", str(root / "ours_0.mp4"), "--metrics", "clip_t,fvd"]
         want = "unknown metric(s) fvd"
-    if case == "lengths":
-        from smrabooth.errors import SmraboothError
-
-        args = build_parser().parse_args(["evaluate", *argv, "--out", out, *model_args(models)])
-        with pytest.raises(SmraboothError, match=want):
-            run_evaluate(args, tracker=FlowTracker(shift_flow, device="cpu"))
-        return
     assert main(["evaluate", *argv, "--out", out, *model_args(models)]) == 2
     err = capsys.readouterr().err
     assert want in err and "Traceback" not in err
+
+
+def test_a_failing_metric_keeps_the_others_and_sets_the_exit_status(exp, tmp_path, capsys):
+    root, models = exp
+    write_video(smooth(4, 32, 40, 1), tmp_path / "short.mp4", fps=8)
+
+    def tracker(frames, queries):  # fails like the built-in tracker on a video it cannot take
+        if frames.shape[0] == 4:
+            raise RuntimeError("the video is smaller than 128 px")
+        return FlowTracker(shift_flow, device="cpu")(frames, queries)
+
+    out = tmp_path / "o"
+    # two videos: ours_0 against a reference of another length (bad input for that pair), ours_1 fine; the
+    # manifest form gives each its own reference
+    (tmp_path / "m.csv").write_text(f"method,video,prompt,reference_video\nours,{root / 'ours_0.mp4'},a,"
+                                    f"{tmp_path / 'short.mp4'}\nours,{root / 'ours_1.mp4'},b,{root / 'motion.mp4'}\n")
+    args = build_parser().parse_args(["evaluate", "--manifest", str(tmp_path / "m.csv"), "--out", str(out),
+                                      "--metrics", "temporal_consistency,motion_fidelity", "--mf-grid", "5",
+                                      *model_args(models)])
+    assert run_evaluate(args, tracker=tracker) == 1  # one metric failed
+    printed = capsys.readouterr().out
+    assert "failed Motion Fidelity on 1 of 2 videos (first: ours_0.mp4: motion fidelity compares" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["failed"]) == ["motion_fidelity"]
+    assert "has 6 frames and the reference 4" in res["failed"]["motion_fidelity"][str(root / "ours_0.mp4")]
+    assert all(v["temporal_consistency"] is not None for v in res["videos"])
+    assert [v["motion_fidelity"] is None for v in res["videos"]] == [True, False]
+    assert res["summary"]["ours"]["motion_fidelity"]["n"] == 1
+    page = (out / "report.html").read_text()
+    assert "<b>Motion Fidelity</b> failed on 1 video(s)" in page and "failed on 1 video(s)" in page
+    # a runtime error inside the tracker is recorded the same way, with its type
+    (tmp_path / "m2.csv").write_text(f"method,video,reference_video\nours,{root / 'ours_0.mp4'},{root / 'motion.mp4'}\n"
+                                     f"ours,{tmp_path / 'short.mp4'},{tmp_path / 'short.mp4'}\n")
+    args.manifest, args.out = str(tmp_path / "m2.csv"), str(tmp_path / "o2")
+    assert run_evaluate(args, tracker=tracker) == 1
+    res = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert res["failed"]["motion_fidelity"] == {str(tmp_path / "short.mp4"):
+                                                "RuntimeError: the video is smaller than 128 px"}
+    # through the command line: the exit status is the number of failed metrics, the files are written
+    capsys.readouterr()
+    assert main(["evaluate", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o3"),
+                 "--metrics", "temporal_consistency", *model_args(models)]) == 0
+    assert (tmp_path / "o3" / "report.html").is_file()

@@ -60,16 +60,50 @@ def test_antialiased_resize_matches_pil_on_noise(resample, mode):
     assert np.abs(ours - ref).max() <= 1 and (ours != ref).mean() < 0.01
 
 
-def test_dino_transforms_match_the_processors(tiny):
+def test_dinov2_transform_matches_the_processor(tiny):
     from transformers import AutoImageProcessor
 
     frames = smooth_video(2, 40, 52)
-    for key in ("dino", "dino_v1"):
-        proc = AutoImageProcessor.from_pretrained(str(tiny[key]), local_files_only=True)
-        ref = proc(images=[Image.fromarray(f) for f in frames], return_tensors="pt")["pixel_values"]
-        ours = load_dino(str(tiny[key]), device="cpu", local_files_only=True).transform(frames)
-        assert ours.shape == ref.shape == (2, 3, 32, 32)
-        assert (ours - ref).abs().max() < 3 / 255 / 0.22
+    proc = AutoImageProcessor.from_pretrained(str(tiny["dino"]), local_files_only=True)
+    ref = proc(images=[Image.fromarray(f) for f in frames], return_tensors="pt")["pixel_values"]
+    ours = load_dino(str(tiny["dino"]), device="cpu", local_files_only=True).transform(frames)
+    assert ours.shape == ref.shape == (2, 3, 32, 32)
+    assert (ours - ref).abs().max() < 3 / 255 / 0.22
+
+
+def _dreamvideo_reference():
+    """DINO-I's reference preprocessing: torchvision Resize(256, bicubic) + CenterCrop(224) + ToTensor +
+    Normalize(ImageNet) on PIL images. torchvision's CUDA wheels do not import next to a CPU-only torch; then
+    the same pipeline is written with the PIL calls torchvision makes for PIL images."""
+    try:
+        from torchvision import transforms as T
+
+        return T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor(),
+                          T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    except Exception:  # noqa: BLE001 - ImportError, or RuntimeError from a mismatched torchvision build
+        def pil_pipeline(im):
+            w, h = im.size
+            size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+            im = im.resize(size, Image.BICUBIC)
+            top, left = int(round((im.size[1] - 224) / 2.0)), int(round((im.size[0] - 224) / 2.0))
+            x = torch.from_numpy(np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255)
+            x = x.permute(2, 0, 1)
+            return (x - torch.tensor((0.485, 0.456, 0.406))[:, None, None]) / torch.tensor((0.229, 0.224, 0.225))[:, None, None]
+        return pil_pipeline
+
+
+def test_dino_v1_uses_dreamvideos_resize_and_crop(tiny):
+    ref_t = _dreamvideo_reference()
+    emb = load_dino(str(tiny["dino_v1"]), device="cpu", local_files_only=True)
+    # 400 x 666: the shorter side goes to 256, the longer to int(256 * 666 / 400) = 426, crop offset
+    # round(101.0) = 101; an odd leftover (427 - 224 = 203) shows floor vs round
+    for h, w in ((400, 666), (300, 501)):
+        frames = smooth_video(2, h, w)
+        ref = torch.stack([ref_t(Image.fromarray(f)) for f in frames])
+        ours = emb.transform(frames)
+        assert ours.shape == ref.shape == (2, 3, 224, 224)
+        diff = (ours - ref).abs()
+        assert diff.max() < 2.01 / 255 / 0.224 and diff.mean() < 0.05 / 255 / 0.224
 
 
 def test_int_sizes_follow_the_processor_kind():
@@ -211,9 +245,13 @@ def test_dino_i_uses_the_cls_of_the_last_hidden_state(tiny, key):
     frames, ref = smooth_video(3, seed=5), smooth_video(1, 44, 44, seed=9)[0]
     model = AutoModel.from_pretrained(str(tiny[key]), local_files_only=True).eval()
     proc = AutoImageProcessor.from_pretrained(str(tiny[key]), local_files_only=True)
+    if key == "dino_v1":  # DreamVideo's preprocessing (shorter side 256, crop 224), not the checkpoint's processor
+        ref_t = _dreamvideo_reference()
+        inputs = lambda im: {"pixel_values": ref_t(im)[None], "interpolate_pos_encoding": True}
+    else:
+        inputs = lambda im: proc(images=im, return_tensors="pt")
     with torch.no_grad():
-        cls = [model(**proc(images=Image.fromarray(x), return_tensors="pt")).last_hidden_state[0, 0]
-               for x in [ref, *frames]]
+        cls = [model(**inputs(Image.fromarray(x))).last_hidden_state[0, 0] for x in [ref, *frames]]
         if key == "dino_v1":  # pooler_output (dense + tanh) is a different vector: make sure we do not use it
             pooled = model(**proc(images=Image.fromarray(ref), return_tensors="pt")).pooler_output[0]
             assert F.cosine_similarity(pooled, cls[0], dim=0) < 0.99
@@ -248,49 +286,127 @@ def _walks(n, t, seed):
     return torch.cumsum(torch.randn(n, t, 2, generator=g), dim=1)
 
 
-def test_motion_fidelity_known_answers():
-    walks = _walks(6, 9, 0)
-    assert motion_fidelity(walks, walks.clone(), "paper") == pytest.approx(100.0)
-    assert motion_fidelity(-walks, walks, "paper") < 100  # reversed random walks never match
-    grid = torch.rand(5, 1, 2) * 50
-    steps = torch.cumsum(torch.randn(1, 8, 2), dim=1)
-    same = torch.cat([grid, grid + steps], 1)  # all points share one motion
+def _line(direction, t=5):
+    """One track moving one pixel per frame in direction (dx, dy)."""
+    return torch.arange(t, dtype=torch.float64)[:, None] * torch.tensor(direction, dtype=torch.float64)
+
+
+RIGHT, UP = (1.0, 0.0), (0.0, -1.0)
+
+
+def test_released_variant_on_asymmetric_hand_computed_cases():
+    # three generated tracks moving right; reference tracks: one right, two up. Similarity generated x
+    # reference = [[1, 0, 0]] * 3; minus the identity: rows [0, 0, 0], [1, -1, 0], [1, 0, -1]; best per
+    # generated track 0, 1, 1 -> mean 2/3
+    gen = torch.stack([_line(RIGHT)] * 3)
+    ref = torch.stack([_line(RIGHT), _line(UP), _line(UP)])
+    assert motion_fidelity(gen, ref) == pytest.approx(200 / 3)
+    assert motion_fidelity(gen, ref, "released") == pytest.approx(66.6667, abs=1e-4)
+    # the roles swapped: per reference track its best generated track: rows [0, 1, 1], [0, -1, 0], [0, 0, -1]
+    assert motion_fidelity(gen, ref, "reference-to-generated") == pytest.approx(100 / 3)
+    # the reverse case: generated one right and two up, reference three right -> rows [0, 1, 1], [0, -1, 0], ...
+    assert motion_fidelity(ref, gen) == pytest.approx(100 / 3)
+    # two-sided, halved: generated->reference 1 for all three; reference->generated (1 + 0 + 0) / 3
+    assert motion_fidelity(gen, ref, "two-sided") == pytest.approx(50 * (1 + 1 / 3))
+    # unequal counts (the released code needs equal ones): eye(2, 3); generated right, up
+    gen2 = torch.stack([_line(RIGHT), _line(UP)])
+    # similarity [[1, 0, 0], [0, 1, 1]] - eye -> [[0, 0, 0], [0, 0, 1]] -> (0 + 1) / 2
+    assert motion_fidelity(gen2, ref) == pytest.approx(50.0)
+    with pytest.raises(SmraboothError, match="variant"):
+        motion_fidelity(gen, ref, "paper")
+
+
+def _released_by_hand(gen, ref):
+    """The released score written as loops over tracks and steps (cosines of per-step displacements)."""
+    gen, ref = gen.numpy(), ref.numpy()
+    best = []
+    for i in range(len(gen)):
+        sims = []
+        for j in range(len(ref)):
+            cos = []
+            for t in range(gen.shape[1] - 1):
+                a, b = gen[i, t + 1] - gen[i, t], ref[j, t + 1] - ref[j, t]
+                cos.append(float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+            sims.append(np.mean(cos) - (1.0 if i == j else 0.0))
+        best.append(max(sims))
+    return 100 * float(np.mean(best))
+
+
+def _walks(n, t, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.cumsum(torch.randn(n, t, 2, generator=g, dtype=torch.float64), dim=1)
+
+
+def test_identical_random_walks_score_below_100_as_released():
+    walks = _walks(8, 12, 0)
+    want = _released_by_hand(walks, walks)
+    # the identity removes each track's own match, so the score is that of its best OTHER track (or 0)
+    assert 0 < want < 100
+    assert motion_fidelity(walks, walks.clone()) == pytest.approx(want, abs=1e-9)
+    assert motion_fidelity(walks, walks.clone(), "two-sided") == pytest.approx(100.0)
+    other = _walks(6, 12, 1)
+    assert motion_fidelity(other, walks) == pytest.approx(_released_by_hand(other, walks), abs=1e-9)
+
+
+def test_shared_motion_and_reversed_motion():
+    grid = torch.rand(5, 1, 2, dtype=torch.float64) * 50
+    steps = torch.cumsum(torch.randn(1, 8, 2, dtype=torch.float64), dim=1)
+    same = torch.cat([grid, grid + steps], 1)  # all points share one motion: another track matches fully
     reversed_ = torch.cat([grid, grid - steps], 1)
-    assert motion_fidelity(same, same, "paper") == pytest.approx(100.0)
-    assert motion_fidelity(reversed_, same, "paper") == pytest.approx(-100.0)
-    # released code: reference x generated minus identity, max per reference track
-    assert motion_fidelity(same, same, "code") == pytest.approx(100.0)
-    assert motion_fidelity(reversed_, same, "code") == pytest.approx(-100.0)
-
-
-def test_motion_fidelity_two_sided_value():
-    t = torch.arange(5, dtype=torch.float64)[:, None]
-    right = torch.cat([t, 0 * t], 1)[None]
-    up = torch.cat([0 * t, t], 1)[None]
-    gen, ref = right, torch.cat([right, up])
-    # gen->ref: 1 ; ref->gen: (1 + 0) / 2 ; half their sum
-    assert motion_fidelity(gen, ref, "paper") == pytest.approx(100 * 0.5 * (1 + 0.5))
-    # code variant: c(ref, gen) = [[1], [0]] minus eye(2, 1) = [[0], [0]] -> 0
-    assert motion_fidelity(gen, ref, "code") == pytest.approx(0.0)
+    for v in ("released", "two-sided", "reference-to-generated"):
+        assert motion_fidelity(same, same, v) == pytest.approx(100.0)
+    assert motion_fidelity(reversed_, same, "two-sided") == pytest.approx(-100.0)
+    assert motion_fidelity(reversed_, same, "released") == pytest.approx(-100.0)
 
 
 def test_static_track_gives_no_nan():
     walks = _walks(3, 6, 1)
-    static = torch.full((1, 6, 2), 7.0)
+    static = torch.full((1, 6, 2), 7.0, dtype=torch.float64)
     gen = torch.cat([walks, static])
-    for v in ("paper", "code"):
+    for v in ("released", "two-sided", "reference-to-generated"):
         assert np.isfinite(motion_fidelity(gen, walks, v))
         assert np.isfinite(motion_fidelity(static, static, v))
-    assert motion_fidelity(static, walks, "paper") == pytest.approx(50 * (0 + 0))
+    assert motion_fidelity(static, walks, "two-sided") == pytest.approx(50 * (0 + 0))
 
 
-def test_grid_queries_and_box():
-    q = grid_queries(64, 64, 55)
-    assert q.shape == (55 * 55, 2) and q[:, 0].min() == pytest.approx(1.0) and q[:, 0].max() == pytest.approx(63.0)
-    qb = grid_queries(64, 64, 55, box=(10, 20, 30, 40))
+def test_grid_queries_are_cotrackers_grid_in_video_pixels():
+    h, w = 48, 80
+    q = grid_queries(h, w, 55)
+    # CoTracker: a 55 x 55 grid in its 384 x 512 input with margin 512 / 64 = 8, tracks scaled back by
+    # (W - 1) / 511 and (H - 1) / 383; row-major (x fastest)
+    xs = [(8 + (512 - 16) * j / 54) * (w - 1) / 511 for j in range(55)]
+    ys = [(8 + (384 - 16) * i / 54) * (h - 1) / 383 for i in range(55)]
+    assert q.shape == (55 * 55, 2)
+    assert q[:55, 0].tolist() == pytest.approx(xs, abs=1e-4) and q[::55, 1].tolist() == pytest.approx(ys, abs=1e-4)
+    qb = grid_queries(h, w, 55, box=(10, 20, 30, 40))
     assert 0 < len(qb) < len(q) and (qb[:, 0] >= 10).all() and (qb[:, 1] <= 40).all()
     with pytest.raises(SmraboothError, match="box"):
         grid_queries(64, 64, 5, box=(0.1, 0.1, 0.2, 0.2))
+
+
+def test_cotracker_is_queried_at_its_own_grid_without_a_support_grid():
+    from smrabooth.metrics.tracking import CoTrackerTracker
+
+    calls = []
+
+    class FakePredictor:  # records how the predictor is called; tracks = queries, not moving
+        def _compute_sparse_tracks(self, video, queries, add_support_grid=None, **kw):
+            calls.append((video.shape, queries.clone(), add_support_grid))
+            t = video.shape[1]
+            return queries[:, None, :, 1:].expand(-1, t, -1, -1), torch.ones(1, t, queries.shape[1], dtype=torch.bool)
+
+    frames = np.zeros((3, 48, 80, 3), np.uint8)
+    q = grid_queries(48, 80, 55)
+    tracks, visible = CoTrackerTracker(FakePredictor(), "cpu")(frames, q)
+    shape, sent, support = calls[0]
+    assert shape == (1, 3, 3, 48, 80) and support is False
+    assert sent[0, :, 0].eq(0).all()  # all queried on frame 0
+    # the predictor scales queries by (512 - 1) / (W - 1): they land exactly on its own grid points
+    model_x = sent[0, :55, 1] * 511 / 79
+    assert model_x.tolist() == pytest.approx([8 + 496 * j / 54 for j in range(55)], abs=1e-3)
+    assert tracks.shape == (3, 55 * 55, 2) and visible.all()
+    CoTrackerTracker(FakePredictor(), "cpu", support_grid=True)(frames, q)
+    assert calls[1][2] is True
 
 
 # ---------------------------------------------------------------- built-in tracker
@@ -341,13 +457,24 @@ def test_flow_tracker_marks_forward_backward_failures_occluded():
     assert visible[:, 0].all() and not visible[1:, 1].any()
 
 
+def test_points_leaving_the_frame_are_invisible_not_clamped():
+    frames = square_video(t=6, step=(1.5, 0.75))
+    q = torch.tensor([[53.0, 20.0], [20.0, 20.0]])  # near the right border (w = 56), and well inside
+    tracks, visible = FlowTracker(centroid_flow, device="cpu")(frames, q)
+    truth = q[None] + torch.arange(6)[:, None, None] * torch.tensor([1.5, 0.75])
+    assert (tracks - truth).abs().max() < 1.0  # the leaving point keeps moving past the border
+    assert tracks[-1, 0, 0] > 55 and visible[:2, 0].all() and not visible[2:, 0].any() and visible[:, 1].all()
+
+
 def test_motion_fidelity_of_videos_with_the_flow_tracker():
     fwd = square_video(t=6, step=(1.5, 0.75))
     back = square_video(t=6, start=(30.0, 25.0), step=(-1.5, -0.75))
     tracker = FlowTracker(centroid_flow, device="cpu")
-    box = (8, 8, 40, 36)  # points that stay inside the frame (clamped points at the border stop moving)
-    assert motion_fidelity_videos(fwd, fwd, tracker, grid_size=9, box=box) == pytest.approx(100.0, abs=1e-3)
-    assert motion_fidelity_videos(back, fwd, tracker, grid_size=9, box=box) == pytest.approx(-100.0, abs=1e-3)
+    # every point shares one motion under this flow (none is clamped at the border), so another track
+    # always matches fully despite the identity
+    assert motion_fidelity_videos(fwd, fwd, tracker, grid_size=9) == pytest.approx(100.0, abs=1e-3)
+    assert motion_fidelity_videos(back, fwd, tracker, grid_size=9) == pytest.approx(-100.0, abs=1e-3)
+    box = (8, 8, 40, 36)
     with pytest.raises(SmraboothError, match="frames"):
         motion_fidelity_videos(fwd, square_video(t=8), tracker, grid_size=5)
     assert motion_fidelity_videos(fwd, square_video(t=11, step=(0.75, 0.375)), tracker, grid_size=5, box=box,

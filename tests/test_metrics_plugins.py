@@ -23,8 +23,9 @@ def test_cotracker_plugin_gets_frame0_queries_and_pixel_video(tmp_path, monkeypa
             super().__init__()
             calls["init"] = (checkpoint, offline, window_len)
 
-        def forward(self, video, queries):
-            calls["video"], calls["queries"] = video, queries
+        def _compute_sparse_tracks(self, video, queries, segm_mask=None, grid_size=0, add_support_grid=False,
+                                   grid_query_frame=0, backward_tracking=False):  # the predictor's signature
+            calls["video"], calls["queries"], calls["support"] = video, queries, add_support_grid
             t = video.shape[1]
             steps = torch.arange(t, dtype=torch.float32)[:, None, None] * torch.tensor([2.0, 0.0])
             tracks = queries[:, None, :, 1:] + steps[None]  # every point moves right by 2 px per frame
@@ -41,7 +42,7 @@ def test_cotracker_plugin_gets_frame0_queries_and_pixel_video(tmp_path, monkeypa
     frames = np.full((5, 16, 20, 3), 200, np.uint8)
     q = torch.tensor([[3.0, 4.0], [10.0, 8.0]])
     tracks, vis = tracker(frames, q)
-    assert calls["init"] == (str(ckpt), True, 60)
+    assert calls["init"] == (str(ckpt), True, 60) and calls["support"] is False
     assert calls["video"].shape == (1, 5, 3, 16, 20) and calls["video"].max() == 200  # 0..255, (B, T, C, H, W)
     assert torch.equal(calls["queries"][0], torch.tensor([[0.0, 3.0, 4.0], [0.0, 10.0, 8.0]]))  # (t, x, y)
     assert tracks.shape == (5, 2, 2) and tracks[4, 1, 0] == 18.0 and vis.all()

@@ -10,6 +10,7 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
 
 
 def register(subparsers) -> None:
+    from ..metrics.motion_fidelity import VARIANTS as MF_VARIANTS
     from ..metrics.runner import METRICS
 
     p = subparsers.add_parser("evaluate", help="score videos with the paper's nine metrics; write table + reports",
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available; fp16 on GPU)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per model call")
     p.add_argument("--offline", action="store_true", help="never contact the hub (also: HF_HUB_OFFLINE=1)")
+    p.add_argument("--report-videos", choices=["auto", "embed", "link", "none"], default="auto",
+                   help="videos in report.html: embed (one portable file), link (paths relative to --out), none; "
+                   "auto embeds them when together they take at most 64 MB, else links them")
     m = p.add_argument_group("models (hub id or local folder)")
     m.add_argument("--clip-model", default="openai/clip-vit-base-patch32", help="CLIP-T, CLIP-I, temporal consistency")
     m.add_argument("--dino-model", default="facebook/dinov2-base",
@@ -42,9 +46,13 @@ def register(subparsers) -> None:
     m.add_argument("--musiq-checkpoint", help="pyiqa MUSIQ-SPAQ checkpoint file (imaging; else pyiqa's default)")
     o = p.add_argument_group("metric options")
     o.add_argument("--temporal-pairs", choices=["adjacent", "all"], default="adjacent")
-    o.add_argument("--mf-variant", choices=["paper", "code"], default="paper",
-                   help="paper: two-sided Eq. 5; code: the released one-sided, identity-subtracted score")
-    o.add_argument("--mf-grid", type=int, default=55, help="query grid size on frame 0")
+    o.add_argument("--mf-variant", choices=list(MF_VARIANTS), default="released",
+                   help="released: the released script's score, which the paper's numbers follow (per generated "
+                   "track its best reference track, identity subtracted); two-sided: Eq. 5 as written, halved; "
+                   "reference-to-generated: the released formula with the roles swapped")
+    o.add_argument("--mf-grid", type=int, default=55, help="query grid size on frame 0 (CoTracker's grid_size)")
+    o.add_argument("--mf-support-grid", action="store_true",
+                   help="CoTracker: also track its 6x6 support grid (the reference adds it only with a mask)")
     o.add_argument("--mf-box", help="x0,y0,x1,y1: only query points in this box (pixels of the generated video)")
     o.add_argument("--mf-length", choices=["error", "resample"], default="error",
                    help="what to do when the reference video has another frame count")
@@ -172,14 +180,16 @@ def settings_from_args(args):
         pickscore_model=args.pickscore_model, pickscore_processor=args.pickscore_processor,
         aesthetic_clip_model=args.aesthetic_clip_model, aesthetic_head=args.aesthetic_head,
         musiq_checkpoint=args.musiq_checkpoint, temporal_pairs=args.temporal_pairs, mf_variant=args.mf_variant,
-        mf_grid=args.mf_grid, mf_box=box, mf_length=args.mf_length, mf_drop_occluded=args.mf_drop_occluded,
+        mf_grid=args.mf_grid, mf_support_grid=args.mf_support_grid, mf_box=box, mf_length=args.mf_length, mf_drop_occluded=args.mf_drop_occluded,
         tracker=args.tracker, cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
         searaft_model=args.searaft_model, searaft_iters=args.searaft_iters)
 
 
 def run(args, tracker=None) -> int:
+    """Exit status: 0 when every metric ran (or was skipped because its model is unavailable), otherwise
+    the number of metrics that failed on at least one video; their errors are in results.json and the report."""
     from ..metrics.report import write_report
-    from ..metrics.runner import Evaluator, check_inputs
+    from ..metrics.runner import LABELS, Evaluator, check_inputs
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     items = items_from_args(args)
@@ -193,10 +203,13 @@ def run(args, tracker=None) -> int:
     header = settings.header()
     if "motion_fidelity" in metrics:
         header["tracker_used"] = ev.tracker_used
-    res = write_report(args.out, header, rows, metrics, ev.skipped)
+    res = write_report(args.out, header, rows, metrics, ev.skipped, ev.failed, videos=args.report_videos)
     print("settings: " + ", ".join(f"{k}={v}" for k, v in header.items() if v is not None))
     print(res["table"])
     for k, v in ev.skipped.items():
-        print(f"skipped {k}: {v}")
+        print(f"skipped {LABELS[k]}: {v}")
+    for k, errors in ev.failed.items():
+        first = next(iter(errors.items()))
+        print(f"failed {LABELS[k]} on {len(errors)} of {len(rows)} videos (first: {Path(first[0]).name}: {first[1]})")
     print(f"wrote {', '.join(str(p) for p in res['paths'].values())}")
-    return 0
+    return len(ev.failed)

@@ -8,8 +8,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="study_command", metavar="{build,tally}")
     b = sub.add_parser("build", help="write a self-contained study page from a manifest")
     b.add_argument("--manifest", required=True, help="CSV: method,video,prompt,subject_images,reference_video")
-    b.add_argument("--out", required=True, help="new folder for index.html, media/, key.json, answers/")
-    b.add_argument("--seed", type=int, default=0, help="seed of the hidden candidate order")
+    b.add_argument("--out", required=True, help="new folder for page/ (index.html, media/: the part to publish), key.json, answers/")
+    b.add_argument("--seed", type=int, default=0, help="seed of the hidden candidate order (the study id is random)")
     b.add_argument("--title", default="Video study")
     b.set_defaults(func=run_build)
     t = sub.add_parser("tally", help="the user-study table from answer files")
@@ -24,10 +24,13 @@ def run_build(args) -> int:
     from ..metrics.study import build_study
     from .evaluate import read_manifest
 
+    from ..metrics.study import PAGE_DIR
+
     out = build_study(read_manifest(args.manifest), args.out, seed=args.seed, title=args.title)
-    print(f"wrote {out / 'index.html'}; serve it with: python -m http.server --bind 127.0.0.1 --directory {out} "
-          f"8000, and collect the participants' files in {out / 'answers'}/ (the method key is {out / 'key.json'}: "
-          "do not publish it with the page)")
+    page = out / PAGE_DIR
+    print(f"wrote {page / 'index.html'}; publish only {page}/, e.g. python -m http.server --bind 127.0.0.1 "
+          f"--directory {page} 8000. Collect the participants' files in {out / 'answers'}/; the method key "
+          f"{out / 'key.json'} stays private (tally reads it)")
     return 0
 
 
@@ -40,9 +43,12 @@ def run_tally(args) -> int:
     summary, flat = tally(args.answers, args.key)
     labels = {k: v[0] for k, v in QUESTIONS.items()}
     participants = len({r["participant"] for r in flat})
-    print(f"{len(args.answers)} answer files, {participants} participants, {len(flat)} ratings (mean ± 95% interval)")
-    print(format_table(summary, list(QUESTIONS), labels))
+    print(f"{len(args.answers)} answer files, {participants} participants, {len(flat)} ratings; mean ± 95% "
+          "interval over participants (each participant's mean rating counts once)")
+    counts = {"participants": {m: max(s["n"] for s in qs.values()) for m, qs in summary.items()},
+              "ratings": {m: sum(s["ratings"] for s in qs.values()) for m, qs in summary.items()}}
+    print(format_table(summary, list(QUESTIONS), labels, extra=counts))
     if args.json_out:
-        from pathlib import Path
-        Path(args.json_out).write_text(json.dumps(summary, indent=2))
+        from ..metrics.report import write_text_atomic
+        write_text_atomic(args.json_out, json.dumps(summary, indent=2))
     return 0

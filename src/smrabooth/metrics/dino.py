@@ -19,9 +19,12 @@ DEFAULT_DINO = "facebook/dinov2-base"  # sizes: facebook/dinov2-{small,base,larg
 DREAMVIDEO_DINO = "facebook/dino-vits16"
 VBENCH_DINO = "facebook/dino-vitb16"
 
-# What the processors of those repos do, for folders without a preprocessor_config.json
+# DINOv2: what its processor does, for folders without a preprocessor_config.json
 DINOV2_TRANSFORM = ImageTransform("shortest_edge", 256, "bicubic", True, (224, 224), "floor", IMAGENET_MEAN, IMAGENET_STD)
-DINO_V1_TRANSFORM = ImageTransform("exact", (224, 224), "bilinear", True, None, "floor", IMAGENET_MEAN, IMAGENET_STD)
+# DINO v1 (DreamVideo's DINO-I): the reference's torchvision pipeline on PIL images, Resize(256, bicubic) of the
+# shorter side, CenterCrop(224) (offset rounded), ImageNet normalisation. The checkpoints' own processor config
+# squashes to 224x224 instead, so it is not read for DINO v1.
+DINO_V1_TRANSFORM = ImageTransform("shortest_edge", 256, "bicubic", True, (224, 224), "round", IMAGENET_MEAN, IMAGENET_STD)
 
 
 @dataclass
@@ -48,9 +51,10 @@ def load_dino(name_or_path: str = DEFAULT_DINO, device=None, local_files_only=No
     device = resolve_device(device)
     model = load_pretrained(AutoModel, name_or_path, "DINO", local_files_only)
     model.to(device, model_dtype(device)).eval()  # fp16 on GPU
-    if transform is None:
-        fallback = DINO_V1_TRANSFORM if model.config.model_type == "vit" else DINOV2_TRANSFORM
-        transform = load_transform(name_or_path, local_files_only, fallback)
+    if transform is None and model.config.model_type == "vit":
+        transform = DINO_V1_TRANSFORM
+    elif transform is None:
+        transform = load_transform(name_or_path, local_files_only, DINOV2_TRANSFORM)
     return DinoEmbedder(model, transform, device, batch_size)
 
 

@@ -6,14 +6,18 @@ are compared by the tracklet correlation
 
     corr(a, b) = 1/(T-1) sum_t cos(a_{t+1} - a_t, b_{t+1} - b_t)
 
-- variant "paper" (Eq. 5, two-sided): mean over generated tracks of the max over reference tracks, and
-  the same the other way round; this module takes half their sum so identical motion scores 100 and
-  exactly reversed motion -100 (the paper writes the plain sum of the two means).
-- variant "code" (the released diffusion-motion-transfer script): similarity matrix reference x generated
-  minus the identity, max over generated tracks, mean over reference tracks (one-sided).
+Variants (x100, the scale the papers print):
+- "released" (default): the score of the released diffusion-motion-transfer script, which the paper's
+  numbers follow: the similarity matrix generated x reference minus the identity, for each generated track
+  its best reference track, averaged over generated tracks. The identity subtraction means a generated track
+  never counts its own-index reference track at full weight, so identical videos score below 100.
+- "two-sided": Eq. 5 of the paper as written (generated-to-reference and reference-to-generated best
+  matches, no identity), halved so identical motion scores 100 and reversed motion -100.
+- "reference-to-generated": the released formula with the roles swapped (for each reference track its
+  best generated track).
 
-Both are x100. A zero-length step (a static point) has no direction: its cosine counts as 0 instead of
-the NaN the released code produces.
+A zero-length step (a static point) has no direction: its cosine counts as 0 instead of the NaN the
+released code produces.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ import torch
 
 from ..errors import SmraboothError
 
-VARIANTS = ("paper", "code")
+VARIANTS = ("released", "two-sided", "reference-to-generated")
+# CoTracker's predictor lays its query grid in the model's input resolution (H, W) and maps the tracks back
+COTRACKER_RESOLUTION = (384, 512)
 
 
 def grid_queries(height: int, width: int, size: int = 55, box: tuple[float, float, float, float] | None = None):
-    """(N, 2) xy query points: CoTracker's grid (size x size, margin W/64), optionally kept inside a box
-    (x0, y0, x1, y1) in pixels of frame 0."""
-    margin = width / 64
-    ys = np.linspace(margin, height - margin, size)
-    xs = np.linspace(margin, width - margin, size)
+    """(N, 2) xy query points in pixels of an (height, width) video: the points CoTracker's predictor tracks
+    for `grid_size=size` (a size x size grid with margin 512/64 in its 384x512 input, mapped to the video by
+    (W-1)/511, (H-1)/383), optionally kept inside a box (x0, y0, x1, y1) in pixels of frame 0."""
+    mh, mw = COTRACKER_RESOLUTION
+    margin = mw / 64
+    ys = np.linspace(margin, mh - margin, size) * (height - 1) / (mh - 1)
+    xs = np.linspace(margin, mw - margin, size) * (width - 1) / (mw - 1)
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     pts = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
     if box is not None:
@@ -58,19 +66,21 @@ def tracklet_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ntc,mtc->nm", da, db) / da.shape[1]
 
 
-def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: str = "paper") -> float:
+def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: str = "released") -> float:
     """Tracks as (N, T, 2) xy positions in pixels; returns the score x100."""
+    if variant not in VARIANTS:
+        raise SmraboothError(f"motion fidelity variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if generated.shape[1] < 2:
         raise SmraboothError("motion fidelity needs videos of at least 2 frames")
-    if variant == "paper":
+    if variant == "two-sided":
         c = tracklet_correlation(generated, reference)  # (n_gen, m_ref)
         score = 0.5 * (c.max(dim=1).values.mean() + c.max(dim=0).values.mean())
-    elif variant == "code":
-        c = tracklet_correlation(reference, generated)  # (n_ref, m_gen), as released
+    else:
+        rows, cols = (generated, reference) if variant == "released" else (reference, generated)
+        c = tracklet_correlation(rows, cols)
+        # the released code subtracts a square identity (equal track counts); eye(n, m) is the same there
         c = c - torch.eye(*c.shape, dtype=c.dtype)
         score = c.max(dim=1).values.mean()
-    else:
-        raise SmraboothError(f"motion fidelity variant must be one of {VARIANTS}, got {variant!r}")
     return float(score) * 100
 
 
@@ -96,7 +106,7 @@ def _keep_visible(tracks, visible):
 
 
 def motion_fidelity_videos(gen_frames: np.ndarray, ref_frames: np.ndarray, tracker, grid_size: int = 55,
-                           box=None, variant: str = "paper", length: str = "error",
+                           box=None, variant: str = "released", length: str = "error",
                            drop_occluded: bool = False) -> float:
     """Track a grid on frame 0 of both videos with `tracker(frames, queries) -> (tracks (T,N,2), visible (T,N))`
     and score them. `length`: "error" (default) or "resample" for videos with different frame counts."""

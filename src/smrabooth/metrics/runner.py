@@ -1,4 +1,5 @@
-"""Run the metrics over a list of videos: inputs, settings, lazy model loading, skipping what cannot load."""
+"""Run the metrics over a list of videos: inputs, settings, lazy model loading, skipping what cannot load,
+and recording (not raising) what fails on a video so that the other metrics' results are still written."""
 
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ class EvalSettings:
     aesthetic_head: str | None = None
     musiq_checkpoint: str | None = None
     temporal_pairs: str = "adjacent"
-    mf_variant: str = "paper"
+    mf_variant: str = "released"
     mf_grid: int = 55
+    mf_support_grid: bool = False
     mf_box: tuple[float, float, float, float] | None = None
     mf_length: str = "error"
     mf_drop_occluded: bool = False
@@ -113,9 +115,10 @@ class Evaluator:
     def __init__(self, settings: EvalSettings, metrics: list[str], tracker=None, warn=None):
         self.s, self.metrics = settings, list(metrics)
         self.warn = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
-        self.tracker_used = "caller-supplied" if tracker is not None else None  # for the report header
+        self.tracker_used = "caller-supplied" if tracker is not None else None  # shown beside Motion Fidelity
         self.models: dict[str, object] = {}
-        self.skipped: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # metric -> why its model could not load
+        self.failed: dict[str, dict[str, str]] = {}  # metric -> {video: error} for scoring errors
         if tracker is not None:  # tests and callers may bring their own tracker callable
             self.models["tracker"] = tracker
 
@@ -149,8 +152,8 @@ class Evaluator:
 
         s = self.s
         if s.tracker == "cotracker" or (s.tracker == "auto" and s.cotracker_checkpoint):
-            tracker = load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device)
-            self.tracker_used = f"CoTracker3 ({s.cotracker_checkpoint})"
+            tracker = load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device, s.mf_support_grid)
+            self.tracker_used = f"CoTracker ({Path(s.cotracker_checkpoint).name})"
             return tracker
         try:
             from ..models.searaft import load_searaft
@@ -211,6 +214,22 @@ class Evaluator:
                                           s.mf_length, s.mf_drop_occluded)
         raise KeyError(metric)
 
+    def _score_or_record(self, metric: str, frames, item: EvalItem, refs, ref_frames) -> float | None:
+        """The metric's value, or None when its model is unavailable or it fails on this video; a failure is
+        recorded (and warned about) instead of raised, so one metric cannot discard the others' results."""
+        model = self.model(metric)
+        if model is None:
+            return None
+        try:
+            return float(self.score(metric, model, frames, item, refs, ref_frames))
+        except Exception as e:  # noqa: BLE001 - any error of one metric on one video; KeyboardInterrupt still stops
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if isinstance(e, SmraboothError):
+                msg = str(e)
+            self.failed.setdefault(metric, {})[str(item.video)] = msg
+            self.warn(f"{LABELS[metric]} failed on {item.video.name}: {msg}")
+            return None
+
     def run(self, items: list[EvalItem], thumbnails: bool = True) -> list[dict]:
         check_inputs(items, self.metrics)
         rows = []
@@ -233,8 +252,9 @@ class Evaluator:
                 return ref_cache[key]
 
             for m in self.metrics:
-                model = self.model(m)
-                row[m] = None if model is None else float(self.score(m, model, frames, item, refs, ref_frames))
+                row[m] = self._score_or_record(m, frames, item, refs, ref_frames)
+            if "motion_fidelity" in self.metrics and row["motion_fidelity"] is not None:
+                row["tracker"] = self.tracker_used
             if thumbnails:
                 row["thumbnail"] = thumbnail_strip(frames)
             rows.append(row)

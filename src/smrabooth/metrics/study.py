@@ -4,13 +4,16 @@ and saves the answers as a JSON file; plus the tally of those files into the pap
 
 from __future__ import annotations
 
+import html
 import json
 import random
+import re
+import secrets
 import shutil
-import uuid
 from pathlib import Path
 
 from ..errors import SmraboothError
+from .report import write_text_atomic
 
 QUESTIONS = {
     "prompt_alignment": ("Prompt Alignment", "How accurately does the video match the text description?"),
@@ -21,6 +24,23 @@ QUESTIONS = {
 }
 
 
+PAGE_DIR = "page"  # the only folder to serve; key.json and answers/ sit beside it, out of reach of the server
+_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def json_for_script(data) -> str:
+    """JSON that is safe as the text of a <script type="application/json"> element: no '<', '>' or '&' (so
+    no prompt can close the element or open a comment in it) and no U+2028/2029; JSON.parse reads it back."""
+    return re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group()], json.dumps(data))
+
+
+def render_page(title: str, data: dict) -> str:
+    """The page with its placeholders filled in one pass, so text from the manifest or the title is never
+    scanned again for placeholders."""
+    fill = {"__TITLE__": html.escape(title), "__DATA__": json_for_script(data)}
+    return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], PAGE)
+
+
 def _copy(src: Path, media: Path, name: str) -> str:
     dst = media / f"{name}{src.suffix.lower()}"
     shutil.copyfile(src, dst)
@@ -29,13 +49,16 @@ def _copy(src: Path, media: Path, name: str) -> str:
 
 def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study") -> Path:
     """items: EvalItem rows of a manifest. A case = one (prompt, subject images, reference video);
-    its candidates are the methods' videos for it. Writes index.html, media/, key.json, answers/."""
+    its candidates are the methods' videos for it. Writes page/ (index.html and media/: the only folder to
+    publish), key.json (which hidden video is which method) and answers/. The study id is random per build,
+    so answers of one build are never credited by another build's key; `seed` fixes the candidate order."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise SmraboothError(f"{out} exists and is not empty: choose another --out")
     if not items:
         raise SmraboothError("the manifest has no rows")
-    media = out / "media"
+    site = out / PAGE_DIR
+    media = site / "media"
     media.mkdir(parents=True)
     (out / "answers").mkdir()
     groups: dict[tuple, list] = {}
@@ -43,7 +66,7 @@ def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study")
         key = (it.prompt or "", tuple(map(str, it.subject_images)), str(it.reference_video or ""))
         groups.setdefault(key, []).append(it)
     rng = random.Random(seed)
-    study_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12]
+    study_id = secrets.token_hex(8)
     cases, key_cases = [], []
     for ci, ((prompt, _, _), members) in enumerate(groups.items()):
         cid = f"case{ci + 1:02d}"
@@ -68,22 +91,53 @@ def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study")
     data = {"study_id": study_id, "title": title, "questions": [{"id": k, "label": v[0], "text": v[1]}
                                                                 for k, v in QUESTIONS.items()], "cases": cases}
     methods = list(dict.fromkeys(it.method for it in items))  # manifest order, for the table
-    (out / "key.json").write_text(json.dumps({"study_id": study_id, "methods": methods, "cases": key_cases}, indent=2))
-    (out / "index.html").write_text(PAGE.replace("__DATA__", json.dumps(data).replace("</", "<\\/"))
-                                    .replace("__TITLE__", title.replace("<", "&lt;")))
+    write_text_atomic(out / "key.json", json.dumps({"study_id": study_id, "methods": methods, "cases": key_cases},
+                                                   indent=2))
+    write_text_atomic(site / "index.html", render_page(title, data))
     return out
 
 
+def _one_answers_file(f: Path) -> dict:
+    """An answers file, checked: a one-line error naming the file for anything malformed."""
+    try:
+        a = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SmraboothError(f"{f} is not a readable answers file ({e})") from None
+    if not isinstance(a, dict) or not isinstance(a.get("study_id"), str) or not isinstance(a.get("ratings"), list):
+        raise SmraboothError(f"{f} is not an answers file of a smrabooth study (needs study_id and a list of ratings)")
+    who = a.get("participant", f.stem)
+    if not isinstance(who, str) or not who.strip():
+        raise SmraboothError(f"{f}: participant must be a non-empty name or id, got {who!r}")
+    seen = set()
+    for i, r in enumerate(a["ratings"]):
+        where = f"{f}: rating {i + 1}"
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("candidate", "question")):
+            raise SmraboothError(f"{where} needs a candidate and a question (got {r!r:.80})")
+        v = r.get("rating")
+        # json gives int for 4 and float for 4.0 or 4.9; bool is an int in Python but not a rating
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5:
+            raise SmraboothError(f"{where} ({r['candidate']}/{r['question']}): the rating must be a whole number "
+                                 f"1-5, got {v!r}")
+        pair = (r["candidate"], r["question"])
+        if pair in seen:
+            raise SmraboothError(f"{where}: {pair[0]}/{pair[1]} is rated twice in this file; keep one rating")
+        seen.add(pair)
+    return {"file": str(f), "study_id": a["study_id"], "participant": who.strip(), "ratings": a["ratings"]}
+
+
 def load_answers(files) -> list[dict]:
-    answers = []
+    """Every answers file, checked; the same file twice, or two files of one participant, are rejected."""
+    answers, paths, owner = [], {}, {}
     for f in map(Path, files):
-        try:
-            a = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise SmraboothError(f"{f} is not a readable answers file ({e})") from None
-        if "study_id" not in a or "ratings" not in a:
-            raise SmraboothError(f"{f} is not an answers file of a smrabooth study (no study_id/ratings)")
-        a["_file"] = str(f)
+        real = f.resolve()
+        if real in paths:
+            raise SmraboothError(f"{f} is given twice (also as {paths[real]}); give each answers file once")
+        paths[real] = f
+        a = _one_answers_file(f)
+        if a["participant"] in owner:
+            raise SmraboothError(f"{f} and {owner[a['participant']]} both hold the answers of participant "
+                                 f"{a['participant']!r}; keep one file per participant")
+        owner[a["participant"]] = f
         answers.append(a)
     if not answers:
         raise SmraboothError("no answer files given")
@@ -101,31 +155,43 @@ def find_key(files, key_path=None) -> Path:
 
 
 def tally(files, key_path=None) -> tuple[dict, list[dict]]:
-    """Per method and question: mean and 95% interval over all ratings. Returns (summary, flat ratings)."""
-    from .report import summarize
+    """Per method and question: mean and 95% interval over PARTICIPANTS (each participant's mean rating is
+    one value: the ratings of one person are not independent), plus "ratings", the number of ratings.
+    Returns (summary, flat ratings)."""
+    from .report import mean_ci
 
     answers = load_answers(files)
     key_file = find_key(files, key_path)
     try:
-        key = json.loads(Path(key_file).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SmraboothError(f"{key_file} is not a readable study key ({e})") from None
-    method_of = {cand: m for c in key["cases"] for cand, m in c["candidates"].items()}
+        key = json.loads(Path(key_file).read_text(encoding="utf-8"))
+        method_of = {cand: m for c in key["cases"] for cand, m in c["candidates"].items()}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise SmraboothError(f"{key_file} is not a readable study key ({type(e).__name__}: {e})") from None
     flat = []
     for a in answers:
-        if a["study_id"] != key["study_id"]:
-            raise SmraboothError(f"{a['_file']} answers study {a['study_id']}, but {key_file} is study {key['study_id']}")
+        if a["study_id"] != key.get("study_id"):
+            raise SmraboothError(f"{a['file']} answers study {a['study_id']}, but {key_file} is study "
+                                 f"{key.get('study_id')}: use the key.json written with that study's page")
         for r in a["ratings"]:
             if r["candidate"] not in method_of or r["question"] not in QUESTIONS:
-                raise SmraboothError(f"{a['_file']}: unknown candidate/question {r['candidate']}/{r['question']}")
-            v = int(r["rating"])
-            if not 1 <= v <= 5:
-                raise SmraboothError(f"{a['_file']}: rating {v} is outside 1-5")
-            flat.append({"method": method_of[r["candidate"]], "participant": a.get("participant", ""),
-                         r["question"]: float(v)})
+                raise SmraboothError(f"{a['file']}: unknown candidate/question {r['candidate']}/{r['question']}")
+            flat.append({"method": method_of[r["candidate"]], "participant": a["participant"],
+                         "question": r["question"], "rating": r["rating"]})
     order = key.get("methods") or list(dict.fromkeys(method_of.values()))  # manifest order, not the shuffled one
-    summary = summarize(flat, list(QUESTIONS))
-    return {m: summary[m] for m in order if m in summary}, flat
+    summary = {}
+    for m in order:
+        mine = [r for r in flat if r["method"] == m]
+        if not mine:
+            continue
+        summary[m] = {}
+        for q in QUESTIONS:
+            per_person: dict[str, list[int]] = {}
+            for r in mine:
+                if r["question"] == q:
+                    per_person.setdefault(r["participant"], []).append(r["rating"])
+            stats = mean_ci([sum(v) / len(v) for v in per_person.values()])
+            summary[m][q] = {**stats, "ratings": sum(len(v) for v in per_person.values())}
+    return summary, flat
 
 
 PAGE = r"""<!doctype html>

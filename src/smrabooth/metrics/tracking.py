@@ -3,9 +3,11 @@
 - `FlowTracker`: built in, chains optical flow (SEA-RAFT in the CLI) frame to frame. A point is marked
   occluded from the first step where the forward-backward check fails (Sundaram et al., ECCV 2010:
   |f + b|^2 > alpha (|f|^2 + |b|^2) + beta) or it leaves the frame; its position keeps following the
-  flow so every track has a value at every frame.
+  flow (outside the frame: the flow at the nearest border pixel), never clamped to the border, so every
+  track has a value at every frame and a point that leaves keeps its direction of travel.
 - `load_cotracker`: CoTracker3 (the paper's tracker) from the user's own checkout and checkpoint. Its code
-  and weights are non-commercial, so smrabooth never ships or downloads them.
+  and weights are non-commercial, so smrabooth never ships or downloads them. It is queried at exactly the
+  points the reference call `predictor(video, grid_size=55)` tracks, with no support grid.
 
 A tracker is a callable `(frames uint8 (T, H, W, 3), queries (N, 2) xy on frame 0) -> (tracks (T, N, 2),
 visible (T, N) bool)`.
@@ -59,7 +61,7 @@ class FlowTracker:
             ok = err <= self.alpha * ((f ** 2).sum(-1) + (bwd ** 2).sum(-1)) + self.beta
             inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
             visible = visible & ok & inside
-            p = torch.stack([q[:, 0].clamp(0, w - 1), q[:, 1].clamp(0, h - 1)], -1)
+            p = q
             tracks.append(p.clone())
             vis.append(visible.clone())
         return torch.stack(tracks), torch.stack(vis)
@@ -73,20 +75,26 @@ def searaft_flow_fn(model, iters: int | None = None):
 
 
 class CoTrackerTracker:
-    """CoTracker3 offline predictor, queried at our own grid points on frame 0."""
+    """CoTracker's offline predictor, queried at given points on frame 0.
 
-    def __init__(self, predictor, device):
-        self.predictor, self.device = predictor, device
+    The predictor's public call adds a 6x6 "support grid" of extra points whenever explicit queries are
+    passed; the reference call (`grid_size=55`, no mask) adds none, and CoTracker tracks points jointly, so
+    the support grid changes the tracks. Its sparse-track step is therefore called with
+    `add_support_grid=support_grid` (False by default). The queries of `motion_fidelity.grid_queries` map
+    back exactly onto the predictor's own grid."""
+
+    def __init__(self, predictor, device, support_grid: bool = False):
+        self.predictor, self.device, self.support_grid = predictor, device, support_grid
 
     @torch.no_grad()
     def __call__(self, frames, queries: torch.Tensor):
         video = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2)[None].float().to(self.device)  # 0..255
         q = torch.cat([torch.zeros(len(queries), 1), queries.float()], -1)[None].to(self.device)  # (t, x, y)
-        tracks, visible = self.predictor(video, queries=q)
+        tracks, visible = self.predictor._compute_sparse_tracks(video, q, add_support_grid=self.support_grid)
         return tracks[0], visible[0].bool()
 
 
-def load_cotracker(checkpoint, repo_dir=None, device=None) -> CoTrackerTracker:
+def load_cotracker(checkpoint, repo_dir=None, device=None, support_grid: bool = False) -> CoTrackerTracker:
     """CoTracker3 from a local clone of facebookresearch/co-tracker (`repo_dir`, or installed as `cotracker`)
     and a local checkpoint (e.g. scaled_offline.pth)."""
     device = resolve_device(device)
@@ -105,4 +113,4 @@ def load_cotracker(checkpoint, repo_dir=None, device=None) -> CoTrackerTracker:
         predictor = CoTrackerPredictor(checkpoint=str(checkpoint), offline=True, window_len=60)
     except TypeError:  # CoTracker2 signature
         predictor = CoTrackerPredictor(checkpoint=str(checkpoint))
-    return CoTrackerTracker(predictor.to(device).eval(), device)
+    return CoTrackerTracker(predictor.to(device).eval(), device, support_grid)

@@ -211,7 +211,7 @@ class SpriteScorer:
             if tr.shape[1] != tracks.shape[1]:  # a reference of another length: resample its frames, retrack
                 rf = match_length(rf, tracks.shape[1])
                 tr = self.track(rf, track_sprite(rf[:1], FG_THRESHOLD)[2][0])
-            scores.append(mf(tracks, tr, "paper"))
+            scores.append(mf(tracks, tr, "two-sided"))
         return float(max(scores))
 
     def _appearance(self, frames: np.ndarray, ref: SpriteReference):
