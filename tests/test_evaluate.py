@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +212,50 @@ def test_a_failing_metric_keeps_the_others_and_sets_the_exit_status(exp, tmp_pat
     assert main(["evaluate", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o3"),
                  "--metrics", "temporal_consistency", *model_args(models)]) == 0
     assert (tmp_path / "o3" / "report.html").is_file()
+
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_table_sorts_and_videos_play_in_chromium(exp, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    root, models = exp
+    out = tmp_path / "report"
+    args = build_parser().parse_args(["evaluate", "--manifest", str(root / "runs.csv"), "--out", str(out),
+                                      "--metrics", "clip_t,temporal_consistency,motion_fidelity",
+                                      "--mf-grid", "5", *model_args(models)])
+    assert run_evaluate(args, tracker=FlowTracker(shift_flow, device="cpu")) == 0
+    res = json.loads((out / "results.json").read_text())
+    want = sorted(res["summary"], key=lambda m: res["summary"][m]["clip_t"]["mean"])
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        page = ctx.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((out / "report.html").as_uri())
+        methods = lambda: page.locator("#summary tbody tr td:first-child").all_text_contents()
+        header = page.locator("#summary th", has_text="CLIP-T")
+        header.click()
+        assert methods() == want and header.get_attribute("aria-sort") == "ascending"
+        header.click()
+        assert methods() == want[::-1] and header.get_attribute("aria-sort") == "descending"
+        page.locator("#summary th", has_text="method").click()
+        assert methods() == sorted(want)
+        # the per-video table sorts too, and the tracker is shown beside Motion Fidelity
+        vheader = page.locator("#videos th", has_text="CLIP-T")
+        vheader.click()
+        vals = [float(v) for v in page.locator("#videos tbody tr td:nth-child(4)").all_text_contents()]
+        assert vals == sorted(vals) and len(vals) == 4
+        assert "tracker: caller-supplied" in page.text_content("#summary thead")
+        # each row's video is embedded with its frame strip as the poster, and decodes where H.264 is built in
+        video = page.locator("#videos video").first
+        assert video.get_attribute("poster").startswith("data:image/jpeg;base64,")
+        if page.evaluate("document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.640028\"')"):
+            page.wait_for_function("document.querySelector('#videos video').readyState >= 1", timeout=10_000)
+            assert page.evaluate("document.querySelector('#videos video').duration") > 0
+        assert errors == []
+        ctx.close()

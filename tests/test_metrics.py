@@ -85,7 +85,7 @@ def _dreamvideo_reference():
             w, h = im.size
             size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
             im = im.resize(size, Image.BICUBIC)
-            top, left = int(round((im.size[1] - 224) / 2.0)), int(round((im.size[0] - 224) / 2.0))
+            top, left = round((im.size[1] - 224) / 2.0), round((im.size[0] - 224) / 2.0)  # torchvision: int(round())
             x = torch.from_numpy(np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255)
             x = x.permute(2, 0, 1)
             return (x - torch.tensor((0.485, 0.456, 0.406))[:, None, None]) / torch.tensor((0.229, 0.224, 0.225))[:, None, None]

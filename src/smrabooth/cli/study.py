@@ -21,10 +21,8 @@ def register(subparsers) -> None:
 
 
 def run_build(args) -> int:
-    from ..metrics.study import build_study
+    from ..metrics.study import PAGE_DIR, build_study
     from .evaluate import read_manifest
-
-    from ..metrics.study import PAGE_DIR
 
     out = build_study(read_manifest(args.manifest), args.out, seed=args.seed, title=args.title)
     page = out / PAGE_DIR
