@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from ..data.tokens import missing_token_warnings
     from ..errors import SmraboothError
     from ..lora.files import load_lora
     from ..sampling import generate
@@ -86,6 +88,9 @@ def run(args) -> int:
         raise SmraboothError(f"--out {out} must end in .mp4")
     subject = load_lora(args.subject_lora) if args.subject_lora else None
     motion = load_lora(args.motion_lora) if args.motion_lora else None
+    tokens = {name: w.info.get("token") for name, w in (("subject", subject), ("motion", motion)) if w is not None}
+    for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
+        print(line, file=sys.stderr)
 
     pipe = load_pipeline_from_args(args)
     start = time.time()

@@ -59,6 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--backgrounds", default=None, help="text file, one scene per line (default: built-in list)")
     p.add_argument("--exclude", default=None, help="text file of 'subject,motion' pairs to leave out ('*' = any)")
     p.add_argument("--per-pair", type=int, default=3, help="backgrounds per subject-motion pair")
+    p.add_argument("--ignore-shipped-prompts", action="store_true",
+                   help="generate every pair, even those a motion folder's combine_test_prompts.json names")
     p.set_defaults(func=run_prompts)
 
 
@@ -102,6 +104,7 @@ def run_prompts(args) -> int:
     from ..data.prompts import (
         build_test_prompts,
         collect_motions,
+        collect_shipped_prompts,
         collect_subjects,
         load_backgrounds,
         load_exclusions,
@@ -109,10 +112,13 @@ def run_prompts(args) -> int:
     )
 
     subjects, motions = collect_subjects(args.subjects), collect_motions(args.motions)
+    shipped = {} if args.ignore_shipped_prompts else collect_shipped_prompts(args.motions)
     prompts = build_test_prompts(subjects, motions, load_backgrounds(args.backgrounds), args.per_pair,
-                                 load_exclusions(args.exclude))
+                                 load_exclusions(args.exclude), shipped)
     path = write_test_prompts(args.out, prompts)
-    print(f"wrote {len(prompts)} prompts ({len(subjects)} subjects x {len(motions)} motions) to {path}")
+    n_shipped = sum(p["source"] != "generated" for p in prompts)
+    from_files = f", {n_shipped} of them from combine_test_prompts.json" if n_shipped else ""
+    print(f"wrote {len(prompts)} prompts ({len(subjects)} subjects x {len(motions)} motions{from_files}) to {path}")
     for p in prompts[:3]:
         print(f"  {p['prompt']}")
     return 0

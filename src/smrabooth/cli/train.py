@@ -33,8 +33,8 @@ def register(subparsers) -> None:
         "Representation Alignment (docs/method.md stage 1).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
     p.add_argument("--data", required=True,
-                   help="subject folder: images/, masks/, metadata.csv (file_name,text); or a plain image folder "
-                   "with --name")
+                   help="subject folder: images/, masks/, metadata.csv (file_name,text; or the authors' "
+                   "video,mask,prompt); or a plain image folder with --name")
     p.add_argument("--name", help="subject name for a plain image folder (captions: 'a picture of V* NAME')")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rank", type=int, default=32)
@@ -59,7 +59,8 @@ def register(subparsers) -> None:
         "Representation Alignment through SEA-RAFT (docs/method.md stage 2).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
-    p.add_argument("--data", required=True, help="motion folder: *.mp4 + metadata.csv (file_name,text with S*)")
+    p.add_argument("--data", required=True,
+                   help="motion folder: *.mp4 + metadata.csv (file_name,text; or the authors' video,prompt)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--alpha", type=float, default=64.0)

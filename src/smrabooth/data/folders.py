@@ -1,15 +1,29 @@
 """The training folder layouts, and the readers the trainers call.
 
-Subject folder (one subject):      DIR/images/0001.png, DIR/masks/0001.png, DIR/metadata.csv
+Two layouts of metadata.csv are read, with no conversion step:
+
+smrabooth's (what `smrabooth prepare-subject` / `prepare-motion` write), columns `file_name,text`:
+    subject DIR/images/0001.png, DIR/masks/0001.png, DIR/metadata.csv  (file_name relative to DIR/images;
+            the mask has the image's file name, or its stem with .png)
+    motion  DIR/clip_0.mp4 ..., DIR/metadata.csv                        (file_name relative to DIR)
   or a plain folder of images plus a subject name (`--name dog`): captions become
   "a picture of V* dog", masks (if any) in DIR/masks/ with the same file names.
-Motion folder (one motion):        DIR/clip_0.mp4 ..., DIR/metadata.csv
-metadata.csv has the columns `file_name,text` (file_name relative to images/ for subjects and to
-DIR for motions). A subject mask is a binary PNG with the same file name as its image.
 
-The authors' released dataset is read as is:
-    ROOT/subject_customized/<name>/{images/, masks/, metadata.csv}
-    ROOT/motion_customized/video/<motion>/{*.mp4, metadata.csv, prompts.json, ...}
+the authors' released dataset, as they ship it:
+    ROOT/subject_customized/<name>/metadata.csv   columns `video,mask,prompt`:
+        images/00.png,masks/00.png,A picture of sks dog
+      paths relative to the subject folder (their dataset release) or to subject_customized, the folder
+      above (dog/images/00.jpg, the example in their code release, whose training script passes
+      subject_customized as the dataset base path); prompts.txt, videos.txt, videos/ and prompt.json
+      beside it are left alone.
+    ROOT/motion_customized/video/<motion>/metadata.csv   columns `video,prompt`:
+        dog_walking/00.mp4,"a dog is vvt walking"
+      paths relative to motion_customized/video, the folder above (their training script's dataset base
+      path); prompts.json and eval_prompts.json are left alone, combine_test_prompts.json is read by
+      `smrabooth prompts`.
+Each path is looked up in the folder first, then in the folder above (the motion order is the reverse),
+so either form works in either layout. Captions are trained on as written: `sks`/`vvt` stay what the
+LoRAs bind to (see tokens.py). A subject mask is a binary image with the size of its image.
 """
 
 from __future__ import annotations
@@ -22,10 +36,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SmraboothError
+from .tokens import MOTION_TOKENS, SUBJECT_TOKENS, find_token
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_EXTS = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"}
 METADATA = "metadata.csv"
+
+
+OURS = ("file_name", "text")
+AUTHORS_SUBJECT = ("video", "mask", "prompt")
+AUTHORS_MOTION = ("video", "prompt")
+_LAYOUTS = {"subject": (OURS, AUTHORS_SUBJECT), "motion": (OURS, AUTHORS_MOTION)}
 
 
 @dataclass
@@ -34,36 +55,70 @@ class SubjectItem:
     mask_path: Path | None
     text: str
 
+    @property
+    def token(self) -> str | None:
+        return find_token(self.text, SUBJECT_TOKENS)
+
 
 @dataclass
 class MotionItem:
     video_path: Path
     text: str
 
+    @property
+    def token(self) -> str | None:
+        return find_token(self.text, MOTION_TOKENS)
 
-def read_metadata(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Rows (file_name, text) of a metadata.csv, with clear errors for missing columns or empty files."""
+
+@dataclass
+class Row:
+    file: str
+    text: str
+    mask: str | None = None  # named per row only in the authors' subject layout
+
+
+@dataclass
+class Metadata:
+    columns: tuple[str, ...]  # OURS, AUTHORS_SUBJECT or AUTHORS_MOTION
+    rows: list[Row]
+
+    @property
+    def authors(self) -> bool:
+        return self.columns != OURS
+
+
+def _accepted(kind: str) -> str:
+    ours, theirs = _LAYOUTS[kind]
+    return f"{','.join(ours)} (smrabooth's layout) or {','.join(theirs)} (the authors' released layout)"
+
+
+def read_metadata(path: str | os.PathLike, kind: str = "subject") -> Metadata:
+    """The rows of a `kind` ('subject' or 'motion') folder's metadata.csv in either layout, with clear
+    errors for a missing file, an unknown column set or an empty table."""
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"{path} does not exist: a training folder needs a metadata.csv with columns "
-                             "file_name,text (smrabooth prepare-subject / prepare-motion write one)")
+                             f"{_accepted(kind)}; smrabooth prepare-subject / prepare-motion write one")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports add a BOM
             reader = csv.DictReader(f)
             fields = [c.strip() for c in (reader.fieldnames or [])]
-            if "file_name" not in fields or "text" not in fields:
-                raise SmraboothError(f"{path} must have the columns file_name,text (found: {','.join(fields)})")
+            columns = next((c for c in _LAYOUTS[kind] if set(c) <= set(fields)), None)
+            if columns is None:
+                raise SmraboothError(f"{path} has the columns {','.join(fields) or '(none)'}: a {kind} folder's "
+                                     f"metadata.csv needs {_accepted(kind)}")
+            file_col, text_col = columns[0], columns[-1]
             rows = []
             for i, row in enumerate(reader, start=2):
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                if not row["file_name"]:
-                    raise SmraboothError(f"{path} line {i}: empty file_name")
-                rows.append((row["file_name"], row["text"]))
+                if not row[file_col]:
+                    raise SmraboothError(f"{path} line {i}: empty {file_col}")
+                rows.append(Row(row[file_col], row[text_col], (row["mask"] or None) if "mask" in columns else None))
     except (UnicodeDecodeError, csv.Error) as e:
         raise SmraboothError(f"{path} is not a readable CSV file ({e})") from None
     if not rows:
         raise SmraboothError(f"{path} lists no files")
-    return rows
+    return Metadata(columns, rows)
 
 
 def write_metadata(path: str | os.PathLike, rows: list[tuple[str, str]]) -> Path:
@@ -122,11 +177,20 @@ def _resolve(folder: Path, name: str, what: str, meta: Path) -> Path:
     return p
 
 
+def _resolve_authors(bases: tuple[Path, Path], name: str, what: str, meta: Path) -> Path:
+    """The authors' paths: relative to the folder or to the folder above, whichever holds the file."""
+    for base in bases:
+        if (base / name).is_file():
+            return base / name
+    raise SmraboothError(f"{meta} names {name} but neither {bases[0] / name} nor {bases[1] / name} exists: "
+                         f"add the {what} or remove its row")
+
+
 def subject_caption(name: str) -> str:
     return f"a picture of V* {name}"
 
 
-def _plain_folder_rows(folder: Path, name: str | None) -> tuple[Path, list[tuple[str, str]]]:
+def _plain_folder_rows(folder: Path, name: str | None) -> tuple[Path, list[Row]]:
     if not name:
         raise SmraboothError(f"{folder} has no {METADATA}: pass --name (e.g. --name dog) to caption its images "
                              "'a picture of V* dog', or prepare it with `smrabooth prepare-subject`")
@@ -134,83 +198,100 @@ def _plain_folder_rows(folder: Path, name: str | None) -> tuple[Path, list[tuple
     files = sorted(p.name for p in images.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise SmraboothError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {images}")
-    return images, [(f, subject_caption(name)) for f in files]
+    return images, [Row(f, subject_caption(name)) for f in files]
+
+
+def _our_mask(masks: Path, file_name: str, image: Path, require_masks: bool) -> Path | None:
+    if not masks.is_dir():
+        return None
+    mask = masks / file_name
+    if mask.is_file():
+        return mask
+    # masks are PNGs; accept the same stem with .png (photo.jpg -> masks/photo.png)
+    if mask.with_suffix(".png").is_file():
+        return mask.with_suffix(".png")
+    if require_masks:
+        raise SmraboothError(f"no mask for {image}: expected {mask} (masks/ must hold one mask per "
+                             "image, with the same file name; or train without masks: --no-mask)")
+    return None
 
 
 def read_subject_folder(folder: str | os.PathLike, require_masks: bool = True,
                         check_files: bool = True, name: str | None = None) -> list[SubjectItem]:
-    """Items of a subject folder, checked: every listed image exists and reads, every mask exists,
-    matches its image's size and is not empty. `require_masks=False` allows a folder without masks/
-    (mask_path None). `check_files=False` skips decoding the files (only existence is checked).
-    A folder without metadata.csv is read as a plain folder of images when `name` is given.
+    """Items of a subject folder in either layout (module docstring), checked: every listed image exists
+    and reads, every mask exists, matches its image's size and is not empty. `require_masks=False`
+    allows a folder without masks (mask_path None). `check_files=False` skips decoding the files (only
+    existence is checked). A folder without metadata.csv is read as a plain folder of images when
+    `name` is given.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise SmraboothError(f"subject folder {folder} does not exist")
     meta = folder / METADATA
     masks = folder / "masks"
+    authors = False
     if meta.is_file():
-        rows = read_metadata(meta)
-        images = folder / "images"
+        table = read_metadata(meta, "subject")
+        rows, authors, images = table.rows, table.authors, folder / "images"
     else:
         images, rows = _plain_folder_rows(folder, name)
         meta = images  # named in the errors below
-    if not images.is_dir():
-        raise SmraboothError(f"{folder} has no images/ folder (expected {folder}/images/<file_name>)")
-    if require_masks and not masks.is_dir():
-        raise SmraboothError(f"{folder} has no masks/ folder: make masks with smrabooth prepare-subject, "
-                             "or train without masks")
+    if not authors:
+        if not images.is_dir():
+            raise SmraboothError(f"{folder} has no images/ folder (expected {folder}/images/<file_name>)")
+        if require_masks and not masks.is_dir():
+            raise SmraboothError(f"{folder} has no masks/ folder: make masks with smrabooth prepare-subject, "
+                                 "or train without masks")
+    bases = (folder, folder.parent)
     items, seen = [], set()
-    for file_name, text in rows:
-        if file_name in seen:
-            raise SmraboothError(f"{meta} lists {file_name} twice")
-        seen.add(file_name)
-        if not text:
-            raise SmraboothError(f"{meta}: {file_name} has an empty text (expected e.g. 'a picture of V* dog')")
-        image = _resolve(images, file_name, "image", meta)
-        mask = None
-        if masks.is_dir():
-            mask = masks / file_name
-            if not mask.is_file():
-                # masks are PNGs; accept the same stem with .png (photo.jpg -> masks/photo.png)
-                alt = mask.with_suffix(".png")
-                if alt.is_file():
-                    mask = alt
-                elif require_masks:
-                    raise SmraboothError(f"no mask for {image}: expected {mask} (masks/ must hold one mask per "
-                                         "image, with the same file name; or train without masks: --no-mask)")
-                else:
-                    mask = None
+    for row in rows:
+        if row.file in seen:
+            raise SmraboothError(f"{meta} lists {row.file} twice")
+        seen.add(row.file)
+        if not row.text:
+            raise SmraboothError(f"{meta}: {row.file} has an empty text (expected e.g. 'a picture of V* dog')")
+        if authors:
+            image = _resolve_authors(bases, row.file, "image", meta)
+            mask = _resolve_authors(bases, row.mask, "mask", meta) if row.mask else None
+            if mask is None and require_masks:
+                raise SmraboothError(f"{meta}: {row.file} has no mask (its mask column is empty): add one, "
+                                     "or train without masks: --no-mask")
+        else:
+            image = _resolve(images, row.file, "image", meta)
+            mask = _our_mask(masks, row.file, image, require_masks)
         if check_files:
             size = load_image(image).size
             if mask is not None:
                 load_mask(mask, size)
-        items.append(SubjectItem(image, mask, text))
+        items.append(SubjectItem(image, mask, row.text))
     return items
 
 
 def read_motion_folder(folder: str | os.PathLike, check_files: bool = False) -> list[MotionItem]:
-    """Items of a motion folder, checked: every listed video exists (and decodes, with
-    `check_files=True`), every text is non-empty. A text without the S* token gets a warning
-    (the motion LoRA then binds to no token)."""
+    """Items of a motion folder in either layout (module docstring), checked: every listed video exists
+    (and decodes, with `check_files=True`), every text is non-empty."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SmraboothError(f"motion folder {folder} does not exist")
     meta = folder / METADATA
-    rows = read_metadata(meta)
+    table = read_metadata(meta, "motion")
     items, seen = [], set()
-    for name, text in rows:
-        if name in seen:
-            raise SmraboothError(f"{meta} lists {name} twice")
-        seen.add(name)
-        if not text:
-            raise SmraboothError(f"{meta}: {name} has an empty text (expected e.g. 'a person S* dribbling a ball')")
-        path = _resolve(folder, name, "video", meta)
+    for row in table.rows:
+        if row.file in seen:
+            raise SmraboothError(f"{meta} lists {row.file} twice")
+        seen.add(row.file)
+        if not row.text:
+            raise SmraboothError(f"{meta}: {row.file} has an empty text (expected e.g. 'a person S* dribbling a "
+                                 "ball')")
+        if table.authors:  # their paths start at motion_customized/video, the folder above
+            path = _resolve_authors((folder.parent, folder), row.file, "video", meta)
+        else:
+            path = _resolve(folder, row.file, "video", meta)
         if check_files:
             from ..video import read_video
 
             read_video(path)
-        items.append(MotionItem(path, text))
+        items.append(MotionItem(path, row.text))
     return items
 
 

@@ -3,9 +3,12 @@
 A subject folder's text "a picture of V* dog" gives the subject phrase "a V* dog"; a motion folder's
 text "a person S* dribbling a basketball" gives the motion phrase "S* dribbling a basketball" (the
 actor before S* is replaced by the subject). Prompt = "{subject} {motion}, {background}".
+Each folder keeps its own token: the authors' "A picture of sks dog" and "a dog is vvt walking" give
+"a sks dog is vvt walking, {background}" (an "is"/"are" before the token stays with the motion).
 The authors wrote backgrounds with GPT-4o and dropped illogical pairs ("a car playing the piano");
 here backgrounds come from a list (built in, or one per line in a file) and the user lists the pairs
-to drop.
+to drop. A motion folder of theirs that ships combine_test_prompts.json ({"prompts": {subject: prompt}})
+gives its own prompt for each subject it names, in place of the generated ones.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import re
 from pathlib import Path
 
 from ..errors import SmraboothError
-from .folders import find_motion_folders, find_subject_folders, read_metadata
+from .folders import METADATA, find_motion_folders, find_subject_folders, read_metadata
+from .tokens import MOTION_TOKENS, find_token, token_index
 
 DEFAULT_BACKGROUNDS = [
     "on a sunny beach with waves in the background",
@@ -43,13 +47,16 @@ def subject_phrase(text: str, name: str) -> str:
     return rest
 
 
-def motion_phrase(text: str, token: str = "S*") -> str:
-    """'a person S* dribbling a basketball.' -> 'S* dribbling a basketball'."""
+def motion_phrase(text: str, token: str | None = None) -> str:
+    """'a person S* dribbling a basketball.' -> 'S* dribbling a basketball'; 'a dog is vvt walking' ->
+    'is vvt walking'. `token` None: the caption's own motion token (S* or vvt)."""
     text = text.strip().rstrip(".")
-    i = text.find(token)
+    token = token or find_token(text, MOTION_TOKENS) or "S*"
+    i = token_index(text, token)
     if i < 0:
         raise SmraboothError(f"motion caption '{text}' has no {token} token: add it before the motion verb")
-    return text[i:]
+    m = re.search(r"\b(is|are)\s+$", text[:i], flags=re.IGNORECASE)
+    return text[m.start() if m else i:]
 
 
 def load_exclusions(path: str | os.PathLike | None) -> set[tuple[str, str]]:
@@ -89,21 +96,28 @@ def _excluded(subject: str, motion: str, exclude: set[tuple[str, str]]) -> bool:
 
 
 def build_test_prompts(subjects: dict[str, str], motions: dict[str, str], backgrounds: list[str],
-                       per_pair: int = 3, exclude: set[tuple[str, str]] = frozenset()) -> list[dict]:
+                       per_pair: int = 3, exclude: set[tuple[str, str]] = frozenset(),
+                       shipped: dict[tuple[str, str], str] | None = None) -> list[dict]:
     """subjects: name -> subject phrase; motions: name -> motion phrase. `per_pair` backgrounds per pair,
-    taken in turn from the list so neighbouring pairs get different scenes."""
+    taken in turn from the list so neighbouring pairs get different scenes. `shipped`: (subject, motion)
+    -> a prompt written for that pair (combine_test_prompts.json), used as is instead."""
     if per_pair < 1:
         raise SmraboothError(f"--per-pair must be >= 1, got {per_pair}")
+    shipped = shipped or {}
     prompts, k = [], 0
     for s_name, s_phrase in subjects.items():
         for m_name, m_phrase in motions.items():
             if _excluded(s_name, m_name, exclude):
                 continue
+            if (s_name, m_name) in shipped:
+                prompts.append({"subject": s_name, "motion": m_name, "background": None,
+                                "prompt": shipped[s_name, m_name], "source": SHIPPED})
+                continue
             for _ in range(min(per_pair, len(backgrounds))):
                 bg = backgrounds[k % len(backgrounds)]
                 k += 1
                 prompts.append({"subject": s_name, "motion": m_name, "background": bg,
-                                "prompt": f"{s_phrase} {m_phrase}, {bg}"})
+                                "prompt": f"{s_phrase} {m_phrase}, {bg}", "source": "generated"})
     if not prompts:
         raise SmraboothError("every subject-motion pair is excluded: nothing to write")
     return prompts
@@ -113,15 +127,44 @@ def collect_subjects(roots) -> dict[str, str]:
     out = {}
     for root in roots:
         for name, folder in find_subject_folders(root).items():
-            out[name] = subject_phrase(read_metadata(folder / "metadata.csv")[0][1], name)
+            out[name] = subject_phrase(read_metadata(folder / METADATA, "subject").rows[0].text, name)
     return out
 
 
-def collect_motions(roots, token: str = "S*") -> dict[str, str]:
+def collect_motions(roots, token: str | None = None) -> dict[str, str]:
     out = {}
     for root in roots:
         for name, folder in find_motion_folders(root).items():
-            out[name] = motion_phrase(read_metadata(folder / "metadata.csv")[0][1], token)
+            out[name] = motion_phrase(read_metadata(folder / METADATA, "motion").rows[0].text, token)
+    return out
+
+
+SHIPPED = "combine_test_prompts.json"
+
+
+def read_shipped_prompts(folder: str | os.PathLike) -> dict[str, str]:
+    """subject -> prompt from a motion folder's combine_test_prompts.json ({"prompts": {subject: prompt}},
+    the authors' form); {} when the folder has none."""
+    path = Path(folder) / SHIPPED
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SmraboothError(f"{path} is not readable JSON ({e}); fix it or pass --ignore-shipped-prompts") from None
+    prompts = data.get("prompts") if isinstance(data, dict) else None
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise SmraboothError(f'{path} must hold {{"prompts": {{"<subject>": "<prompt>", ...}}}}; fix it or pass '
+                             "--ignore-shipped-prompts")
+    return {str(k): v.strip() for k, v in prompts.items() if v.strip()}
+
+
+def collect_shipped_prompts(roots) -> dict[tuple[str, str], str]:
+    """(subject, motion) -> prompt from every motion folder's combine_test_prompts.json under `roots`."""
+    out = {}
+    for root in roots:
+        for motion, folder in find_motion_folders(root).items():
+            out.update({(subject, motion): prompt for subject, prompt in read_shipped_prompts(folder).items()})
     return out
 
 

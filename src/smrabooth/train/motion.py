@@ -28,6 +28,7 @@ from ..align.mora import (
 )
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
+from ..data.tokens import MOTION_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
@@ -246,7 +247,9 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     from ..models.wan import parse_dtype
 
     final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "motion",
-                        dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "mora": cfg.use_mora})
+                        dtype=parse_dtype(cfg.save_dtype),
+                        extra_info={"steps": cfg.steps, "mora": cfg.use_mora,
+                                    "token": folder_token([it.text for it in items], MOTION_TOKENS)})
     times.mark("save")
     times.write(run_dir)
     return final

@@ -19,6 +19,7 @@ import torch
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
+from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from .common import (
@@ -255,7 +256,9 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     from ..models.wan import parse_dtype
 
     final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "subject",
-                        dtype=parse_dtype(cfg.save_dtype), extra_info={"steps": cfg.steps, "sura": cfg.use_sura})
+                        dtype=parse_dtype(cfg.save_dtype),
+                        extra_info={"steps": cfg.steps, "sura": cfg.use_sura,
+                                    "token": folder_token([t for _, _, t in items], SUBJECT_TOKENS)})
     if "projector" in modules:
         from safetensors.torch import save_file
 
