@@ -41,13 +41,18 @@ def test_generate_cli_with_loras_and_preset(tiny_model_dir, tmp_path, capsys):
     from diffusers import WanTransformer3DModel
 
     tr = WanTransformer3DModel.from_pretrained(tiny_model_dir / "transformer")
-    s = save_lora(tmp_path / "s.safetensors", make_random_lora(tr, seed=1, kind="subject"))
+    subject = make_random_lora(tr, seed=1, kind="subject")
+    subject.info["token"] = "sks"  # trained on the authors' captions ("A picture of sks dog")
+    s = save_lora(tmp_path / "s.safetensors", subject)
     m = save_lora(tmp_path / "m.safetensors", make_random_lora(tr, seed=2, kind="motion"), fmt="comfyui")
     rc = run_cli("generate", "--model", tiny_model_dir, "--subject-lora", s, "--motion-lora", m, "--preset", "paper",
                  "--prompt", "a V* dog doing S*", "--frames", "5", "--height", "32", "--width", "32", "--steps", "10",
                  "--dtype", "fp32", "--out", tmp_path / "v.mp4")
     assert rc == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "the subject LoRA was trained on captions with 'sks' but the prompt has no 'sks'" in captured.err
+    assert "motion LoRA" not in captured.err  # no token recorded in it: nothing to check
     # paper preset, 10 Euler steps: switch where sigma is nearest the paper's step 15 of 50 -> step 3
     assert "sparse injection, subject 0.5->1.0 at step 3, motion 1.0" in out and "15 fps" in out
     assert read_video(tmp_path / "v.mp4").frames.shape[0] == 5
