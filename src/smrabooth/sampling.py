@@ -3,10 +3,21 @@
 The loop is WanPipeline's Wan2.1 loop (same prompt encoding, latent noise, CFG and decoding, so with
 no LoRA and the model's scheduler it gives stock `WanPipeline` frames), with one addition: before
 each step the LoRA scales are set from an `InjectionSchedule`.
+
+LoRAs run in one of two modes (`lora_mode`):
+- "merged" (default on a GPU): scale x B.A is added into the base weights of the layers each LoRA acts
+  on (lora/merge.py) and re-merged only when a scale changes; a step then costs what a step without
+  LoRAs costs. The base weights are restored afterwards, bit for bit.
+- "adapter" (default on the CPU): peft adapters beside the weights, scales set per step.
+Speed options, each off by default and measured in benchmarks/: `compile` (regional torch.compile of
+the repeated blocks), `cfg_batch` (both guidance passes in one batched forward), `attention` (a backend of
+diffusers' attention dispatcher), `cache` (a step cache through diffusers' cache hooks), and for memory
+`offload` (the text encoder leaves the GPU once the prompt is encoded) and `vae_tiling`.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +26,7 @@ import torch
 
 from .errors import SmraboothError
 from .lora.files import LoraWeights
+from .lora.merge import MergedLoras, merge_loras
 from .lora.inject import (
     PAPER_T_POINT,
     InjectionSchedule,
@@ -27,6 +39,12 @@ from .lora.targets import MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES, parse_layer
 
 SCHEDULERS = ("euler", "unipc")
 INJECTIONS = ("sparse", "dense")
+LORA_MODES = ("merged", "adapter")
+# diffusers cache hooks a user can pick (--cache NAME[:VALUE]): first-block reuses the rest of the model's
+# residual while the first block's output changes by less than VALUE (relative; default 0.05). It trades
+# fidelity for speed (benchmarks/). diffusers' TaylorSeer hook was tried and left out: with its default
+# module identifiers it skips nothing in a Wan transformer.
+CACHES = ("first-block",)
 
 
 @dataclass
@@ -53,6 +71,14 @@ class GenerateConfig:
     motion_layers: tuple[str, ...] = MOTION_SPARSE_TYPES
     fps: float = 16.0
     max_sequence_length: int = 512
+    # execution: how the same video is computed (speed and memory), not what it shows
+    lora_mode: str | None = None  # merged | adapter; None: merged on a GPU, adapter on the CPU
+    compile: bool = False  # regional torch.compile of the transformer blocks
+    cfg_batch: bool = False  # conditional and unconditional passes in one batched forward
+    attention: str | None = None  # a diffusers attention backend (None: the default, torch SDPA)
+    cache: str | None = None  # a diffusers step cache, e.g. "first-block" or "first-block:0.05"
+    offload: bool = False  # move the text encoder to the CPU once the prompt is encoded
+    vae_tiling: bool = False  # decode the video in tiles (less memory)
 
     def validate(self) -> "GenerateConfig":
         if self.frames < 1 or (self.frames - 1) % 4:
@@ -72,6 +98,12 @@ class GenerateConfig:
             raise SmraboothError(f"--scheduler {self.scheduler!r}: choose from {', '.join(SCHEDULERS)}")
         if self.injection not in INJECTIONS:
             raise SmraboothError(f"--injection {self.injection!r}: choose from {', '.join(INJECTIONS)}")
+        if self.lora_mode is not None and self.lora_mode not in LORA_MODES:
+            raise SmraboothError(f"--lora-mode {self.lora_mode!r}: choose from {', '.join(LORA_MODES)}")
+        if self.cache is not None:
+            parse_cache(self.cache)
+        if self.attention is not None:
+            check_attention_backend(self.attention)
         self.subject_layers = parse_layer_types(self.subject_layers)
         self.motion_layers = parse_layer_types(self.motion_layers)
         return self
@@ -116,9 +148,17 @@ def step_sigmas(scheduler, steps: int) -> list[float]:
     return [float(s) for s in scheduler.sigmas[:steps]]
 
 
+def resolve_lora_mode(pipe, config: GenerateConfig) -> str:
+    """'merged' on a GPU, 'adapter' on the CPU, unless the config names one."""
+    if config.lora_mode is not None:
+        return config.lora_mode
+    return "merged" if pipe.transformer.device.type == "cuda" else "adapter"
+
+
 def attach_loras(pipe, config: GenerateConfig, subject: LoraWeights | None, motion: LoraWeights | None,
-                 paths: dict[str, str] | None = None) -> list:
-    """Load the LoRAs into `pipe.transformer` (sparse or dense); returns the LoRA layers."""
+                 paths: dict[str, str] | None = None, mode: str = "adapter"):
+    """Put the LoRAs into `pipe.transformer` (sparse or dense): peft adapters (returns their layers) or,
+    with mode 'merged', a `MergedLoras` whose weights go in at the first `set_scales`."""
     paths = paths or {}
     sparse = config.injection == "sparse"
     loras = {}
@@ -128,13 +168,26 @@ def attach_loras(pipe, config: GenerateConfig, subject: LoraWeights | None, moti
         loras["motion"] = (motion, config.motion_layers if sparse else None)
     if not loras:
         return []
+    if mode == "merged":
+        return merge_loras(pipe.transformer, loras, paths)
     return load_loras_into_transformer(pipe.transformer, loras, paths)
 
 
-def detach_loras(pipe) -> None:
+def detach_loras(pipe, loras=None) -> None:
+    """Undo `attach_loras`: merged weights restored, peft adapters deleted."""
+    if isinstance(loras, MergedLoras):
+        loras.restore()
     names = list(getattr(pipe.transformer, "peft_config", {}) or {})
     if names:
         pipe.transformer.delete_adapters(names)
+
+
+def set_scales(loras, scales: dict[str, float]) -> None:
+    """Scales of attached LoRAs (either mode) for the next step."""
+    if isinstance(loras, MergedLoras):
+        loras.set_scales(scales)
+    elif loras:
+        set_lora_scales(loras, scales)
 
 
 def schedule_for(config: GenerateConfig, sigmas: list[float]) -> InjectionSchedule:
@@ -142,6 +195,97 @@ def schedule_for(config: GenerateConfig, sigmas: list[float]) -> InjectionSchedu
         return InjectionSchedule.constant(config.subject_scale, config.motion_scale)
     t_point = config.t_point if config.t_point is not None else t_point_for_sigmas(sigmas, config.paper_t_point)
     return InjectionSchedule(t_point, config.subject_scale_early, config.subject_scale, config.motion_scale)
+
+
+# ---------------------------------------------------------------- execution options
+def parse_cache(text: str) -> tuple[str, float | None]:
+    """'first-block' or 'first-block:0.05' -> (name, threshold or None)."""
+    name, _, value = text.partition(":")
+    if name not in CACHES:
+        raise SmraboothError(f"--cache {text!r}: choose from {', '.join(CACHES)} (optionally NAME:THRESHOLD)")
+    if not value:
+        return name, None
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise SmraboothError(f"--cache {text!r}: the threshold after ':' must be a number") from None
+    if not (threshold > 0 and np.isfinite(threshold)):
+        raise SmraboothError(f"--cache {text!r}: the threshold must be a positive number")
+    return name, threshold
+
+
+def make_cache_config(text: str):
+    """A diffusers cache-hook config from 'first-block[:threshold]'."""
+    import diffusers
+
+    _, value = parse_cache(text)
+    return diffusers.FirstBlockCacheConfig(threshold=0.05 if value is None else value)
+
+
+def installed_attention_backends() -> list[str]:
+    """diffusers attention backends usable here: installed, and needing no download from the hub."""
+    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+
+    usable = []
+    for backend in AttentionBackendName:
+        if backend.value.endswith("_hub") or backend.value in ("_native_npu", "_native_xla"):
+            continue
+        try:
+            _check_attention_backend_requirements(backend)
+        except (RuntimeError, ValueError, ImportError):
+            continue
+        usable.append(backend.value)
+    return usable
+
+
+def check_attention_backend(name: str) -> None:
+    try:
+        usable = installed_attention_backends()
+    except ImportError:  # a diffusers without the dispatcher
+        raise SmraboothError("--attention needs diffusers' attention dispatcher (diffusers >= 0.35)") from None
+    if name not in usable:
+        raise SmraboothError(f"--attention {name!r} is not usable here; installed backends: {', '.join(usable)}")
+
+
+@contextmanager
+def execution_options(pipe, config: GenerateConfig):
+    """The attention backend, step cache and compilation of one generation; all undone afterwards."""
+    transformer = pipe.transformer
+    with ExitStack() as stack:
+        if config.attention:
+            from diffusers.models.attention_dispatch import attention_backend
+
+            stack.enter_context(attention_backend(config.attention))
+        if config.cache:
+            transformer.enable_cache(make_cache_config(config.cache))
+            stack.callback(transformer.disable_cache)
+        if config.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
+            was_tiling = bool(getattr(pipe.vae, "use_tiling", False))
+            pipe.vae.enable_tiling()
+            stack.callback(lambda: None if was_tiling else pipe.vae.disable_tiling())
+        if config.compile:
+            blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]
+            fresh = [b for b in blocks if getattr(b, "_compiled_call_impl", None) is None]
+            transformer.compile_repeated_blocks(fullgraph=True)
+            stack.callback(lambda: [setattr(b, "_compiled_call_impl", None) for b in fresh])
+        yield
+
+
+def encode_prompts(pipe, config: GenerateConfig, device, do_cfg: bool):
+    """umT5 embeddings of the prompt and negative prompt. With `offload` the text encoder is on the GPU only
+    while it encodes; wherever it was found, it is put back there (the caller restores it after decoding)."""
+    encoder = pipe.text_encoder
+    if config.offload or next(encoder.parameters()).device != torch.device(device):
+        encoder.to(device)
+    embeds = pipe.encode_prompt(
+        prompt=config.prompt, negative_prompt=config.negative_prompt, do_classifier_free_guidance=do_cfg,
+        num_videos_per_prompt=1, max_sequence_length=config.max_sequence_length, device=device,
+    )
+    if config.offload:
+        encoder.to("cpu")
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    return embeds
 
 
 @dataclass
@@ -155,56 +299,84 @@ class SampleResult:
 def sample_video(
     pipe,
     config: GenerateConfig,
-    lora_layers: list | None = None,
+    lora_layers=None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
     output_type: str = "np",
     prompt_embeds: torch.Tensor | None = None,
     negative_embeds: torch.Tensor | None = None,
 ) -> SampleResult:
-    """Denoise one video; `lora_layers` (from `attach_loras`) get their scales set every step.
+    """Denoise one video; attached LoRAs (`lora_layers`, from `attach_loras`, either mode) get their scales
+    set every step.
 
     Precomputed `prompt_embeds`/`negative_embeds` skip the text encoder (trainers free it early).
     """
-    from tqdm.auto import tqdm
-
     config = config.validate()
-    device = pipe._execution_device
-    transformer = pipe.transformer
+    device = pipe.transformer.device
     do_cfg = config.guidance > 1.0
 
-    if prompt_embeds is None:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(
-            prompt=config.prompt, negative_prompt=config.negative_prompt, do_classifier_free_guidance=do_cfg,
-            num_videos_per_prompt=1, max_sequence_length=config.max_sequence_length, device=device,
-        )
-    prompt_embeds = prompt_embeds.to(transformer.dtype)
-    if negative_embeds is not None:
-        negative_embeds = negative_embeds.to(transformer.dtype)
+    with ExitStack() as restore:
+        # 1. prompt embeddings (with --offload the text encoder visits the GPU only for this)
+        if prompt_embeds is None:
+            restore.callback(pipe.text_encoder.to, next(pipe.text_encoder.parameters()).device)
+            prompt_embeds, negative_embeds = encode_prompts(pipe, config, device, do_cfg)
+        return _denoise_and_decode(pipe, config, lora_layers, progress, on_step, output_type, prompt_embeds,
+                                   negative_embeds)
 
+
+def _denoise_and_decode(pipe, config, lora_layers, progress, on_step, output_type, prompt_embeds,
+                        negative_embeds) -> SampleResult:
+    from tqdm.auto import tqdm
+
+    transformer = pipe.transformer
+    device = transformer.device
+    do_cfg = config.guidance > 1.0
+    prompt_embeds = prompt_embeds.to(device, transformer.dtype)
+    if negative_embeds is not None:
+        negative_embeds = negative_embeds.to(device, transformer.dtype)
+    if do_cfg and config.cfg_batch:
+        both_embeds = torch.cat([prompt_embeds, negative_embeds])
+
+    # 2. sigmas and the per-step LoRA scales
     scheduler = make_scheduler(pipe, config.scheduler, config.shift)
     set_scheduler_steps(scheduler, config.steps, device)
     sigmas = step_sigmas(scheduler, config.steps)
     schedule = schedule_for(config, sigmas)
 
+    # 3. initial noise, drawn on the CPU as WanPipeline does
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     latents = pipe.prepare_latents(1, transformer.config.in_channels, config.height, config.width, config.frames,
                                    torch.float32, device, generator)
+
+    # 4. denoising: scales, model (both CFG passes), Euler/UniPC step
     scheduler.set_begin_index(0)
     for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
         scales = schedule.scales_at(i)
-        if lora_layers:
-            set_lora_scales(lora_layers, scales)
+        set_scales(lora_layers, scales)
         if on_step is not None:
             on_step(i, scales)
         model_input = latents.to(transformer.dtype)
-        timestep = t.expand(latents.shape[0])
-        velocity = transformer(model_input, timestep, prompt_embeds, return_dict=False)[0]
-        if do_cfg:
-            uncond = transformer(model_input, timestep, negative_embeds, return_dict=False)[0]
+        context = {"step_index": i, "sigma": float(scheduler.sigmas[i]), "num_inference_steps": config.steps}
+        if do_cfg and config.cfg_batch:
+            with transformer.cache_context("cfg", **context):
+                both = transformer(torch.cat([model_input, model_input]), t.expand(2), both_embeds,
+                                   return_dict=False)[0]
+            velocity, uncond = both.chunk(2)
             velocity = uncond + config.guidance * (velocity - uncond)
+        else:
+            timestep = t.expand(latents.shape[0])
+            with transformer.cache_context("cond", **context):
+                velocity = transformer(model_input, timestep, prompt_embeds, return_dict=False)[0]
+            if do_cfg:
+                with transformer.cache_context("uncond", **context):
+                    uncond = transformer(model_input, timestep, negative_embeds, return_dict=False)[0]
+                velocity = uncond + config.guidance * (velocity - uncond)
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
+    if not torch.isfinite(latents).all():
+        raise SmraboothError("the denoised latents hold NaN or Inf (a LoRA with non-finite values, or scales "
+                             "too large?): no video written")
 
+    # 5. decode
     if output_type == "latent":
         return SampleResult(latents, schedule, sigmas)
     frames = decode_latents(pipe, latents)
@@ -230,13 +402,17 @@ def generate(
     on_step: Callable[[int, dict], None] | None = None,
     lora_paths: dict[str, str] | None = None,
 ) -> SampleResult:
-    """Python API of `smrabooth generate`: attach the LoRAs, sample, and detach them again."""
+    """Python API of `smrabooth generate`: attach the LoRAs, sample, and leave the pipeline as it was
+    (adapters deleted, merged weights restored, cache/compile/attention backend undone), whatever happens."""
     config = config.validate()
-    layers = attach_loras(pipe, config, subject_lora, motion_lora, lora_paths)
+    loras = None
     try:
-        return sample_video(pipe, config, layers, progress=progress, on_step=on_step)
+        with execution_options(pipe, config):
+            loras = attach_loras(pipe, config, subject_lora, motion_lora, lora_paths,
+                                 mode=resolve_lora_mode(pipe, config))
+            return sample_video(pipe, config, loras, progress=progress, on_step=on_step)
     finally:
-        detach_loras(pipe)
+        detach_loras(pipe, loras)
 
 
 __all__ = [
@@ -246,7 +422,9 @@ __all__ = [
     "attach_loras",
     "decode_latents",
     "detach_loras",
+    "execution_options",
     "generate",
+    "installed_attention_backends",
     "make_scheduler",
     "sample_video",
     "shifted_linear_sigmas",
