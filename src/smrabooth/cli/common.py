@@ -15,8 +15,10 @@ def add_model_args(parser) -> None:
                         help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
 
 
-def load_pipeline_from_args(args):
+def load_pipeline_from_args(args, text_encoder_device: str | None = None):
+    """The Wan pipeline of --model/--dtype/--device; `text_encoder_device` 'cpu' keeps the text encoder
+    there (--offload: it visits the GPU only to encode)."""
     from ..models.wan import load_wan_pipeline
 
     return load_wan_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
-                             local_files_only=True if args.offline else None)
+                             local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)

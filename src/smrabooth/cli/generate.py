@@ -14,7 +14,8 @@ _FLAGS = {
     "prompt": str, "negative_prompt": str, "frames": int, "height": int, "width": int, "steps": int,
     "guidance": float, "seed": int, "scheduler": str, "shift": float, "t_point": int,
     "subject_scale_early": float, "subject_scale": float, "motion_scale": float, "injection": str,
-    "subject_layers": str, "motion_layers": str, "fps": float,
+    "subject_layers": str, "motion_layers": str, "fps": float, "lora_mode": str, "attention": str, "cache": str,
+    "compile": bool, "cfg_batch": bool, "offload": bool, "vae_tiling": bool,
 }
 
 
@@ -52,6 +53,21 @@ def register(subparsers) -> None:
     p.add_argument("--subject-layers", help="layer types of the subject LoRA under sparse injection (q,k,ffn.0)")
     p.add_argument("--motion-layers", help="layer types of the motion LoRA under sparse injection (v,o,ffn.0,ffn.2)")
     p.add_argument("--fps", type=float, help="frame rate of the mp4 (default 16; paper 15)")
+    speed = p.add_argument_group("speed and memory (the same video, computed differently)")
+    speed.add_argument("--lora-mode", choices=["merged", "adapter"],
+                       help="merged: LoRAs added into the weights, re-merged at the switch step (no per-step "
+                       "cost); adapter: peft layers with per-step scales (default: merged on a GPU, adapter on CPU)")
+    speed.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the repeated transformer blocks (GPU; compiles during the first step)")
+    speed.add_argument("--cfg-batch", action="store_true", default=None,
+                       help="both guidance passes in one batched forward (more memory)")
+    speed.add_argument("--attention", help="a diffusers attention backend installed here (e.g. _native_cudnn, "
+                       "flash); default: torch SDPA")
+    speed.add_argument("--cache", help="step cache through diffusers' hooks: first-block[:THRESHOLD] (default "
+                       "0.05; larger is faster and less faithful; see benchmarks/README.md)")
+    speed.add_argument("--offload", action="store_true", default=None,
+                       help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
+    speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
     p.add_argument("--preset", choices=["paper"], help="the paper's inference settings")
     p.add_argument("--config", help="YAML file of generation settings (flags override it)")
     p.add_argument("--out", required=True, help="output .mp4 path")
@@ -92,7 +108,7 @@ def run(args) -> int:
     for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
         print(line, file=sys.stderr)
 
-    pipe = load_pipeline_from_args(args)
+    pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if config.offload else None)
     start = time.time()
     paths = {"subject": args.subject_lora, "motion": args.motion_lora}
     result = generate(pipe, config, subject, motion, progress=True, lora_paths=paths)

@@ -63,8 +63,12 @@ def load_wan_pipeline(
     vae_dtype: str | torch.dtype = "fp32",
     device: str | None = None,
     local_files_only: bool | None = None,
+    text_encoder_device: str | None = None,
 ):
     """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors.
+
+    `text_encoder_device` ("cpu") keeps the text encoder off the GPU (generation with offload moves it
+    there only to encode the prompt).
 
     dtype "auto" is bf16 on a GPU and fp32 on the CPU, where bf16 matmuls run several times slower.
     """
@@ -97,4 +101,9 @@ def load_wan_pipeline(
     if type(pipe.transformer).__name__ != "WanTransformer3DModel":
         raise SmraboothError(f"{model}: its transformer is a {type(pipe.transformer).__name__}, not Wan2.1's")
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    if text_encoder_device is None:
+        return pipe.to(device)
+    pipe.transformer.to(device)
+    pipe.vae.to(device)
+    pipe.text_encoder.to(text_encoder_device)
+    return pipe
