@@ -1,0 +1,110 @@
+"""What a step cache costs in fidelity: frames with `--cache first-block:T` against the same generation
+without it, on the bundled SMRA-Sprites model (a trained model, so the frames mean something).
+
+    python benchmarks/cache_fidelity.py --thresholds 0.02,0.05,0.1,0.2 --out benchmarks/history/cache-fidelity.json
+
+For each threshold: PSNR and SSIM of the cached frames against the uncached ones (mean over prompts and
+seeds, and the worst case), and the share of model passes the cache let run past the first block
+(1.0: nothing skipped). Runs on a CPU in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROMPTS = [
+    "a red circle moving left on a blue background",
+    "a yellow striped square moving up on a green background",
+    "a V* heart doing S* on a blue background",
+    "a green triangle moving right on a black background",
+]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over frames (torchmetrics' Gaussian-window SSIM, data range 255)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    ta = torch.from_numpy(a).permute(0, 3, 1, 2).double()
+    tb = torch.from_numpy(b).permute(0, 3, 1, 2).double()
+    return float(structural_similarity_index_measure(ta, tb, data_range=255.0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="a Wan model folder (default: the bundled SMRA-Sprites model)")
+    ap.add_argument("--thresholds", default="0.02,0.05,0.1,0.2")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--shift", type=float, default=1.0, help="Euler shift (1.0: the official preset's)")
+    ap.add_argument("--out", help="write the table as JSON here")
+    args = ap.parse_args()
+
+    from smrabooth.models.wan import load_wan_pipeline
+    from smrabooth.sampling import GenerateConfig, generate
+
+    model = args.model
+    if model is None:
+        from importlib.resources import files
+
+        for package in ("smrabooth_sprites", "smrabooth"):  # the bundle's home before and after the lab split
+            try:
+                candidate = files(package) / "assets" / "smra-sprites"
+            except ModuleNotFoundError:
+                continue
+            if candidate.is_dir():
+                model = str(candidate)
+                break
+    pipe = load_wan_pipeline(model, device="cpu")
+    calls = [0]
+    pipe.transformer.blocks[1].register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    info = json.loads((Path(model) / "sprites.json").read_text()) if (Path(model) / "sprites.json").exists() else {}
+    size, frames = info.get("config", {}).get("size", 128), info.get("config", {}).get("frames", 17)
+
+    def run(prompt, seed, cache):
+        calls[0] = 0
+        cfg = GenerateConfig(prompt=prompt, frames=frames, height=size, width=size, steps=args.steps, guidance=5.0,
+                             seed=seed, scheduler="euler", shift=args.shift, cache=cache)
+        t0 = time.perf_counter()
+        out = generate(pipe, cfg, progress=False).frames
+        return out, calls[0] / (2 * args.steps), time.perf_counter() - t0
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    reference = {(p, s): run(p, s, None) for p in PROMPTS for s in seeds}
+    rows = []
+    for t in [float(x) for x in args.thresholds.split(",")]:
+        ps, ss, computed, secs = [], [], [], []
+        for (p, s), (ref, _, ref_secs) in reference.items():
+            out, share, sec = run(p, s, f"first-block:{t}")
+            ps.append(psnr(out, ref))
+            ss.append(ssim(out, ref))
+            computed.append(share)
+            secs.append(sec / ref_secs)
+        rows.append(dict(threshold=t, psnr_mean=float(np.mean(ps)), psnr_min=float(np.min(ps)),
+                         ssim_mean=float(np.mean(ss)), ssim_min=float(np.min(ss)),
+                         passes_computed=float(np.mean(computed)), cpu_time_ratio=float(np.mean(secs))))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\nSMRA-Sprites model, {len(PROMPTS)} prompts x {len(seeds)} seeds, {args.steps} Euler steps (shift "
+          f"{args.shift}), CFG 5, {frames} frames at {size}x{size}; {time.strftime('%Y-%m-%d')}")
+    print("| first-block threshold | PSNR dB (mean / min) | SSIM (mean / min) | passes computed | CPU time ratio |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['threshold']} | {r['psnr_mean']:.1f} / {r['psnr_min']:.1f} | {r['ssim_mean']:.3f} / "
+              f"{r['ssim_min']:.3f} | {r['passes_computed']:.2f} | {r['cpu_time_ratio']:.2f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "steps": args.steps, "shift": args.shift,
+                                              "prompts": PROMPTS, "seeds": seeds}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
