@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from smrabooth.sprites.pretrain import STAGES, StageConfig, read_log, run_stage
+from smrabooth_sprites.pretrain import STAGES, StageConfig, read_log, run_stage
 
 
 def main() -> int:
@@ -29,8 +29,8 @@ def main() -> int:
     p.add_argument("--stages", default=",".join(STAGES))
     args = p.parse_args()
     batches = {k: int(v) for k, v in (kv.split("=") for kv in args.batch.split(","))}
-    from smrabooth.sprites import sample_clip
-    from smrabooth.sprites.bundle import get_preset
+    from smrabooth_sprites import sample_clip
+    from smrabooth_sprites.bundle import get_preset
 
     preset = get_preset(args.preset)
     t = time.time()

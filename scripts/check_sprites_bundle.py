@@ -66,9 +66,9 @@ def main() -> int:
     if bool(args.lora) != bool(args.lora_samples):
         p.error("--lora and --lora-samples go together")
 
-    from smrabooth.sprites.bundle import load_bundle
-    from smrabooth.sprites.pretrain.vae import reconstruction_errors
     from smrabooth.video import frame_strip
+    from smrabooth_sprites.bundle import load_bundle
+    from smrabooth_sprites.pretrain.vae import reconstruction_errors
 
     models = load_bundle(args.bundle, device=args.device)
     pipe, cfg = models.pipe, models.info["config"]

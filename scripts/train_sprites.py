@@ -10,7 +10,7 @@
 
 import sys
 
-from smrabooth.sprites.pretrain.cli import main
+from smrabooth_sprites.pretrain.cli import main
 
 if __name__ == "__main__":  # the guard matters: data workers may be started with spawn/forkserver
     sys.exit(main())

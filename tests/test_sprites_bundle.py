@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from smrabooth.errors import SmraboothError
-from smrabooth.sprites import VOCABULARY, combined_prompt, sample_clip
-from smrabooth.sprites.bundle import (
+from smrabooth_sprites import VOCABULARY, combined_prompt, sample_clip
+from smrabooth_sprites.bundle import (
     build_sprites_models,
     bundled_model_dir,
     load_bundle,
@@ -60,7 +60,7 @@ def test_bundle_errors(tmp_path, tiny_bundle, monkeypatch):
     models, out = tiny_bundle
     with pytest.raises(SmraboothError, match="already exists"):
         save_bundle(models, out)
-    monkeypatch.setattr("smrabooth.sprites.bundle.ASSET_DIR", tmp_path / "missing")
+    monkeypatch.setattr("smrabooth_sprites.bundle.ASSET_DIR", tmp_path / "missing")
     with pytest.raises(SmraboothError, match="train_sprites.py"):
         bundled_model_dir()
     with pytest.raises(SmraboothError, match="no model_index.json"):

@@ -10,7 +10,7 @@ import pytest
 
 from smrabooth.cli import main
 from smrabooth.errors import SmraboothError
-from smrabooth.sprites import (
+from smrabooth_sprites import (
     COLORS,
     HELDOUT_SUBJECTS,
     SpriteDesign,
@@ -19,14 +19,14 @@ from smrabooth.sprites import (
     write_motion_folder,
     write_subject_folder,
 )
-from smrabooth.sprites.experiment import (
+from smrabooth_sprites.experiment import (
     VARIANTS,
     Case,
     mora_window,
     parse_subjects,
     parse_variants,
 )
-from smrabooth.sprites.scoring import (
+from smrabooth_sprites.scoring import (
     SpriteScorer,
     background_scores,
     fill_missing,
@@ -54,14 +54,14 @@ def shared_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from smrabooth.sprites.bundle import build_sprites_models, save_bundle
+    from smrabooth_sprites.bundle import build_sprites_models, save_bundle
 
     return save_bundle(build_sprites_models("tiny"), tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def models(bundle):
-    from smrabooth.sprites.bundle import load_bundle
+    from smrabooth_sprites.bundle import load_bundle
 
     return load_bundle(bundle)
 
@@ -172,7 +172,7 @@ def test_layer_location_variants_put_one_lora_on_every_layer_type(models):
     from conftest import make_random_lora
 
     from smrabooth.sampling import attach_loras, detach_loras
-    from smrabooth.sprites.experiment import ExperimentSettings, generation_config
+    from smrabooth_sprites.experiment import ExperimentSettings, generation_config
 
     settings, case = ExperimentSettings(), Case(0, "spiral", "blue")
     transformer = models.pipe.transformer

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from smrabooth.errors import SmraboothError
-from smrabooth.sprites.pretrain import StageConfig, read_log, run_stage
-from smrabooth.sprites.pretrain.cli import main as train_main
+from smrabooth_sprites.pretrain import StageConfig, read_log, run_stage
+from smrabooth_sprites.pretrain.cli import main as train_main
 
 FAST = {"preset": "tiny", "workers": 0, "progress": False}
 
@@ -153,7 +153,7 @@ def test_minutes_limit_checkpoints_and_existing_folder_is_an_error(tmp_path, cap
 
 def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, searaft_run, tmp_path, capsys):
     from smrabooth.cli import main as smrabooth_main
-    from smrabooth.sprites.bundle import load_bundle
+    from smrabooth_sprites.bundle import load_bundle
 
     bundle = tmp_path / "bundle"
     assert train_main(["assemble", "--out", str(dit_run), "--bundle-out", str(bundle), "--version", "t1"]) == 0
@@ -186,7 +186,7 @@ def test_assemble_writes_a_bundle_that_loads_and_generates(dit_run, dinov2_run, 
 
 
 def test_assemble_needs_every_stage_unless_partial(vae_run, tmp_path):
-    from smrabooth.sprites.pretrain import assemble_bundle
+    from smrabooth_sprites.pretrain import assemble_bundle
 
     out = tmp_path / "run"
     shutil.copytree(vae_run / "vae", out / "vae")
@@ -210,7 +210,7 @@ def test_stage_config_errors(tmp_path):
         StageConfig(stage="dit", out=str(tmp_path), sprite_scale=0).resolved()
     with pytest.raises(SmraboothError, match="partial-captions"):
         StageConfig(stage="dit", out=str(tmp_path), partial_captions=1.5).resolved()
-    from smrabooth.sprites.pretrain.cli import build_parser, stage_config
+    from smrabooth_sprites.pretrain.cli import build_parser, stage_config
 
     args = build_parser().parse_args(["dit", "--out", str(tmp_path), "--image-fraction", "0.3", "--sprite-scale", "2",
                                       "--partial-captions", "0.25"])
@@ -219,8 +219,8 @@ def test_stage_config_errors(tmp_path):
 
 
 def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand():
-    from smrabooth.sprites.bundle import build_sprites_models
-    from smrabooth.sprites.pretrain.vae import STATS_BASE, reconstruction_errors, vae_item
+    from smrabooth_sprites.bundle import build_sprites_models
+    from smrabooth_sprites.pretrain.vae import STATS_BASE, reconstruction_errors, vae_item
 
     vae = build_sprites_models("tiny", seed=3).pipe.vae
     errors = reconstruction_errors(vae, 5, 32, 3, torch.device("cpu"), batch=2)  # two batches: 2 + 1 clips
@@ -238,9 +238,9 @@ def test_reconstruction_errors_per_frame_equal_the_stock_decode_measured_by_hand
 
 
 def test_latent_stats_over_several_batches_equal_a_direct_computation():
-    from smrabooth.sprites.bundle import build_sprites_models
-    from smrabooth.sprites.pretrain.common import to_video
-    from smrabooth.sprites.pretrain.vae import STATS_BASE, encode_moments, measure_latent_stats, vae_item
+    from smrabooth_sprites.bundle import build_sprites_models
+    from smrabooth_sprites.pretrain.common import to_video
+    from smrabooth_sprites.pretrain.vae import STATS_BASE, encode_moments, measure_latent_stats, vae_item
 
     vae = build_sprites_models("tiny").pipe.vae
     stats = measure_latent_stats(vae, 5, 32, 3, torch.device("cpu"), batch=2)  # two batches: 2 + 1 clips
@@ -253,8 +253,8 @@ def test_latent_stats_over_several_batches_equal_a_direct_computation():
 
 
 def test_dit_can_start_from_a_bundle(tmp_path):
-    from smrabooth.sprites.bundle import build_sprites_models, save_bundle
-    from smrabooth.sprites.pretrain.common import load_bundle_weights
+    from smrabooth_sprites.bundle import build_sprites_models, save_bundle
+    from smrabooth_sprites.pretrain.common import load_bundle_weights
 
     src = build_sprites_models("tiny", seed=5)
     src.info = {"training": {"vae": {"trained": True, "latent_stats_clips": 7}}}
@@ -269,8 +269,8 @@ def test_dit_can_start_from_a_bundle(tmp_path):
                           ema=0.0, **FAST))
     assert read_log(out / "dit" / "log.jsonl")[0]["step"] == 1
     # assemble takes the parts it has no stage for from that bundle: a whole bundle, the new DiT in it
-    from smrabooth.sprites.bundle import load_bundle
-    from smrabooth.sprites.pretrain import assemble_bundle
+    from smrabooth_sprites.bundle import load_bundle
+    from smrabooth_sprites.pretrain import assemble_bundle
 
     new = load_bundle(assemble_bundle(out, preset="tiny"))
     for part in ("dinov2", "searaft"):
@@ -290,9 +290,9 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
     """--pool: latents of clips 0..n-1 encoded once and kept for the next call; 2 + 2 resumed steps == 4
     steps; each pass a new order."""
     from smrabooth.models.vae_decode import normalize_latents
-    from smrabooth.sprites.pretrain.common import STREAM_BASE, to_video
-    from smrabooth.sprites.pretrain.dit import LatentPool, dit_item
-    from smrabooth.sprites.pretrain.vae import encode_moments, load_trained_vae
+    from smrabooth_sprites.pretrain.common import STREAM_BASE, to_video
+    from smrabooth_sprites.pretrain.dit import LatentPool, dit_item
+    from smrabooth_sprites.pretrain.vae import encode_moments, load_trained_vae
 
     outs = {}
     for name in ("straight", "resumed"):
@@ -324,7 +324,7 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
 
     # kept pools: the resumed call above loaded the pool the first call kept, and gave the same weights;
     # a pool is loaded only for the same clips and the same VAE
-    from smrabooth.sprites.pretrain import dit
+    from smrabooth_sprites.pretrain import dit
 
     kept = sorted(p.name for p in (outs["resumed"] / "dit").glob("pool-*.pt"))
     assert len(kept) == 1 and kept[0] == dit.pool_file(outs["resumed"] / "dit", cfg, vae, False, False).name
@@ -340,8 +340,8 @@ def test_dit_latent_pool_resumes_exactly_and_holds_the_encoded_clips(vae_run, tm
 
 
 def test_latent_mask_and_sprite_weighted_loss():
-    from smrabooth.sprites.pretrain.common import latent_mask
-    from smrabooth.sprites.pretrain.dit import weighted_flow_loss
+    from smrabooth_sprites.pretrain.common import latent_mask
+    from smrabooth_sprites.pretrain.dit import weighted_flow_loss
 
     masks = torch.zeros(1, 9, 32, 32, dtype=torch.bool)
     masks[0, 0, 0, 0] = True  # frame 0 -> latent 0, cell (0, 0)
@@ -363,7 +363,7 @@ def test_latent_mask_and_sprite_weighted_loss():
 
 
 def test_pixel_region_marks_the_cells_of_each_latent_frame_on_every_frame_it_covers():
-    from smrabooth.sprites.pretrain.common import pixel_region
+    from smrabooth_sprites.pretrain.common import pixel_region
 
     masks = torch.zeros(1, 9, 32, 32, dtype=torch.bool)
     masks[0, 0, 0, 0] = True  # frame 0 -> latent 0, cell (0, 0)
@@ -376,14 +376,14 @@ def test_pixel_region_marks_the_cells_of_each_latent_frame_on_every_frame_it_cov
 
 
 def test_vae_stage_starts_from_a_bundle_and_weights_the_sprite_region(tmp_path, monkeypatch):
-    from smrabooth.sprites.bundle import build_sprites_models, save_bundle
-    from smrabooth.sprites.pretrain import common
+    from smrabooth_sprites.bundle import build_sprites_models, save_bundle
+    from smrabooth_sprites.pretrain import common
 
     src = build_sprites_models("tiny", seed=5)
     bundle = save_bundle(src, tmp_path / "b")
     seen = []
     real = common.weighted_mean
-    monkeypatch.setattr("smrabooth.sprites.pretrain.vae.weighted_mean",
+    monkeypatch.setattr("smrabooth_sprites.pretrain.vae.weighted_mean",
                         lambda err, weight: seen.append(weight) or real(err, weight))
     out = tmp_path / "run"
     run_stage(StageConfig(stage="vae", out=str(out), init_from=str(bundle), size=32, frames=5, batch=2, steps=1,
@@ -396,7 +396,7 @@ def test_vae_stage_starts_from_a_bundle_and_weights_the_sprite_region(tmp_path, 
     assert set(weight.unique().tolist()) == {1.0, 10.0} and weight.shape[2:] == (5, 32, 32)
     assert 0 < float((weight > 1).float().mean()) < 0.9
     # the bundle records where the VAE came from and how it was trained
-    from smrabooth.sprites.pretrain import assemble_bundle
+    from smrabooth_sprites.pretrain import assemble_bundle
 
     info = json.loads((assemble_bundle(out, preset="tiny", base=bundle) / "sprites.json").read_text())["training"]
     assert info["vae"]["init_from"] == str(bundle) and info["vae"]["settings"]["sprite_weight"] == 9.0
@@ -413,9 +413,9 @@ def test_dit_stage_runs_with_sprite_weight_rendered_and_pooled(vae_run, tmp_path
         assert [r["step"] for r in read_log(out / "dit" / "log.jsonl")] == [1, 2]
         assert json.loads((out / "dit" / "config.json").read_text())["partial_captions"] == (0.5 if pool else 0.0)
     # what the pool and the loop read: the world's clip of that seed, with the partial caption
-    from smrabooth.sprites.pretrain.common import STREAM_BASE
-    from smrabooth.sprites.pretrain.dit import clip_stream
-    from smrabooth.sprites.world import sample_clip
+    from smrabooth_sprites.pretrain.common import STREAM_BASE
+    from smrabooth_sprites.pretrain.dit import clip_stream
+    from smrabooth_sprites.world import sample_clip
 
     cfg = StageConfig(stage="dit", out=str(tmp_path), size=16, frames=5, sprite_scale=2.0, partial_captions=1.0,
                       preset="tiny").resolved()
@@ -429,9 +429,9 @@ def test_dit_stills_are_one_frame_encodes_and_a_share_of_steps_resumes_exactly(v
     """--image-fraction: the stills pool holds the one-frame latents of stills 0..n-1 (as the subject
     trainer encodes images); about that share of steps draws from it, and 2 + 2 resumed steps == 4 steps."""
     from smrabooth.models.vae_decode import normalize_latents
-    from smrabooth.sprites.pretrain.common import STILLS_BASE, to_video
-    from smrabooth.sprites.pretrain.dit import LatentPool, still_item
-    from smrabooth.sprites.pretrain.vae import encode_moments, load_trained_vae
+    from smrabooth_sprites.pretrain.common import STILLS_BASE, to_video
+    from smrabooth_sprites.pretrain.dit import LatentPool, still_item
+    from smrabooth_sprites.pretrain.vae import encode_moments, load_trained_vae
 
     cpu = torch.device("cpu")
     kw = {"stage": "dit", "size": 16, "frames": 5, "batch": 2, "warmup": 2, "image_fraction": 0.5, "stills": 3, **FAST}
@@ -481,7 +481,7 @@ def torchrun(tmp_path, name: str, processes: int, **overrides) -> None:
 
     script = tmp_path / f"{name}.py"
     script.write_text("import torch\ntorch.set_num_threads(1)\n"
-                      "from smrabooth.sprites.pretrain import StageConfig, run_stage\n"
+                      "from smrabooth_sprites.pretrain import StageConfig, run_stage\n"
                       f"run_stage(StageConfig(**{ {**MULTI, **overrides}!r}))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(script)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
@@ -510,7 +510,7 @@ def test_dit_stage_on_two_processes_is_the_one_process_run_and_resumes_on_one(va
     assert sa["step"] == sb["step"] == 3
     # Adam's first steps move every weight by about lr whatever its gradient's size, so a weight whose
     # gradient is ~0 may move either way by float noise: compare the whole update, not each weight
-    from smrabooth.sprites.bundle import build_sprites_models
+    from smrabooth_sprites.bundle import build_sprites_models
 
     start = build_sprites_models("tiny", 0).pipe.transformer.state_dict()
     for module in ("transformer", "ema"):
@@ -520,7 +520,7 @@ def test_dit_stage_on_two_processes_is_the_one_process_run_and_resumes_on_one(va
 
 
 def test_multi_process_runs_are_refused_where_they_cannot_split(vae_run, tmp_path, monkeypatch):
-    from smrabooth.sprites.pretrain.distributed import Shard, check, start
+    from smrabooth_sprites.pretrain.distributed import Shard, check, start
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SmraboothError, match="only the dit stage"):
@@ -535,7 +535,7 @@ def test_multi_process_runs_are_refused_where_they_cannot_split(vae_run, tmp_pat
 def test_two_processes_stop_together_at_the_time_limit(vae_run, tmp_path):
     """--minutes under torchrun: each process reads its own clock, so they agree every STOP_CHECK_STEPS
     steps (a process stopping alone would leave the other waiting in its all-reduce forever)."""
-    from smrabooth.sprites.pretrain.common import STOP_CHECK_STEPS
+    from smrabooth_sprites.pretrain.common import STOP_CHECK_STEPS
 
     shutil.copytree(vae_run / "vae", tmp_path / "run" / "vae")
     torchrun(tmp_path, "late", 2, out=str(tmp_path / "run"), steps=STOP_CHECK_STEPS + 5, minutes=1e-4)

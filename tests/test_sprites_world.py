@@ -9,7 +9,7 @@ from PIL import Image
 
 from smrabooth.cli import main
 from smrabooth.errors import SmraboothError
-from smrabooth.sprites import (
+from smrabooth_sprites import (
     COLORS,
     HELDOUT_MOTIONS,
     HELDOUT_SUBJECTS,
@@ -39,7 +39,7 @@ from smrabooth.sprites import (
     write_motion_folder,
     write_subject_folder,
 )
-from smrabooth.sprites.world import STILL_RADIUS, is_heldout_design, random_placement
+from smrabooth_sprites.world import STILL_RADIUS, is_heldout_design, random_placement
 
 
 def split_of(family):
@@ -376,7 +376,7 @@ def test_sprite_scale_enlarges_the_sprites_and_keeps_them_inside_the_frame():
     """--sprite-scale (dit pretraining): scale 1 is exactly the default clip; scale 2 draws the same design,
     background and motion family with a larger sprite (cut where the path leaves no room), always inside
     the frame."""
-    from smrabooth.sprites.world import sample_clip
+    from smrabooth_sprites.world import sample_clip
 
     ratios = []
     for seed in range(40):
@@ -396,7 +396,7 @@ def test_partial_captions_leave_out_colour_texture_and_motion_and_nothing_else()
     texture and motion is left out independently with probability p, the clip or still itself is the same
     image, and what remains is a caption of the same grammar ('a star on a blue background') in the
     vocabulary, with its article mended."""
-    from smrabooth.sprites.world import caption_omissions
+    from smrabooth_sprites.world import caption_omissions
 
     design = SpriteDesign("star", "orange", "striped", "white")
     motion = MotionSpec("circle", 0.0, 1.0, (0.5, 0.5), 0.1, 0.2)

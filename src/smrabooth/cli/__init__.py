@@ -1,6 +1,11 @@
 """The `smrabooth` command. Each subcommand lives in its own module with a `register(subparsers)`.
 
 Workflow: prepare-subject / prepare-motion -> train-subject -> train-motion -> generate -> evaluate.
+
+Other installed packages add commands through the `smrabooth.commands` entry point group: each entry names
+a `register(subparsers)` function (the SMRA-Sprites lab, smrabooth_sprites, adds `demo`, `bench` and
+`sprites` this way). smrabooth itself never imports them, and one that fails to load is reported in the
+help text and skipped: the core commands keep working.
 """
 
 from __future__ import annotations
@@ -8,11 +13,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from ..errors import SmraboothError
 
 # module name in smrabooth.cli -> registers one or more subcommands
-COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study", "sprites", "demo"]
+COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study"]
+PLUGIN_GROUP = "smrabooth.commands"
+
+
+def register_plugins(subparsers) -> list[str]:
+    """Register the commands of every `smrabooth.commands` entry point; returns one line per entry point
+    that could not be loaded or registered (a broken or half-installed plugin)."""
+    failed = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(subparsers)
+        except Exception as e:  # noqa: BLE001  (any error of a plugin must leave the core CLI usable)
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            failed.append(f"{ep.name} ({ep.value}): {type(e).__name__}: {first}")
+    return failed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    failed = register_plugins(subparsers)
+    if failed:
+        parser.epilog = "commands that could not be loaded: " + "; ".join(failed)
     return parser
 
 

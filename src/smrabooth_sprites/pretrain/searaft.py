@@ -15,7 +15,8 @@ import functools
 import numpy as np
 import torch
 
-from ...train.common import autocast_enabled
+from smrabooth.train.common import autocast_enabled
+
 from ..world import sample_clip
 from .common import STREAM_BASE, ClipStream, StageConfig, StageParts
 

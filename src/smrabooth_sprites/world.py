@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SmraboothError
+from smrabooth.errors import SmraboothError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond", "heart", "cross", "ring",
                            "hexagon", "crescent")

@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-from ...errors import SmraboothError
+from smrabooth.errors import SmraboothError
+
 from .common import STAGES, STATE_FILE, StageConfig
 
 

@@ -8,7 +8,7 @@ One folder holds everything the method needs, each part in the class and layout 
     <bundle>/searaft/              smrabooth SEA-RAFT folder (MoRA's flow model): `--flow-model <bundle>/searaft`
     <bundle>/sprites.json          preset name, clip size/frames/fps, and how each part was trained
 
-The project's trained bundle ships in the package (`smrabooth/assets/smra-sprites`, see
+The project's trained bundle ships in the package (`smrabooth_sprites/assets/smra-sprites`, see
 `bundled_model_dir`); `build_sprites_models` makes the same architecture with random weights, which
 is what the pretraining script starts from and what the tests use (preset "tiny").
 """
@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SmraboothError
-from ..models.searaft import SEARAFTConfig
-from ..models.tiny import TinyWanConfig
+from smrabooth.errors import SmraboothError
+from smrabooth.models.searaft import SEARAFTConfig
+from smrabooth.models.tiny import TinyWanConfig
+
 from .world import VOCABULARY
 
 BUNDLE_FILE = "sprites.json"
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "smra-sprites"
+ASSET_DIR = Path(__file__).resolve().parent / "assets" / "smra-sprites"
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def build_sprites_models(preset: str = "small", seed: int = 0) -> SpritesModels:
     """Random-weight models of a preset (fp32, CPU, eval mode)."""
     from transformers import Dinov2Config, Dinov2Model
 
-    from ..models.searaft import SEARAFT
-    from ..models.tiny import build_tiny_wan_pipeline
+    from smrabooth.models.searaft import SEARAFT
+    from smrabooth.models.tiny import build_tiny_wan_pipeline
 
     p = get_preset(preset)
     pipe = build_tiny_wan_pipeline(TinyWanConfig(**{**asdict(p.wan), "seed": seed}))
@@ -118,7 +119,7 @@ def parameter_counts(models: SpritesModels) -> dict[str, int]:
 def save_bundle(models: SpritesModels, out: str | os.PathLike, dtype: torch.dtype = torch.bfloat16,
                 overwrite: bool = False) -> Path:
     """Write the bundle folder atomically (a temporary folder renamed into place)."""
-    from ..models.searaft import save_searaft
+    from smrabooth.models.searaft import save_searaft
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -153,7 +154,7 @@ def _cast_safetensors(folder: Path, dtype: torch.dtype) -> None:
 
 
 def check_bundle_dir(path: str | os.PathLike) -> Path:
-    from ..models.wan import check_wan_model_dir
+    from smrabooth.models.wan import check_wan_model_dir
 
     path = Path(path)
     check_wan_model_dir(path)
@@ -181,9 +182,9 @@ def read_bundle_info(path: str | os.PathLike) -> dict:
 def load_bundle(path: str | os.PathLike | None = None, device: str | None = None,
                 dtype: str = "fp32") -> SpritesModels:
     """Load a bundle (default: the shipped one) through the same loaders real models use."""
-    from ..models.dinov2 import load_dinov2
-    from ..models.searaft import load_searaft
-    from ..models.wan import load_wan_pipeline
+    from smrabooth.models.dinov2 import load_dinov2
+    from smrabooth.models.searaft import load_searaft
+    from smrabooth.models.wan import load_wan_pipeline
 
     path = check_bundle_dir(path) if path is not None else bundled_model_dir()
     device = device or "cpu"

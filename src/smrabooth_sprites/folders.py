@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SmraboothError
+from smrabooth.errors import SmraboothError
+
 from .world import (
     COLORS,
     MotionSpec,
@@ -122,7 +123,7 @@ def write_motion_folder(out, clips, fps: float = 15, frames: int = 17, size: int
                         template: str = MOTION_TEXT) -> Path:
     """Write clips (SpriteClip objects, or (design, motion, background) tuples rendered at frames x size)
     as mp4 + ground-truth .npz + .json, with metadata.csv captions carrying S* (see MOTION_TEXT)."""
-    from ..video import write_video
+    from smrabooth.video import write_video
 
     clips = list(clips)
     if not clips:
@@ -155,3 +156,35 @@ def load_ground_truth(path) -> dict[str, np.ndarray]:
         raise SmraboothError(f"ground truth {path} does not exist")
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
+
+
+def write_sample_clips(out, n: int, split: str = "train", frames: int = 17, size: int = 128, seed: int = 0,
+                       fps: float = 15) -> Path:
+    """`n` random clips of `split` (seeds seed .. seed+n-1) as mp4, a contact sheet of their first frames,
+    and captions.txt (file name, tab, caption), into the new or empty folder `out`."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from smrabooth.video import write_video
+
+    from .world import sample_clip
+
+    if n < 1:
+        raise SmraboothError(f"--n must be at least 1, got {n}")
+    out = _prepare(Path(out))
+    firsts, lines = [], []
+    for s in tqdm(range(seed, seed + n), desc="sprites", unit="clip"):
+        clip = sample_clip(s, split, frames, size)
+        name = f"sample_{s:04d}.mp4"
+        write_video(clip.frames, out / name, fps=fps)
+        firsts.append(clip.frames[0])
+        lines.append(f"{name}\t{clip.caption}")
+    cols = int(np.ceil(np.sqrt(len(firsts))))
+    rows = int(np.ceil(len(firsts) / cols))
+    sheet = np.full((rows * size, cols * size, 3), 255, dtype=np.uint8)
+    for i, f in enumerate(firsts):
+        r, c = divmod(i, cols)
+        sheet[r * size:(r + 1) * size, c * size:(c + 1) * size] = f
+    Image.fromarray(sheet).save(out / "contact_sheet.png")
+    (out / "captions.txt").write_text("\n".join(lines) + "\n")
+    return out

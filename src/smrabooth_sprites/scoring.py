@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import SmraboothError
+from smrabooth.errors import SmraboothError
+
 from .analysis import border_pixels, classify_motion, track_sprite, trajectory_similarity
 from .world import COLORS, SpriteDesign
 
@@ -143,7 +144,7 @@ def sprite_queries(mask: np.ndarray, grid: int) -> torch.Tensor:
     """Points of a grid x grid lattice that fall on the sprite (mask of frame 0); the whole lattice when
     the mask holds none. Motion fidelity on the whole frame would be dominated by the static background,
     whose zero-length steps score 0 whatever the sprite does."""
-    from ..metrics.motion_fidelity import grid_queries
+    from smrabooth.metrics.motion_fidelity import grid_queries
 
     h, w = mask.shape
     q = grid_queries(h, w, grid)
@@ -170,7 +171,7 @@ class SpriteScorer:
     def features(self, frames: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, C) DINOv2 CLS features (last hidden state, after the final norm), the
         frames resized to the encoder's own image size with ImageNet normalisation."""
-        from ..models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
+        from smrabooth.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 
         size = int(getattr(self.dinov2.config, "image_size", 224))
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -184,7 +185,7 @@ class SpriteScorer:
         return F.normalize(torch.cat(out), dim=-1)
 
     def tracker(self):
-        from ..metrics.tracking import FlowTracker, searaft_flow_fn
+        from smrabooth.metrics.tracking import FlowTracker, searaft_flow_fn
 
         return FlowTracker(searaft_flow_fn(self.searaft, self.flow_iters), device=self.device)
 
@@ -202,8 +203,8 @@ class SpriteScorer:
     def motion_fidelity(self, frames: np.ndarray, ref: SpriteReference, gen_mask0: np.ndarray) -> float:
         """Best over reference clips of the paper's two-sided tracklet motion fidelity (x100); both videos
         are tracked by chaining SEA-RAFT from query points on the sprite in frame 0."""
-        from ..metrics.motion_fidelity import match_length
-        from ..metrics.motion_fidelity import motion_fidelity as mf
+        from smrabooth.metrics.motion_fidelity import match_length
+        from smrabooth.metrics.motion_fidelity import motion_fidelity as mf
 
         tracks = self.track(frames, gen_mask0)
         scores = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...errors import SmraboothError
+from smrabooth.errors import SmraboothError
+
 from .common import CONFIG_FILE, STAGES, STATE_FILE, SUMMARY_FILE, load_modules, load_state_file, read_config
 
 # stage -> (module name in state.pt, where it goes in SpritesModels)

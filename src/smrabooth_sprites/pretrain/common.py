@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import SmraboothError
-from ...train.state import JsonlLog, atomic_path, read_log, rng_state, set_rng_state
+from smrabooth.errors import SmraboothError
+from smrabooth.train.state import JsonlLog, atomic_path, read_log, rng_state, set_rng_state
 
 STAGES = ("vae", "dit", "dinov2", "searaft")
 STATE_FILE = "state.pt"

@@ -19,8 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import SmraboothError
-from ..lora.targets import ALL_LAYER_TYPES, MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES
+from smrabooth.errors import SmraboothError
+from smrabooth.lora.targets import ALL_LAYER_TYPES, MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES
+
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
@@ -247,7 +248,7 @@ def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, P
 def _restore_pipe(models, text_encoder, device: str) -> None:
     """Undo what a trainer does to the pipeline (drops the text encoder, moves the VAE/encoder to the CPU,
     leaves its adapter and train mode), so one loaded bundle serves every training and generation."""
-    from ..sampling import detach_loras
+    from smrabooth.sampling import detach_loras
 
     detach_loras(models.pipe)
     models.pipe.text_encoder = text_encoder
@@ -265,10 +266,11 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
     not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); it is given
     back as it came (no adapter, text encoder in place)."""
-    from ..train.motion import FINAL_NAME as MOTION_FINAL
-    from ..train.motion import MotionTrainConfig, train_motion
-    from ..train.subject import FINAL_NAME as SUBJECT_FINAL
-    from ..train.subject import SubjectTrainConfig, train_subject
+    from smrabooth.train.motion import FINAL_NAME as MOTION_FINAL
+    from smrabooth.train.motion import MotionTrainConfig, train_motion
+    from smrabooth.train.subject import FINAL_NAME as SUBJECT_FINAL
+    from smrabooth.train.subject import SubjectTrainConfig, train_subject
+
     from .bundle import load_bundle
 
     run = case_dir(settings, case) / "loras" / f"{which}_{kind}"
@@ -312,8 +314,8 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
 
 
 def generation_config(settings: ExperimentSettings, case: Case, variant: Variant, seed: int):
-    from ..lora.inject import PAPER_T_POINT
-    from ..sampling import GenerateConfig
+    from smrabooth.lora.inject import PAPER_T_POINT
+    from smrabooth.sampling import GenerateConfig
 
     # the variant's T_point is in the paper's numbering; the sampler maps it to its own steps by sigma
     paper_t_point = PAPER_T_POINT if variant.t_point_paper is None else variant.t_point_paper
@@ -338,9 +340,10 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     `models`: the loaded bundle (loaded here when None), used for training, generation and (unless
     `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4. `done`: (variant, seed)
     -> a row scored by an earlier call with the same settings, kept instead of generated again."""
-    from ..lora.files import load_lora
-    from ..sampling import generate
-    from ..video import write_video
+    from smrabooth.lora.files import load_lora
+    from smrabooth.sampling import generate
+    from smrabooth.video import write_video
+
     from .bundle import load_bundle
     from .scoring import SpriteScorer, load_reference
 
@@ -399,8 +402,9 @@ def run_subject_stills(settings: ExperimentSettings, case: Case, kinds: list[str
     row of an earlier call with the same settings, kept."""
     from PIL import Image
 
-    from ..lora.files import load_lora
-    from ..sampling import GenerateConfig, generate
+    from smrabooth.lora.files import load_lora
+    from smrabooth.sampling import GenerateConfig, generate
+
     from .scoring import load_reference
 
     subject_dir, motion_dir = prepare_case_data(settings, case)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ...train.common import autocast_enabled
+from smrabooth.train.common import autocast_enabled
+
 from ..bundle import get_preset
 from ..world import sample_clip, sample_still
 from .common import (
@@ -65,7 +66,7 @@ def still_item(seed: int, size: int, partial_captions: float = 0.0) -> dict:
 @torch.no_grad()
 def encode_clips(vae, frames: torch.Tensor, device: torch.device, autocast: bool) -> torch.Tensor:
     """uint8 clips (B, F, H, W, 3) -> the DiT's z0: normalised posterior means (fp32)."""
-    from ...models.vae_decode import normalize_latents
+    from smrabooth.models.vae_decode import normalize_latents
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         mean, _ = encode_moments(vae, to_video(frames, device))
@@ -187,7 +188,8 @@ class LatentPool:
 def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None = None) -> StageParts:
     """`shard`: this process's part of a multi-GPU run (distributed.py); every process draws the random
     numbers of the whole batch and trains on its slice."""
-    from ...train.common import training_sigmas
+    from smrabooth.train.common import training_sigmas
+
     from ..bundle import build_sprites_models
 
     shard = shard or Shard()

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import SmraboothError
-from ...models.vae_decode import decode_raw_latents
-from ...train.common import autocast_enabled
+from smrabooth.errors import SmraboothError
+from smrabooth.models.vae_decode import decode_raw_latents
+from smrabooth.train.common import autocast_enabled
+
 from ..world import sample_clip
 from .common import (
     STATS_BASE,

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from ...train.common import autocast_enabled
+from smrabooth.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
+from smrabooth.train.common import autocast_enabled
+
 from ..world import COLORS, SHAPES, TEXTURES, sample_clip
 from .common import STREAM_BASE, ClipStream, StageConfig, StageParts
 

@@ -7,7 +7,8 @@ import itertools
 
 import numpy as np
 
-from ..errors import SmraboothError
+from smrabooth.errors import SmraboothError
+
 from .world import _DEFAULT_RANGES, MOTION_RANGES, MOTIONS, _path
 
 # families told apart by angle or scale rather than by the path of the centre

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...errors import SmraboothError
+from smrabooth.errors import SmraboothError
 
 
 @dataclass(frozen=True)
