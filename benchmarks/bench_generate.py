@@ -17,6 +17,12 @@ and a motion LoRA (rank 64 on v, o, ffn.0, ffn.2), as the official recipe trains
   merged-compile, merged-compile-cfgbatch, merged-compile-cache05, merged-compile-cache10, merged-cache05
   merged-attn-NAME one row per installed diffusers attention backend
   merged-offload   the text encoder on the CPU except while it encodes, VAE tiled (memory row)
+  merged-compile-cacheall  first-block cache with an infinite threshold: every step after the first runs
+                   only the first block. With random weights no realistic threshold skips anything, so the
+                   cache's speed at a trained model's skip rate r is derived: (1-r) x full step + r x this.
+  stock-compile-fp8  torchao float8 (dynamic activations, per-row weights) linears, compiled, no LoRA
+  merged-compile-sage1  SageAttention 1 (Triton, 8-bit QK) for the self-attention, through a patched SDPA
+  attn-error       attention output error of each backend against float64 math on the 1.3B's shapes
 
 Per row: seconds per denoising step (both CFG passes; the median over --steps, first step excluded),
 seconds per video (50 steps x that median + the measured VAE decode), peak GPU memory of the whole call
@@ -181,10 +187,13 @@ def run_ours(pipe, loras, name: str, args) -> dict:
     opts["cfg_batch"] = "cfgbatch" in parts
     opts["offload"] = opts["vae_tiling"] = "offload" in parts
     for p in parts:
-        if p.startswith("cache"):
+        if p == "cacheall":
+            opts["cache"] = "first-block:1e9"
+        elif p.startswith("cache"):
             opts["cache"] = f"first-block:{int(p[5:]) / 100}"
     if "attn" in parts:
         opts["attention"] = name.split("attn-", 1)[1]
+    restore_sdpa = patch_sage1() if "sage1" in parts else None
     if opts["offload"]:  # the pipeline as `--offload` loads it: text encoder on the CPU
         pipe.text_encoder.to("cpu")
         torch.cuda.empty_cache() if torch.device(args.device).type == "cuda" else None
@@ -202,7 +211,83 @@ def run_ours(pipe, loras, name: str, args) -> dict:
     row["decode_s"] = end - marks[-1] - row["s_per_step"]  # the call's tail is the last step and the decode
     if opts["offload"]:
         pipe.text_encoder.to(args.device)
+    if restore_sdpa:
+        restore_sdpa()
     return row
+
+
+def patch_sage1():
+    """Route torch SDPA calls without a mask (Wan's self- and cross-attention) to SageAttention 1's Triton
+    kernel (8-bit QK, fp16 PV). Returns the undo. Benchmark only: diffusers' dispatcher needs sage >= 2.1.1."""
+    import torch.nn.functional as F
+    from sageattention import sageattn
+
+    original = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+        if attn_mask is None and not is_causal and scale is None and q.dtype in (torch.float16, torch.bfloat16) \
+                and q.shape[-1] in (64, 128):
+            return sageattn(q, k, v, tensor_layout="HND", is_causal=False)
+        return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kw)
+
+    F.scaled_dot_product_attention = sdpa
+    return lambda: setattr(F, "scaled_dot_product_attention", original)
+
+
+def run_fp8(pipe, args) -> dict:
+    """Stock, compiled, with torchao float8 linears in the blocks; plus the velocity's error against bf16."""
+    import copy
+
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    tr = pipe.transformer
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 13, 60, 104, generator=g).to(args.device, tr.dtype)
+    text = torch.randn(1, 512, tr.config.text_dim, generator=g).to(args.device, tr.dtype)
+    t = torch.tensor([700.0], device=args.device)
+    with torch.no_grad():
+        ref = tr(x, t, text, return_dict=False)[0].float()
+    original = copy.deepcopy(tr.blocks)
+    quantize_(tr.blocks, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    try:
+        with torch.no_grad():
+            out = tr(x, t, text, return_dict=False)[0].float()
+        row = run_stock(pipe, None, "compile", args)
+        row["velocity_rel_error"] = float((out - ref).norm() / ref.norm())
+    finally:
+        tr.blocks = original
+    return row
+
+
+def attention_errors(args) -> dict:
+    """Each backend's attention output against float64 math on Wan 1.3B's self-attention shape."""
+    import torch.nn.functional as F
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    from smrabooth.sampling import installed_attention_backends
+
+    g = torch.Generator().manual_seed(0)
+    tokens = 20280 if torch.device(args.device).type == "cuda" else 512
+    q, k, v = (torch.randn(1, tokens, 12, 128, generator=g).to(args.device, torch.bfloat16) for _ in range(3))
+    rows = torch.randperm(tokens, generator=g)[:512].to(args.device)  # float64 reference on 512 query rows
+    ref = F.scaled_dot_product_attention(*(a.double().transpose(1, 2) for a in (q[:, rows], k, v))).transpose(1, 2)
+    out = {}
+    for b in installed_attention_backends():
+        if b == "_native_math":
+            continue
+        try:
+            o = dispatch_attention_fn(q, k, v, backend=b)[:, rows].double()
+            out[b] = float((o - ref).norm() / ref.norm())
+        except Exception as e:
+            out[b] = f"{type(e).__name__}"
+    try:
+        from sageattention import sageattn
+
+        o = sageattn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), tensor_layout="HND").transpose(1, 2)
+        out["sage1"] = float((o[:, rows].double() - ref).norm() / ref.norm())
+    except Exception as e:
+        out["sage1"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+    return out
 
 
 def main() -> None:
@@ -237,7 +322,13 @@ def main() -> None:
     results = {}
     for name in rows:
         try:
-            if name.startswith("stock"):
+            if name == "attn-error":
+                results[name] = {"rel_error": attention_errors(args)}
+                print(name, json.dumps(results[name]), flush=True)
+                continue
+            if name == "stock-compile-fp8":
+                results[name] = run_fp8(pipe, args)
+            elif name.startswith("stock"):
                 mode = name.split("-", 1)[1] if "-" in name else "none"
                 results[name] = run_stock(pipe, loras, mode, args)
             else:
@@ -257,8 +348,8 @@ def main() -> None:
     print(f"\n{meta}\n| row | s/step | vs stock | s/video (50 steps + decode) | first step s | decode s | peak GiB |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        if "error" in r:
-            print(f"| {name} | {r['error']} | | | | | |")
+        if "error" in r or "s_per_step" not in r:
+            print(f"| {name} | {r.get('error', r)} | | | | | |")
             continue
         ratio = r["s_per_step"] / base if base else float("nan")
         video = 50 * r["s_per_step"] + r["decode_s"]

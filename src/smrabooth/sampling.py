@@ -228,8 +228,8 @@ def installed_attention_backends() -> list[str]:
 
     usable = []
     for backend in AttentionBackendName:
-        if backend.value.endswith("_hub") or backend.value in ("_native_npu", "_native_xla"):
-            continue
+        if backend.value.endswith("_hub") or backend.value in ("_native_npu", "_native_xla", "flex"):
+            continue  # hub kernels need a download; flex attention is only usable compiled (17x slower eager)
         try:
             _check_attention_backend_requirements(backend)
         except (RuntimeError, ValueError, ImportError):
@@ -266,7 +266,8 @@ def execution_options(pipe, config: GenerateConfig):
         if config.compile:
             blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]
             fresh = [b for b in blocks if getattr(b, "_compiled_call_impl", None) is None]
-            transformer.compile_repeated_blocks(fullgraph=True)
+            # the cache hooks run outside the compiled graph (torch.compiler.disable), so no full graph then
+            transformer.compile_repeated_blocks(fullgraph=not config.cache)
             stack.callback(lambda: [setattr(b, "_compiled_call_impl", None) for b in fresh])
         yield
 
