@@ -70,17 +70,18 @@ def test_generate_cli_config_file(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--frames", "10"], "--frames 10 is not 4k+1"),
-    (["--height", "40"], "--height 40 is not a multiple of 16"),
-    (["--t-point", "9", "--steps", "3"], "--t-point 9 is outside the step range 0..3"),
-    (["--out-dir-missing"], "does not exist"),
+    (["--height", "40"], "--height 40: must be a multiple of 16"),
+    (["--t-point", "9", "--steps", "3"], "--t-point 9: must be a whole number in [0, 3]"),
+    (["--out-through-file"], "is a file, not a folder"),
     (["--bad-model"], "is not a Wan diffusers model"),
     (["--bad-lora"], "is not a Wan LoRA"),
 ])
 def test_generate_bad_input_one_line_errors(tiny_model_dir, tmp_path, capsys, argv, message):
     base = {"--model": str(tiny_model_dir), "--prompt": "a dog", "--out": str(tmp_path / "v.mp4")}
     extra = list(argv)
-    if extra == ["--out-dir-missing"]:
-        base["--out"], extra = str(tmp_path / "nope" / "v.mp4"), []
+    if extra == ["--out-through-file"]:
+        (tmp_path / "file").write_text("x")
+        base["--out"], extra = str(tmp_path / "file" / "v.mp4"), []
     elif extra == ["--bad-model"]:
         base["--model"], extra = str(tmp_path), []
     elif extra == ["--bad-lora"]:

@@ -153,9 +153,9 @@ def test_cli_with_tiny_real_models(tmp_path, capsys):
     base = ["prepare-subject", str(tmp_path / "in"), "--name", "dog", "--detector", str(tmp_path / "gd"),
             "--sam", str(tmp_path / "sam"), "--device", "cpu"]
     # a threshold no score can pass: the prompt is never found -> clear error, exit 2
-    assert main(base + ["--out", str(tmp_path / "none"), "--box-threshold", "1.01"]) == 2
+    assert main(base + ["--out", str(tmp_path / "none"), "--box-threshold", "1.0"]) == 2
     assert "no image kept" in capsys.readouterr().err
-    assert main(base + ["--out", str(tmp_path / "none2"), "--box-threshold", "1.01", "--on-not-found",
+    assert main(base + ["--out", str(tmp_path / "none2"), "--box-threshold", "1.0", "--on-not-found",
                         "error"]) == 2
     assert "0.png" in capsys.readouterr().err
     # threshold 0: boxes are found; the random SAM's masks are whatever they are, but every kept image has

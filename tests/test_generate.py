@@ -156,7 +156,7 @@ def test_config_validation_messages():
         GenerateConfig(frames=10).validate()
     with pytest.raises(SmraboothError, match="multiple of 16"):
         GenerateConfig(height=470).validate()
-    with pytest.raises(SmraboothError, match="outside the step range 0..50"):
+    with pytest.raises(SmraboothError, match=r"--t-point .*: must be a whole number in \[0, 50\]"):
         GenerateConfig(t_point=51).validate()
     with pytest.raises(SmraboothError, match="unknown LoRA layer type"):
         GenerateConfig(subject_layers="q,x").validate()

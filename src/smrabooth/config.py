@@ -34,19 +34,61 @@ def read_yaml(path: str | os.PathLike) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise SmraboothError(f"{path} is not valid YAML ({e})") from None
+        raise SmraboothError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SmraboothError(f"cannot read {path} ({e})") from None
     if not isinstance(data, dict):
         raise SmraboothError(f"{path} must hold a mapping of setting: value")
     return data
 
 
+LEGACY_BOOLS = {"vae_checkpointing"}  # text settings that run folders written by older versions hold as true/false
+
+
+def _typed(value, hint: str, key: str, source: str):
+    """`value` checked against a field's annotation (as written: 'int', 'float | None', 'tuple[str, ...]').
+    YAML reads 1e-4 as a string: a float field takes a string that is a number."""
+    options = [h.strip() for h in hint.split("|")]
+    if value is None and "None" in options:
+        return None
+    kinds = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false"}
+    for option in options:
+        if option == "bool" and isinstance(value, bool):
+            return value
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option == "float" and not isinstance(value, bool):
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+        if option == "str" and (isinstance(value, str) or (isinstance(value, bool) and key in LEGACY_BOOLS)):
+            return value
+        if option.startswith("tuple") and (isinstance(value, str) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))):
+            return value
+        if option == "dict" and isinstance(value, dict):
+            return value
+        if option not in kinds and not option.startswith(("tuple", "dict")):
+            return value  # a type this check does not know: left to the settings' validate()
+    wanted = " or ".join(kinds.get(o, "a list of names" if o.startswith("tuple") else o) for o in options)
+    raise SmraboothError(f"{source}: {key}: {value!r} is not {wanted}")
+
+
 def apply_dict(config, values: dict, source: str = "settings"):
-    """Return a copy of `config` with `values` applied; unknown keys are an error naming `source`."""
-    known = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(values) - known)
+    """Return a copy of `config` with `values` applied; unknown keys and values of the wrong type are an
+    error naming `source`."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return dataclasses.replace(config, **values)
+        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    typed = {k: _typed(v, fields[k].type if isinstance(fields[k].type, str) else getattr(fields[k].type, "__name__",
+                                                                                         str(fields[k].type)),
+                       k, source) for k, v in values.items()}
+    return dataclasses.replace(config, **typed)
 
 
 def write_yaml(config, path: str | os.PathLike) -> None:

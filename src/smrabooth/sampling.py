@@ -38,6 +38,9 @@ from .lora.inject import (
 from .lora.targets import MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES, parse_layer_types
 
 SCHEDULERS = ("euler", "unipc")
+MAX_FRAMES = 1001  # 4k+1 frames; Wan2.1 was trained on 81
+MAX_SIDE = 2048  # pixels; Wan2.1 was trained up to 1280x720, and larger frames exhaust memory only after minutes
+MAX_SCALE = 10.0  # LoRA scales beyond this only make noise
 INJECTIONS = ("sparse", "dense")
 LORA_MODES = ("merged", "adapter")
 # diffusers cache hooks a user can pick (--cache NAME[:VALUE]): first-block reuses the rest of the model's
@@ -81,19 +84,26 @@ class GenerateConfig:
     vae_tiling: bool = False  # decode the video in tiles (less memory)
 
     def validate(self) -> "GenerateConfig":
-        if self.frames < 1 or (self.frames - 1) % 4:
+        from .validation import check_multiple, check_number
+
+        check_number("--frames", self.frames, 1, MAX_FRAMES, integer=True)
+        if (self.frames - 1) % 4:
             lo = max(1, (self.frames - 1) // 4 * 4 + 1)
             raise SmraboothError(
                 f"--frames {self.frames} is not 4k+1 (Wan's VAE packs 4 frames per latent): use {lo} or {lo + 4}"
             )
         for name in ("height", "width"):
-            v = getattr(self, name)
-            if v < 16 or v % 16:
-                raise SmraboothError(f"--{name} {v} is not a multiple of 16: use {max(16, round(v / 16) * 16)}")
-        if self.steps < 1:
-            raise SmraboothError(f"--steps must be at least 1, got {self.steps}")
-        if self.t_point is not None and not 0 <= self.t_point <= self.steps:
-            raise SmraboothError(f"--t-point {self.t_point} is outside the step range 0..{self.steps}")
+            check_multiple(f"--{name}", getattr(self, name), 16, 16, MAX_SIDE)
+        check_number("--steps", self.steps, 1, 1000, integer=True)
+        check_number("--guidance", self.guidance, 0, 100)
+        check_number("--seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_number("--shift", self.shift, 0, 100, low_open=True, optional=True)
+        check_number("--t-point", self.t_point, 0, self.steps, integer=True, optional=True)
+        check_number("paper_t_point", self.paper_t_point, 0, 49, integer=True)
+        for name in ("subject_scale_early", "subject_scale", "motion_scale"):
+            check_number("--" + name.replace("_", "-"), getattr(self, name), -MAX_SCALE, MAX_SCALE)
+        check_number("--fps", self.fps, 0, 240, low_open=True)
+        check_number("max_sequence_length", self.max_sequence_length, 1, 512, integer=True)
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise SmraboothError(f"--scheduler {self.scheduler!r}: choose from {', '.join(SCHEDULERS)}")
         if self.injection not in INJECTIONS:
@@ -173,11 +183,16 @@ def attach_loras(pipe, config: GenerateConfig, subject: LoraWeights | None, moti
     return load_loras_into_transformer(pipe.transformer, loras, paths)
 
 
-def detach_loras(pipe, loras=None) -> None:
-    """Undo `attach_loras`: merged weights restored, peft adapters deleted."""
+def adapter_names(pipe) -> set[str]:
+    return set(getattr(pipe.transformer, "peft_config", {}) or {})
+
+
+def detach_loras(pipe, loras=None, keep: set[str] | None = None) -> None:
+    """Undo `attach_loras`: merged weights restored, peft adapters deleted (all but those in `keep`: what the
+    transformer held before)."""
     if isinstance(loras, MergedLoras):
         loras.restore()
-    names = list(getattr(pipe.transformer, "peft_config", {}) or {})
+    names = sorted(adapter_names(pipe) - (keep or set()))
     if names:
         pipe.transformer.delete_adapters(names)
 
@@ -404,16 +419,17 @@ def generate(
     lora_paths: dict[str, str] | None = None,
 ) -> SampleResult:
     """Python API of `smrabooth generate`: attach the LoRAs, sample, and leave the pipeline as it was
-    (adapters deleted, merged weights restored, cache/compile/attention backend undone), whatever happens."""
+    (adapters deleted, merged weights restored, cache/compile/attention backend undone), whatever happens:
+    a LoRA that does not fit, a NaN, an interruption."""
     config = config.validate()
-    loras = None
+    loras, before = None, adapter_names(pipe)
     try:
         with execution_options(pipe, config):
             loras = attach_loras(pipe, config, subject_lora, motion_lora, lora_paths,
                                  mode=resolve_lora_mode(pipe, config))
             return sample_video(pipe, config, loras, progress=progress, on_step=on_step)
     finally:
-        detach_loras(pipe, loras)
+        detach_loras(pipe, loras, keep=before)
 
 
 __all__ = [

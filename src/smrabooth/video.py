@@ -39,9 +39,11 @@ def to_uint8(frames) -> np.ndarray:
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.parent.exists():
-        raise SmraboothError(f"the folder of {path} does not exist: create {path.parent} or choose another path")
+    """A file path that can be written; its missing folders are created."""
+    from .validation import check_output_file
+
+    path = check_output_file("output", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

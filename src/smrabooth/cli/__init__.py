@@ -35,8 +35,15 @@ def register_plugins(subparsers) -> list[str]:
     return failed
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors on one line (its usage block would make two), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="smrabooth",
         description="Customized video generation (subject + motion LoRAs on Wan2.1), after SMRABooth (CVPR 2026).",
     )
@@ -53,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..hub import go_offline, is_offline
+    from ..validation import one_line
+
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if "--offline" in argv or is_offline():
+        go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -61,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SmraboothError as e:
-        print(f"smrabooth {args.command}: error: {e}", file=sys.stderr)
+        print(f"smrabooth {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a disk that fills up or turns read-only while writing: the message says which file
+        print(f"smrabooth {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

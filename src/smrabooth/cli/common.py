@@ -22,3 +22,22 @@ def load_pipeline_from_args(args, text_encoder_device: str | None = None):
 
     return load_wan_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
                              local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
+
+
+def check_model_args(args) -> None:
+    """The model flags, checked before anything loads: --model a Wan folder or a hub id, --device present."""
+    from ..models.wan import check_model_source
+    from ..validation import check_device
+
+    check_model_source(args.model, "--model")
+    check_device("--device", args.device)
+
+
+def use_hub(args, *names) -> None:
+    """Before loading models named by hub ids: offline with --offline, else probe the hub once (hub.py)."""
+    from ..hub import check_hub_reachable, go_offline
+
+    if getattr(args, "offline", False):
+        go_offline()
+    else:
+        check_hub_reachable(names)

@@ -185,16 +185,42 @@ def settings_from_args(args):
         searaft_model=args.searaft_model, searaft_iters=args.searaft_iters)
 
 
+def check_args(args) -> None:
+    """Every setting of evaluate, before any video is read or model loaded."""
+    from ..validation import check_device, check_number, check_output_dir, check_readable
+
+    check_output_dir("--out", args.out)
+    check_number("--batch-size", args.batch_size, 1, 4096, integer=True)
+    check_number("--mf-grid", args.mf_grid, 2, 1000, integer=True)
+    check_number("--searaft-iters", args.searaft_iters, 1, 100, integer=True, optional=True)
+    check_device("--device", args.device)
+    for flag in ("aesthetic_head", "musiq_checkpoint", "cotracker_checkpoint"):
+        if getattr(args, flag, None):
+            check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "file")
+    if getattr(args, "cotracker_repo", None):
+        check_readable("--cotracker-repo", args.cotracker_repo, "folder")
+    for flag in ("subject_images", "reference_video", "prompts", "manifest"):
+        if getattr(args, flag, None):
+            check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "path")
+
+
+MODEL_FLAGS = ("clip_model", "dino_model", "subject_model", "pickscore_model", "pickscore_processor",
+               "aesthetic_clip_model", "searaft_model")
+
+
 def run(args, tracker=None) -> int:
     """Exit status: 0 when every metric ran (or was skipped because its model is unavailable), otherwise
     the number of metrics that failed on at least one video; their errors are in results.json and the report."""
     from ..metrics.report import write_report
     from ..metrics.runner import LABELS, Evaluator, check_inputs
+    from .common import use_hub
 
+    check_args(args)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     items = items_from_args(args)
     check_inputs(items, metrics)
     settings = settings_from_args(args)
+    use_hub(args, *(getattr(args, f, None) for f in MODEL_FLAGS))
     ev = Evaluator(settings, metrics, tracker=tracker, warn=lambda msg: print(f"warning: {msg}", flush=True))
     rows = ev.run(items)
     if len(ev.skipped) == len(metrics):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_model_args, load_pipeline_from_args
+from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
 
 # flag -> GenerateConfig field; flags left unset fall back to the preset, then the defaults
 _FLAGS = {
@@ -92,22 +92,27 @@ def config_from_args(args):
 def run(args) -> int:
     from ..data.tokens import missing_token_warnings
     from ..errors import SmraboothError
-    from ..lora.files import load_lora
+    from ..lora.files import load_lora, warn_if_other_kind
     from ..sampling import generate
-    from ..video import check_output_path, save_frames, write_video
+    from ..validation import check_output_dir, check_output_file
+    from ..video import save_frames, write_video
 
     config = config_from_args(args)
     if not config.prompt:
         raise SmraboothError("--prompt is required (directly or in --config)")
-    out = check_output_path(args.out)
-    if out.suffix.lower() != ".mp4":
-        raise SmraboothError(f"--out {out} must end in .mp4")
-    subject = load_lora(args.subject_lora) if args.subject_lora else None
-    motion = load_lora(args.motion_lora) if args.motion_lora else None
+    out = check_output_file("--out", args.out, suffixes=(".mp4",))
+    if args.save_frames:
+        check_output_dir("--save-frames", args.save_frames)
+    check_model_args(args)
+    subject = load_lora(args.subject_lora, "--subject-lora") if args.subject_lora else None
+    motion = load_lora(args.motion_lora, "--motion-lora") if args.motion_lora else None
+    warn_if_other_kind(subject, "subject", "--subject-lora")
+    warn_if_other_kind(motion, "motion", "--motion-lora")
     tokens = {name: w.info.get("token") for name, w in (("subject", subject), ("motion", motion)) if w is not None}
     for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
         print(line, file=sys.stderr)
 
+    use_hub(args, args.model)
     pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if config.offload else None)
     start = time.time()
     paths = {"subject": args.subject_lora, "motion": args.motion_lora}

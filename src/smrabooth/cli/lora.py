@@ -22,19 +22,23 @@ def register(subparsers) -> None:
 def run_info(args) -> int:
     from ..lora.files import describe_lora, load_lora
 
-    print(describe_lora(load_lora(args.file)))
+    print(describe_lora(load_lora(args.file, "FILE")))
     return 0
 
 
 def run_convert(args) -> int:
     from pathlib import Path
 
-    from ..errors import SmraboothError
     from ..lora.files import load_lora, save_lora
+    from ..validation import check_output_file, check_readable
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise SmraboothError(f"{args.output} exists: pass --overwrite to replace it")
-    weights = load_lora(args.input)
+    check_readable("INPUT", args.input, "file")
+    output = check_output_file("OUTPUT", args.output, suffixes=(".safetensors",), overwrite=args.overwrite)
+    if output.resolve() == Path(args.input).resolve():
+        from ..errors import SmraboothError
+        raise SmraboothError(f"OUTPUT {output}: is the INPUT file; choose another name")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    weights = load_lora(args.input, "INPUT")
     weights.info.pop("source_format", None)
     save_lora(args.output, weights, fmt=args.to)
     print(f"wrote {args.output} ({args.to} keys, rank {weights.rank}, alpha {weights.alpha:g}, "

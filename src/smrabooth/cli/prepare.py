@@ -68,13 +68,45 @@ def _offline(args):
     return True if args.offline else None
 
 
+def check_subject_args(args) -> None:
+    from ..data.prepare_subject import expand_inputs
+    from ..validation import check_device, check_number, check_output_dir, check_readable
+
+    expand_inputs(args.images)
+    check_output_dir("--out", args.out)
+    if args.masks is not None:
+        check_readable("--masks", args.masks, "folder")
+    for flag in ("box_threshold", "text_threshold", "mask_threshold", "fill_holes"):
+        check_number("--" + flag.replace("_", "-"), getattr(args, flag), 0, 1)
+    if args.max_side != 0:
+        check_number("--max-side", args.max_side, 16, 16384, integer=True)
+    check_device("--device", args.device)
+
+
+def check_motion_args(args) -> None:
+    from ..data.folders import VIDEO_EXTS
+    from ..data.prepare_subject import expand_inputs
+    from ..validation import check_device, check_number, check_output_dir
+
+    expand_inputs(args.videos, VIDEO_EXTS, "video")
+    check_output_dir("--out", args.out)
+    check_number("--frames", args.frames, 0, 10000, integer=True)
+    check_number("--fps", args.fps, 1, 240, integer=True)
+    check_number("--start", args.start, 0, 1e7)
+    check_number("--end", args.end, args.start, 1e7, low_open=True, optional=True)
+    check_device("--device", args.device)
+
+
 def run_subject(args) -> int:
     from ..data.masks import MaskSettings
     from ..data.prepare_subject import prepare_subject
     from ..data.segment import GroundingDinoDetector, SamSegmenter, TextPromptedSegmenter
+    from .common import use_hub
 
+    check_subject_args(args)
     segmenter = None
     if args.masks is None and args.segmenter != "none":
+        use_hub(args, args.sam, args.detector if args.segmenter == "grounding-sam" else None)
         settings = MaskSettings(args.mask_threshold, args.fill_holes, not args.keep_all_components)
         detector = None
         if args.segmenter == "grounding-sam":
@@ -91,9 +123,12 @@ def run_subject(args) -> int:
 
 def run_motion(args) -> int:
     from ..data.prepare_motion import Captioner, prepare_motion
+    from .common import use_hub
 
+    check_motion_args(args)
     captioner = None
     if args.caption is None and args.captioner is not None:
+        use_hub(args, args.captioner)
         captioner = Captioner.from_pretrained(args.captioner, _offline(args), device=args.device)
     prepare_motion(args.videos, args.name, args.out, caption=args.caption, frames=args.frames, fps=args.fps,
                    start=args.start, end=args.end, captioner=captioner, token=args.token, overwrite=args.overwrite)
@@ -110,7 +145,16 @@ def run_prompts(args) -> int:
         load_exclusions,
         write_test_prompts,
     )
+    from ..validation import check_number, check_output_file, check_readable
 
+    check_number("--per-pair", args.per_pair, 1, 1000, integer=True)
+    check_output_file("--out", args.out)
+    for flag in ("backgrounds", "exclude"):
+        if getattr(args, flag) is not None:
+            check_readable(f"--{flag}", getattr(args, flag), "file")
+    for flag in ("subjects", "motions"):
+        for path in getattr(args, flag):
+            check_readable(f"--{flag}", path, "folder")
     subjects, motions = collect_subjects(args.subjects), collect_motions(args.motions)
     shipped = {} if args.ignore_shipped_prompts else collect_shipped_prompts(args.motions)
     prompts = build_test_prompts(subjects, motions, load_backgrounds(args.backgrounds), args.per_pair,

@@ -22,7 +22,12 @@ def register(subparsers) -> None:
 
 def run_build(args) -> int:
     from ..metrics.study import PAGE_DIR, build_study
+    from ..validation import check_number, check_output_dir, check_readable
     from .evaluate import read_manifest
+
+    check_readable("--manifest", args.manifest, "file")
+    check_output_dir("--out", args.out)
+    check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
 
     out = build_study(read_manifest(args.manifest), args.out, seed=args.seed, title=args.title)
     page = out / PAGE_DIR
@@ -37,6 +42,14 @@ def run_tally(args) -> int:
 
     from ..metrics.report import format_table
     from ..metrics.study import QUESTIONS, tally
+    from ..validation import check_output_file, check_readable
+
+    for path in args.answers:
+        check_readable("ANSWERS", path, "file")
+    if args.key:
+        check_readable("--key", args.key, "file")
+    if args.json_out:
+        check_output_file("--json", args.json_out)
 
     summary, flat = tally(args.answers, args.key)
     labels = {k: v[0] for k, v in QUESTIONS.items()}

@@ -11,12 +11,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from ..errors import SmraboothError
     from ..models.tiny import TinyWanConfig, build_tiny_wan_pipeline
+    from ..validation import check_number, check_output_dir
 
-    out = Path(args.out)
+    out = check_output_dir("--out", args.out)
+    check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
     if out.exists() and any(out.iterdir()):
         raise SmraboothError(f"{out} exists and is not empty: choose another --out")
     build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)).save_pretrained(out)

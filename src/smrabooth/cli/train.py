@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_model_args, load_pipeline_from_args
+from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
 
 
 def add_run_args(p) -> None:
@@ -108,6 +108,8 @@ def run_subject(args) -> int:
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
         cache_dir=args.cache_dir,
     ).validate()
+    check_model_args(args)
+    use_hub(args, args.model, args.encoder if cfg.use_sura else None)
     pipe = load_pipeline_from_args(args)
     encoder = None
     if cfg.use_sura:
@@ -138,6 +140,8 @@ def run_motion(args) -> int:
         validate_every=args.validate_every, validation_prompt=args.validation_prompt, save_dtype=args.save_dtype,
         cache_dir=args.cache_dir,
     ).validate()
+    check_model_args(args)
+    use_hub(args, args.model, args.flow_model if cfg.use_mora else None)
     pipe = load_pipeline_from_args(args)
     flow_model = None
     flow_id = os.path.abspath(args.flow_model) if os.path.exists(args.flow_model) else args.flow_model

@@ -9,8 +9,11 @@ ComfyUI and DiffSynth files are read too (see `convert.py`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,11 +80,14 @@ def lora_state_dict_from_peft(transformer, adapter_name: str) -> dict[str, torch
 
 def save_lora(path: str | os.PathLike, weights: LoraWeights, fmt: str = "diffusers", dtype=None) -> Path:
     """Write `weights` to `path` atomically (temp file + rename) in format `fmt`."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     if not path.parent.exists():
         raise SmraboothError(f"folder {path.parent} does not exist: create it first or choose another output path")
+    check_lora_pairs(weights.tensors, path)
+    check_finite(weights.tensors, f"refusing to write {path}")
     tensors = weights.tensors
     if dtype is not None:
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
@@ -95,24 +101,62 @@ def save_lora(path: str | os.PathLike, weights: LoraWeights, fmt: str = "diffuse
         metadata[DIFFUSERS_METADATA_KEY] = json.dumps({f"transformer.{k}": v for k, v in adapter.items()},
                                                       sort_keys=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in out.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file({k: v.contiguous() for k, v in out.items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise SmraboothError(f"could not write {path} ({e}); nothing was written") from None
     return path
 
 
-def load_lora(path: str | os.PathLike) -> LoraWeights:
-    """Read a diffusers, ComfyUI or DiffSynth Wan LoRA, with clear errors for anything else."""
+def check_finite(tensors: dict[str, torch.Tensor], what) -> None:
+    """No NaN or infinite value in any tensor: such a LoRA turns every video black."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SmraboothError(f"{what}: tensor {key} holds NaN or infinite values; this LoRA is broken "
+                                 "(retrain it, or resume from an earlier checkpoint)")
+
+
+def check_lora_pairs(tensors: dict[str, torch.Tensor], what) -> int:
+    """Every module has one lora_A (rank x in) and one lora_B (out x rank) of one common rank; returns it."""
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        module, rest = key.rsplit(".lora_", 1)
+        modules.setdefault(module, {})[rest[0]] = value
+    ranks = set()
+    for module, pair in modules.items():
+        if set(pair) != {"A", "B"}:
+            missing = "lora_B" if "A" in pair else "lora_A"
+            raise SmraboothError(f"{what}: {module} has no {missing} tensor (a LoRA layer needs lora_A and lora_B)")
+        a, b = pair["A"], pair["B"]
+        if a.ndim != 2 or b.ndim != 2:
+            raise SmraboothError(f"{what}: {module} has lora_A of shape {tuple(a.shape)} and lora_B of shape "
+                                 f"{tuple(b.shape)}; both must be matrices")
+        if a.shape[0] != b.shape[1]:
+            raise SmraboothError(f"{what}: {module} has lora_A of rank {a.shape[0]} but lora_B of rank {b.shape[1]} "
+                                 f"(shapes {tuple(a.shape)} and {tuple(b.shape)}); the file is inconsistent")
+        ranks.add(a.shape[0])
+    if len(ranks) != 1:
+        raise SmraboothError(f"{what}: LoRA layers have different ranks {sorted(ranks)}; smrabooth needs one rank")
+    return ranks.pop()
+
+
+def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
+    """Read a diffusers, ComfyUI or DiffSynth Wan LoRA, with clear errors for anything else: tensors that
+    are not LoRA pairs of one rank, widths that disagree with the model recorded in the file, NaN/Inf."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise SmraboothError(f"LoRA file {path} does not exist")
+    from ..validation import check_readable
+
+    path = check_readable(flag, path, "file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             state_dict = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise SmraboothError(f"{path} is not a readable safetensors LoRA file ({e})") from None
+        raise SmraboothError(f"{flag} {path}: not a readable safetensors LoRA file ({e})") from None
 
     fmt = detect_format(state_dict)
     if fmt is None:
@@ -125,29 +169,59 @@ def load_lora(path: str | os.PathLike) -> LoraWeights:
     except SmraboothError as e:
         raise SmraboothError(f"{path}: {e}") from None
 
-    ranks = {v.shape[0] for k, v in tensors.items() if k.endswith("lora_A.weight")}
-    if len(ranks) != 1:
-        raise SmraboothError(f"{path}: LoRA layers have different ranks {sorted(ranks)}; smrabooth needs one rank")
-    rank = ranks.pop()
-    info = json.loads(metadata.get(SMRABOOTH_METADATA_KEY, "{}"))
-    adapter = json.loads(metadata.get(DIFFUSERS_METADATA_KEY, "{}"))
+    rank = check_lora_pairs(tensors, path)
+    check_finite(tensors, path)
+    try:
+        info = json.loads(metadata.get(SMRABOOTH_METADATA_KEY, "{}"))
+        adapter = json.loads(metadata.get(DIFFUSERS_METADATA_KEY, "{}"))
+    except json.JSONDecodeError as e:
+        raise SmraboothError(f"{path}: its metadata is not valid JSON ({e})") from None
     alpha = adapter.get("transformer.lora_alpha", file_alpha)
     if alpha is None:
         # DiffSynth and alpha-less ComfyUI files apply no rank scaling: alpha == rank reproduces that.
         alpha = float(rank)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha == 0:
+        raise SmraboothError(f"{path}: its alpha {alpha!r} is not a finite non-zero number")
     for key in ("rank", "alpha", "layer_types"):
         info.pop(key, None)
     info["source_format"] = fmt
-    return LoraWeights(tensors, int(rank), float(alpha), info)
+    weights = LoraWeights(tensors, int(rank), float(alpha), info)
+    base = info.get("base")
+    if isinstance(base, dict) and {"num_layers", "dim", "ffn_dim"} <= set(base):
+        check_widths(weights, base, path)
+    else:
+        check_consistent_widths(weights, path)
+    return weights
+
+
+def warn_if_other_kind(weights: LoraWeights | None, kind: str, flag: str) -> None:
+    """A motion LoRA given as the subject LoRA (or the reverse) loads, but is probably a mistake."""
+    made = weights.info.get("kind") if weights is not None else None
+    if made and made != kind:
+        print(f"warning: {flag} is a {made} LoRA (trained by train-{made}), given as the {kind} LoRA", file=sys.stderr)
+
+
+def check_consistent_widths(weights: LoraWeights, path) -> None:
+    """Without the base model's sizes in the file: each layer type has one input and one output width."""
+    seen: dict[str, tuple[int, int]] = {}
+    for module in weights.modules:
+        suffix = module.split(".", 2)[2]
+        shape = (weights.tensors[f"{module}.lora_A.weight"].shape[1], weights.tensors[f"{module}.lora_B.weight"].shape[0])
+        if seen.setdefault(suffix, shape) != shape:
+            raise SmraboothError(f"{path}: {module} maps {shape[0]} -> {shape[1]} but other {suffix} layers map "
+                                 f"{seen[suffix][0]} -> {seen[suffix][1]}; the file is inconsistent")
 
 
 def check_lora_fits(weights: LoraWeights, transformer_config, path: str | os.PathLike = "LoRA") -> None:
     """Raise a clear error when a LoRA was made for a different model size."""
-    base = base_model_info(transformer_config)
+    check_widths(weights, base_model_info(transformer_config), path, made_for=weights.info.get("base"))
+
+
+def check_widths(weights: LoraWeights, base: dict, path, made_for: dict | None = None) -> None:
+    """Every module's block index and input/output widths fit a model of sizes `base` (base_model_info)."""
     dim, ffn = base["dim"], base["ffn_dim"]
     expected_in = {"ffn.net.0.proj": dim, "ffn.net.2": ffn}
     expected_out = {"ffn.net.0.proj": ffn, "ffn.net.2": dim}
-    made_for = weights.info.get("base")
     hint = f" (it was made for a model with {made_for['num_layers']} blocks of width {made_for['dim']})" if made_for else ""
     max_block = max(int(m.split(".")[1]) for m in weights.modules)
     if max_block >= base["num_layers"]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SmraboothError
-from .files import LoraWeights, check_lora_fits
+from .files import LoraWeights, check_finite, check_lora_fits, check_lora_pairs
 from .targets import module_suffixes
 
 # The paper's sampler: 50 flow-matching Euler steps with shift 5; subject scale switches at step 15.
@@ -72,7 +72,10 @@ def load_loras_into_transformer(
     paths = paths or {}
     names = []
     for name, (weights, layer_types) in loras.items():
-        check_lora_fits(weights, transformer.config, paths.get(name, f"{name} LoRA"))
+        what = paths.get(name) or f"the {name} LoRA"
+        check_lora_pairs(weights.tensors, what)
+        check_finite(weights.tensors, what)
+        check_lora_fits(weights, transformer.config, what)
         if layer_types is not None:
             weights = weights.filtered(layer_types)
         if not weights.tensors:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import SmraboothError
-from .files import LoraWeights, check_lora_fits
+from .files import LoraWeights, check_finite, check_lora_fits, check_lora_pairs
 
 
 @dataclass
@@ -74,7 +74,10 @@ def merge_loras(transformer, loras: dict[str, tuple[LoraWeights, tuple[str, ...]
     paths = paths or {}
     deltas: dict[str, list[_Delta]] = {}
     for name, (weights, layer_types) in loras.items():
-        check_lora_fits(weights, transformer.config, paths.get(name, f"{name} LoRA"))
+        what = paths.get(name) or f"the {name} LoRA"
+        check_lora_pairs(weights.tensors, what)
+        check_finite(weights.tensors, what)
+        check_lora_fits(weights, transformer.config, what)
         if layer_types is not None:
             weights = weights.filtered(layer_types)
         if not weights.tensors:

@@ -18,15 +18,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_dinov2(model: str, device=None, dtype=torch.float32, local_files_only: bool | None = None):
-    from transformers import Dinov2Model
+    """A DINOv2 from a hub id or folder; anything else (another model type, missing or unexpected weights) is
+    an error: SuRA against randomly initialised weights would train silently on noise."""
+    from transformers import AutoConfig, Dinov2Model
 
     try:
-        encoder = Dinov2Model.from_pretrained(model, torch_dtype=dtype, local_files_only=local_files_only)
+        config = AutoConfig.from_pretrained(model, local_files_only=local_files_only)
+        if getattr(config, "model_type", None) != "dinov2":
+            raise SmraboothError(f"--encoder {model}: is a {getattr(config, 'model_type', 'unknown')} model, not a "
+                                 f"DINOv2 (e.g. {DINOV2_GIANT})")
+        encoder, info = Dinov2Model.from_pretrained(model, torch_dtype=dtype, local_files_only=local_files_only,
+                                                    output_loading_info=True)
     except (OSError, ValueError) as e:
         raise SmraboothError(
             f"could not load the DINOv2 encoder {model} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
             f"offline, download {DINOV2_GIANT} elsewhere and pass its folder to --encoder"
         ) from None
+    missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
+    mismatched = list(info.get("mismatched_keys") or [])
+    if missing or unexpected or mismatched:
+        what = (f"{len(missing)} missing weights (e.g. {missing[0]})" if missing else
+                f"{len(mismatched)} weights of the wrong shape (e.g. {mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]})"
+                if mismatched else f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
+        raise SmraboothError(f"--encoder {model}: not a complete DINOv2: {what}; pass a DINOv2 folder such as "
+                             f"{DINOV2_GIANT}")
     return encoder.to(device or "cpu").eval().requires_grad_(False)
 
 

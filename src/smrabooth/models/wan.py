@@ -57,6 +57,21 @@ def _looks_like_hub_id(model: str) -> bool:
     return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
 
 
+def check_model_source(model, flag: str = "--model", folder_check=check_wan_model_dir) -> str:
+    """A local model folder (checked by `folder_check`) or a hub id; a path that is neither is reported as
+    a missing folder, not as a bad hub id. Returns 'folder' or 'hub'."""
+    model = str(model)
+    if os.path.isdir(model):
+        if folder_check is not None:
+            folder_check(model)
+        return "folder"
+    if os.path.exists(model):
+        raise SmraboothError(f"{flag} {model}: is a file; pass the model's folder or a hub id")
+    if not _looks_like_hub_id(model) or os.path.isdir(model.split("/")[0]):
+        raise SmraboothError(f"{flag} {model}: no such folder (a hub id looks like owner/name, e.g. {WAN_1_3B})")
+    return "hub"
+
+
 def load_wan_pipeline(
     model: str | os.PathLike,
     dtype: str | torch.dtype = "auto",
@@ -79,13 +94,13 @@ def load_wan_pipeline(
     if dtype == "auto":
         dtype = "bf16" if torch.device(device).type == "cuda" else "fp32"
     dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
-    if os.path.isdir(model):
-        check_wan_model_dir(model)
+    if check_model_source(model) == "folder":
         local_files_only = True
-    elif not _looks_like_hub_id(model):
-        raise SmraboothError(f"model {model} is neither a folder nor a hub id like {WAN_1_3B}")
     if local_files_only is None:
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        from ..hub import check_hub_reachable, is_offline
+
+        check_hub_reachable([model])
+        local_files_only = is_offline()
     try:
         vae = AutoencoderKLWan.from_pretrained(
             model, subfolder="vae", torch_dtype=vae_dtype, local_files_only=local_files_only
@@ -94,7 +109,9 @@ def load_wan_pipeline(
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SmraboothError(
-            f"could not load the Wan model {model}: {first_line}. Offline, download it elsewhere "
+            f"could not load the Wan model {model}: {first_line}. "
+            f"{'It is not in the local cache (offline). ' if local_files_only and not os.path.isdir(model) else ''}"
+            f"Offline, download it elsewhere "
             f"(huggingface-cli download {model if _looks_like_hub_id(model) else WAN_1_3B} --local-dir DIR) "
             f"and pass --model DIR"
         ) from None

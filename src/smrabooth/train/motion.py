@@ -12,6 +12,7 @@ and the reference flows are computed once and cached.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from ..data.tokens import MOTION_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
+from ..models.wan import check_model_source
+from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
     PhaseTimes,
@@ -94,15 +97,21 @@ class MotionTrainConfig:
     cache_dir: str | None = None
 
     def validate(self) -> MotionTrainConfig:
+        check_train_settings(self)
+        check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)
-        if self.height % 16 or self.width % 16:
-            raise SmraboothError(f"--height {self.height} and --width {self.width} must be multiples of 16")
-        if self.steps < 1 or self.rank < 1:
-            raise SmraboothError("--steps and --rank must be positive")
-        if self.fps <= 0:
-            raise SmraboothError(f"--fps must be positive, got {self.fps}")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
+        check_multiple("--height", self.height, 16, 16, 2048)
+        check_multiple("--width", self.width, 16, 16, 2048)
+        check_number("--fps", self.fps, 0, 240, low_open=True)
+        check_number("--flow-iters", self.flow_iters, 1, 100, integer=True, optional=True)
+        check_number("--mora-weight", self.mora_weight, 0, 1000)
+        check_number("--window", self.window, 1, 1000, integer=True)
+        check_number("--window-stride", self.window_stride, 1, 1000, integer=True)
+        check_number("--drop-frames", self.drop_frames, 0, 1000, integer=True)
+        check_number("--vae-store-frames", self.vae_store_frames, 0, 1000, integer=True)
+        check_number("--flow-chunk", self.flow_chunk, 1, 10000, integer=True, optional=True)
+        if self.use_mora and self.flow_model and not os.path.exists(self.flow_model):
+            check_model_source(self.flow_model, "--flow-model", folder_check=None)
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
         if self.vae_checkpointing is True or self.vae_checkpointing is False:  # configs written before "block"
@@ -110,10 +119,6 @@ class MotionTrainConfig:
         if self.vae_checkpointing not in CHECKPOINT_MODES:
             raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: "
                                  f"choose {', '.join(CHECKPOINT_MODES)}")
-        if self.vae_store_frames < 0:
-            raise SmraboothError(f"--vae-store-frames is a number of latent frames (>= 0), got {self.vae_store_frames}")
-        if self.flow_chunk is not None and self.flow_chunk < 1:
-            raise SmraboothError(f"--flow-chunk must be a positive number of frame pairs, got {self.flow_chunk}")
         if self.use_mora:  # clear errors for windows that do not fit the clip
             valid_window_starts(1 + (self.frames - 1) // 4, self.window, self.window_stride)
             window_source_frames(0, self.window, self.drop_frames)

@@ -22,6 +22,8 @@ from ..data.subject import SubjectExample, encode_image_latent, load_image_and_m
 from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from ..models.wan import check_model_source
+from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
     PhaseTimes,
@@ -80,14 +82,14 @@ class SubjectTrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> SubjectTrainConfig:
-        if self.resolution % 16:
-            raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 16")
-        if self.steps < 1 or self.rank < 1:
-            raise SmraboothError("--steps and --rank must be positive")
-        if self.projector_width < 1:
-            raise SmraboothError(f"--projector-width {self.projector_width} must be positive")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
+        check_train_settings(self)
+        check_multiple("--resolution", self.resolution, 16, 16, 2048)
+        check_number("--sura-weight", self.sura_weight, 0, 1000)
+        check_number("--sura-layer", self.sura_layer, 0, 1000, integer=True)
+        check_number("--projector-width", self.projector_width, 1, 65536, integer=True)
+        check_number("validation_frames", self.validation_frames, 1, 1001, integer=True)
+        if self.use_sura and self.encoder:
+            check_model_source(self.encoder, "--encoder", folder_check=None)
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
         if self.cuda_graphs and self.validate_every:

@@ -1,0 +1,7 @@
+"""`python -m smrabooth.cli ...`: the smrabooth command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
