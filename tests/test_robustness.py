@@ -65,6 +65,8 @@ CASES = [
     (G + ["--scheduler", "ddim"], 2, "invalid choice: 'ddim'"),
     (G + ["--frames", "ten"], 2, "--frames: invalid int value: 'ten'"),
     (G + ["--subject-layers", "q,zz"], 2, "unknown LoRA layer type"),
+    (G + ["--cache", "first-block:nan"], 2, "--cache 'first-block:nan'"),
+    (G + ["--cache", "first-block:-1"], 2, "the threshold must be a positive number"),
     # ---- generate: paths and files
     (G + ["--out", "{tmp}/v.avi"], 2, "must end in .mp4"),
     (G + ["--out", "{file}/v.mp4"], 2, "is a file, not a folder"),
