@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from ..errors import SmraboothError
 
 # module name in smrabooth.cli -> registers one or more subcommands
-COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study"]
+COMMAND_MODULES = ["prepare", "train", "generate", "lora", "tiny", "evaluate", "study", "reproduce"]
 PLUGIN_GROUP = "smrabooth.commands"
 
 
