@@ -133,7 +133,7 @@ class ReproduceConfig:
     methods: tuple[str, ...] = ("wan", "wan_loras", "smrabooth", "no_sura", "no_mora")
     seeds: tuple[int, ...] = (0,)
     recipe: str | None = None  # forwarded as --recipe to the trainers and generate when they have it
-    prompts: str | None = None  # JSON list of {subject, motion, prompt} (`smrabooth prompts`); None: built
+    prompts: str | None = None  # JSON list of {subject, motion, prompt} (`smrabooth prompts`); None: as it builds
     per_pair: int = 1
     backgrounds: str | None = None
     exclude: str | None = None
@@ -222,7 +222,14 @@ def _split(text: str, flag: str) -> list[str]:
 def read_cases(cfg: ReproduceConfig) -> tuple[dict, dict, list[dict]]:
     """(subject folders, motion folders, test prompts [{subject, motion, prompt}])."""
     from .data.folders import find_motion_folders, find_subject_folders
-    from .data.prompts import build_test_prompts, collect_motions, collect_subjects, load_backgrounds, load_exclusions
+    from .data.prompts import (
+        build_test_prompts,
+        collect_motions,
+        collect_shipped_prompts,
+        collect_subjects,
+        load_backgrounds,
+        load_exclusions,
+    )
 
     if not Path(cfg.data).is_dir():
         raise SmraboothError(f"--data {cfg.data} does not exist")
@@ -243,7 +250,8 @@ def read_cases(cfg: ReproduceConfig) -> tuple[dict, dict, list[dict]]:
                                      f"folder of {cfg.data}")
     else:
         prompts = build_test_prompts(collect_subjects([cfg.data]), collect_motions([cfg.data]),
-                                     load_backgrounds(cfg.backgrounds), cfg.per_pair, load_exclusions(cfg.exclude))
+                                     load_backgrounds(cfg.backgrounds), cfg.per_pair, load_exclusions(cfg.exclude),
+                                     collect_shipped_prompts([cfg.data]))  # the dataset's own prompts win
     return subjects, motions, prompts
 
 
@@ -301,6 +309,12 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
                 training_job(method.backbone, "motion", mo, method.motion)
 
     gen_user = _split(cfg.generate_args, "--generate-args")
+    gen_defaults = []  # the recipe's sampler settings (the paper's preset), unless the user picks some
+    if not {"--preset", "--recipe"} & set(gen_user):
+        if cfg.recipe and _accepts("generate", "--recipe"):
+            gen_defaults = ["--recipe", cfg.recipe]
+        elif _accepts("generate", "--preset"):
+            gen_defaults = ["--preset", "paper"]
     eval_user = _split(cfg.evaluate_args, "--evaluate-args")
     eval_args = _parse(["evaluate", "--videos", "x", "--out", "x", *eval_user])
     metrics = [x.strip() for x in eval_args.metrics.split(",") if x.strip()]
@@ -322,7 +336,7 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
                 needs["motion"] = training_job(method.backbone, "motion", mo, method.motion)
             for seed in cfg.seeds:
                 case = f"{k:03d}-{s}-{mo}-s{seed}"
-                argv = [*common, "--prompt", prompt["prompt"], "--seed", str(seed), *recipe("generate"),
+                argv = [*common, "--prompt", prompt["prompt"], "--seed", str(seed), *gen_defaults,
                         *BACKBONES[method.backbone].generate_args, *gen_user, "--injection", method.injection]
                 args = _parse(["generate", *argv, "--out", "x.mp4"])
                 gcfg = config_from_args(args)
