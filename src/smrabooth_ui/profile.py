@@ -1,0 +1,161 @@
+"""The model the app runs on, and the defaults its pages start from.
+
+Two kinds of model: a real Wan2.1 model (a hub id or folder; the trainers' and the sampler's own
+defaults, which are the paper's), or an SMRA-Sprites bundle (the small model shipped with smrabooth;
+its alignment encoders are inside the bundle and its clips are small, so every default is scaled
+down the way `smrabooth demo` does). With no --model the app runs on the bundled SMRA-Sprites model,
+and the sprite world provides an example subject and motion.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from smrabooth.errors import SmraboothError
+
+
+def sprites():
+    """The SMRA-Sprites lab package (smrabooth_sprites, or smrabooth.sprites before the split)."""
+    try:
+        import smrabooth_sprites as lab
+    except ImportError:
+        from smrabooth import sprites as lab
+    return lab
+
+
+def sprites_module(name: str):
+    import importlib
+
+    lab = sprites()
+    return importlib.import_module(f"{lab.__name__}.{name}")
+
+
+@dataclass
+class ModelProfile:
+    model: str  # folder (absolute) or hub id
+    device: str  # cpu | cuda
+    sprites: bool  # an SMRA-Sprites bundle
+    encoder: str  # SuRA's DINOv2
+    flow_model: str  # MoRA's SEA-RAFT
+    subject: dict = field(default_factory=dict)  # SubjectTrainConfig fields the Subject page starts from
+    motion: dict = field(default_factory=dict)  # MotionTrainConfig fields the Motion page starts from
+    generate: dict = field(default_factory=dict)  # GenerateConfig fields the Generate page starts from
+    eval_dino: str | None = None  # DINO-I model (None: the evaluator's default)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelProfile:
+        return cls(**d)
+
+    @property
+    def label(self) -> str:
+        return f"SMRA-Sprites bundle {self.model}" if self.sprites else self.model
+
+
+def is_sprites_bundle(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "dinov2").is_dir() and (p / "searaft").is_dir() and (p / "model_index.json").is_file()
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_profile(model: str | None, device: str | None = None) -> ModelProfile:
+    """--model DIR|HUB_ID, or the bundled SMRA-Sprites model when none is given."""
+    device = device or default_device()
+    if model is None:
+        model = str(sprites_module("bundle").bundled_model_dir())
+    elif os.path.isdir(model):
+        model = str(Path(model).resolve())
+    elif os.path.exists(model):
+        raise SmraboothError(f"--model {model} is a file: pass a model folder or a hub id")
+    if is_sprites_bundle(model):
+        return sprites_profile(model, device)
+    return wan_profile(model, device)
+
+
+def wan_profile(model: str, device: str) -> ModelProfile:
+    from smrabooth.sampling import GenerateConfig
+    from smrabooth.train.motion import MotionTrainConfig
+    from smrabooth.train.subject import SubjectTrainConfig
+
+    s, m, g = SubjectTrainConfig(), MotionTrainConfig(), GenerateConfig()
+    return ModelProfile(
+        model=model, device=device, sprites=False, encoder=s.encoder, flow_model=m.flow_model,
+        subject=dict(steps=s.steps, rank=s.rank, lr=s.lr, resolution=s.resolution, checkpoint_every=s.checkpoint_every,
+                     validate_every=0, projector_width=s.projector_width),
+        motion=dict(steps=m.steps, rank=m.rank, lr=m.lr, frames=m.frames, height=m.height, width=m.width, fps=m.fps,
+                    checkpoint_every=m.checkpoint_every, validate_every=0, window=m.window,
+                    window_stride=m.window_stride, drop_frames=m.drop_frames),
+        generate=dict(frames=g.frames, height=g.height, width=g.width, steps=g.steps, guidance=g.guidance, fps=g.fps))
+
+
+def sprites_profile(model: str, device: str) -> ModelProfile:
+    """The bundle's clip size, frames and fps; the demo's training settings (smrabooth demo)."""
+    exp = sprites_module("experiment")
+    settings = exp.settings_for_bundle(exp.ExperimentSettings(model=model, device=device))
+    window, drop, stride = exp.mora_window(settings.frames)
+    size = settings.size
+    return ModelProfile(
+        model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
+        flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"),
+        subject=dict(steps=settings.subject_steps, rank=settings.subject_rank, lr=settings.lr, resolution=size,
+                     checkpoint_every=25, validate_every=0, projector_width=256),
+        motion=dict(steps=settings.motion_steps, rank=settings.motion_rank, lr=settings.lr, frames=settings.frames,
+                    height=size, width=size, fps=settings.fps, checkpoint_every=25, validate_every=0, window=window,
+                    window_stride=stride, drop_frames=drop),
+        generate=dict(frames=settings.frames, height=size, width=size, steps=settings.gen_steps,
+                      guidance=settings.guidance, fps=settings.fps))
+
+
+# ----------------------------------------------------------------------------------------------- examples
+EXAMPLE_SUBJECT = 0  # index into the held-out subjects (the heart)
+EXAMPLE_MOTION = "spiral"
+
+
+@dataclass
+class Examples:
+    subject_name: str
+    subject_images: list[Path]
+    subject_masks: list[Path]
+    motion_name: str
+    motion_clip: Path
+    motion_caption: str
+    prompt: str
+
+
+def write_examples(root: Path, profile: ModelProfile) -> Examples | None:
+    """The sprite world's example subject (4 stills of a held-out sprite, with exact masks) and motion
+    (one clip of a held-out motion family), written once into root; None for a real Wan model."""
+    if not profile.sprites:
+        return None
+    folders, world = sprites_module("folders"), sprites_module("world")
+    from smrabooth.video import write_video
+
+    design = world.HELDOUT_SUBJECTS[EXAMPLE_SUBJECT]
+    exp = sprites_module("experiment")
+    background = exp.default_background(design)
+    size, frames, fps = profile.generate["height"], profile.motion["frames"], profile.motion["fps"]
+    subject = root / "subject"
+    if not (subject / "metadata.csv").is_file():
+        import shutil
+
+        shutil.rmtree(subject, ignore_errors=True)
+        folders.write_subject_folder(subject, design, 4, seed=0, size=size)
+    clip_path = root / "motion" / f"{EXAMPLE_MOTION}.mp4"
+    clip = world.sample_family_clips(EXAMPLE_MOTION, 1, seed=101, frames=frames, size=size)[0]
+    if not clip_path.is_file():
+        clip_path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(clip.frames, clip_path, fps=fps)
+    return Examples(
+        subject_name=design.shape, subject_images=sorted((subject / "images").glob("*.png")),
+        subject_masks=sorted((subject / "masks").glob("*.png")), motion_name=EXAMPLE_MOTION,
+        motion_clip=clip_path, motion_caption=folders.motion_text(clip.design, clip.background),
+        prompt=folders.combined_prompt(design.shape, background))

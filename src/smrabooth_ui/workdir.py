@@ -1,0 +1,120 @@
+"""The work folder: every upload, prepared data set, run, video and report the app makes lives here.
+
+    <workdir>/subjects/<name>/uploads/     the user's photos (safe names)
+    <workdir>/subjects/<name>/masks/       the user's masks, named like the photos
+    <workdir>/subjects/<name>/data/        the prepared subject folder (prepare_subject)
+    <workdir>/motions/<name>/uploads/      the user's clip
+    <workdir>/motions/<name>/data/         the prepared motion folder (prepare_motion)
+    <workdir>/runs/subject/<run>/          train_subject run folders
+    <workdir>/runs/motion/<run>/           train_motion run folders
+    <workdir>/videos/<id>/                 generated videos with settings.json
+    <workdir>/evaluations/<id>/            metrics reports
+    <workdir>/jobs/<id>.json, <id>.log     the job queue (jobs.py)
+
+Nothing a user types becomes a path unchecked: names go through `safe_name`, and every path is
+resolved inside the work folder by `Workdir.inside`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from smrabooth.errors import SmraboothError
+
+NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+KINDS = ("subject", "motion")
+
+
+def safe_name(text: str, what: str = "name", max_len: int = 64) -> str:
+    """A file or folder name made of letters, digits, '_', '-', '.' only; never '.', '..' or hidden.
+    'My dog!' -> 'My_dog'; '../../etc' -> 'etc'."""
+    name = NAME_RE.sub("_", str(text or "").strip()).strip("._-")[:max_len].strip("._-")
+    if not name:
+        raise SmraboothError(f"{what} {text!r} has no letters or digits: use e.g. 'dog' or 'dance_1'")
+    return name
+
+
+def upload_path(f) -> Path:
+    """The local path of an uploaded file: Gradio gives a str path (older versions an object with .name)."""
+    return Path(f) if isinstance(f, (str, os.PathLike)) else Path(f.name)
+
+
+def safe_file_name(path: str | Path, index: int = 0) -> str:
+    """An uploaded file's name, made safe, keeping its extension (lower case)."""
+    p = Path(str(path))
+    suffix = NAME_RE.sub("", p.suffix.lower())[:8]
+    try:
+        stem = safe_name(p.stem, "file name")
+    except SmraboothError:
+        stem = f"file_{index:03d}"
+    return stem + suffix
+
+
+@dataclass
+class Workdir:
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise SmraboothError(f"--workdir {self.root} is a file: choose a folder")
+        for sub in ("subjects", "motions", "runs/subject", "runs/motion", "videos", "evaluations", "jobs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def inside(self, path: str | Path) -> Path:
+        """`path` (relative to the work folder, or absolute) resolved, refused when it leaves the folder."""
+        p = Path(path)
+        resolved = (p if p.is_absolute() else self.root / p).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise SmraboothError(f"{path} is outside the work folder {self.root}")
+        return resolved
+
+    def subject(self, name: str) -> Path:
+        return self.root / "subjects" / safe_name(name, "subject name")
+
+    def motion(self, name: str) -> Path:
+        return self.root / "motions" / safe_name(name, "motion name")
+
+    def runs(self, kind: str) -> Path:
+        if kind not in KINDS:
+            raise SmraboothError(f"run kind {kind!r}: choose subject or motion")
+        return self.root / "runs" / kind
+
+    def new_folder(self, parent: Path, stem: str) -> Path:
+        """A fresh folder parent/<stem>-<n> (n counts up), created."""
+        stem = safe_name(stem)
+        for n in range(1, 10_000):
+            folder = parent / f"{stem}-{n}"
+            try:
+                folder.mkdir(parents=True)
+                return folder
+            except FileExistsError:
+                continue
+        raise SmraboothError(f"{parent} holds too many folders named {stem}-N")
+
+    def new_stamped(self, parent: str) -> Path:
+        return self.new_folder(self.root / parent, time.strftime("%Y%m%d-%H%M%S"))
+
+    def names(self, kind: str) -> list[str]:
+        """Subjects or motions that have uploads, sorted."""
+        folder = self.root / ("subjects" if kind == "subject" else "motions")
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+    def save_uploads(self, files, folder: Path, replace: bool = False) -> list[Path]:
+        """Copy uploaded files (paths Gradio gives) into `folder` under safe names."""
+        folder = self.inside(folder)
+        if replace and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for i, f in enumerate(files or []):
+            src = upload_path(f)
+            dst = folder / safe_file_name(src.name, i)
+            shutil.copyfile(src, dst)
+            out.append(dst)
+        return out
