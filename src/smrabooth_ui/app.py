@@ -7,8 +7,6 @@ playing video is not reloaded. Everything shown is read from the work folder, so
 a restarted app, shows the same state.
 """
 
-from __future__ import annotations
-
 import html
 
 from smrabooth.errors import SmraboothError
@@ -269,10 +267,11 @@ def build_app(app: h.UiApp):
         def on_prepare(name, clip, caption, start, frames, fps):
             out = act("prepare-motion", h.prepare_motion_clip, app, name, clip, caption, start, frames, fps)
             if isinstance(out, str):
-                return out, None
-            return f"prepared {out.name}: {int(frames)} frames at {fps:g} fps from {float(start or 0):g} s", str(out)
+                return out, None, None
+            return (f"prepared {out.name}: {int(frames)} frames at {fps:g} fps from {float(start or 0):g} s", str(out),
+                    None)
 
-        m_prepare.click(on_prepare, [m_name, m_clip, m_caption, m_start, m_frames, m_fps], [m_status, m_preview])
+        m_prepare.click(on_prepare, [m_name, m_clip, m_caption, m_start, m_frames, m_fps], [m_status, m_preview, m_clip])
 
         def on_motion_example():
             out = act("prepare-motion", h.use_example_motion, app)

@@ -1,0 +1,96 @@
+"""`smrabooth ui`: serve the web app (registered through the `smrabooth.commands` entry point group;
+`python -m smrabooth_ui` runs the same command on its own)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from smrabooth.errors import SmraboothError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ui", help="the web app: subject, motion, generate and evaluate pages (needs the ui extra)",
+        description="Serve the smrabooth web app (Gradio). With no --model it runs on the bundled SMRA-Sprites "
+        "model, with an example subject and motion from the sprite world.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=None,
+                   help="Wan2.1 model (hub id or folder) or an SMRA-Sprites bundle folder (default: the bundled "
+                        "SMRA-Sprites model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network interface)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--workdir", default="smrabooth-work", help="where uploads, runs, videos and reports are kept")
+    p.add_argument("--auth", default=None, help="user:pass required to open the app (Gradio's login)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
+    p.set_defaults(func=run)
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise SmraboothError("--auth must be user:pass (both non-empty)")
+    return user, password
+
+
+def host_warning(host: str) -> str | None:
+    if host in LOCAL_HOSTS:
+        return None
+    return (f"warning: --host {host} serves the app to other machines: anyone who reaches this port can upload "
+            "files, start trainings and read the work folder" + "; pass --auth user:pass")
+
+
+def check_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise SmraboothError(f"--port {port} is not a TCP port (1..65535)")
+    return port
+
+
+def run(args) -> int:
+    auth = parse_auth(args.auth)
+    check_port(args.port)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise SmraboothError('the web app needs Gradio: pip install "smrabooth[ui]"') from None
+    warning = host_warning(args.host)
+    if warning:
+        print(warning if auth is None else warning.split("; pass --auth")[0], file=sys.stderr, flush=True)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SmraboothError("--device cuda: no CUDA device is available here; use --device cpu")
+    from .app import CSS, build_app
+    from .handlers import UiApp
+    from .profile import resolve_profile
+
+    profile = resolve_profile(args.model, args.device)
+    app = UiApp(args.workdir, profile)
+    demo = build_app(app)
+    print(f"smrabooth ui: {profile.label} on {profile.device}; work folder {app.wd.root}", flush=True)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, auth=auth, css=CSS, show_error=True,
+                    allowed_paths=[str(app.wd.root)], footer_links=[])
+    finally:
+        app.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smrabooth")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ui", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except SmraboothError as e:
+        print(f"smrabooth ui: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The web app in headless Chromium: the whole workflow on the bundled SMRA-Sprites model.
+
+Starts `smrabooth ui` (through smrabooth_ui.cli) on a free port, uploads the example subject and motion
+through the file inputs, trains both LoRAs a few steps, generates with and without them, plays the
+video, evaluates, and checks malformed uploads show the CLI's error line. Screenshots of each page
+go to the test's folder (and to $SMRABOOTH_UI_SCREENSHOTS when set: how docs/ui/ was made).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    pytest.importorskip("gradio")
+    port, work = free_port(), tmp_path / "work"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "SMRABOOTH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "smrabooth_ui", "--port", str(port), "--workdir", str(work),
+                             "--device", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.5)
+        yield url, work
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_text(page, selector: str, text: str, timeout: float = 240) -> str:
+    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)", arg=[selector, text],
+                           timeout=timeout * 1000)
+    return page.inner_text(selector)
+
+
+def shot(page, tmp_path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    if os.environ.get("SMRABOOTH_UI_SCREENSHOTS"):
+        out = Path(os.environ["SMRABOOTH_UI_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out / f"{name}.png"), full_page=False)
+
+
+def test_whole_workflow_in_chromium(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from smrabooth.video import write_video
+
+    url, work = server
+    examples = work / "examples"
+    (tmp_path / "notes.png").write_text("not an image, a text file with a .png name\n")
+    rng = np.random.default_rng(0)
+    write_video(rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8), tmp_path / "three.mp4", fps=15)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#subject-add")
+
+        # ---- subject: a text file as a photo is refused with the loader's error line
+        page.set_input_files("#subject-photos input[type=file]", str(tmp_path / "notes.png"))
+        page.click("#subject-add")
+        err = wait_text(page, "#subject-status", "error")
+        assert "smrabooth prepare-subject: error:" in err and "notes.png is not a readable image" in err
+        assert not (work / "subjects" / "heart" / "uploads").exists()  # nothing was kept
+        # the example subject, uploaded like a user's photos, with its masks
+        page.set_input_files("#subject-photos input[type=file]", sorted(map(str, (examples / "subject" / "images").glob("*.png"))))
+        page.set_input_files("#subject-masks input[type=file]", sorted(map(str, (examples / "subject" / "masks").glob("*.png"))))
+        page.click("#subject-add")
+        wait_text(page, "#subject-status", "prepared 4 photo(s) of heart")
+        assert (work / "subjects" / "heart" / "data" / "contact_sheet.png").is_file()
+        page.fill("#subject-steps input", "3")
+        page.click("#subject-train")
+        wait_text(page, "#subject-job", "done: train subject heart (3 steps)")
+        page.wait_for_selector("#subject-losses canvas, #subject-losses svg")
+        shot(page, tmp_path, "subject")
+
+        # ---- motion: a 3-frame clip is refused with the trainer's error line
+        page.click("#tab-motion-button")
+        page.set_input_files("#motion-clip input[type=file]", str(tmp_path / "three.mp4"))
+        page.click("#motion-prepare")
+        err = wait_text(page, "#motion-status", "error")
+        assert "smrabooth prepare-motion: error:" in err and "17 frames at 15 fps need 1.13 s" in err
+        page.set_input_files("#motion-clip input[type=file]", str(examples / "motion" / "spiral.mp4"))
+        page.click("#motion-prepare")
+        wait_text(page, "#motion-status", "prepared spiral_00.mp4")
+        page.uncheck("#motion-mora input[type=checkbox]")  # MoRA steps take ~30 s each on a shared CPU
+        page.fill("#motion-steps input", "2")
+        page.click("#motion-train")
+        wait_text(page, "#motion-job", "done: train motion spiral (2 steps)")
+        page.wait_for_selector("#motion-flow video")
+        shot(page, tmp_path, "motion")
+
+        # ---- generate with both LoRAs (picked for us: the newest) and the baseline
+        page.click("#tab-generate-button")
+        page.wait_for_function("() => document.querySelector('#generate-subject input')?.value.includes('heart-1')")
+        page.fill("#generate-steps input", "4")
+        page.click("#generate-go")
+        wait_text(page, "#generate-status", "done: generate")
+        page.wait_for_selector("#generate-result video")
+        start = page.evaluate("async () => { const v = document.querySelector('#generate-result video');"
+                              " v.muted = true; await v.play(); return v.currentTime; }")
+        page.wait_for_timeout(700)
+        now = page.evaluate("() => document.querySelector('#generate-result video').currentTime")
+        assert now > start or page.evaluate("() => document.querySelector('#generate-result video').loop")
+        assert page.evaluate("() => !document.querySelector('#generate-result video').paused")
+        page.wait_for_selector("#generate-baseline-video video")
+        shot(page, tmp_path, "generate")
+        folders = [f for f in (work / "videos").iterdir() if (f / "settings.json").is_file()]
+        assert len(folders) == 1
+        settings = json.loads((folders[0] / "settings.json").read_text())
+        assert (folders[0] / "result.mp4").is_file() and (folders[0] / "baseline.mp4").is_file()
+        assert settings["config"]["steps"] == 4 and settings["subject_lora"].endswith("subject_lora.safetensors")
+
+        # ---- evaluate: DINO-I runs (the bundle's DINOv2), CLIP-T cannot load offline and says why
+        page.click("#tab-evaluate-button")
+        page.wait_for_selector("#evaluate-videos input[type=checkbox]")
+        for box in page.query_selector_all("#evaluate-videos input[type=checkbox]"):
+            box.check()
+        for box in page.query_selector_all("#evaluate-metrics input[type=checkbox]"):
+            box.uncheck()
+        page.check("#evaluate-metrics label:has-text('dino_i') input")
+        page.check("#evaluate-metrics label:has-text('clip_t') input")
+        page.click("#evaluate-go")
+        wait_text(page, "#evaluate-status", "done: evaluate 2 video(s)")
+        assert "DINO-I" in page.inner_text("#evaluate-table")
+        assert "CLIP-T" in wait_text(page, "#evaluate-skipped", "skipped")
+        shot(page, tmp_path, "evaluate")
+
+        # ---- a reload shows the same state (read from the work folder)
+        page.reload()
+        page.click("#tab-generate-button")
+        wait_text(page, "#generate-status", "done: generate")
+        browser.close()
