@@ -37,7 +37,7 @@ def server(tmp_path):
     port, work = free_port(), tmp_path / "work"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "SMRABOOTH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = open(tmp_path / "server.log", "w")
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server writes to it until the end
     proc = subprocess.Popen([sys.executable, "-m", "smrabooth_ui", "--port", str(port), "--workdir", str(work),
                              "--device", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -70,6 +70,7 @@ def shot(page, tmp_path, name: str) -> None:
     if os.environ.get("SMRABOOTH_UI_SCREENSHOTS"):
         out = Path(os.environ["SMRABOOTH_UI_SCREENSHOTS"])
         out.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(out / f"{name}.png"), full_page=False)
 
 
@@ -85,7 +86,8 @@ def test_whole_workflow_in_chromium(server, tmp_path):
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
+                                    args=["--no-sandbox", "--disable-gpu",
+                                          "--autoplay-policy=no-user-gesture-required"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.wait_for_selector("#subject-add")
@@ -97,8 +99,9 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         assert "smrabooth prepare-subject: error:" in err and "notes.png is not a readable image" in err
         assert not (work / "subjects" / "heart" / "uploads").exists()  # nothing was kept
         # the example subject, uploaded like a user's photos, with its masks
-        page.set_input_files("#subject-photos input[type=file]", sorted(map(str, (examples / "subject" / "images").glob("*.png"))))
-        page.set_input_files("#subject-masks input[type=file]", sorted(map(str, (examples / "subject" / "masks").glob("*.png"))))
+        for kind, files in (("photos", "images"), ("masks", "masks")):
+            page.set_input_files(f"#subject-{kind} input[type=file]",
+                                 sorted(map(str, (examples / "subject" / files).glob("*.png"))))
         page.click("#subject-add")
         wait_text(page, "#subject-status", "prepared 4 photo(s) of heart")
         assert (work / "subjects" / "heart" / "data" / "contact_sheet.png").is_file()

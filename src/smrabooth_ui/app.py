@@ -28,7 +28,9 @@ def progress_bar(fraction: float, elem: str) -> str:
 def loss_frame(rows: list[dict]):
     import pandas as pd
 
-    return pd.DataFrame(rows or [], columns=["step", "term", "value"])
+    # explicit dtypes: an empty frame would be all objects, and the plot would take the numbers for categories
+    return pd.DataFrame(rows or [], columns=["step", "term", "value"]).astype({"step": int, "term": str,
+                                                                               "value": float})
 
 
 def build_app(app: h.UiApp):
@@ -54,7 +56,8 @@ def build_app(app: h.UiApp):
                 gr.Markdown("Upload a few photos of your subject, with masks (named like the photos) or the mask "
                             "tool, check the contact sheet, then train the subject LoRA (SuRA).")
                 with gr.Row():
-                    s_name = gr.Textbox(label="Subject name (class noun, e.g. dog)", value=ex.subject_name if ex else "",
+                    s_name = gr.Textbox(label="Subject name (class noun, e.g. dog)",
+                                        value=ex.subject_name if ex else "",
                                         elem_id="subject-name")
                     s_source = gr.Radio(list(h.MASK_SOURCES), value=h.MASK_SOURCES[0], label="Masks",
                                         elem_id="subject-mask-source")
@@ -141,8 +144,8 @@ def build_app(app: h.UiApp):
             with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
                 gr.Markdown("Pick a subject LoRA and a motion LoRA from the work folder's runs and write a prompt "
                             "with V* (the subject) and S* (the motion).")
-                g_library = gr.Gallery(label="Library (finished LoRAs)", columns=8, height=160,
-                                       elem_id="generate-library")
+                g_library = gr.Gallery(label="Library (finished LoRAs)", columns=8, height=150, object_fit="contain",
+                                       preview=False, elem_id="generate-library")
                 with gr.Row():
                     g_subject = gr.Dropdown(["none"], value="none", label="Subject LoRA", elem_id="generate-subject")
                     g_motion = gr.Dropdown(["none"], value="none", label="Motion LoRA", elem_id="generate-motion")
@@ -164,8 +167,8 @@ def build_app(app: h.UiApp):
                                         elem_id="generate-early")
                     g_sscale = gr.Number(fields["subject_scale"], label="Subject scale", elem_id="generate-sscale")
                     g_mscale = gr.Number(fields["motion_scale"], label="Motion scale", elem_id="generate-mscale")
-                    g_tpoint = gr.Number(None, label="T_point (empty: the paper's, by noise level)", precision=0,
-                                         elem_id="generate-tpoint")
+                    g_tpoint = gr.Textbox("", label="T_point (empty: the paper's, by noise level)",
+                                          elem_id="generate-tpoint")
                     g_seed = gr.Number(0, label="Seed", precision=0, elem_id="generate-seed")
                     g_baseline = gr.Checkbox(True, label="Also the no-LoRA baseline (same seed)",
                                              elem_id="generate-baseline")
@@ -213,7 +216,7 @@ def build_app(app: h.UiApp):
         def on_add(name, photos, masks, source, obj):
             def run():
                 h.add_subject_photos(app, name, photos, masks)
-                sheet = h.prepare_subject_data(app, name, source, obj)
+                h.prepare_subject_data(app, name, source, obj)
                 return f"prepared {len(h.subject_photos(app, name))} photo(s) of {name}: check the contact sheet"
             msg = act("prepare-subject", run)
             return msg, photos_out(name), sheet_of(name), None, None
@@ -258,7 +261,8 @@ def build_app(app: h.UiApp):
             return click
 
         for button, resume in ((s_train, False), (s_resume, True)):
-            button.click(train_click("subject", resume), [s_name, s_steps, s_rank, s_lr, s_sura, s_validate], [s_status])
+            button.click(train_click("subject", resume), [s_name, s_steps, s_rank, s_lr, s_sura, s_validate],
+                         [s_status])
         for button, resume in ((m_train, False), (m_resume, True)):
             button.click(train_click("motion", resume), [m_name, m_steps, m_rank, m_lr, m_mora, m_validate], [m_status])
         s_cancel.click(lambda: act("train-subject", h.cancel_latest, app, "train_subject"), None, [s_status])
@@ -271,7 +275,8 @@ def build_app(app: h.UiApp):
             return (f"prepared {out.name}: {int(frames)} frames at {fps:g} fps from {float(start or 0):g} s", str(out),
                     None)
 
-        m_prepare.click(on_prepare, [m_name, m_clip, m_caption, m_start, m_frames, m_fps], [m_status, m_preview, m_clip])
+        m_prepare.click(on_prepare, [m_name, m_clip, m_caption, m_start, m_frames, m_fps],
+                        [m_status, m_preview, m_clip])
 
         def on_motion_example():
             out = act("prepare-motion", h.use_example_motion, app)
@@ -312,8 +317,10 @@ def build_app(app: h.UiApp):
             subjects, motions = h.library(app, "subject"), h.library(app, "motion")
             s_labels, m_labels = ["none", *[e.label for e in subjects]], ["none", *[e.label for e in motions]]
             # a new LoRA is picked for the user when nothing is picked yet
-            s_pick = subject_choice if subject_choice in s_labels and subject_choice != "none" else s_labels[min(1, len(s_labels) - 1)]
-            m_pick = motion_choice if motion_choice in m_labels and motion_choice != "none" else m_labels[min(1, len(m_labels) - 1)]
+            def pick(choice, labels):
+                return choice if choice in labels and choice != "none" else labels[min(1, len(labels) - 1)]
+
+            s_pick, m_pick = pick(subject_choice, s_labels), pick(motion_choice, m_labels)
             videos = h.generated_videos(app)
             return {
                 "s_job": sv.status, "s_progress": progress_bar(sv.progress, "subject-progress-bar"),

@@ -406,8 +406,11 @@ def generate(app: UiApp, subject: str | None, motion: str | None, prompt: str, s
              "subject_scale": subject_scale, "motion_scale": motion_scale, "frames": frames, "height": height,
              "width": width}
     fields.update({k: v for k, v in given.items() if v is not None and v != ""})
-    config = GenerateConfig(prompt=prompt, seed=int(seed or 0), t_point=int(t_point) if t_point not in (None, "")
-                            else None, **{k: (int(v) if k in ("steps", "frames", "height", "width") else float(v))
+    t_point = str(t_point).strip() if t_point is not None else ""
+    if t_point and not t_point.isdigit():
+        raise SmraboothError(f"T_point {t_point!r} must be a step number (or empty: the paper's, by noise level)")
+    config = GenerateConfig(prompt=prompt, seed=int(seed or 0), t_point=int(t_point) if t_point else None,
+                            **{k: (int(v) if k in ("steps", "frames", "height", "width") else float(v))
                                           for k, v in fields.items()})
     if preset not in (None, "", "model"):
         from smrabooth.sampling import PRESETS

@@ -60,7 +60,7 @@ def run_logged(runner: Callable, job: dict, profile: dict, workdir: str) -> dict
     with open(log, "a", buffering=1) as f, redirect_stdout(f), redirect_stderr(f):
         try:
             return {"status": "done", "result": runner(job, profile, workdir) or {}}
-        except BaseException as e:  # noqa: BLE001 - everything is reported; KeyboardInterrupt ends the worker
+        except BaseException as e:
             traceback.print_exc(file=f)
             if isinstance(e, KeyboardInterrupt):
                 raise

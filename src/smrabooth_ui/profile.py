@@ -89,12 +89,13 @@ def wan_profile(model: str, device: str) -> ModelProfile:
     s, m, g = SubjectTrainConfig(), MotionTrainConfig(), GenerateConfig()
     return ModelProfile(
         model=model, device=device, sprites=False, encoder=s.encoder, flow_model=m.flow_model,
-        subject=dict(steps=s.steps, rank=s.rank, lr=s.lr, resolution=s.resolution, checkpoint_every=s.checkpoint_every,
-                     validate_every=0, projector_width=s.projector_width),
-        motion=dict(steps=m.steps, rank=m.rank, lr=m.lr, frames=m.frames, height=m.height, width=m.width, fps=m.fps,
-                    checkpoint_every=m.checkpoint_every, validate_every=0, window=m.window,
-                    window_stride=m.window_stride, drop_frames=m.drop_frames),
-        generate=dict(frames=g.frames, height=g.height, width=g.width, steps=g.steps, guidance=g.guidance, fps=g.fps))
+        subject={"steps": s.steps, "rank": s.rank, "lr": s.lr, "resolution": s.resolution,
+                 "checkpoint_every": s.checkpoint_every, "validate_every": 0, "projector_width": s.projector_width},
+        motion={"steps": m.steps, "rank": m.rank, "lr": m.lr, "frames": m.frames, "height": m.height,
+                "width": m.width, "fps": m.fps, "checkpoint_every": m.checkpoint_every, "validate_every": 0,
+                "window": m.window, "window_stride": m.window_stride, "drop_frames": m.drop_frames},
+        generate={"frames": g.frames, "height": g.height, "width": g.width, "steps": g.steps,
+                  "guidance": g.guidance, "fps": g.fps})
 
 
 def sprites_profile(model: str, device: str) -> ModelProfile:
@@ -106,13 +107,13 @@ def sprites_profile(model: str, device: str) -> ModelProfile:
     return ModelProfile(
         model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
         flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"),
-        subject=dict(steps=settings.subject_steps, rank=settings.subject_rank, lr=settings.lr, resolution=size,
-                     checkpoint_every=25, validate_every=0, projector_width=256),
-        motion=dict(steps=settings.motion_steps, rank=settings.motion_rank, lr=settings.lr, frames=settings.frames,
-                    height=size, width=size, fps=settings.fps, checkpoint_every=25, validate_every=0, window=window,
-                    window_stride=stride, drop_frames=drop),
-        generate=dict(frames=settings.frames, height=size, width=size, steps=settings.gen_steps,
-                      guidance=settings.guidance, fps=settings.fps))
+        subject={"steps": settings.subject_steps, "rank": settings.subject_rank, "lr": settings.lr,
+                 "resolution": size, "checkpoint_every": 25, "validate_every": 0, "projector_width": 256},
+        motion={"steps": settings.motion_steps, "rank": settings.motion_rank, "lr": settings.lr,
+                "frames": settings.frames, "height": size, "width": size, "fps": settings.fps, "checkpoint_every": 25,
+                "validate_every": 0, "window": window, "window_stride": stride, "drop_frames": drop},
+        generate={"frames": settings.frames, "height": size, "width": size, "steps": settings.gen_steps,
+                  "guidance": settings.guidance, "fps": settings.fps})
 
 
 # ----------------------------------------------------------------------------------------------- examples

@@ -124,7 +124,8 @@ def train_motion_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
         model=profile.model, data=str(wd.inside(p["data"])), out=str(wd.inside(p["out"])), steps=int(p["steps"]),
         rank=int(p["rank"]), alpha=float(p["rank"]), lr=float(p["lr"]), frames=frames,
         height=int(m["height"]), width=int(m["width"]), fps=fps, flow_model=profile.flow_model,
-        use_mora=bool(p["use_mora"]), window=window, window_stride=stride, drop_frames=drop, seed=int(p.get("seed", 0)), gradient_checkpointing=profile.device != "cpu",
+        use_mora=bool(p["use_mora"]), window=window, window_stride=stride, drop_frames=drop,
+        seed=int(p.get("seed", 0)), gradient_checkpointing=profile.device != "cpu",
         checkpoint_every=int(p["checkpoint_every"]), validate_every=int(p.get("validate_every") or 0),
         validation_prompt=p.get("validation_prompt") or None, validation_steps=int(profile.generate["steps"]),
         save_dtype="fp32" if profile.sprites else "bf16").validate()
@@ -160,7 +161,7 @@ def generate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     total = config.steps * len(renders)
     written = {}
     for n, (name, subject, motion) in enumerate(renders):
-        def on_step(i, scales, n=n):
+        def on_step(i, scales, n=n, name=name):
             report_progress(str(wd.root), job["id"], step=n * config.steps + i + 1, steps=total, video=name)
 
         start = time.time()

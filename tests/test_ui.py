@@ -1,0 +1,203 @@
+"""The web app's handlers, job queue and command, without a browser (tests/test_ui_browser.py drives the pages)."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smrabooth.errors import SmraboothError
+from smrabooth_ui import handlers as h
+from smrabooth_ui.cli import host_warning, parse_auth
+from smrabooth_ui.jobs import JobQueue, error_line
+from smrabooth_ui.profile import resolve_profile
+from smrabooth_ui.tasks import flow_to_rgb
+from smrabooth_ui.workdir import Workdir, safe_file_name, safe_name
+
+
+# ------------------------------------------------------------------------------ fake jobs (run in the worker)
+def sleepy_runner(job, profile, workdir):
+    if job["params"].get("fail"):
+        raise SmraboothError(f"{job['params']['fail']} is broken: fix it")
+    if job["params"].get("crash"):
+        raise ZeroDivisionError("division by zero")
+    (Path(workdir) / f"started-{job['title']}").write_text(str(time.time()))
+    time.sleep(job["params"].get("sleep", 0))
+    (Path(workdir) / f"ended-{job['title']}").write_text(str(time.time()))
+    return {"title": job["title"]}
+
+
+def test_safe_names_and_nothing_escapes_the_workdir(tmp_path):
+    assert safe_name("My dog!") == "My_dog" and safe_name("../../etc") == "etc" and safe_name("a/b\\c") == "a_b_c"
+    with pytest.raises(SmraboothError, match="no letters or digits"):
+        safe_name("../..")
+    assert safe_file_name("../../x/Photo 1.JPG") == "Photo_1.jpg" and safe_file_name(".bashrc", 3) == "bashrc"
+    wd = Workdir(tmp_path / "w")
+    assert wd.subject("../../evil") == wd.root / "subjects" / "evil"
+    with pytest.raises(SmraboothError, match="outside the work folder"):
+        wd.inside("../outside.txt")
+    with pytest.raises(SmraboothError, match="outside the work folder"):
+        wd.inside("/etc/passwd")
+    assert wd.inside("videos/a.mp4") == wd.root / "videos" / "a.mp4"
+    src = tmp_path / "..evil name;rm -rf.png"
+    src.write_bytes(b"x")
+    saved = wd.save_uploads([str(src)], wd.root / "subjects" / "d" / "uploads")
+    assert [p.name for p in saved] == ["evil_name_rm_-rf.png"]
+    assert saved[0].parent == wd.root / "subjects" / "d" / "uploads"
+
+
+def test_flow_colours_follow_the_wheel():
+    """Right = red, left = cyan, no motion = white, half the largest speed = half saturated."""
+    flow = np.zeros((2, 1, 4), np.float32)
+    flow[0, 0] = [2.0, -2.0, 0.0, 1.0]  # u: right, left, still, right at half speed
+    rgb = flow_to_rgb(flow)[0]
+    assert rgb[0].tolist() == [255, 0, 0] and rgb[1].tolist() == [0, 255, 255] and rgb[2].tolist() == [255, 255, 255]
+    assert rgb[3].tolist() == [255, 128, 128]
+
+
+def test_queue_runs_jobs_one_at_a_time_in_order_and_reports_the_cli_error_line(tmp_path):
+    q = JobQueue(tmp_path, {}, runner=sleepy_runner)
+    try:
+        a = q.submit("generate", "a", {"sleep": 0.5})
+        b = q.submit("generate", "b", {})
+        c = q.submit("train_subject", "c", {"fail": "photo.png"})
+        d = q.submit("evaluate", "d", {"crash": True})
+        for job in (a, b, c, d):
+            q.wait(job["id"], timeout=120)
+        assert q.get(a["id"])["status"] == "done" and q.get(a["id"])["result"] == {"title": "a"}
+        # one at a time: b started after a ended
+        assert float((tmp_path / "started-b").read_text()) >= float((tmp_path / "ended-a").read_text())
+        assert q.get(c["id"])["error"] == "smrabooth train-subject: error: photo.png is broken: fix it"
+        assert q.get(d["id"])["status"] == "failed" and "ZeroDivisionError" in q.get(d["id"])["error"]
+        assert "Traceback" in q.log_tail(d["id"])
+    finally:
+        q.stop()
+
+
+def test_cancel_a_running_job_and_restart_marks_a_running_job_interrupted(tmp_path):
+    q = JobQueue(tmp_path, {}, runner=sleepy_runner)
+    try:
+        long = q.submit("train_subject", "long", {"sleep": 60})
+        queued = q.submit("generate", "queued", {})
+        end = time.time() + 60
+        while q.get(long["id"])["status"] != "running" or not (tmp_path / "started-long").exists():
+            assert time.time() < end
+            time.sleep(0.1)
+        q.cancel(long["id"])
+        assert q.wait(long["id"], 30)["status"] == "cancelled"
+        assert q.wait(queued["id"], 60)["status"] == "done"  # the queue goes on with a fresh worker
+        assert not (tmp_path / "ended-long").exists()
+    finally:
+        q.stop()
+    # a job left "running" by an app that stopped is interrupted at the next start, never run again
+    stuck = json.loads(q.path(long["id"]).read_text())
+    stuck["status"] = "running"
+    q.path(long["id"]).write_text(json.dumps(stuck))
+    q2 = JobQueue(tmp_path, {}, runner=sleepy_runner, start=False)
+    assert q2.get(long["id"])["status"] == "interrupted" and "Resume" in q2.get(long["id"])["error"]
+
+
+def test_error_line_is_the_clis():
+    from smrabooth.cli import main  # the CLI's own format, for the same exception
+
+    assert error_line("train_motion", SmraboothError("x")) == "smrabooth train-motion: error: x"
+    assert main(["generate", "--model", "nowhere/", "--prompt", "p", "--out", "o.mp4"]) == 2
+
+
+# ------------------------------------------------------------------------------------- handlers (no jobs run)
+@pytest.fixture(scope="module")
+def sprites_profile():
+    return resolve_profile(None, "cpu")
+
+
+@pytest.fixture
+def app(tmp_path, sprites_profile):
+    a = h.UiApp(tmp_path / "work", sprites_profile, start_jobs=False)
+    yield a
+    a.close()
+
+
+def test_a_text_file_as_a_photo_is_refused_before_anything_is_kept(app, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    with pytest.raises(SmraboothError, match="notes.png is not a readable image"):
+        h.add_subject_photos(app, "dog", [str(bad)])
+    with pytest.raises(SmraboothError, match="notes.txt is not an image file"):
+        h.add_subject_photos(app, "dog", [str(bad.with_name("notes.txt"))])
+    assert not (app.wd.subject("dog") / "uploads").exists()
+
+
+def test_subject_upload_prepare_remove_and_queue_training(app):
+    ex = app.examples
+    h.add_subject_photos(app, "heart", ex.subject_images, ex.subject_masks)
+    sheet = h.prepare_subject_data(app, "heart", h.MASK_SOURCES[0])
+    assert sheet.is_file() and len(list((sheet.parent / "masks").iterdir())) == 4
+    photos = h.remove_subject_photo(app, "heart", "0001.png")
+    assert [Path(p).name for p in photos] == ["0000.png", "0002.png", "0003.png"]
+    assert not (app.wd.subject("heart") / "masks" / "0001.png").exists()
+    h.prepare_subject_data(app, "heart", h.MASK_SOURCES[2])  # no masks: the whole image
+    assert not (app.wd.subject("heart") / "data" / "masks").exists()
+    with pytest.raises(SmraboothError, match="steps must be positive"):
+        h.train_subject(app, "heart", 0, 4, 1e-4)
+    with pytest.raises(SmraboothError, match="nothing to resume"):
+        h.train_subject(app, "heart", 3, 4, 1e-4, resume=True)
+    job = h.train_subject(app, "heart", 3, 4, 1e-4)
+    assert job["status"] == "queued" and job["params"]["use_mask"] is False
+    assert Path(job["params"]["out"]).parent == app.wd.runs("subject")
+    with pytest.raises(SmraboothError, match="already queued"):
+        h.train_subject(app, "heart", 3, 4, 1e-4)
+    assert h.train_view(app, "train_subject").status == "queued: train subject heart (3 steps)"
+
+
+def test_train_view_reads_progress_and_losses_from_the_run_folder(app):
+    job = app.queue.submit("train_motion", "train motion m (4 steps)",
+                           {"out": str(app.wd.runs("motion") / "m-1"), "steps": 4})
+    run = app.wd.runs("motion") / "m-1"
+    (run / "validation").mkdir(parents=True)
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "flow": 1.0 / s, "mora": 0.5, "loss": 9.0,
+                                                       "lr": 1e-4, "seconds": s}) + "\n" for s in (1, 2, 3)))
+    for s in (2, 10):
+        (run / "validation" / f"step-{s}.mp4").write_bytes(b"")
+    app.queue._update(job["id"], status="running")
+    v = h.train_view(app, "train_motion")
+    assert v.progress == 0.75 and v.status == "running: train motion m (4 steps) (75%)"
+    assert {(r["step"], r["term"]) for r in v.losses} == {(s, t) for s in (1, 2, 3) for t in ("flow", "mora")}
+    assert v.validation.endswith("step-10.mp4")
+
+
+def test_a_three_frame_clip_gets_the_trainers_error(app, tmp_path):
+    from smrabooth.video import write_video
+
+    clip = write_video(np.zeros((3, 32, 32, 3), np.uint8), tmp_path / "three.mp4", fps=15)
+    with pytest.raises(SmraboothError, match=r"three.*0.20 s long: 17 frames at 15 fps need 1.13 s"):
+        h.prepare_motion_clip(app, "jump", str(clip), "a person S* jumping")
+    with pytest.raises(SmraboothError, match="caption is empty"):
+        h.prepare_motion_clip(app, "jump", str(clip), " ")
+
+
+def test_generate_and_evaluate_check_their_inputs(app):
+    with pytest.raises(SmraboothError, match="prompt is empty"):
+        h.generate(app, None, None, " ")
+    with pytest.raises(SmraboothError, match="no finished subject LoRA"):
+        h.generate(app, "subject: nope-1", None, "a V* dog")
+    with pytest.raises(SmraboothError, match="not 4k\\+1"):
+        h.generate(app, None, None, "a dog", frames=10)
+    job = h.generate(app, None, None, "a dog", steps=3, t_point="2", preset="paper")
+    cfg = job["params"]["config"]
+    assert cfg["steps"] == 3 and cfg["t_point"] == 2 and cfg["scheduler"] == "euler" and cfg["frames"] == 49
+    assert h.preset_fields(app, "model")["frames"] == app.profile.generate["frames"] == 17
+    with pytest.raises(SmraboothError, match="outside the work folder"):
+        h.evaluate(app, ["../../etc/passwd"], ["dino_i"])
+    with pytest.raises(SmraboothError, match="not a video generated in this work folder"):
+        h.evaluate(app, ["examples/motion/spiral.mp4"], ["dino_i"])
+    with pytest.raises(SmraboothError, match="outside the work folder"):
+        h.evaluate(app, ["/etc/passwd"], ["dino_i"])
+
+
+def test_cli_flags():
+    assert parse_auth("ann:secret") == ("ann", "secret")
+    with pytest.raises(SmraboothError, match="user:pass"):
+        parse_auth("ann")
+    assert host_warning("127.0.0.1") is None
+    assert "serves the app to other machines" in host_warning("0.0.0.0")
