@@ -16,20 +16,11 @@ from pathlib import Path
 from smrabooth.errors import SmraboothError
 
 
-def sprites():
-    """The SMRA-Sprites lab package (smrabooth_sprites, or smrabooth.sprites before the split)."""
-    try:
-        import smrabooth_sprites as lab
-    except ImportError:
-        from smrabooth import sprites as lab
-    return lab
-
-
 def sprites_module(name: str):
+    """A module of the SMRA-Sprites lab (smrabooth_sprites), imported only when the app runs on its model."""
     import importlib
 
-    lab = sprites()
-    return importlib.import_module(f"{lab.__name__}.{name}")
+    return importlib.import_module(f"smrabooth_sprites.{name}")
 
 
 @dataclass
