@@ -5,8 +5,10 @@ import pytest
 import torch
 from conftest import make_random_lora
 
-from smrabooth.lora.inject import PAPER_SHIFT, InjectionSchedule, paper_t_point_sigma, shifted_linear_sigmas
 from smrabooth.sampling import PRESETS, GenerateConfig, generate, sample_video
+from smrabooth.schedules import InjectionSchedule, shifted_linear_sigmas, t_point_sigma
+
+PAPER_SHIFT = 5.0
 
 SMALL = dict(frames=9, height=32, width=48, steps=4, guidance=5.0, seed=3)
 
@@ -62,13 +64,13 @@ def test_t_point_maps_by_noise_level():
     from smrabooth.sampling import schedule_for
 
     assert schedule_for(cfg, list(sigmas50)).t_point == 15
-    assert abs(sigmas50[15] - paper_t_point_sigma()) < 1e-12
+    assert abs(sigmas50[15] - t_point_sigma()) < 1e-12
     # 25 steps: the step whose sigma is closest to the paper's switch sigma (not 15 * 25/50 by index).
     sigmas25 = shifted_linear_sigmas(25, PAPER_SHIFT)
     t25 = schedule_for(GenerateConfig(**{**PRESETS["paper"], "steps": 25}),
                        list(sigmas25)).t_point
-    assert t25 == int(np.argmin(np.abs(sigmas25 - paper_t_point_sigma())))
-    assert abs(sigmas25[t25] - paper_t_point_sigma()) <= min(abs(s - paper_t_point_sigma()) for s in sigmas25)
+    assert t25 == int(np.argmin(np.abs(sigmas25 - t_point_sigma())))
+    assert abs(sigmas25[t25] - t_point_sigma()) <= min(abs(s - t_point_sigma()) for s in sigmas25)
     # an explicit --t-point wins
     assert schedule_for(GenerateConfig(**{**PRESETS["paper"], "t_point": 7}), list(sigmas50)).t_point == 7
 

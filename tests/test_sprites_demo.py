@@ -180,7 +180,7 @@ def test_layer_location_variants_put_one_lora_on_every_layer_type(models):
 
     def adapters_on(variant: str) -> dict[str, set[str]]:
         config = generation_config(settings, case, VARIANTS[variant], seed=0)
-        assert (config.injection, config.paper_t_point, config.subject_scale_early) == ("sparse", 15, 0.5)
+        assert (config.injection, config.reference_t_point, config.subject_scale_early) == ("sparse", 15, 0.5)
         layers = attach_loras(models.pipe, config, subject, motion)
         try:
             names = {n: m for n, m in transformer.named_modules() if m in layers}
@@ -198,9 +198,9 @@ def test_layer_location_variants_put_one_lora_on_every_layer_type(models):
 
 
 def test_t_point_is_mapped_by_noise_level():
-    from smrabooth.lora.inject import PAPER_SHIFT, shifted_linear_sigmas, t_point_for_sigmas
+    from smrabooth.schedules import shifted_linear_sigmas, t_point_for_sigmas
 
-    paper = shifted_linear_sigmas(50, PAPER_SHIFT)
+    paper = shifted_linear_sigmas(50, 5.0)
     assert [t_point_for_sigmas(paper, t) for t in (5, 15, 25, 45)] == [5, 15, 25, 45]  # the paper's own schedule
     ours = shifted_linear_sigmas(10, 3.0)
     steps = [t_point_for_sigmas(ours, t) for t in (5, 15, 25, 45)]

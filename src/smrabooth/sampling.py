@@ -26,22 +26,18 @@ import torch
 
 from .errors import SmraboothError
 from .lora.files import LoraWeights
+from .lora.inject import load_loras_into_transformer, set_lora_scales
 from .lora.merge import MergedLoras, merge_loras
-from .lora.inject import (
-    PAPER_T_POINT,
-    InjectionSchedule,
-    load_loras_into_transformer,
-    set_lora_scales,
-    shifted_linear_sigmas,
-    t_point_for_sigmas,
-)
-from .lora.targets import MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES, parse_layer_types
+from .lora.targets import parse_layer_types
+from .recipes import PAPER, RECIPES
+from .schedules import InjectionSchedule, shifted_linear_sigmas, t_point_for_sigmas
 
 SCHEDULERS = ("euler", "unipc")
 MAX_FRAMES = 1001  # 4k+1 frames; Wan2.1 was trained on 81
 MAX_SIDE = 2048  # pixels; Wan2.1 was trained up to 1280x720, and larger frames exhaust memory only after minutes
 MAX_SCALE = 10.0  # LoRA scales beyond this only make noise
 INJECTIONS = ("sparse", "dense")
+_PAPER = PAPER.sampler  # the method's settings (the injection); the video settings default to stock WanPipeline's
 LORA_MODES = ("merged", "adapter")
 # diffusers cache hooks a user can pick (--cache NAME[:VALUE]): first-block reuses the rest of the model's
 # residual while the first block's output changes by less than VALUE (relative; default 0.05). It trades
@@ -52,7 +48,8 @@ CACHES = ("first-block",)
 
 @dataclass
 class GenerateConfig:
-    """Every setting of one generation. Defaults are stock WanPipeline's; see PRESETS['paper']."""
+    """Every setting of one generation. The video and sampler defaults are stock WanPipeline's, the LoRA
+    injection's the paper's; PRESETS[name] holds every setting of a recipe's sampler."""
 
     prompt: str = ""
     negative_prompt: str | None = None
@@ -63,15 +60,19 @@ class GenerateConfig:
     guidance: float = 5.0
     seed: int = 0
     scheduler: str | None = None  # None: the scheduler saved with the model
-    shift: float | None = None  # None: the scheduler's own (euler: 5.0)
-    t_point: int | None = None  # None: the step whose sigma is closest to the paper's step `paper_t_point` of 50
-    paper_t_point: int = PAPER_T_POINT  # the paper's T_point (its 50-step numbering) that t_point=None maps to
-    subject_scale_early: float = 0.5
-    subject_scale: float = 1.0
-    motion_scale: float = 1.0
-    injection: str = "sparse"
-    subject_layers: tuple[str, ...] = SUBJECT_SPARSE_TYPES
-    motion_layers: tuple[str, ...] = MOTION_SPARSE_TYPES
+    shift: float | None = None  # None: the scheduler's own (euler: the paper's)
+    # t_point None: the step whose sigma is closest to that of step `reference_t_point` of the reference
+    # schedule (`reference_steps` Euler steps with `reference_shift`, a recipe's own sampler)
+    t_point: int | None = None
+    reference_t_point: int = _PAPER.t_point
+    reference_steps: int = _PAPER.steps
+    reference_shift: float = _PAPER.shift
+    subject_scale_early: float = _PAPER.subject_scale_early
+    subject_scale: float = _PAPER.subject_scale
+    motion_scale: float = _PAPER.motion_scale
+    injection: str = _PAPER.injection
+    subject_layers: tuple[str, ...] = _PAPER.subject_layers
+    motion_layers: tuple[str, ...] = _PAPER.motion_layers
     fps: float = 16.0
     max_sequence_length: int = 512
     # execution: how the same video is computed (speed and memory), not what it shows
@@ -99,7 +100,9 @@ class GenerateConfig:
         check_number("--seed", self.seed, 0, 2**63 - 1, integer=True)
         check_number("--shift", self.shift, 0, 100, low_open=True, optional=True)
         check_number("--t-point", self.t_point, 0, self.steps, integer=True, optional=True)
-        check_number("paper_t_point", self.paper_t_point, 0, 49, integer=True)
+        check_number("reference_steps", self.reference_steps, 1, 1000, integer=True)
+        check_number("reference_shift", self.reference_shift, 0, 100, low_open=True)
+        check_number("reference_t_point", self.reference_t_point, 0, self.reference_steps - 1, integer=True)
         for name in ("subject_scale_early", "subject_scale", "motion_scale"):
             check_number("--" + name.replace("_", "-"), getattr(self, name), -MAX_SCALE, MAX_SCALE)
         check_number("--fps", self.fps, 0, 240, low_open=True)
@@ -119,12 +122,8 @@ class GenerateConfig:
         return self
 
 
-# The paper's inference settings (docs/method.md): 49 frames at 832x480, 50 flow-matching Euler steps with
-# shift 5, CFG 5, subject scale 0.5 before T_point 15 and 1.0 after, motion 1.0, 15 fps.
-PRESETS: dict[str, dict] = {
-    "paper": dict(frames=49, height=480, width=832, steps=50, guidance=5.0, scheduler="euler", shift=5.0,
-                  subject_scale_early=0.5, subject_scale=1.0, motion_scale=1.0, injection="sparse", fps=15.0),
-}
+# Each recipe's inference settings (`generate --preset NAME`), as GenerateConfig fields.
+PRESETS: dict[str, dict] = {name: recipe.sampler.generate_settings() for name, recipe in RECIPES.items()}
 
 
 def make_scheduler(pipe, name: str | None, shift: float | None):
@@ -138,7 +137,7 @@ def make_scheduler(pipe, name: str | None, shift: float | None):
             sched = type(sched).from_config(sched.config, **{key: shift})
         return sched
     if name == "euler":
-        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0 if shift is None else shift)
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=_PAPER.shift if shift is None else shift)
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
                                    flow_shift=3.0 if shift is None else shift)
 
@@ -208,7 +207,9 @@ def set_scales(loras, scales: dict[str, float]) -> None:
 def schedule_for(config: GenerateConfig, sigmas: list[float]) -> InjectionSchedule:
     if config.injection == "dense":
         return InjectionSchedule.constant(config.subject_scale, config.motion_scale)
-    t_point = config.t_point if config.t_point is not None else t_point_for_sigmas(sigmas, config.paper_t_point)
+    t_point = config.t_point
+    if t_point is None:
+        t_point = t_point_for_sigmas(sigmas, config.reference_t_point, config.reference_steps, config.reference_shift)
     return InjectionSchedule(t_point, config.subject_scale_early, config.subject_scale, config.motion_scale)
 
 

@@ -20,10 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smrabooth.errors import SmraboothError
-from smrabooth.lora.targets import ALL_LAYER_TYPES, MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES
+from smrabooth.lora.targets import ALL_LAYER_TYPES
+from smrabooth.recipes import PAPER
 
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
+
+_PAPER = PAPER.sampler
 
 # Backgrounds for the test prompt, in order of preference: the first one that is not a colour of the
 # sprite (so each held-out subject gets a fixed, clearly different background).
@@ -115,22 +118,24 @@ class Variant:
     subject: str | None = "sura"  # LoRA kind: "sura" (SuRA on), "plain" (no SuRA) or None (no subject LoRA)
     motion: str | None = "mora"  # "mora", "plain" or None
     injection: str = "sparse"
-    t_point_paper: int | None = None  # T_point in the paper's 50-step numbering; None: the paper's 15
-    subject_scale_early: float = 0.5
-    subject_layers: tuple[str, ...] = SUBJECT_SPARSE_TYPES  # where each LoRA acts under sparse injection
-    motion_layers: tuple[str, ...] = MOTION_SPARSE_TYPES
+    t_point_paper: int = _PAPER.t_point  # T_point in the paper's numbering (step of its 50-step sampler)
+    subject_scale_early: float = _PAPER.subject_scale_early
+    subject_layers: tuple[str, ...] = _PAPER.subject_layers  # where each LoRA acts under sparse injection
+    motion_layers: tuple[str, ...] = _PAPER.motion_layers
     description: str = ""
 
 
 def _variants() -> dict[str, Variant]:
     v = [
-        Variant("full", description="SuRA + MoRA, sparse injection, T_point 15, early subject scale 0.5"),
+        Variant("full", description=f"SuRA + MoRA, sparse injection, T_point {_PAPER.t_point}, early subject scale "
+                f"{_PAPER.subject_scale_early:g}"),
         Variant("no_sura", subject="plain", description="subject LoRA trained without SuRA"),
         Variant("no_mora", motion="plain", description="motion LoRA trained without MoRA"),
         Variant("dense", injection="dense", description="both LoRAs on every layer at constant scale 1"),
         Variant("base", subject=None, motion=None, description="no LoRA (the floor)"),
     ]
-    v += [Variant(f"tpoint_{t}", t_point_paper=t, description=f"T_point {t} of 50") for t in (5, 15, 25, 45)]
+    v += [Variant(f"tpoint_{t}", t_point_paper=t, description=f"T_point {t} of {_PAPER.steps}")
+          for t in (5, 15, 25, 45)]
     v += [Variant(f"early_{s:g}", subject_scale_early=s, description=f"subject scale {s:g} before T_point")
           for s in (0.1, 0.5, 0.8)]
     # where each LoRA acts: dense differs from full in both LoRAs' layers and in the timing; these
@@ -166,10 +171,10 @@ class ExperimentSettings:
     subject_steps: int = 150
     motion_steps: int = 100
     gen_steps: int = 20
-    guidance: float = 5.0
+    guidance: float = _PAPER.guidance
     subject_rank: int = 16
     motion_rank: int = 16
-    lr: float = 5e-4  # short runs on a small model: larger than the paper's 1e-4
+    lr: float = 5e-4  # short runs on a small model: 5x the paper's
     subject_images: int = 4
     motion_clips: int = 2
     data_seed: int = 0
@@ -212,12 +217,12 @@ def settings_for_bundle(settings: ExperimentSettings) -> ExperimentSettings:
 
 
 def mora_window(frames: int) -> tuple[int, int, int]:
-    """(window, drop, stride) that fit a clip of `frames` frames: the paper's drop of 5 with a window of all
+    """(window, drop, stride) that fit a clip of `frames` frames: the paper's drop with a window of all
     latents but one when there are at least 5 latents (17 frames: window 4, two starts), else one window of
     every latent dropping only the first frame (9 frames: window 3, drop 1)."""
     latents = 1 + (frames - 1) // 4
     if latents >= 5:
-        return latents - 1, 5, 1
+        return latents - 1, PAPER.motion.drop_frames, 1
     if latents >= 2:
         return latents, 1, 1
     raise SmraboothError(f"MoRA needs clips of at least 5 frames, the bundle makes {frames}")
@@ -314,16 +319,15 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
 
 
 def generation_config(settings: ExperimentSettings, case: Case, variant: Variant, seed: int):
-    from smrabooth.lora.inject import PAPER_T_POINT
     from smrabooth.sampling import GenerateConfig
 
     # the variant's T_point is in the paper's numbering; the sampler maps it to its own steps by sigma
-    paper_t_point = PAPER_T_POINT if variant.t_point_paper is None else variant.t_point_paper
     return GenerateConfig(prompt=case.prompt, frames=settings.frames, height=settings.size, width=settings.size,
                           steps=settings.gen_steps, guidance=settings.guidance, seed=seed,
                           subject_scale_early=variant.subject_scale_early, injection=variant.injection,
                           subject_layers=variant.subject_layers, motion_layers=variant.motion_layers,
-                          fps=settings.fps, paper_t_point=paper_t_point).validate()
+                          fps=settings.fps, reference_t_point=variant.t_point_paper, reference_steps=_PAPER.steps,
+                          reference_shift=_PAPER.shift).validate()
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Motion Representation Alignment (MoRA): building blocks of the Stage 2 motion loss.
 
-Per training step (docs/method.md, stage 2):
+Per training step (docs/method.md stage 2, the paper's supplementary 2.2 / Alg. 1), with the paper's
+window of 6 latents, stride 2 and drop 5 (recipes.MotionRecipe):
 
     z0_hat = z_t - sigma * u                        one_step_z0
     window of 6 latents starting at s               valid_window_starts
@@ -28,6 +29,9 @@ from collections.abc import Callable
 import torch
 
 from ..errors import SmraboothError
+from ..recipes import PAPER
+
+_WINDOW, _STRIDE, _DROP = PAPER.motion.window, PAPER.motion.window_stride, PAPER.motion.drop_frames
 
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -62,7 +66,7 @@ def _check_window(window: int, drop: int) -> None:
         )
 
 
-def valid_window_starts(num_latent_frames: int, window: int = 6, stride: int = 2) -> list[int]:
+def valid_window_starts(num_latent_frames: int, window: int = _WINDOW, stride: int = _STRIDE) -> list[int]:
     """Every window start s = 0, stride, 2*stride, ... with s + window <= num_latent_frames."""
     if window < 1 or stride < 1:
         raise SmraboothError(f"MoRA window ({window}) and stride ({stride}) must be positive integers.")
@@ -74,7 +78,7 @@ def valid_window_starts(num_latent_frames: int, window: int = 6, stride: int = 2
     return list(range(0, num_latent_frames - window + 1, stride))
 
 
-def window_source_frames(start: int, window: int = 6, drop: int = 5) -> range:
+def window_source_frames(start: int, window: int = _WINDOW, drop: int = _DROP) -> range:
     """Source (pixel) frame indices matching the kept decoded frames of the window at latent `start`.
 
     4*start + drop .. 4*start + 4*(window-1), inclusive (module docstring: the derivation).
@@ -85,7 +89,7 @@ def window_source_frames(start: int, window: int = 6, drop: int = 5) -> range:
     return range(4 * start + drop, 4 * start + decoded_frame_count(window))
 
 
-def window_ref_flows(ref_flows: torch.Tensor, start: int, window: int = 6, drop: int = 5) -> torch.Tensor:
+def window_ref_flows(ref_flows: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP) -> torch.Tensor:
     """Slice a whole clip's cached flows (F_clip-1, 2, H, W) to the window: flows k -> k+1, k kept, k+1 kept."""
     frames = window_source_frames(start, window, drop)
     if frames.stop > ref_flows.shape[0] + 1:
@@ -153,7 +157,7 @@ def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) 
     return torch.cat(flows)
 
 
-def decode_window(vae, latents: torch.Tensor, start: int, window: int = 6, drop: int = 5, checkpoint: bool = True,
+def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP, checkpoint: bool = True,
                   store_last: int = 0):
     """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W) in [0, 1].
     checkpoint / store_last: `decode_latents_differentiable`'s."""

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..recipes import PAPER
 
-def build_projector(dit_dim: int, encoder_dim: int, width: int = 2048) -> nn.Sequential:
+
+def build_projector(dit_dim: int, encoder_dim: int, width: int = PAPER.subject.projector_width) -> nn.Sequential:
     """REPA's projector: three linear layers with SiLU between them."""
     return nn.Sequential(
         nn.Linear(dit_dim, width), nn.SiLU(),

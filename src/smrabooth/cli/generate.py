@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..recipes import PAPER, RECIPES
 from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
+
+_P = PAPER.sampler
 
 # flag -> GenerateConfig field; flags left unset fall back to the preset, then the defaults
 _FLAGS = {
     "prompt": str, "negative_prompt": str, "frames": int, "height": int, "width": int, "steps": int,
-    "guidance": float, "seed": int, "scheduler": str, "shift": float, "t_point": int,
+    "guidance": float, "seed": int, "scheduler": str, "shift": float, "t_point": int, "reference_t_point": int,
     "subject_scale_early": float, "subject_scale": float, "motion_scale": float, "injection": str,
     "subject_layers": str, "motion_layers": str, "fps": float, "lora_mode": str, "attention": str, "cache": str,
     "compile": bool, "cfg_batch": bool, "offload": bool, "vae_tiling": bool,
@@ -33,26 +36,33 @@ def register(subparsers) -> None:
     p.add_argument("--motion-lora", help="motion LoRA (.safetensors)")
     p.add_argument("--prompt", help="text prompt, e.g. 'a V* dog doing the S* dribble on a beach'")
     p.add_argument("--negative-prompt", help="negative prompt (default: empty, as WanPipeline)")
-    p.add_argument("--frames", type=int, help="number of frames, 4k+1 (default 81; paper 49)")
-    p.add_argument("--height", type=int, help="height in pixels, multiple of 16 (default 480)")
-    p.add_argument("--width", type=int, help="width in pixels, multiple of 16 (default 832)")
-    p.add_argument("--steps", type=int, help="denoising steps (default 50)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 5)")
+    p.add_argument("--frames", type=int, help=f"number of frames, 4k+1 (default 81; paper {_P.frames})")
+    p.add_argument("--height", type=int, help=f"height in pixels, multiple of 16 (default 480; paper {_P.height})")
+    p.add_argument("--width", type=int, help=f"width in pixels, multiple of 16 (default 832; paper {_P.width})")
+    p.add_argument("--steps", type=int, help=f"denoising steps (default 50; paper {_P.steps})")
+    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale (default 5; paper {_P.guidance:g})")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--scheduler", choices=["euler", "unipc"],
                    help="sampler (default: the model's own; euler = the paper's flow-matching Euler)")
-    p.add_argument("--shift", type=float, help="sigma shift (default: the scheduler's own; euler 5)")
+    p.add_argument("--shift", type=float, help=f"sigma shift (default: the scheduler's own; euler {_P.shift:g})")
     p.add_argument("--t-point", type=int,
-                   help="first step with the full subject scale (default: mapped by noise level from the "
-                   "paper's step 15 of 50)")
-    p.add_argument("--subject-scale-early", type=float, help="subject LoRA scale before --t-point (default 0.5)")
-    p.add_argument("--subject-scale", type=float, help="subject LoRA scale from --t-point on (default 1.0)")
-    p.add_argument("--motion-scale", type=float, help="motion LoRA scale (default 1.0)")
+                   help="first step with the full subject scale (default: the step of the noise level of "
+                   f"--reference-t-point; paper: step {_P.t_point} of {_P.steps} at shift {_P.shift:g})")
+    p.add_argument("--reference-t-point", type=int,
+                   help=f"T_point as a step of the preset's own {_P.steps}-step schedule, mapped to --steps by "
+                   f"noise level (default {_P.t_point})")
+    p.add_argument("--subject-scale-early", type=float,
+                   help=f"subject LoRA scale before --t-point (default {_P.subject_scale_early:g})")
+    p.add_argument("--subject-scale", type=float,
+                   help=f"subject LoRA scale from --t-point on (default {_P.subject_scale:g})")
+    p.add_argument("--motion-scale", type=float, help=f"motion LoRA scale (default {_P.motion_scale:g})")
     p.add_argument("--injection", choices=["sparse", "dense"],
                    help="sparse: paper's layer split and timing (default); dense: both LoRAs everywhere, constant")
-    p.add_argument("--subject-layers", help="layer types of the subject LoRA under sparse injection (q,k,ffn.0)")
-    p.add_argument("--motion-layers", help="layer types of the motion LoRA under sparse injection (v,o,ffn.0,ffn.2)")
-    p.add_argument("--fps", type=float, help="frame rate of the mp4 (default 16; paper 15)")
+    p.add_argument("--subject-layers",
+                   help=f"layer types of the subject LoRA under sparse injection ({','.join(_P.subject_layers)})")
+    p.add_argument("--motion-layers",
+                   help=f"layer types of the motion LoRA under sparse injection ({','.join(_P.motion_layers)})")
+    p.add_argument("--fps", type=float, help=f"frame rate of the mp4 (default 16; paper {_P.fps:g})")
     speed = p.add_argument_group("speed and memory (the same video, computed differently)")
     speed.add_argument("--lora-mode", choices=["merged", "adapter"],
                        help="merged: LoRAs added into the weights, re-merged at the switch step (no per-step "
@@ -68,7 +78,7 @@ def register(subparsers) -> None:
     speed.add_argument("--offload", action="store_true", default=None,
                        help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
     speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
-    p.add_argument("--preset", choices=["paper"], help="the paper's inference settings")
+    p.add_argument("--preset", choices=list(RECIPES), help="a recipe's inference settings (paper: the paper's)")
     p.add_argument("--config", help="YAML file of generation settings (flags override it)")
     p.add_argument("--out", required=True, help="output .mp4 path")
     p.add_argument("--save-frames", help="also write PNG frames into this folder")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..recipes import PAPER
 from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
+
+_S, _M = PAPER.subject, PAPER.motion
 
 
 def add_run_args(p) -> None:
@@ -36,16 +39,16 @@ def register(subparsers) -> None:
                    help="subject folder: images/, masks/, metadata.csv (file_name,text; or the authors' "
                    "video,mask,prompt); or a plain image folder with --name")
     p.add_argument("--name", help="subject name for a plain image folder (captions: 'a picture of V* NAME')")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--rank", type=int, default=32)
-    p.add_argument("--alpha", type=float, default=32.0)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--resolution", type=int, default=512, help="square training size (multiple of 16)")
-    p.add_argument("--encoder", default="facebook/dinov2-giant", help="DINOv2 hub id or local folder")
-    p.add_argument("--sura-weight", type=float, default=0.05, help="lambda of L_SuRA")
-    p.add_argument("--sura-layer", type=int, default=0, help="0-based block whose output SuRA aligns")
-    p.add_argument("--projector-width", type=int, default=2048,
-                   help="hidden width of SuRA's MLP projector (REPA's 2048; smaller for small models)")
+    p.add_argument("--steps", type=int, default=_S.steps)
+    p.add_argument("--rank", type=int, default=_S.rank)
+    p.add_argument("--alpha", type=float, default=_S.alpha)
+    p.add_argument("--lr", type=float, default=_S.lr)
+    p.add_argument("--resolution", type=int, default=_S.resolution, help="square training size (multiple of 16)")
+    p.add_argument("--encoder", default=_S.encoder, help="DINOv2 hub id or local folder")
+    p.add_argument("--sura-weight", type=float, default=_S.sura_weight, help="lambda of L_SuRA")
+    p.add_argument("--sura-layer", type=int, default=_S.sura_layer, help="0-based block whose output SuRA aligns")
+    p.add_argument("--projector-width", type=int, default=_S.projector_width,
+                   help="hidden width of SuRA's MLP projector (REPA's; smaller for small models)")
     p.add_argument("--no-sura", action="store_true", help="the paper's 'w/o SuRA' ablation")
     p.add_argument("--no-mask", action="store_true", help="plain flow loss on the whole image (no masks needed)")
     p.add_argument("--cuda-graphs", action="store_true",
@@ -61,22 +64,22 @@ def register(subparsers) -> None:
     add_model_args(p)
     p.add_argument("--data", required=True,
                    help="motion folder: *.mp4 + metadata.csv (file_name,text; or the authors' video,prompt)")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--rank", type=int, default=64)
-    p.add_argument("--alpha", type=float, default=64.0)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--frames", type=int, default=49, help="frames per clip (4k+1)")
-    p.add_argument("--height", type=int, default=320)
-    p.add_argument("--width", type=int, default=576)
-    p.add_argument("--fps", type=float, default=15.0, help="clips are resampled to this rate")
+    p.add_argument("--steps", type=int, default=_M.steps)
+    p.add_argument("--rank", type=int, default=_M.rank)
+    p.add_argument("--alpha", type=float, default=_M.alpha)
+    p.add_argument("--lr", type=float, default=_M.lr)
+    p.add_argument("--frames", type=int, default=_M.frames, help="frames per clip (4k+1)")
+    p.add_argument("--height", type=int, default=_M.height)
+    p.add_argument("--width", type=int, default=_M.width)
+    p.add_argument("--fps", type=float, default=_M.fps, help="clips are resampled to this rate")
     p.add_argument("--loop", action="store_true", help="repeat clips shorter than --frames instead of stopping")
-    p.add_argument("--flow-model", default="MemorySlices/Tartan-C-T-TSKH-spring540x960-M",
+    p.add_argument("--flow-model", default=_M.flow_model,
                    help="SEA-RAFT checkpoint: hub id, folder, .safetensors or official .pth")
     p.add_argument("--flow-iters", type=int, help="SEA-RAFT refinement iterations (default: the checkpoint's)")
-    p.add_argument("--mora-weight", type=float, default=1.0, help="alpha of L_MoRA")
-    p.add_argument("--window", type=int, default=6, help="latent frames decoded per MoRA window")
-    p.add_argument("--window-stride", type=int, default=2, help="latents between successive window starts")
-    p.add_argument("--drop-frames", type=int, default=5, help="decoded warm-up frames dropped from each window")
+    p.add_argument("--mora-weight", type=float, default=_M.mora_weight, help="alpha of L_MoRA")
+    p.add_argument("--window", type=int, default=_M.window, help="latent frames decoded per MoRA window")
+    p.add_argument("--window-stride", type=int, default=_M.window_stride, help="latents between successive window starts")
+    p.add_argument("--drop-frames", type=int, default=_M.drop_frames, help="decoded warm-up frames dropped from each window")
     p.add_argument("--no-mora", action="store_true", help="the paper's 'w/o MoRA' ablation and plain motion LoRA")
     p.add_argument("--vae-checkpointing", choices=["none", "frame", "block"], default="block",
                    help="what the MoRA decode recomputes in backward: nothing (fastest, most memory), each latent "

@@ -2,17 +2,14 @@
 
 from .convert import FORMATS, detect_format
 from .files import LoraWeights, base_model_info, check_lora_fits, describe_lora, load_lora, save_lora
-from .inject import InjectionSchedule, load_loras_into_transformer, set_lora_scales
-from .targets import ALL_LAYER_TYPES, LAYER_TYPES, MOTION_SPARSE_TYPES, SUBJECT_SPARSE_TYPES, parse_layer_types
+from .inject import load_loras_into_transformer, set_lora_scales
+from .targets import ALL_LAYER_TYPES, LAYER_TYPES, parse_layer_types
 
 __all__ = [
     "ALL_LAYER_TYPES",
     "FORMATS",
-    "InjectionSchedule",
     "LAYER_TYPES",
     "LoraWeights",
-    "MOTION_SPARSE_TYPES",
-    "SUBJECT_SPARSE_TYPES",
     "base_model_info",
     "check_lora_fits",
     "describe_lora",

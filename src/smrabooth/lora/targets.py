@@ -2,8 +2,8 @@
 
 The paper names six layer types; in diffusers' `WanTransformer3DModel` they are the q, k, v and
 output projections of self-attention (`attn1`) and cross-attention (`attn2`), and the two FFN
-linears. docs/method.md stage 3: the subject LoRA acts on q, k, ffn.0 and the motion LoRA on v, o,
-ffn.0, ffn.2 when the two are combined at inference.
+linears. Which layer types each LoRA acts on when the two are combined at inference is a setting of
+the recipe (recipes.SamplerRecipe, docs/method.md stage 3).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ LAYER_TYPES: dict[str, tuple[str, ...]] = {
     "ffn.2": ("ffn.net.2",),
 }
 ALL_LAYER_TYPES: tuple[str, ...] = tuple(LAYER_TYPES)
-SUBJECT_SPARSE_TYPES: tuple[str, ...] = ("q", "k", "ffn.0")
-MOTION_SPARSE_TYPES: tuple[str, ...] = ("v", "o", "ffn.0", "ffn.2")
 
 
 def parse_layer_types(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SmraboothError
-
-DINOV2_GIANT = "facebook/dinov2-giant"
+from ..recipes import DINOV2_GIANT
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

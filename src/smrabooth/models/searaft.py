@@ -26,10 +26,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import SmraboothError
+from ..recipes import SEARAFT_SPRING_M as HUB_ID_M
 
 CORR_LEVELS = 4  # fixed in the official model (RAFT.__init__ sets args.corr_levels = 4)
 MIN_SIZE = 128  # the coarsest correlation level must be >= 2 cells wide: (size / 8) / 2**3 >= 2
-HUB_ID_M = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
 WEIGHTS_NAME = "model.safetensors"  # what huggingface_hub's PyTorchModelHubMixin writes
 CONFIG_NAME = "config.json"
 

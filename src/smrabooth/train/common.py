@@ -32,7 +32,6 @@ from torch import nn
 from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
-from ..lora.inject import shifted_linear_sigmas
 from ..lora.targets import module_suffixes
 from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
     JsonlLog,
@@ -157,13 +156,8 @@ def compile_blocks(transformer, cuda_graphs: bool = False) -> None:
     transformer.compile_repeated_blocks(**({"mode": "reduce-overhead"} if cuda_graphs else {}))
 
 
-def training_sigmas(shift: float, num_train_timesteps: int = 1000) -> torch.Tensor:
-    """The sampler's shifted sigma schedule at training resolution (DiffSynth's training timesteps)."""
-    return torch.from_numpy(shifted_linear_sigmas(num_train_timesteps, shift)).float()
-
-
 def sample_sigma(sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One sigma, its index drawn uniformly (docs/method.md)."""
+    """One sigma of the training table (schedules.training_sigmas), its index drawn uniformly (docs/method.md)."""
     return sigmas[torch.randint(len(sigmas), (1,), generator=generator)]
 
 
@@ -235,13 +229,15 @@ def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, 
 
 
 def make_validator(pipe, run_dir: Path, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, frames: int,
-                   height: int, width: int, steps: int = 30, seed: int = 0, shift: float = 5.0, fps: int = 16):
+                   height: int, width: int, shift: float, steps: int = 30, seed: int = 0, fps: int = 16):
     """Render a short video with the LoRA as it is now: validation/step-N.mp4."""
+    from ..recipes import PAPER
     from ..sampling import GenerateConfig, sample_video
     from ..video import write_video
 
-    gen_cfg = GenerateConfig(prompt="", frames=frames, height=height, width=width, steps=steps, guidance=5.0,
-                             seed=seed, scheduler="euler", shift=shift)
+    gen_cfg = GenerateConfig(prompt="", frames=frames, height=height, width=width, steps=steps,
+                             guidance=PAPER.sampler.guidance, seed=seed, scheduler=PAPER.sampler.scheduler,
+                             shift=shift)
 
     def validate(step: int) -> None:
         folder = Path(run_dir) / "validation"

@@ -31,9 +31,11 @@ from ..data.cache import cache_key, cached, default_cache_dir, file_digest, mode
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
 from ..data.tokens import MOTION_TOKENS, folder_token
 from ..errors import SmraboothError
-from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
+from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..schedules import training_sigmas
 from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
@@ -47,39 +49,40 @@ from .common import (
     open_run,
     sample_sigma,
     train_loop,
-    training_sigmas,
 )
 
 FINAL_NAME = "motion_lora.safetensors"
 ADAPTER = "motion"
-DEFAULT_FLOW_MODEL = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
+_R = RECIPES[DEFAULT_RECIPE].motion
 
 
 @dataclass
 class MotionTrainConfig:
-    """Every setting of a motion run (written to config.yaml). Defaults: docs/method.md stage 2."""
+    """Every setting of a motion run (written to config.yaml). The method's defaults come from the recipe
+    (recipes.MotionRecipe, docs/method.md stage 2)."""
 
     model: str = ""
     data: str = ""
     out: str = ""
-    steps: int = 400
-    rank: int = 64
-    alpha: float = 64.0
-    lr: float = 1e-4
-    frames: int = 49
-    height: int = 320
-    width: int = 576
-    fps: float = 15.0
+    recipe: str = DEFAULT_RECIPE
+    steps: int = _R.steps
+    rank: int = _R.rank
+    alpha: float = _R.alpha
+    lr: float = _R.lr
+    frames: int = _R.frames
+    height: int = _R.height
+    width: int = _R.width
+    fps: float = _R.fps
     loop: bool = False  # repeat a clip shorter than `frames` instead of stopping with an error
-    flow_model: str = DEFAULT_FLOW_MODEL
+    flow_model: str = _R.flow_model
     flow_iters: int | None = None  # None: the checkpoint's own (spring-M: 4)
     use_mora: bool = True
-    mora_weight: float = 1.0
-    window: int = 6
-    window_stride: int = 2
-    drop_frames: int = 5
-    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
-    shift: float = 5.0
+    mora_weight: float = _R.mora_weight
+    window: int = _R.window
+    window_stride: int = _R.window_stride
+    drop_frames: int = _R.drop_frames
+    layer_types: tuple[str, ...] = _R.layer_types
+    shift: float = _R.shift
     seed: int = 0
     gradient_checkpointing: bool = True
     vae_checkpointing: str = "block"  # none | frame | block (models/vae_decode.py): what the decode recomputes
@@ -87,8 +90,8 @@ class MotionTrainConfig:
     flow_chunk: int | None = None  # SEA-RAFT frame pairs per checkpointed call in MoRA (None: all pairs, stored)
     compile: bool = False
     mixed_precision: str = "auto"
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
+    weight_decay: float = _R.weight_decay
+    max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
     validate_every: int = 0
     validation_prompt: str | None = None

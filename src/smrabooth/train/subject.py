@@ -21,8 +21,10 @@ from ..data.cache import cache_key, cached, default_cache_dir, file_digest, mode
 from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..errors import SmraboothError
-from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
+from ..lora.targets import parse_layer_types
 from ..models.wan import check_model_source
+from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..schedules import training_sigmas
 from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
@@ -37,41 +39,43 @@ from .common import (
     sample_sigma,
     seeded,
     train_loop,
-    training_sigmas,
 )
 
 FINAL_NAME = "subject_lora.safetensors"
 ADAPTER = "subject"
+_R = RECIPES[DEFAULT_RECIPE].subject
 
 
 @dataclass
 class SubjectTrainConfig:
-    """Every setting of a subject run (written to config.yaml). Defaults: docs/method.md stage 1."""
+    """Every setting of a subject run (written to config.yaml). The method's defaults come from the recipe
+    (recipes.SubjectRecipe, docs/method.md stage 1)."""
 
     model: str = ""
     data: str = ""
     out: str = ""
     name: str | None = None  # subject name for a plain image folder (captions "a picture of V* <name>")
-    steps: int = 300
-    rank: int = 32
-    alpha: float = 32.0
-    lr: float = 1e-4
-    resolution: int = 512
-    encoder: str = "facebook/dinov2-giant"
-    sura_weight: float = 0.05
-    sura_layer: int = 0  # 0-based: hidden states after transformer.blocks[sura_layer]
+    recipe: str = DEFAULT_RECIPE
+    steps: int = _R.steps
+    rank: int = _R.rank
+    alpha: float = _R.alpha
+    lr: float = _R.lr
+    resolution: int = _R.resolution
+    encoder: str = _R.encoder
+    sura_weight: float = _R.sura_weight
+    sura_layer: int = _R.sura_layer  # 0-based: hidden states after transformer.blocks[sura_layer]
     use_sura: bool = True
     use_mask: bool = True
-    projector_width: int = 2048
-    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
-    shift: float = 5.0
+    projector_width: int = _R.projector_width
+    layer_types: tuple[str, ...] = _R.layer_types
+    shift: float = _R.shift
     seed: int = 0
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
     cuda_graphs: bool = False  # compile with CUDA graphs ("reduce-overhead"); implies compile
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
+    weight_decay: float = _R.weight_decay
+    max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
     validate_every: int = 0
     validation_prompt: str | None = None

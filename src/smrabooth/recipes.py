@@ -1,0 +1,143 @@
+"""Every constant of the method, defined once (docs/method.md explains each).
+
+A `Recipe` is a named, frozen set of defaults, one dataclass per stage:
+
+    SubjectRecipe   stage 1: the subject LoRA (masked flow matching + SuRA)
+    MotionRecipe    stage 2: the motion LoRA (flow matching + MoRA)
+    SamplerRecipe   stage 3: generation with both LoRAs (sparse injection)
+
+The field names of `SubjectRecipe` and `MotionRecipe` are field names of `SubjectTrainConfig` and
+`MotionTrainConfig`, and those of `SamplerRecipe` of `GenerateConfig` (except `t_point`: see
+`SamplerRecipe.generate_settings`), so a recipe is applied to a config with `dataclasses.replace`.
+Configs, command-line defaults and help texts read their values from here; nothing else in the
+package writes a number of the method.
+
+`RECIPES["paper"]` is the paper's text. Another recipe is another `Recipe(...)` entry; a behaviour
+that one recipe has and another lacks is a field of its own (off in the recipes that lack it), so
+any ablation can mix them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .lora.targets import ALL_LAYER_TYPES
+
+# hub ids of the frozen encoders the losses use
+DINOV2_GIANT = "facebook/dinov2-giant"  # SuRA's target features
+SEARAFT_SPRING_M = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"  # MoRA's optical flow
+
+# Training draws sigma from the sampler's schedule at this many steps (DiffSynth's training timesteps).
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+@dataclass(frozen=True)
+class SubjectRecipe:
+    """Stage 1: the subject LoRA, on a few images (one-frame videos)."""
+
+    steps: int = 300
+    rank: int = 32
+    alpha: float = 32.0
+    lr: float = 1e-4
+    weight_decay: float = 1e-2  # AdamW
+    max_grad_norm: float = 1.0
+    resolution: int = 512  # square training size
+    layer_types: tuple[str, ...] = ALL_LAYER_TYPES  # where the LoRA is trained
+    shift: float = 5.0  # timestep shift of the training sigma table (the sampler's)
+    encoder: str = DINOV2_GIANT  # SuRA's frozen image encoder
+    sura_weight: float = 0.05  # lambda of L_SuRA
+    sura_layer: int = 0  # 0-based block whose output SuRA aligns
+    projector_width: int = 2048  # hidden width of SuRA's MLP projector (REPA's)
+
+
+@dataclass(frozen=True)
+class MotionRecipe:
+    """Stage 2: the motion LoRA, on a few clips."""
+
+    steps: int = 400
+    rank: int = 64
+    alpha: float = 64.0
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    frames: int = 49  # per clip (4k+1)
+    height: int = 320
+    width: int = 576
+    fps: float = 15.0  # clips are resampled to this rate
+    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
+    shift: float = 5.0
+    flow_model: str = SEARAFT_SPRING_M  # MoRA's frozen optical-flow model
+    mora_weight: float = 1.0  # alpha of L_MoRA
+    window: int = 6  # latent frames decoded per MoRA window
+    window_stride: int = 2  # latents between successive window starts
+    drop_frames: int = 5  # decoded warm-up frames dropped from each window
+
+
+@dataclass(frozen=True)
+class SamplerRecipe:
+    """Stage 3: generation. `t_point` is a step of this recipe's own schedule (`steps`, `shift`); another
+    step count switches at the step of the same noise level (schedules.t_point_for_sigmas)."""
+
+    steps: int = 50
+    scheduler: str = "euler"  # flow-matching Euler (sampling.make_scheduler)
+    shift: float = 5.0
+    guidance: float = 5.0  # classifier-free guidance scale
+    frames: int = 49
+    height: int = 480
+    width: int = 832
+    fps: float = 15.0
+    negative_prompt: str | None = None  # None: empty, as WanPipeline
+    injection: str = "sparse"  # sparse: the layer split and timing below; dense: both LoRAs everywhere
+    t_point: int = 15  # first step with the subject LoRA at `subject_scale`
+    subject_scale_early: float = 0.5  # before t_point
+    subject_scale: float = 1.0  # from t_point on
+    motion_scale: float = 1.0
+    subject_layers: tuple[str, ...] = ("q", "k", "ffn.0")  # the subject LoRA's layers under sparse injection
+    motion_layers: tuple[str, ...] = ("v", "o", "ffn.0", "ffn.2")
+
+    def generate_settings(self) -> dict:
+        """The recipe as `GenerateConfig` fields: `t_point` becomes the reference step that the sampler
+        maps onto its own steps, against this recipe's schedule."""
+        settings = dataclasses.asdict(self)
+        settings["reference_t_point"] = settings.pop("t_point")
+        settings["reference_steps"], settings["reference_shift"] = self.steps, self.shift
+        return settings
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    subject: SubjectRecipe = field(default_factory=SubjectRecipe)
+    motion: MotionRecipe = field(default_factory=MotionRecipe)
+    sampler: SamplerRecipe = field(default_factory=SamplerRecipe)
+
+
+PAPER = Recipe("paper", "the paper's text: one LoRA per stage on all six layer types, shift 5, SuRA after block 1")
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER,)}
+DEFAULT_RECIPE = "paper"  # what the trainers and `generate --preset` use when none is named
+
+
+def get_recipe(name: str) -> Recipe:
+    from .errors import SmraboothError
+
+    if name not in RECIPES:
+        raise SmraboothError(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "DINOV2_GIANT",
+    "NUM_TRAIN_TIMESTEPS",
+    "PAPER",
+    "RECIPES",
+    "SEARAFT_SPRING_M",
+    "MotionRecipe",
+    "Recipe",
+    "SamplerRecipe",
+    "SubjectRecipe",
+    "get_recipe",
+]
