@@ -188,7 +188,7 @@ class LatentPool:
 def build_dit_stage(cfg: StageConfig, device: torch.device, shard: Shard | None = None) -> StageParts:
     """`shard`: this process's part of a multi-GPU run (distributed.py); every process draws the random
     numbers of the whole batch and trains on its slice."""
-    from smrabooth.train.common import training_sigmas
+    from smrabooth.schedules import training_sigmas
 
     from ..bundle import build_sprites_models
 
