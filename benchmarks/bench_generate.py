@@ -203,7 +203,11 @@ def run_ours(pipe, loras, name: str, args) -> dict:
     reset_peak(args.device)
     clock = StepClock(args.device)  # marks the start of every step
     t0 = time.perf_counter()
-    generate(pipe, cfg, loras["subject"], loras["motion"], progress=False, on_step=lambda i, s: clock())
+    try:
+        generate(pipe, cfg, loras["subject"], loras["motion"], progress=False, on_step=lambda i, s: clock())
+    finally:
+        if restore_sdpa:
+            restore_sdpa()
     clock()
     marks, end = clock.marks[:-1], clock.marks[-1]
     row = dict(s_per_step=StepClock.median_gap(marks), first_step=marks[1] - marks[0], setup_s=marks[0] - t0,
@@ -211,8 +215,6 @@ def run_ours(pipe, loras, name: str, args) -> dict:
     row["decode_s"] = end - marks[-1] - row["s_per_step"]  # the call's tail is the last step and the decode
     if opts["offload"]:
         pipe.text_encoder.to(args.device)
-    if restore_sdpa:
-        restore_sdpa()
     return row
 
 
@@ -224,11 +226,13 @@ def patch_sage1():
 
     original = F.scaled_dot_product_attention
 
-    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-        if attn_mask is None and not is_causal and scale is None and q.dtype in (torch.float16, torch.bfloat16) \
-                and q.shape[-1] in (64, 128):
+    def sdpa(*args, **kw):
+        q, k, v = (list(args) + [kw.get(n) for n in ("query", "key", "value")][len(args):])[:3]
+        plain = kw.get("attn_mask") is None and not kw.get("is_causal") and kw.get("scale") is None
+        if plain and len(args) + sum(n in kw for n in ("query", "key", "value")) == 3 and q.shape[-1] in (64, 128) \
+                and q.dtype in (torch.float16, torch.bfloat16):
             return sageattn(q, k, v, tensor_layout="HND", is_causal=False)
-        return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kw)
+        return original(*args, **kw)
 
     F.scaled_dot_product_attention = sdpa
     return lambda: setattr(F, "scaled_dot_product_attention", original)

@@ -117,3 +117,53 @@ def test_attention_backend_native_math_equals_default(tiny_pipe):
     cfg = dict(prompt="a V* dog", **SMALL)
     assert np.abs(frames(tiny_pipe, GenerateConfig(attention="_native_math", **cfg))
                   - frames(tiny_pipe, GenerateConfig(**cfg))).max() <= 1
+
+
+def test_official_sampler_schedule():
+    """The authors' inference: Euler with shift 1 (sigmas 1, 0.98, ...), subject 0.6 then 0.8 from step 15 of
+    50 (sigma 0.70), motion 1.0, their negative prompt; another step count switches at sigma 0.70."""
+    from smrabooth.recipes import OFFICIAL_NEGATIVE_PROMPT, OFFICIAL_SAMPLER
+    from smrabooth.sampling import schedule_for
+    from smrabooth.schedules import shifted_linear_sigmas, t_point_sigma
+
+    settings = OFFICIAL_SAMPLER.generate_settings()
+    cfg = GenerateConfig(prompt="a sks dog is vvt walking", **settings).validate()
+    assert (cfg.frames, cfg.height, cfg.width, cfg.fps, cfg.guidance) == (49, 480, 832, 15.0, 5.0)
+    assert cfg.negative_prompt == OFFICIAL_NEGATIVE_PROMPT and cfg.negative_prompt.startswith("色调艳丽")
+    sigmas = shifted_linear_sigmas(50, cfg.shift)
+    np.testing.assert_allclose(sigmas, 1 - np.arange(50) / 50)
+    assert t_point_sigma(15, 50, 1.0) == pytest.approx(0.70)
+    schedule = schedule_for(cfg, list(sigmas))
+    assert schedule.t_point == 15
+    assert [schedule.scales_at(i)["subject"] for i in (0, 14, 15, 49)] == [0.6, 0.6, 0.8, 0.8]
+    assert {schedule.scales_at(i)["motion"] for i in range(50)} == {1.0}
+    # 20 steps: the step at sigma 0.70 is 6 (the paper's preset would map its own 0.92 to step 1)
+    cfg20 = GenerateConfig(**{**settings, "steps": 20})
+    assert schedule_for(cfg20, list(shifted_linear_sigmas(20, 1.0))).t_point == 6
+
+
+def test_official_preset_runs_merged_with_the_switch(tiny_pipe):
+    """The preset end to end (small size) with both LoRAs merged: equal to adapter mode, and the merged
+    weights were re-merged once, at the switch."""
+    from smrabooth.lora import merge as merge_mod
+    from smrabooth.recipes import OFFICIAL_SAMPLER
+
+    tr = tiny_pipe.transformer
+    subject, motion = make_random_lora(tr, seed=1, kind="subject"), make_random_lora(tr, seed=2, kind="motion")
+    settings = {**OFFICIAL_SAMPLER.generate_settings(), **SMALL, "steps": 10}
+    merges = []
+    original = merge_mod.MergedLoras.set_scales
+
+    def counting(self, scales):
+        if scales != self.scales:
+            merges.append(dict(scales))
+        return original(self, scales)
+
+    merge_mod.MergedLoras.set_scales = counting
+    try:
+        merged = frames(tiny_pipe, GenerateConfig(prompt="a dog", lora_mode="merged", **settings), subject, motion)
+    finally:
+        merge_mod.MergedLoras.set_scales = original
+    adapter = frames(tiny_pipe, GenerateConfig(prompt="a dog", lora_mode="adapter", **settings), subject, motion)
+    assert merges == [{"subject": 0.6, "motion": 1.0}, {"subject": 0.8, "motion": 1.0}]
+    assert np.abs(merged - adapter).max() <= 1

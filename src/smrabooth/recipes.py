@@ -114,6 +114,20 @@ class Recipe:
     sampler: SamplerRecipe = field(default_factory=SamplerRecipe)
 
 
+# The negative prompt of the authors' inference script, character for character (Wan's usual Chinese
+# negative prompt without three of its words).
+OFFICIAL_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，"
+    "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
+    "三条腿，背景人很多，倒着走"
+)
+
+# The authors' inference script: both LoRAs merged from step 0 (subject 0.6, motion 1.0); at step 15 of
+# 50 the base weights are restored and the subject merged again at 0.8; Euler with shift 1 (their
+# pipeline's default is 5, the script passes 1), so step 15 is sigma 0.70 (the paper's is 0.92).
+OFFICIAL_SAMPLER = SamplerRecipe(shift=1.0, negative_prompt=OFFICIAL_NEGATIVE_PROMPT, subject_scale_early=0.6,
+                                 subject_scale=0.8, motion_scale=1.0)
+
 PAPER = Recipe("paper", "the paper's text: one LoRA per stage on all six layer types, shift 5, SuRA after block 1")
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER,)}
@@ -132,6 +146,8 @@ __all__ = [
     "DEFAULT_RECIPE",
     "DINOV2_GIANT",
     "NUM_TRAIN_TIMESTEPS",
+    "OFFICIAL_NEGATIVE_PROMPT",
+    "OFFICIAL_SAMPLER",
     "PAPER",
     "RECIPES",
     "SEARAFT_SPRING_M",
