@@ -79,16 +79,19 @@ def test_t_point_maps_against_the_given_reference_schedule():
     assert schedule_for(GenerateConfig(steps=10), list(run)).t_point == 3
 
 
-def test_cli_defaults_come_from_the_recipe():
+def test_cli_defaults_and_help_come_from_the_recipe(tmp_path):
     from smrabooth.cli import build_parser
+    from smrabooth.cli.common import config_from_args
 
     parser = build_parser()
-    base = ["--model", "m", "--data", "d", "--out", "o"]
-    subject = vars(parser.parse_args(["train-subject", *base]))
-    for f in dataclasses.fields(SubjectRecipe):
-        if f.name in subject:
-            assert subject[f.name] == getattr(PAPER.subject, f.name), f.name
-    motion = vars(parser.parse_args(["train-motion", *base]))
-    for f in dataclasses.fields(MotionRecipe):
-        if f.name in motion:
-            assert motion[f.name] == getattr(PAPER.motion, f.name), f.name
+    base = ["--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    for command, cls, recipe in (("train-subject", SubjectTrainConfig, PAPER.subject),
+                                 ("train-motion", MotionTrainConfig, PAPER.motion)):
+        cfg = config_from_args(cls, parser.parse_args([command, *base]))
+        sub = parser._subparsers._group_actions[0].choices[command]
+        helps = {a.dest: a.help for a in sub._actions}
+        for f in dataclasses.fields(recipe):
+            value = getattr(recipe, f.name)
+            assert getattr(cfg, f.name) == value, (command, f.name)
+            shown = ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+            assert helps[f.name].endswith(f"(default: {shown})"), (command, f.name, helps[f.name])

@@ -1,7 +1,9 @@
-"""Settings as dataclasses, read from and written to YAML.
+"""Settings as dataclasses, read from and written to YAML and the command line.
 
 Each stage has one dataclass of settings (e.g. `sampling.GenerateConfig`). A YAML file holds a
-subset of its fields; command-line flags override the file; unknown keys are an error.
+subset of its fields; command-line flags override the file; unknown keys are an error. A field made
+with `setting(default, help)` carries its command-line help (and flag name, choices) with it, so the
+trainers' flags are generated from their dataclasses (cli/common.py, add_config_arguments).
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ from pathlib import Path
 import yaml
 
 from .errors import SmraboothError
+
+
+def setting(default=dataclasses.MISSING, help: str = "", *, flag: str | None = None, choices=None,
+            default_factory=dataclasses.MISSING, cli: bool = True):
+    """A settings field with its command-line help. `flag`: the flag's name where it is not the field's
+    (use_sura -> --sura/--no-sura); `cli=False`: set only from YAML or Python, no flag."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
 def to_dict(config) -> dict:

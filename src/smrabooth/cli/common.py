@@ -1,10 +1,14 @@
-"""Flags shared by the subcommands that load a Wan model."""
+"""Flags shared by the subcommands that load a Wan model, and flags generated from a settings dataclass."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import typing
 
-def add_model_args(parser) -> None:
-    parser.add_argument("--model", required=True,
+
+def add_model_args(parser, required: bool = True) -> None:
+    parser.add_argument("--model", required=required,
                         help="diffusers-format Wan2.1 T2V model: hub id (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) "
                         "or local folder")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
@@ -41,3 +45,87 @@ def use_hub(args, *names) -> None:
         go_offline()
     else:
         check_hub_reachable(names)
+
+
+# ------------------------------------------------------------------ flags generated from a settings dataclass
+def _flag(f: dataclasses.Field) -> str:
+    return "--" + (f.metadata.get("flag") or f.name).replace("_", "-")
+
+
+def _parse_optional(kind):
+    """An argparse type for an `int | None` (or float) field: a number, or `none`."""
+    def parse(text: str):
+        return None if text.strip().lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _show(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dict | None = None) -> None:
+    """One flag per field of the settings dataclass `cls` (fields made with `setting(..., cli=False)` and dicts
+    excepted): booleans as --flag/--no-flag, tuples as comma lists, `X | None` taking `none`. Help comes from
+    the field (config.setting) or `shared_help`; the default shown is the recipes' value of the `stage`
+    ('subject', 'motion') where the field is a recipe's. Flags left out are absent from the parsed namespace
+    (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
+    from ..recipes import RECIPES
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if not f.metadata.get("cli", True) or hint is dict:
+            continue
+        help = f.metadata.get("help") or (shared_help or {}).get(f.name, "")
+        recipe_values = {name: getattr(getattr(r, stage), f.name) for name, r in RECIPES.items()
+                         if stage and hasattr(getattr(r, stage), f.name)}
+        if len(set(map(_show, recipe_values.values()))) > 1:
+            default = "the recipe's: " + ", ".join(f"{n} {_show(v)}" for n, v in recipe_values.items())
+        else:
+            default = _show(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        shown = f" (default: {default})" if default else ""  # '' for the settings a run must be given
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help}{shown}".lstrip()}
+        if hint is bool:
+            parser.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        base = args[0] if optional else hint
+        if base in (int, float):
+            kwargs["type"] = _parse_optional(base) if optional else base
+        if typing.get_origin(base) is tuple:
+            kwargs["metavar"] = "A,B,..."
+        if f.metadata.get("choices"):
+            kwargs["choices"] = list(f.metadata["choices"])
+        parser.add_argument(_flag(f), **kwargs)
+
+
+def config_from_args(cls, args, required: tuple[str, ...] = ()):
+    """The settings of `cls` from, in order of precedence: the flags given, --config YAML, the recipe (the
+    flag's, else the file's, else the default) and `cls`'s own defaults; validated. `cls.from_recipe`
+    builds the recipe's defaults. `required`: fields that must be set by a flag or the file."""
+    from ..config import apply_dict, read_yaml
+    from ..errors import SmraboothError
+    from ..recipes import DEFAULT_RECIPE
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    flags = {k: v for k, v in vars(args).items() if k in names and k != "model"}  # --model: None when not given
+    if "model" in names and getattr(args, "model", None):
+        flags["model"] = args.model
+    path = getattr(args, "config", None)
+    from_file = read_yaml(path) if path else {}
+    recipe = flags.get("recipe") or from_file.get("recipe") or DEFAULT_RECIPE
+    if not isinstance(recipe, str):
+        raise SmraboothError(f"{path}: recipe: {recipe!r} is not a recipe name")
+    config = apply_dict(cls.from_recipe(recipe), from_file, str(path))
+    config = apply_dict(config, flags, "flags")
+    for name in required:
+        if not getattr(config, name):
+            raise SmraboothError(f"--{name.replace('_', '-')} is required (as a flag or in --config)")
+    return config.validate()

@@ -46,6 +46,31 @@ from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: i
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
+# Command-line help of the settings both trainers have (SubjectTrainConfig, MotionTrainConfig); a trainer's
+# own settings carry their help in their field (config.setting).
+TRAIN_SETTING_HELP = {
+    "out": "run folder (config.yaml, log.jsonl, checkpoints/, the LoRA)",
+    "recipe": "the method's defaults (docs/method.md): every setting not given comes from this recipe",
+    "steps": "optimizer steps",
+    "rank": "LoRA rank",
+    "alpha": "LoRA alpha (the LoRA's scale is alpha / rank)",
+    "lr": "AdamW learning rate",
+    "weight_decay": "AdamW weight decay",
+    "max_grad_norm": "gradient-norm clip (0: none)",
+    "layer_types": "comma list of the layer types the LoRA is trained on (q,k,v,o,ffn.0,ffn.2)",
+    "shift": "timestep shift of the training sigma table",
+    "seed": "seed of the LoRA's initialisation and of every training draw",
+    "gradient_checkpointing": "recompute the transformer blocks in backward (less memory; off: faster)",
+    "compile": "torch.compile the transformer blocks (GPU)",
+    "mixed_precision": "auto: bf16 autocast on CUDA; no: no autocast (bf16 weights, fp32 LoRA math)",
+    "checkpoint_every": "steps between checkpoints",
+    "validate_every": "render a validation video every N steps (0: never)",
+    "validation_prompt": "prompt of the validation videos",
+    "validation_steps": "denoising steps of a validation video",
+    "save_dtype": "dtype of the LoRA file",
+    "cache_dir": "where precomputed latents/features go (default ~/.cache/smrabooth, or SMRABOOTH_CACHE)",
+}
+
 
 # ---------------------------------------------------------------- run folder
 class PhaseTimes:

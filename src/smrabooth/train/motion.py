@@ -12,6 +12,7 @@ and the reference flows are computed once and cached.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..align.mora import (
     window_ref_flows,
     window_source_frames,
 )
+from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
 from ..data.tokens import MOTION_TOKENS, folder_token
@@ -34,7 +36,7 @@ from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
-from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..schedules import training_sigmas
 from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
@@ -58,48 +60,64 @@ _R = RECIPES[DEFAULT_RECIPE].motion
 
 @dataclass
 class MotionTrainConfig:
-    """Every setting of a motion run (written to config.yaml). The method's defaults come from the recipe
-    (recipes.MotionRecipe, docs/method.md stage 2)."""
+    """Every setting of a motion run (written to config.yaml; `train-motion` has a flag for each). The
+    method's defaults come from the recipe (recipes.MotionRecipe, docs/method.md stage 2): build a config
+    for another recipe with `from_recipe`. Help of the settings both trainers share: TRAIN_SETTING_HELP."""
 
-    model: str = ""
-    data: str = ""
+    model: str = setting("", cli=False)  # --model comes with the other model flags (cli/common.py)
+    data: str = setting("", "motion folder: *.mp4 + metadata.csv (file_name,text; or the authors' video,prompt)")
     out: str = ""
-    recipe: str = DEFAULT_RECIPE
+    recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
     lr: float = _R.lr
-    frames: int = _R.frames
-    height: int = _R.height
-    width: int = _R.width
-    fps: float = _R.fps
-    loop: bool = False  # repeat a clip shorter than `frames` instead of stopping with an error
-    flow_model: str = _R.flow_model
-    flow_iters: int | None = None  # None: the checkpoint's own (spring-M: 4)
-    use_mora: bool = True
-    mora_weight: float = _R.mora_weight
-    window: int = _R.window
-    window_stride: int = _R.window_stride
-    drop_frames: int = _R.drop_frames
+    frames: int = setting(_R.frames, "frames per clip (4k+1)")
+    height: int = setting(_R.height, "clip height (multiple of 16)")
+    width: int = setting(_R.width, "clip width (multiple of 16)")
+    fps: float = setting(_R.fps, "clips are resampled to this rate")
+    loop: bool = setting(False, "repeat clips shorter than --frames instead of stopping with an error")
+    flow_model: str = setting(_R.flow_model, "SEA-RAFT checkpoint: hub id, folder, .safetensors or official .pth")
+    flow_iters: int | None = setting(None, "SEA-RAFT refinement iterations (none: the checkpoint's own, spring-M: 4)")
+    use_mora: bool = setting(True, "MoRA on (--no-mora: the paper's 'w/o MoRA' ablation and plain motion LoRA)",
+                             flag="mora")
+    mora_weight: float = setting(_R.mora_weight, "alpha of L_MoRA")
+    window: int = setting(_R.window, "latent frames decoded per MoRA window")
+    window_stride: int = setting(_R.window_stride, "latents between successive window starts")
+    drop_frames: int = setting(_R.drop_frames, "decoded warm-up frames dropped from each window")
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
     seed: int = 0
     gradient_checkpointing: bool = True
-    vae_checkpointing: str = "block"  # none | frame | block (models/vae_decode.py): what the decode recomputes
-    vae_store_frames: int = 0  # the last N latent frames of the MoRA window are stored, not recomputed
-    flow_chunk: int | None = None  # SEA-RAFT frame pairs per checkpointed call in MoRA (None: all pairs, stored)
+    vae_checkpointing: str = setting(
+        "block", "what the MoRA decode recomputes in backward (models/vae_decode.py): nothing (fastest, most "
+        "memory), each latent frame, or each frame and each decoder block (least memory)", choices=CHECKPOINT_MODES)
+    vae_store_frames: int = setting(0, "store the decode of the last N latent frames of the MoRA window instead of "
+                                    "recomputing it (with --vae-checkpointing frame|block: about one frame's "
+                                    "activations each, for speed)")
+    flow_chunk: int | None = setting(None, "SEA-RAFT frame pairs per checkpointed call in MoRA (none: all pairs at "
+                                     "once, stored; a small number saves memory only where SEA-RAFT, not the DiT, "
+                                     "sets the peak)")
     compile: bool = False
-    mixed_precision: str = "auto"
+    mixed_precision: str = setting("auto", choices=("auto", "bf16", "no"))
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
     validate_every: int = 0
     validation_prompt: str | None = None
     validation_steps: int = 30
-    save_dtype: str = "bf16"
+    save_dtype: str = setting("bf16", choices=("bf16", "fp32", "fp16"))
     cache_dir: str | None = None
 
+    @classmethod
+    def from_recipe(cls, recipe: str = DEFAULT_RECIPE, **settings) -> MotionTrainConfig:
+        """The recipe's motion stage as the defaults, `settings` on top."""
+        return cls(recipe=recipe, **{**dataclasses.asdict(get_recipe(recipe).motion), **settings})
+
     def validate(self) -> MotionTrainConfig:
+        get_recipe(self.recipe)
+        if self.flow_chunk == 0:  # what --flow-chunk 0 meant before `none`: all pairs at once
+            self.flow_chunk = None
         check_train_settings(self)
         check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)

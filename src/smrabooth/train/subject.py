@@ -10,6 +10,7 @@ once and cached; the text encoder is freed before training.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,14 @@ from pathlib import Path
 import torch
 
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
+from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
 from ..models.wan import check_model_source
-from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..schedules import training_sigmas
 from ..validation import check_multiple, check_number, check_train_settings
 from .common import (
@@ -48,44 +50,55 @@ _R = RECIPES[DEFAULT_RECIPE].subject
 
 @dataclass
 class SubjectTrainConfig:
-    """Every setting of a subject run (written to config.yaml). The method's defaults come from the recipe
-    (recipes.SubjectRecipe, docs/method.md stage 1)."""
+    """Every setting of a subject run (written to config.yaml; `train-subject` has a flag for each). The
+    method's defaults come from the recipe (recipes.SubjectRecipe, docs/method.md stage 1): build a config
+    for another recipe with `from_recipe`. Help of the settings both trainers share: TRAIN_SETTING_HELP."""
 
-    model: str = ""
-    data: str = ""
+    model: str = setting("", cli=False)  # --model comes with the other model flags (cli/common.py)
+    data: str = setting("", "subject folder: images/, masks/, metadata.csv (file_name,text; or the authors' "
+                        "video,mask,prompt); or a plain image folder with --name")
     out: str = ""
-    name: str | None = None  # subject name for a plain image folder (captions "a picture of V* <name>")
-    recipe: str = DEFAULT_RECIPE
+    name: str | None = setting(None, "subject name for a plain image folder (captions: 'a picture of V* NAME')")
+    recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
     lr: float = _R.lr
-    resolution: int = _R.resolution
-    encoder: str = _R.encoder
-    sura_weight: float = _R.sura_weight
-    sura_layer: int = _R.sura_layer  # 0-based: hidden states after transformer.blocks[sura_layer]
-    use_sura: bool = True
-    use_mask: bool = True
-    projector_width: int = _R.projector_width
+    resolution: int = setting(_R.resolution, "square training size (multiple of 16)")
+    encoder: str = setting(_R.encoder, "DINOv2 hub id or local folder (SuRA's image encoder)")
+    sura_weight: float = setting(_R.sura_weight, "lambda of L_SuRA")
+    sura_layer: int = setting(_R.sura_layer, "0-based block whose output SuRA aligns")
+    use_sura: bool = setting(True, "SuRA on (--no-sura: the paper's 'w/o SuRA' ablation)", flag="sura")
+    use_mask: bool = setting(True, "the flow loss inside the subject mask (--no-mask: on the whole image, no masks "
+                             "needed)", flag="mask")
+    projector_width: int = setting(_R.projector_width, "hidden width of SuRA's MLP projector (REPA's; smaller for "
+                                   "small models)")
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
     seed: int = 0
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
-    cuda_graphs: bool = False  # compile with CUDA graphs ("reduce-overhead"); implies compile
-    mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
+    cuda_graphs: bool = setting(False, "--compile with CUDA graphs: about 2x faster steps on a GPU (the step is "
+                                "launch-bound)")
+    mixed_precision: str = setting("auto", choices=("auto", "bf16", "no"))  # auto: bf16 autocast on CUDA only
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
     validate_every: int = 0
     validation_prompt: str | None = None
-    validation_frames: int = 17
+    validation_frames: int = setting(17, "frames of a validation video")
     validation_steps: int = 30
-    save_dtype: str = "bf16"
+    save_dtype: str = setting("bf16", choices=("bf16", "fp32", "fp16"))
     cache_dir: str | None = None  # None: ~/.cache/smrabooth (SMRABOOTH_CACHE)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # no flag: a dict (set from --config)
+
+    @classmethod
+    def from_recipe(cls, recipe: str = DEFAULT_RECIPE, **settings) -> SubjectTrainConfig:
+        """The recipe's subject stage as the defaults, `settings` on top."""
+        return cls(recipe=recipe, **{**dataclasses.asdict(get_recipe(recipe).subject), **settings})
 
     def validate(self) -> SubjectTrainConfig:
+        get_recipe(self.recipe)
         check_train_settings(self)
         check_multiple("--resolution", self.resolution, 16, 16, 2048)
         check_number("--sura-weight", self.sura_weight, 0, 1000)
