@@ -557,6 +557,7 @@ class Runner:
     def run_training(self, job: Job, digest: str, done) -> None:
         from .cli import main
         from .train.common import list_checkpoints
+        from .train.distributed import single_process
 
         run_dir = self.out / job.name
         started = run_dir.with_name(run_dir.name + ".started.json")
@@ -570,7 +571,8 @@ class Runner:
         argv = [job.spec["command"], *job.spec["argv"], *self.worker.device_args(), "--out", str(run_dir),
                 "--quiet", *mode]
         self.free()
-        rc = main(argv)
+        with single_process():  # this worker's own job, not a share of a data-parallel one
+            rc = main(argv)
         self.free()
         if rc:
             raise SmraboothError(f"job {job.name} failed ({shlex.join(argv)} exited with {rc}; its error is above)")

@@ -62,6 +62,9 @@ def run_subject(args) -> int:
     args.model = cfg.model
     check_model_args(args)
     use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
+    from ..train.distributed import process_device
+
+    args.device = process_device(args.device)  # under a launcher: this process's GPU
     pipe = load_pipeline_from_args(args)
     encoder = None
     if cfg.use_sura:
@@ -84,6 +87,9 @@ def run_motion(args) -> int:
     args.model = cfg.model
     check_model_args(args)
     use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
+    from ..train.distributed import process_device
+
+    args.device = process_device(args.device)  # under a launcher: this process's GPU
     pipe = load_pipeline_from_args(args)
     flow_model = None
     flow_id = os.path.abspath(cfg.flow_model) if os.path.exists(cfg.flow_model) else cfg.flow_model

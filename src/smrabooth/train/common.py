@@ -33,6 +33,7 @@ from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
+from .distributed import SINGLE, DataParallel
 from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
     JsonlLog,
     atomic_path,
@@ -64,6 +65,9 @@ TRAIN_SETTING_HELP = {
     "compile": "torch.compile the transformer blocks (GPU)",
     "mixed_precision": "auto: bf16 autocast on CUDA; no: no autocast (bf16 weights, fp32 LoRA math)",
     "checkpoint_every": "steps between checkpoints",
+    "batch_size": "samples per process per optimizer step, computed one after the other (under accelerate launch "
+                  "or torchrun the effective batch is processes x batch size x accumulation; docs/multi-gpu.md)",
+    "gradient_accumulation": "times --batch-size per process per optimizer step",
     "validate_every": "render a validation video every N steps (0: never)",
     "validation_prompt": "prompt of the validation videos",
     "validation_steps": "denoising steps of a validation video",
@@ -130,18 +134,19 @@ def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overw
     return out
 
 
-def open_run(cfg, final_name: str, resume: bool, overwrite: bool):
-    """Prepare the run folder and write config.yaml; returns (cfg, run_dir).
+def open_run(cfg, final_name: str, resume: bool, overwrite: bool, parallel: DataParallel = SINGLE):
+    """Prepare the run folder and write config.yaml (the main process); returns (cfg, run_dir).
 
     A resumed run keeps the settings it was started with (read back from its config.yaml); only
     `steps` may grow, so the continuation is the same run."""
     from ..config import apply_dict, read_yaml, write_yaml
 
-    run_dir = prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite)
+    run_dir = parallel.on_main(lambda: prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite))
     if resume:
         saved = apply_dict(type(cfg)(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
         cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")
-    write_yaml(cfg, run_dir / "config.yaml")
+    parallel.barrier()  # every process has read config.yaml before the main one rewrites it
+    parallel.on_main(lambda: write_yaml(cfg, run_dir / "config.yaml"))
     return cfg, run_dir
 
 
@@ -212,7 +217,8 @@ def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Te
 
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules: dict[str, nn.Module],
-                    optimizer: torch.optim.Optimizer, generator: torch.Generator, keep: int = 2) -> Path:
+                    optimizer: torch.optim.Optimizer, generator: torch.Generator, keep: int = 2,
+                    effective_batch: int = 1) -> Path:
     from safetensors.torch import save_file
 
     folder = Path(run_dir) / "checkpoints"
@@ -226,7 +232,7 @@ def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules
                       str(tmp / f"{name}.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         save_file(rng_state(generator), str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "effective_batch": effective_batch}))
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -303,33 +309,40 @@ def train_loop(
     generator: torch.Generator,
     resume: bool = False,
     validate: Callable[[int], None] | None = None,
+    parallel: DataParallel = SINGLE,
 ) -> int:
-    """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}."""
+    """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}.
+    `parallel`: this process's share of each step's samples (train/distributed.py); the main process writes."""
     from tqdm.auto import tqdm
 
     fused = all(p.is_cuda for p in params)  # one kernel for all LoRA tensors instead of a loop over them
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused or None)
     start = 0
     if resume:
-        start = load_checkpoint(list_checkpoints(run_dir)[-1][1], transformer, adapter, modules, optimizer, generator)
-    log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None)
+        folder = list_checkpoints(run_dir)[-1][1]
+        parallel.keep_effective_batch(json.loads((folder / "state.json").read_text()).get("effective_batch", 1))
+        start = load_checkpoint(folder, transformer, adapter, modules, optimizer, generator)
+    main = parallel.is_main
+    log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None) if main else None
+    if parallel.effective_batch > 1 or parallel.processes > 1 or (Path(run_dir) / "parallel.json").is_file():
+        parallel.record(run_dir, start)
     if start >= settings.steps:
         return start
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="training",
-               disable=not settings.progress, dynamic_ncols=True)
+               disable=not settings.progress or not main, dynamic_ncols=True)
     t0 = time.time()
     pending = None  # last step's record, written once the next step is queued: no GPU sync per step
 
     def flush(record):
         values = {k: float(v) for k, v in record.pop("losses").items()}
         record = {"step": record["step"], **values, "lr": record["lr"], "seconds": record["seconds"]}
-        log.write(record)
+        if log is not None:
+            log.write(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
 
     for step in bar:
-        losses = compute_losses(step, generator)
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        losses = parallel.backward(step, generator, params, compute_losses)
         if settings.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
@@ -343,9 +356,9 @@ def train_loop(
         if checkpoint or validating:
             flush(pending)
             pending = None
-        if checkpoint:
+        if checkpoint and main:
             save_checkpoint(run_dir, done, transformer, adapter, modules, optimizer, generator,
-                            keep=settings.keep_checkpoints)
-        if validating:
+                            keep=settings.keep_checkpoints, effective_batch=parallel.effective_batch)
+        if validating and main:
             validate(done)
     return settings.steps

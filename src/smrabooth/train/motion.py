@@ -52,6 +52,7 @@ from .common import (
     sample_sigma,
     train_loop,
 )
+from .distributed import DataParallel
 
 FINAL_NAME = "motion_lora.safetensors"
 ADAPTER = "motion"
@@ -103,6 +104,8 @@ class MotionTrainConfig:
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
+    batch_size: int = 1  # samples per process per optimizer step (computed one after the other)
+    gradient_accumulation: int = 1  # times batch_size per process per step; effective batch: train/distributed.py
     validate_every: int = 0
     validation_prompt: str | None = None
     validation_steps: int = 30
@@ -207,7 +210,9 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
 
     times = PhaseTimes()
     cfg = cfg.validate()
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
+    parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel)
+    parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
     if cfg.use_mora and flow_model is None:
         raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
 
@@ -268,14 +273,19 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
                             validate_every=cfg.validate_every, progress=progress)
     times.mark("setup")
     train_loop(run_dir, settings, transformer, ADAPTER, params, {}, compute_losses, generator, resume=resume,
-               validate=validate)
+               validate=validate, parallel=parallel)
     times.mark("loop")
     from ..models.wan import parse_dtype
 
-    final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "motion",
+    final = run_dir / FINAL_NAME
+    if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
+        parallel.barrier()
+        return final
+    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "motion",
                         dtype=parse_dtype(cfg.save_dtype),
                         extra_info={"steps": cfg.steps, "mora": cfg.use_mora,
                                     "token": folder_token([it.text for it in items], MOTION_TOKENS)})
     times.mark("save")
     times.write(run_dir)
+    parallel.barrier()
     return final

@@ -42,6 +42,7 @@ from .common import (
     seeded,
     train_loop,
 )
+from .distributed import DataParallel
 
 FINAL_NAME = "subject_lora.safetensors"
 ADAPTER = "subject"
@@ -84,6 +85,8 @@ class SubjectTrainConfig:
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
+    batch_size: int = 1  # samples per process per optimizer step (computed one after the other)
+    gradient_accumulation: int = 1  # times batch_size per process per step; effective batch: train/distributed.py
     validate_every: int = 0
     validation_prompt: str | None = None
     validation_frames: int = setting(17, "frames of a validation video")
@@ -180,7 +183,9 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     cfg = cfg.validate()
     if cfg.cuda_graphs and pipe._execution_device.type != "cuda":
         raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {pipe._execution_device.type})")
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite)
+    parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel)
+    parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
 
@@ -266,7 +271,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     times.mark("setup")
     try:
         train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
-                   resume=resume, validate=validate)
+                   resume=resume, validate=validate, parallel=parallel)
         times.mark("loop")
     finally:
         if cfg.use_sura:
@@ -274,7 +279,11 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
             hidden.clear()
     from ..models.wan import parse_dtype
 
-    final = export_lora(transformer, ADAPTER, run_dir / FINAL_NAME, cfg.rank, cfg.alpha, "subject",
+    final = run_dir / FINAL_NAME
+    if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
+        parallel.barrier()
+        return final
+    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "subject",
                         dtype=parse_dtype(cfg.save_dtype),
                         extra_info={"steps": cfg.steps, "sura": cfg.use_sura,
                                     "token": folder_token([t for _, _, t in items], SUBJECT_TOKENS)})
@@ -285,4 +294,5 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
                   str(run_dir / "projector.safetensors"))
     times.mark("save")
     times.write(run_dir)
+    parallel.barrier()
     return final
