@@ -66,8 +66,8 @@ def main() -> None:
                 model = str(candidate)
                 break
     pipe = load_wan_pipeline(model, device="cpu")
-    calls = [0]
-    pipe.transformer.blocks[1].register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    calls = [0]  # passes that ran past the first block: block 1's self-attention ran (a cached pass skips it)
+    pipe.transformer.blocks[1].attn1.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     info = json.loads((Path(model) / "sprites.json").read_text()) if (Path(model) / "sprites.json").exists() else {}
     size, frames = info.get("config", {}).get("size", 128), info.get("config", {}).get("frames", 17)
 
