@@ -56,6 +56,29 @@ def test_flow_colours_follow_the_wheel():
     assert rgb[3].tolist() == [255, 128, 128]
 
 
+def test_loss_plot_gets_new_data_first_then_the_colours_of_new_terms():
+    """Gradio's plot draws its chart again on a changed color_map, from the data it holds then: the data of
+    new terms must arrive one refresh before their colours, or their lines have no stroke."""
+    pytest.importorskip("gradio")
+    from smrabooth_ui.app import PALETTE, TERM_COLOURS, loss_plot_step
+
+    rows = [{"step": 1, "term": "flow", "value": 0.9}, {"step": 1, "term": "sura", "value": 0.4}]
+    fields, sent = loss_plot_step(None, rows)
+    assert set(fields) == {"value"} and fields["value"]["term"].tolist() == ["flow", "sura"]
+    fields, sent = loss_plot_step(sent, rows)
+    assert fields == {"color_map": {"flow": TERM_COLOURS["flow"], "sura": TERM_COLOURS["sura"]}}
+    assert loss_plot_step(sent, rows) == (None, sent)  # nothing new: nothing sent
+    more = rows + [{"step": 2, "term": "flow", "value": 0.8}, {"step": 2, "term": "sura", "value": 0.3}]
+    fields, sent = loss_plot_step(sent, more)
+    assert set(fields) == {"value"} and len(fields["value"]) == 4
+    assert loss_plot_step(sent, more)[0] is None  # same terms: the colours stand
+    odd = more + [{"step": 2, "term": "debiased", "value": 0.1}, {"step": 2, "term": "other", "value": 0.2}]
+    fields, sent = loss_plot_step(sent, odd)
+    assert set(fields) == {"value"}
+    fields, _ = loss_plot_step(sent, odd)
+    assert fields["color_map"]["debiased"] == TERM_COLOURS["debiased"] and fields["color_map"]["other"] == PALETTE[0]
+
+
 def test_queue_runs_jobs_one_at_a_time_in_order_and_reports_the_cli_error_line(tmp_path):
     q = JobQueue(tmp_path, {}, runner=sleepy_runner)
     try:

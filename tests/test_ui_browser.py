@@ -65,6 +65,20 @@ def wait_text(page, selector: str, text: str, timeout: float = 240) -> str:
     return page.inner_text(selector)
 
 
+def drawn_lines(page, plot: str, terms: int, points: int, timeout: float = 30) -> dict[str, dict]:
+    """Wait until the loss plot `plot` draws `terms` lines of at least `points` points each, with a visible
+    stroke; return {term: {stroke, points}}. (A line without a stroke is what an empty-looking plot has.)"""
+    script = """([plot, terms, points]) => {
+        const lines = [...document.querySelectorAll(plot + ' path[aria-roledescription="line mark"]')]
+            .map(p => ({term: (p.getAttribute('aria-label') || '').split('term: ')[1],
+                        stroke: p.getAttribute('stroke'), points: (p.getAttribute('d') || '').split('L').length}))
+            .filter(l => l.stroke && l.stroke !== 'none' && l.stroke !== 'transparent' && l.points >= points);
+        return lines.length >= terms ? lines : null;
+    }"""
+    lines = page.wait_for_function(script, arg=[plot, terms, points], timeout=timeout * 1000).json_value()
+    return {line["term"]: line for line in lines}
+
+
 def shot(page, tmp_path, name: str) -> None:
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     if os.environ.get("SMRABOOTH_UI_SCREENSHOTS"):
@@ -108,7 +122,8 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         page.fill("#subject-steps input", "3")
         page.click("#subject-train")
         wait_text(page, "#subject-job", "done: train subject heart (3 steps)")
-        page.wait_for_selector("#subject-losses canvas, #subject-losses svg")
+        lines = drawn_lines(page, "#subject-losses", terms=2, points=3)  # the log's 3 steps of flow and SuRA
+        assert set(lines) == {"flow", "sura"} and lines["flow"]["stroke"] != lines["sura"]["stroke"]
         shot(page, tmp_path, "subject")
 
         # ---- motion: a 3-frame clip is refused with the trainer's error line
@@ -125,6 +140,7 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         page.click("#motion-train")
         wait_text(page, "#motion-job", "done: train motion spiral (2 steps)")
         page.wait_for_selector("#motion-flow video")
+        assert set(drawn_lines(page, "#motion-losses", terms=1, points=2)) == {"flow"}  # MoRA is off
         shot(page, tmp_path, "motion")
 
         # ---- generate with both LoRAs (picked for us: the newest) and the baseline

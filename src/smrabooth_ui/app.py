@@ -25,12 +25,46 @@ def progress_bar(fraction: float, elem: str) -> str:
             f"<span style='font-size:12px'>{pct:.0f}%</span>")
 
 
+# one colour per loss term, the same on every page; a term not listed takes the next of PALETTE
+TERM_COLOURS = {"flow": "#2563eb", "sura": "#ea580c", "mora": "#16a34a", "debiased": "#9333ea"}
+PALETTE = ("#0891b2", "#db2777", "#ca8a04", "#4b5563")
+
+
 def loss_frame(rows: list[dict]):
     import pandas as pd
 
     # explicit dtypes: an empty frame would be all objects, and the plot would take the numbers for categories
     return pd.DataFrame(rows or [], columns=["step", "term", "value"]).astype({"step": int, "term": str,
                                                                                "value": float})
+
+
+def term_colours(rows: list[dict]) -> dict[str, str]:
+    """The colour of each loss term in `rows`, in order of appearance."""
+    terms = list(dict.fromkeys(r["term"] for r in rows))
+    extra = iter(PALETTE * len(terms))
+    return {t: TERM_COLOURS.get(t) or next(extra) for t in terms}
+
+
+def loss_plot(label: str, elem_id: str):
+    """A training's loss curves, one line per term of its log.jsonl (filled by loss_plot_step)."""
+    import gradio as gr
+
+    return gr.LinePlot(loss_frame([]), x="step", y="value", color="term", label=label, elem_id=elem_id,
+                       y_title="loss", color_title="term")
+
+
+def loss_plot_step(sent: dict | None, rows: list[dict]) -> tuple[dict | None, dict]:
+    """What to send a loss plot now, given what it was sent last: (the update's fields or None, what it
+    has been sent). Gradio's plot fixes its colour domain when it draws the chart, and afterwards only
+    swaps the data: lines of terms it has not seen get no stroke (an empty-looking plot). A changed
+    color_map draws the chart again, from the data it holds at that moment, so new data goes first and
+    the colours of new terms follow on the next refresh."""
+    if sent is None or sent["rows"] != rows:
+        return {"value": loss_frame(rows)}, {"rows": rows, "colours": sent["colours"] if sent else None}
+    colours = term_colours(rows)
+    if sent["colours"] != colours:
+        return {"color_map": colours}, {"rows": rows, "colours": colours}
+    return None, sent
 
 
 def build_app(app: h.UiApp):
@@ -92,8 +126,7 @@ def build_app(app: h.UiApp):
                 s_job = gr.Markdown("", elem_id="subject-job", elem_classes="status-line")
                 s_progress = gr.HTML(progress_bar(0, "subject-progress-bar"))
                 with gr.Row():
-                    s_plot = gr.LinePlot(loss_frame([]), x="step", y="value", color="term", label="Losses (flow, SuRA)",
-                                         elem_id="subject-losses", height=240)
+                    s_plot = loss_plot("Losses (flow, SuRA)", "subject-losses")
                     s_val = gr.Video(label="Latest validation video", elem_id="subject-validation", height=240,
                                      interactive=False)
 
@@ -135,8 +168,7 @@ def build_app(app: h.UiApp):
                 m_job = gr.Markdown("", elem_id="motion-job", elem_classes="status-line")
                 m_progress = gr.HTML(progress_bar(0, "motion-progress-bar"))
                 with gr.Row():
-                    m_plot = gr.LinePlot(loss_frame([]), x="step", y="value", color="term",
-                                         label="Losses (flow, MoRA)", elem_id="motion-losses", height=240)
+                    m_plot = loss_plot("Losses (flow, MoRA)", "motion-losses")
                     m_val = gr.Video(label="Latest validation video", elem_id="motion-validation", height=240,
                                      interactive=False)
 
@@ -340,8 +372,6 @@ def build_app(app: h.UiApp):
                 "e_videos", "e_status", "e_table", "e_skipped", "e_report", "jobs"]
 
         def render(value):
-            if isinstance(value, tuple) and value and value[0] == "df":
-                return loss_frame(value[1])
             if isinstance(value, tuple) and value and value[0] == "dd":
                 return gr.update(choices=value[1], value=value[2])
             if isinstance(value, tuple) and value and value[0] == "cb":
@@ -352,10 +382,14 @@ def build_app(app: h.UiApp):
 
         def refresh(last, subject_choice, motion_choice):
             now = state(subject_choice, motion_choice)
-            out = [now]
+            out = []
             for k in keys:
-                out.append(gr.skip() if k in last and last[k] == now[k] else render(now[k]))
-            return out
+                if isinstance(now[k], tuple) and now[k][0] == "df":  # a loss plot: data first, then colours
+                    fields, now[k] = loss_plot_step(last.get(k), now[k][1])
+                    out.append(gr.update(**fields) if fields else gr.skip())
+                else:
+                    out.append(gr.skip() if k in last and last[k] == now[k] else render(now[k]))
+            return [now, *out]
 
         timer = gr.Timer(1.0)
         timer.tick(refresh, [seen, g_subject, g_motion], [seen, *live], show_progress="hidden")
