@@ -206,10 +206,13 @@ def test_generate_and_evaluate_check_their_inputs(app):
         h.generate(app, "subject: nope-1", None, "a V* dog")
     with pytest.raises(SmraboothError, match="not 4k\\+1"):
         h.generate(app, None, None, "a dog", frames=10)
+    with pytest.raises(SmraboothError, match="unknown recipe 'nope'"):
+        h.generate(app, None, None, "a dog", preset="nope")
     job = h.generate(app, None, None, "a dog", steps=3, t_point="2", preset="paper")
     cfg = job["params"]["config"]
-    assert cfg["steps"] == 3 and cfg["t_point"] == 2 and cfg["scheduler"] == "euler" and cfg["frames"] == 49
-    assert h.preset_fields(app, "model")["frames"] == app.profile.generate["frames"] == 17
+    # the paper's sampler, at the bundle's own video size
+    assert cfg["steps"] == 3 and cfg["t_point"] == 2 and cfg["scheduler"] == "euler" and cfg["frames"] == 17
+    assert h.preset_fields(app, "paper")["frames"] == app.profile.generate["frames"] == 17
     with pytest.raises(SmraboothError, match="outside the work folder"):
         h.evaluate(app, ["../../etc/passwd"], ["dino_i"])
     with pytest.raises(SmraboothError, match="not a video generated in this work folder"):
@@ -224,3 +227,66 @@ def test_cli_flags():
         parse_auth("ann")
     assert host_warning("127.0.0.1") is None
     assert "serves the app to other machines" in host_warning("0.0.0.0")
+
+
+# ------------------------------------------------------------------------------------------------- recipes
+@pytest.fixture
+def test_recipe(monkeypatch):
+    """A recipe unlike the paper's in every field the pages and jobs read."""
+    from smrabooth import sampling
+    from smrabooth.recipes import RECIPES, MotionRecipe, Recipe, SamplerRecipe, SubjectRecipe
+
+    r = Recipe("test", "a test recipe", SubjectRecipe(steps=7, rank=3, alpha=3.0, lr=2e-4, shift=2.0, sura_weight=0.5),
+               MotionRecipe(steps=9, rank=5, alpha=5.0, lr=3e-4, mora_weight=0.25),
+               SamplerRecipe(steps=40, shift=1.0, guidance=4.0, negative_prompt="blurry", t_point=12,
+                             subject_scale_early=0.6, subject_scale=0.8))
+    monkeypatch.setitem(RECIPES, r.name, r)
+    monkeypatch.setitem(sampling.PRESETS, r.name, r.sampler.generate_settings())
+    return r
+
+
+def test_training_forms_start_from_the_recipe_on_a_wan_model(tmp_path, test_recipe):
+    from smrabooth.recipes import RECIPES
+    from smrabooth_ui.profile import wan_profile
+
+    app = h.UiApp(tmp_path / "work", wan_profile("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "cpu"), start_jobs=False)
+    try:
+        assert h.train_fields(app, "subject", "test") == {"steps": 7, "rank": 3, "lr": 2e-4}
+        assert h.train_fields(app, "motion", "test") == {"steps": 9, "rank": 5, "lr": 3e-4}
+        paper = RECIPES["paper"]
+        assert h.train_fields(app, "subject") == {"steps": paper.subject.steps, "rank": paper.subject.rank,
+                                                  "lr": paper.subject.lr}
+        with pytest.raises(SmraboothError, match="unknown recipe 'nope'"):
+            h.train_fields(app, "motion", "nope")
+        fields = h.preset_fields(app, "test")  # a Wan model: the recipe's sampler as it is
+        assert (fields["steps"], fields["guidance"], fields["negative_prompt"]) == (40, 4.0, "blurry")
+        assert (fields["frames"], fields["height"], fields["width"]) == (49, 480, 832)
+    finally:
+        app.close()
+
+
+def test_a_recipe_reaches_the_jobs_config_under_the_bundles_sizes(app, test_recipe):
+    """The sprites bundle keeps its sizes, steps and ranks; every other setting is the recipe's."""
+    cfg = app.profile.train_config("subject", "test")
+    assert (cfg.recipe, cfg.shift, cfg.sura_weight) == ("test", 2.0, 0.5)
+    assert (cfg.resolution, cfg.steps, cfg.projector_width) == (app.profile.subject["resolution"],
+                                                                app.profile.subject["steps"], 256)
+    motion = app.profile.train_config("motion", "test")
+    assert motion.mora_weight == 0.25 and motion.frames == app.profile.motion["frames"] == 17
+    ex = app.examples
+    h.add_subject_photos(app, "heart", ex.subject_images, ex.subject_masks)
+    h.prepare_subject_data(app, "heart", h.MASK_SOURCES[0])
+    job = h.train_subject(app, "heart", 3, 4, 1e-4, recipe="test")
+    assert job["params"]["recipe"] == "test" and job["title"] == "train subject heart (test, 3 steps)"
+    with pytest.raises(SmraboothError, match="unknown recipe 'nope'"):
+        h.train_subject(app, "heart", 3, 4, 1e-4, recipe="nope")
+
+    job = h.generate(app, None, None, "a dog", preset="test", negative_prompt="")
+    cfg = job["params"]["config"]
+    assert (cfg["shift"], cfg["reference_t_point"], cfg["reference_steps"], cfg["subject_scale_early"]) == \
+        (1.0, 12, 40, 0.6)
+    assert cfg["negative_prompt"] is None  # emptied on the page
+    assert (cfg["frames"], cfg["steps"]) == (17, app.profile.generate["steps"])  # the bundle's own
+    app.queue.cancel(job["id"])
+    job = h.generate(app, None, None, "a dog", preset="test")
+    assert job["params"]["config"]["negative_prompt"] == "blurry"  # the recipe's when the page leaves it

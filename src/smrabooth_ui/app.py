@@ -67,6 +67,16 @@ def loss_plot_step(sent: dict | None, rows: list[dict]) -> tuple[dict | None, di
     return None, sent
 
 
+def recipe_choice(elem_id: str, label: str = "Recipe"):
+    """A dropdown of smrabooth's recipes (smrabooth.recipes.RECIPES), each named with what it is."""
+    import gradio as gr
+
+    from smrabooth.recipes import DEFAULT_RECIPE, RECIPES
+
+    return gr.Dropdown(list(RECIPES), value=DEFAULT_RECIPE, label=label, elem_id=elem_id, min_width=200,
+                       info="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
+
+
 def build_app(app: h.UiApp):
     import gradio as gr
 
@@ -112,10 +122,12 @@ def build_app(app: h.UiApp):
                 s_selected = gr.State(None)
                 s_remove = gr.Button("Remove the selected photo", elem_id="subject-remove", size="sm")
                 gr.Markdown("### Train the subject LoRA")
+                s_fields = h.train_fields(app, "subject")
                 with gr.Row():
-                    s_steps = gr.Number(p.subject["steps"], label="Steps", precision=0, elem_id="subject-steps")
-                    s_rank = gr.Number(p.subject["rank"], label="Rank", precision=0, elem_id="subject-rank")
-                    s_lr = gr.Number(p.subject["lr"], label="Learning rate", elem_id="subject-lr")
+                    s_recipe = recipe_choice("subject-recipe")
+                    s_steps = gr.Number(s_fields["steps"], label="Steps", precision=0, elem_id="subject-steps")
+                    s_rank = gr.Number(s_fields["rank"], label="Rank", precision=0, elem_id="subject-rank")
+                    s_lr = gr.Number(s_fields["lr"], label="Learning rate", elem_id="subject-lr")
                     s_validate = gr.Number(0, label="Validation video every N steps (0: off)", precision=0,
                                            elem_id="subject-validate")
                     s_sura = gr.Checkbox(True, label="SuRA", elem_id="subject-sura")
@@ -138,12 +150,12 @@ def build_app(app: h.UiApp):
                     m_name = gr.Textbox(label="Motion name", value=ex.motion_name if ex else "", elem_id="motion-name")
                     m_caption = gr.Textbox(label="Caption with S*", value=ex.motion_caption if ex else "",
                                            elem_id="motion-caption")
+                m_stage = p.train_config("motion")
                 with gr.Row():
                     m_clip = gr.File(label="Clip", elem_id="motion-clip")
                     m_start = gr.Number(0.0, label="Start (s)", elem_id="motion-start")
-                    m_frames = gr.Number(p.motion["frames"], label="Frames (4k+1)", precision=0,
-                                         elem_id="motion-frames")
-                    m_fps = gr.Number(p.motion["fps"], label="fps", elem_id="motion-fps")
+                    m_frames = gr.Number(m_stage.frames, label="Frames (4k+1)", precision=0, elem_id="motion-frames")
+                    m_fps = gr.Number(m_stage.fps, label="fps", elem_id="motion-fps")
                 with gr.Row():
                     m_prepare = gr.Button("Trim and prepare", variant="primary", elem_id="motion-prepare")
                     m_example = gr.Button("Use the example motion", elem_id="motion-example", visible=ex is not None)
@@ -155,9 +167,10 @@ def build_app(app: h.UiApp):
                                       elem_id="motion-flow", height=240, interactive=False, loop=True)
                 gr.Markdown("### Train the motion LoRA")
                 with gr.Row():
-                    m_steps = gr.Number(p.motion["steps"], label="Steps", precision=0, elem_id="motion-steps")
-                    m_rank = gr.Number(p.motion["rank"], label="Rank", precision=0, elem_id="motion-rank")
-                    m_lr = gr.Number(p.motion["lr"], label="Learning rate", elem_id="motion-lr")
+                    m_recipe = recipe_choice("motion-recipe")
+                    m_steps = gr.Number(m_stage.steps, label="Steps", precision=0, elem_id="motion-steps")
+                    m_rank = gr.Number(m_stage.rank, label="Rank", precision=0, elem_id="motion-rank")
+                    m_lr = gr.Number(m_stage.lr, label="Learning rate", elem_id="motion-lr")
                     m_validate = gr.Number(0, label="Validation video every N steps (0: off)", precision=0,
                                            elem_id="motion-validate")
                     m_mora = gr.Checkbox(True, label="MoRA", elem_id="motion-mora")
@@ -181,13 +194,12 @@ def build_app(app: h.UiApp):
                 with gr.Row():
                     g_subject = gr.Dropdown(["none"], value="none", label="Subject LoRA", elem_id="generate-subject")
                     g_motion = gr.Dropdown(["none"], value="none", label="Motion LoRA", elem_id="generate-motion")
-                    from smrabooth.sampling import PRESETS
-
-                    g_preset = gr.Dropdown(["model", *PRESETS], value="model", label="Preset",
-                                           elem_id="generate-preset")
+                    g_preset = recipe_choice("generate-preset", "Preset (a recipe's sampler)")
                 g_prompt = gr.Textbox(ex.prompt if ex else "a V* dog doing S* on a beach", label="Prompt",
                                       elem_id="generate-prompt")
-                fields = h.preset_fields(app, "model")
+                fields = h.preset_fields(app)
+                g_negative = gr.Textbox(fields["negative_prompt"] or "", label="Negative prompt (the recipe's)",
+                                        elem_id="generate-negative", max_lines=2)
                 with gr.Row():
                     g_steps = gr.Number(fields["steps"], label="Steps", precision=0, elem_id="generate-steps")
                     g_guidance = gr.Number(fields["guidance"], label="Guidance", elem_id="generate-guidance")
@@ -199,7 +211,7 @@ def build_app(app: h.UiApp):
                                         elem_id="generate-early")
                     g_sscale = gr.Number(fields["subject_scale"], label="Subject scale", elem_id="generate-sscale")
                     g_mscale = gr.Number(fields["motion_scale"], label="Motion scale", elem_id="generate-mscale")
-                    g_tpoint = gr.Textbox("", label="T_point (empty: the paper's, by noise level)",
+                    g_tpoint = gr.Textbox("", label="T_point (empty: the recipe's, by noise level)",
                                           elem_id="generate-tpoint")
                     g_seed = gr.Number(0, label="Seed", precision=0, elem_id="generate-seed")
                     g_baseline = gr.Checkbox(True, label="Also the no-LoRA baseline (same seed)",
@@ -286,17 +298,26 @@ def build_app(app: h.UiApp):
         s_remove.click(on_remove, [s_name, s_selected, s_source, s_object], [s_status, s_gallery, s_sheet, s_selected])
 
         def train_click(kind, resume):
-            def click(name, steps, rank, lr, align, validate):
+            def click(name, recipe, steps, rank, lr, align, validate):
                 fn = h.train_subject if kind == "subject" else h.train_motion
-                job = act(f"train-{kind}", fn, app, name, steps, rank, lr, align, validate, resume)
+                job = act(f"train-{kind}", fn, app, name, steps, rank, lr, align, validate, resume, recipe)
                 return job if isinstance(job, str) else f"queued: {job['title']}"
             return click
 
+        def recipe_change(kind):
+            def change(recipe):
+                fields = act(f"train-{kind}", h.train_fields, app, kind, recipe)
+                return [gr.skip()] * 3 if isinstance(fields, str) else [fields[k] for k in ("steps", "rank", "lr")]
+            return change
+
         for button, resume in ((s_train, False), (s_resume, True)):
-            button.click(train_click("subject", resume), [s_name, s_steps, s_rank, s_lr, s_sura, s_validate],
-                         [s_status])
+            button.click(train_click("subject", resume),
+                         [s_name, s_recipe, s_steps, s_rank, s_lr, s_sura, s_validate], [s_status])
         for button, resume in ((m_train, False), (m_resume, True)):
-            button.click(train_click("motion", resume), [m_name, m_steps, m_rank, m_lr, m_mora, m_validate], [m_status])
+            button.click(train_click("motion", resume),
+                         [m_name, m_recipe, m_steps, m_rank, m_lr, m_mora, m_validate], [m_status])
+        s_recipe.change(recipe_change("subject"), [s_recipe], [s_steps, s_rank, s_lr])
+        m_recipe.change(recipe_change("motion"), [m_recipe], [m_steps, m_rank, m_lr])
         s_cancel.click(lambda: act("train-subject", h.cancel_latest, app, "train_subject"), None, [s_status])
         m_cancel.click(lambda: act("train-motion", h.cancel_latest, app, "train_motion"), None, [m_status])
 
@@ -319,18 +340,24 @@ def build_app(app: h.UiApp):
 
         m_example.click(on_motion_example, None, [m_status, m_name, m_caption, m_preview])
 
-        g_preset.change(lambda preset: [h.preset_fields(app, preset)[k] for k in (
-            "steps", "guidance", "frames", "height", "width", "subject_scale_early", "subject_scale", "motion_scale")],
-            [g_preset], [g_steps, g_guidance, g_frames, g_height, g_width, g_early, g_sscale, g_mscale])
+        def on_preset(preset):
+            fields = act("generate", h.preset_fields, app, preset)
+            if isinstance(fields, str):
+                return [gr.skip()] * len(h.PAGE_FIELDS)
+            return [fields[k] or "" if k == "negative_prompt" else fields[k] for k in h.PAGE_FIELDS]
 
-        def on_generate(subject, motion, prompt, preset, steps, guidance, frames, height, width, early, sscale,
-                        mscale, tpoint, seed, baseline):
+        g_preset.change(on_preset, [g_preset],
+                        [g_steps, g_guidance, g_frames, g_height, g_width, g_early, g_sscale, g_mscale, g_negative])
+
+        def on_generate(subject, motion, prompt, negative, preset, steps, guidance, frames, height, width, early,
+                        sscale, mscale, tpoint, seed, baseline):
             job = act("generate", h.generate, app, subject, motion, prompt, seed, steps, guidance, early, sscale,
-                      mscale, tpoint, frames, height, width, baseline, preset)
+                      mscale, tpoint, frames, height, width, baseline, preset, negative)
             return job if isinstance(job, str) else f"queued: {job['title']}"
 
-        g_go.click(on_generate, [g_subject, g_motion, g_prompt, g_preset, g_steps, g_guidance, g_frames, g_height,
-                                 g_width, g_early, g_sscale, g_mscale, g_tpoint, g_seed, g_baseline], [g_status])
+        g_go.click(on_generate, [g_subject, g_motion, g_prompt, g_negative, g_preset, g_steps, g_guidance, g_frames,
+                                 g_height, g_width, g_early, g_sscale, g_mscale, g_tpoint, g_seed, g_baseline],
+                   [g_status])
 
         def on_evaluate(videos, metrics):
             job = act("evaluate", h.evaluate, app, videos, metrics)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smrabooth.errors import SmraboothError
+from smrabooth.recipes import DEFAULT_RECIPE, get_recipe
 
 from .jobs import COMMANDS, JobQueue, read_json
 from .profile import Examples, ModelProfile, write_examples
@@ -165,8 +166,18 @@ def _busy(app: UiApp, kind: str) -> None:
         raise SmraboothError(f"a {COMMANDS[kind]} job is already {job['status']}: wait for it or cancel it")
 
 
+def train_fields(app: UiApp, kind: str, recipe: str = DEFAULT_RECIPE) -> dict:
+    """The training form's steps, rank and learning rate for `kind` (subject | motion) under `recipe`."""
+    cfg = app.profile.train_config(kind, _recipe(recipe))
+    return {"steps": cfg.steps, "rank": cfg.rank, "lr": cfg.lr}
+
+
+def _recipe(recipe: str | None) -> str:
+    return get_recipe(recipe or DEFAULT_RECIPE).name  # an unknown name: the CLI's one-line error
+
+
 def train_subject(app: UiApp, name: str, steps, rank, lr, use_sura: bool = True, validate_every=0,
-                  resume: bool = False) -> dict:
+                  resume: bool = False, recipe: str = DEFAULT_RECIPE) -> dict:
     """Queue smrabooth train-subject on the prepared subject; returns the job."""
     from smrabooth.data.folders import read_subject_folder
 
@@ -177,16 +188,17 @@ def train_subject(app: UiApp, name: str, steps, rank, lr, use_sura: bool = True,
     read_subject_folder(data, require_masks=use_mask)  # a broken set fails here, before a job is queued
     steps, rank = _positive(steps, "steps"), _positive(rank, "rank")
     lr = _positive(lr, "learning rate", float)
+    recipe = _recipe(recipe)
     _busy(app, "train_subject")
     run = _training_run(app, "subject", name, resume)
     validate_every = int(validate_every or 0)
-    params = {"name": safe_name(name), "data": str(data), "out": str(run), "steps": steps, "rank": rank, "lr": lr,
-              "use_sura": bool(use_sura), "use_mask": use_mask, "resume": bool(resume),
-              "checkpoint_every": max(1, min(app.profile.subject["checkpoint_every"], steps)),
+    params = {"name": safe_name(name), "data": str(data), "out": str(run), "recipe": recipe, "steps": steps,
+              "rank": rank, "lr": lr, "use_sura": bool(use_sura), "use_mask": use_mask, "resume": bool(resume),
+              "checkpoint_every": max(1, min(app.profile.train_config("subject", recipe).checkpoint_every, steps)),
               "validate_every": validate_every,
               "validation_prompt": f"a picture of V* {safe_name(name)}" if validate_every else None}
     verb = "resume" if resume else "train"
-    return app.queue.submit("train_subject", f"{verb} subject {safe_name(name)} ({steps} steps)", params)
+    return app.queue.submit("train_subject", f"{verb} subject {safe_name(name)} ({recipe}, {steps} steps)", params)
 
 
 # ------------------------------------------------------------------------------------------------- motion
@@ -205,16 +217,16 @@ def prepare_motion_clip(app: UiApp, name: str, clip, caption: str, start=0.0, fr
     if not (caption or "").strip():
         raise SmraboothError("the caption is empty: describe the clip with the S* token, e.g. "
                              "'a person S* dribbling a basketball'")
-    m = app.profile.motion
-    frames = int(frames or m["frames"])
-    fps = float(fps or m["fps"])
+    m = app.profile.train_config("motion")
+    frames = int(frames or m.frames)
+    fps = float(fps or m.fps)
     start = float(start or 0.0)
     folder = app.wd.motion(name)
     upload = app.wd.save_uploads([path], folder / "uploads", replace=True)[0]
     results = prepare_motion([upload], safe_name(name), folder / "data", caption=caption.strip(), frames=frames,
                              fps=fps, start=start, overwrite=True, log=lambda msg: None)
     prepared = folder / "data" / results[0].file_name
-    load_motion_frames(prepared, frames, fps, int(m["height"]), int(m["width"]))  # too short: the trainer's error
+    load_motion_frames(prepared, frames, fps, m.height, m.width)  # too short: the trainer's error
     (folder / "trim.json").write_text(json.dumps({"start": start, "frames": frames, "fps": fps,
                                                   "caption": results[0].text}) + "\n")
     return prepared
@@ -227,7 +239,8 @@ def use_example_motion(app: UiApp) -> tuple[str, Path, str]:
 
 
 def train_motion(app: UiApp, name: str, steps, rank, lr, use_mora: bool = True, validate_every=0,
-                 resume: bool = False) -> dict:
+                 resume: bool = False, recipe: str = DEFAULT_RECIPE) -> dict:
+    """Queue smrabooth train-motion on the prepared clip; returns the job."""
     from smrabooth.data.folders import read_motion_folder
 
     folder = app.wd.motion(name)
@@ -238,15 +251,17 @@ def train_motion(app: UiApp, name: str, steps, rank, lr, use_mora: bool = True, 
     trim = read_json(folder / "trim.json") or {}
     steps, rank = _positive(steps, "steps"), _positive(rank, "rank")
     lr = _positive(lr, "learning rate", float)
+    recipe = _recipe(recipe)
     _busy(app, "train_motion")
     run = _training_run(app, "motion", name, resume)
     validate_every = int(validate_every or 0)
-    params = {"name": safe_name(name), "data": str(data), "out": str(run), "steps": steps, "rank": rank, "lr": lr,
-              "use_mora": bool(use_mora), "resume": bool(resume), "frames": trim.get("frames"), "fps": trim.get("fps"),
-              "checkpoint_every": max(1, min(app.profile.motion["checkpoint_every"], steps)),
+    params = {"name": safe_name(name), "data": str(data), "out": str(run), "recipe": recipe, "steps": steps,
+              "rank": rank, "lr": lr, "use_mora": bool(use_mora), "resume": bool(resume), "frames": trim.get("frames"),
+              "fps": trim.get("fps"),
+              "checkpoint_every": max(1, min(app.profile.train_config("motion", recipe).checkpoint_every, steps)),
               "validate_every": validate_every, "validation_prompt": items[0].text if validate_every else None}
     verb = "resume" if resume else "train"
-    return app.queue.submit("train_motion", f"{verb} motion {safe_name(name)} ({steps} steps)", params)
+    return app.queue.submit("train_motion", f"{verb} motion {safe_name(name)} ({recipe}, {steps} steps)", params)
 
 
 # ------------------------------------------------------------------------------------------ job progress
@@ -376,58 +391,54 @@ def _entry(app: UiApp, kind: str, label: str | None) -> LibraryEntry | None:
     raise SmraboothError(f"no finished {kind} LoRA {label!r} in the work folder: pick one from the list")
 
 
-def preset_fields(app: UiApp, preset: str) -> dict:
-    """The Generate page's fields for a preset: the model's defaults, or a sampling preset (paper...)."""
-    from smrabooth.sampling import PRESETS, GenerateConfig
+# the Generate page's fields a recipe fills in
+PAGE_FIELDS = ("steps", "guidance", "frames", "height", "width", "subject_scale_early", "subject_scale", "motion_scale",
+               "negative_prompt")
 
-    g = GenerateConfig()
-    base = {"frames": g.frames, "height": g.height, "width": g.width, "steps": g.steps, "guidance": g.guidance,
-            "subject_scale_early": g.subject_scale_early, "subject_scale": g.subject_scale,
-            "motion_scale": g.motion_scale, "fps": g.fps, **app.profile.generate}
-    if preset in (None, "", "model"):
-        return base
-    if preset not in PRESETS:
-        raise SmraboothError(f"preset {preset!r}: choose model or one of {', '.join(PRESETS)}")
-    return {**base, **{k: v for k, v in PRESETS[preset].items() if k in base}}
+
+def preset_fields(app: UiApp, preset: str = DEFAULT_RECIPE) -> dict:
+    """The Generate page's fields for a recipe's sampler (generate --preset); on an SMRA-Sprites model its
+    own video size, frames and steps."""
+    fields = app.profile.generate_fields(_recipe(preset))
+    return {k: fields[k] for k in PAGE_FIELDS}
 
 
 def generate(app: UiApp, subject: str | None, motion: str | None, prompt: str, seed=0, steps=None, guidance=None,
              subject_scale_early=None, subject_scale=None, motion_scale=None, t_point=None, frames=None,
-             height=None, width=None, baseline: bool = True, preset: str = "model") -> dict:
-    """Queue smrabooth generate with the chosen LoRAs (and the no-LoRA baseline on the same seed)."""
+             height=None, width=None, baseline: bool = True, preset: str = DEFAULT_RECIPE,
+             negative_prompt: str | None = None) -> dict:
+    """Queue smrabooth generate with the chosen LoRAs (and the no-LoRA baseline on the same seed): the
+    recipe's sampler settings (as `generate --preset`), then the page's fields."""
+    from dataclasses import asdict
+
+    from smrabooth.config import apply_dict
     from smrabooth.sampling import GenerateConfig
 
     prompt = (prompt or "").strip()
     if not prompt:
         raise SmraboothError("the prompt is empty: e.g. 'a V* dog doing S* on a beach'")
     s, m = _entry(app, "subject", subject), _entry(app, "motion", motion)
-    fields = preset_fields(app, preset)
+    preset = _recipe(preset)
     given = {"steps": steps, "guidance": guidance, "subject_scale_early": subject_scale_early,
              "subject_scale": subject_scale, "motion_scale": motion_scale, "frames": frames, "height": height,
              "width": width}
-    fields.update({k: v for k, v in given.items() if v is not None and v != ""})
+    fields = {k: (int(v) if k in ("steps", "frames", "height", "width") else float(v)) for k, v in given.items()
+              if v is not None and v != ""}
     t_point = str(t_point).strip() if t_point is not None else ""
     if t_point and not t_point.isdigit():
-        raise SmraboothError(f"T_point {t_point!r} must be a step number (or empty: the paper's, by noise level)")
-    config = GenerateConfig(prompt=prompt, seed=int(seed or 0), t_point=int(t_point) if t_point else None,
-                            **{k: (int(v) if k in ("steps", "frames", "height", "width") else float(v))
-                                          for k, v in fields.items()})
-    if preset not in (None, "", "model"):
-        from smrabooth.sampling import PRESETS
-
-        for k in ("scheduler", "shift", "injection"):
-            if k in PRESETS[preset]:
-                setattr(config, k, PRESETS[preset][k])
-    config.validate()
-    from dataclasses import asdict
-
+        raise SmraboothError(f"T_point {t_point!r} must be a step number (or empty: the recipe's, by noise level)")
+    if negative_prompt is not None:
+        fields["negative_prompt"] = negative_prompt.strip() or None
+    config = apply_dict(GenerateConfig(), app.profile.generate_fields(preset), f"recipe {preset}")
+    config = apply_dict(config, {**fields, "prompt": prompt, "seed": int(seed or 0),
+                                 "t_point": int(t_point) if t_point else None}, "the page").validate()
     _busy(app, "generate")
     out = app.wd.new_stamped("videos")
     params = {"out": str(out), "subject_lora": str(s.lora) if s else None, "motion_lora": str(m.lora) if m else None,
               "subject_data": s.data if s else None, "motion_data": m.data if m else None,
               "config": asdict(config), "baseline": bool(baseline), "preset": preset}
     loras = " + ".join(e.run for e in (s, m) if e) or "no LoRA"
-    return app.queue.submit("generate", f"generate '{prompt}' ({loras}, seed {config.seed})", params)
+    return app.queue.submit("generate", f"generate '{prompt}' ({loras}, {preset}, seed {config.seed})", params)
 
 
 @dataclass

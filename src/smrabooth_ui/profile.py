@@ -1,10 +1,10 @@
 """The model the app runs on, and the defaults its pages start from.
 
-Two kinds of model: a real Wan2.1 model (a hub id or folder; the trainers' and the sampler's own
-defaults, which are the paper's), or an SMRA-Sprites bundle (the small model shipped with smrabooth;
-its alignment encoders are inside the bundle and its clips are small, so every default is scaled
-down the way `smrabooth demo` does). With no --model the app runs on the bundled SMRA-Sprites model,
-and the sprite world provides an example subject and motion.
+Two kinds of model: a real Wan2.1 model (a hub id or folder: every training and sampling default is
+the chosen recipe's, smrabooth.recipes), or an SMRA-Sprites bundle (the small model shipped with
+smrabooth; its alignment encoders are inside the bundle and its clips are small, so the sizes, steps
+and ranks of every recipe are scaled down the way `smrabooth demo` does). With no --model the app runs
+on the bundled SMRA-Sprites model, and the sprite world provides an example subject and motion.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from smrabooth.data.segment import DEFAULT_DETECTOR, DEFAULT_SAM
 from smrabooth.errors import SmraboothError
+from smrabooth.recipes import DEFAULT_RECIPE
 
 
 def sprites_module(name: str):
@@ -30,10 +32,13 @@ class ModelProfile:
     sprites: bool  # an SMRA-Sprites bundle
     encoder: str  # SuRA's DINOv2
     flow_model: str  # MoRA's SEA-RAFT
-    subject: dict = field(default_factory=dict)  # SubjectTrainConfig fields the Subject page starts from
-    motion: dict = field(default_factory=dict)  # MotionTrainConfig fields the Motion page starts from
-    generate: dict = field(default_factory=dict)  # GenerateConfig fields the Generate page starts from
+    # settings this model puts on top of any recipe (empty for a Wan model: the recipe's own)
+    subject: dict = field(default_factory=dict)  # SubjectTrainConfig fields
+    motion: dict = field(default_factory=dict)  # MotionTrainConfig fields
+    generate: dict = field(default_factory=dict)  # GenerateConfig fields
     eval_dino: str | None = None  # DINO-I model (None: the evaluator's default)
+    detector: str = DEFAULT_DETECTOR  # the mask tool's GroundingDINO (hub id or folder)
+    sam: str = DEFAULT_SAM  # the mask tool's SAM
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +50,24 @@ class ModelProfile:
     @property
     def label(self) -> str:
         return f"SMRA-Sprites bundle {self.model}" if self.sprites else self.model
+
+    def train_config(self, kind: str, recipe: str = DEFAULT_RECIPE, **settings):
+        """The trainer's config for `kind` (subject | motion): the recipe's defaults, this model's settings on
+        top, then `settings` (not validated yet)."""
+        from smrabooth.train.motion import MotionTrainConfig
+        from smrabooth.train.subject import SubjectTrainConfig
+
+        cls = {"subject": SubjectTrainConfig, "motion": MotionTrainConfig}[kind]
+        encoder = {"encoder": self.encoder} if kind == "subject" else {"flow_model": self.flow_model}
+        return cls.from_recipe(recipe, **{**encoder, **getattr(self, kind), **settings})
+
+    def generate_fields(self, recipe: str = DEFAULT_RECIPE) -> dict:
+        """GenerateConfig fields: the recipe's sampler (generate --preset), this model's settings on top."""
+        from smrabooth.sampling import PRESETS
+
+        if recipe not in PRESETS:
+            raise SmraboothError(f"recipe {recipe!r}: choose one of {', '.join(PRESETS)}")
+        return {**PRESETS[recipe], **self.generate}
 
 
 def is_sprites_bundle(path) -> bool:
@@ -73,20 +96,9 @@ def resolve_profile(model: str | None, device: str | None = None) -> ModelProfil
 
 
 def wan_profile(model: str, device: str) -> ModelProfile:
-    from smrabooth.sampling import GenerateConfig
-    from smrabooth.train.motion import MotionTrainConfig
-    from smrabooth.train.subject import SubjectTrainConfig
+    from smrabooth.recipes import DINOV2_GIANT, SEARAFT_SPRING_M
 
-    s, m, g = SubjectTrainConfig(), MotionTrainConfig(), GenerateConfig()
-    return ModelProfile(
-        model=model, device=device, sprites=False, encoder=s.encoder, flow_model=m.flow_model,
-        subject={"steps": s.steps, "rank": s.rank, "lr": s.lr, "resolution": s.resolution,
-                 "checkpoint_every": s.checkpoint_every, "validate_every": 0, "projector_width": s.projector_width},
-        motion={"steps": m.steps, "rank": m.rank, "lr": m.lr, "frames": m.frames, "height": m.height,
-                "width": m.width, "fps": m.fps, "checkpoint_every": m.checkpoint_every, "validate_every": 0,
-                "window": m.window, "window_stride": m.window_stride, "drop_frames": m.drop_frames},
-        generate={"frames": g.frames, "height": g.height, "width": g.width, "steps": g.steps,
-                  "guidance": g.guidance, "fps": g.fps})
+    return ModelProfile(model=model, device=device, sprites=False, encoder=DINOV2_GIANT, flow_model=SEARAFT_SPRING_M)
 
 
 def sprites_profile(model: str, device: str) -> ModelProfile:
@@ -98,11 +110,13 @@ def sprites_profile(model: str, device: str) -> ModelProfile:
     return ModelProfile(
         model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
         flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"),
-        subject={"steps": settings.subject_steps, "rank": settings.subject_rank, "lr": settings.lr,
-                 "resolution": size, "checkpoint_every": 25, "validate_every": 0, "projector_width": 256},
-        motion={"steps": settings.motion_steps, "rank": settings.motion_rank, "lr": settings.lr,
-                "frames": settings.frames, "height": size, "width": size, "fps": settings.fps, "checkpoint_every": 25,
-                "validate_every": 0, "window": window, "window_stride": stride, "drop_frames": drop},
+        subject={"steps": settings.subject_steps, "rank": settings.subject_rank, "alpha": settings.subject_rank,
+                 "lr": settings.lr, "resolution": size, "checkpoint_every": 25, "projector_width": 256,
+                 "validation_frames": settings.frames, "validation_steps": settings.gen_steps},
+        motion={"steps": settings.motion_steps, "rank": settings.motion_rank, "alpha": settings.motion_rank,
+                "lr": settings.lr, "frames": settings.frames, "height": size, "width": size, "fps": settings.fps,
+                "checkpoint_every": 25, "window": window, "window_stride": stride, "drop_frames": drop,
+                "validation_steps": settings.gen_steps},
         generate={"frames": settings.frames, "height": size, "width": size, "steps": settings.gen_steps,
                   "guidance": settings.guidance, "fps": settings.fps})
 
@@ -134,7 +148,7 @@ def write_examples(root: Path, profile: ModelProfile) -> Examples | None:
     design = world.HELDOUT_SUBJECTS[EXAMPLE_SUBJECT]
     exp = sprites_module("experiment")
     background = exp.default_background(design)
-    size, frames, fps = profile.generate["height"], profile.motion["frames"], profile.motion["fps"]
+    size, frames, fps = profile.generate["height"], profile.motion["frames"], profile.motion["fps"]  # sprites
     subject = root / "subject"
     if not (subject / "metadata.csv").is_file():
         import shutil

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from smrabooth.errors import SmraboothError
+from smrabooth.recipes import DEFAULT_RECIPE
 
 from .jobs import write_json
 from .profile import ModelProfile
@@ -53,25 +54,23 @@ def train_subject_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     import torch
 
     from smrabooth.models.dinov2 import load_dinov2
-    from smrabooth.train.subject import SubjectTrainConfig, train_subject
+    from smrabooth.train.subject import train_subject
 
     p = job["params"]
-    cfg = SubjectTrainConfig(
-        model=profile.model, data=str(wd.inside(p["data"])), out=str(wd.inside(p["out"])), steps=int(p["steps"]),
-        rank=int(p["rank"]), alpha=float(p["rank"]), lr=float(p["lr"]), resolution=int(profile.subject["resolution"]),
-        encoder=profile.encoder, use_sura=bool(p["use_sura"]), use_mask=bool(p["use_mask"]),
-        projector_width=int(profile.subject["projector_width"]), seed=int(p.get("seed", 0)),
+    cfg = profile.train_config(
+        "subject", p.get("recipe") or DEFAULT_RECIPE, model=profile.model, data=str(wd.inside(p["data"])),
+        out=str(wd.inside(p["out"])), steps=int(p["steps"]), rank=int(p["rank"]), alpha=float(p["rank"]),
+        lr=float(p["lr"]), use_sura=bool(p["use_sura"]), use_mask=bool(p["use_mask"]), seed=int(p.get("seed", 0)),
         gradient_checkpointing=profile.device != "cpu", checkpoint_every=int(p["checkpoint_every"]),
         validate_every=int(p.get("validate_every") or 0), validation_prompt=p.get("validation_prompt") or None,
-        validation_frames=int(profile.generate["frames"]), validation_steps=int(profile.generate["steps"]),
         save_dtype="fp32" if profile.sprites else "bf16").validate()
     pipe = load_pipe(profile)
     encoder = None
     if cfg.use_sura:
         def encoder():  # loaded only when some image's features are not cached yet
             dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
-            return load_dinov2(profile.encoder, device=pipe._execution_device, dtype=dtype,
-                               local_files_only=_local(profile.encoder))
+            return load_dinov2(cfg.encoder, device=pipe._execution_device, dtype=dtype,
+                               local_files_only=_local(cfg.encoder))
     final = train_subject(cfg, pipe, encoder, model_id=profile.model, resume=bool(p.get("resume")), progress=False)
     return {"lora": str(final), "run": cfg.out}
 
@@ -111,34 +110,35 @@ def train_motion_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     from smrabooth.data.folders import read_motion_folder
     from smrabooth.data.motion import load_motion_frames
     from smrabooth.models.searaft import load_searaft
-    from smrabooth.train.motion import MotionTrainConfig, train_motion
+    from smrabooth.train.motion import train_motion
 
-    p, m = job["params"], profile.motion
-    frames, fps = int(p.get("frames") or m["frames"]), float(p.get("fps") or m["fps"])  # the clip's trim
-    window, stride, drop = int(m["window"]), int(m["window_stride"]), int(m["drop_frames"])
+    p = job["params"]
+    recipe = p.get("recipe") or DEFAULT_RECIPE
+    stage = profile.train_config("motion", recipe)
+    frames, fps = int(p.get("frames") or stage.frames), float(p.get("fps") or stage.fps)  # the clip's trim
+    window = {}
     if profile.sprites:  # the MoRA window the lab fits to its short clips
         from .profile import sprites_module
 
-        window, drop, stride = sprites_module("experiment").mora_window(frames)
-    cfg = MotionTrainConfig(
-        model=profile.model, data=str(wd.inside(p["data"])), out=str(wd.inside(p["out"])), steps=int(p["steps"]),
-        rank=int(p["rank"]), alpha=float(p["rank"]), lr=float(p["lr"]), frames=frames,
-        height=int(m["height"]), width=int(m["width"]), fps=fps, flow_model=profile.flow_model,
-        use_mora=bool(p["use_mora"]), window=window, window_stride=stride, drop_frames=drop,
-        seed=int(p.get("seed", 0)), gradient_checkpointing=profile.device != "cpu",
+        size, drop, stride = sprites_module("experiment").mora_window(frames)
+        window = {"window": size, "drop_frames": drop, "window_stride": stride}
+    cfg = profile.train_config(
+        "motion", recipe, model=profile.model, data=str(wd.inside(p["data"])), out=str(wd.inside(p["out"])),
+        steps=int(p["steps"]), rank=int(p["rank"]), alpha=float(p["rank"]), lr=float(p["lr"]), frames=frames, fps=fps,
+        use_mora=bool(p["use_mora"]), seed=int(p.get("seed", 0)), gradient_checkpointing=profile.device != "cpu",
         checkpoint_every=int(p["checkpoint_every"]), validate_every=int(p.get("validate_every") or 0),
-        validation_prompt=p.get("validation_prompt") or None, validation_steps=int(profile.generate["steps"]),
-        save_dtype="fp32" if profile.sprites else "bf16").validate()
+        validation_prompt=p.get("validation_prompt") or None, save_dtype="fp32" if profile.sprites else "bf16",
+        **window).validate()
     items = read_motion_folder(cfg.data)  # a bad folder fails before any model loads
     frames = load_motion_frames(items[0].video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop)
     pipe = load_pipe(profile)
-    flow_model = load_searaft(profile.flow_model, device=pipe._execution_device,
-                              local_files_only=_local(profile.flow_model))
+    flow_model = load_searaft(cfg.flow_model, device=pipe._execution_device,
+                              local_files_only=_local(cfg.flow_model))
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     flow_video = write_flow_video(frames, flow_model, Path(cfg.out).parent / f"{Path(cfg.out).name}.flow.mp4",
                                   fps=cfg.fps, iters=cfg.flow_iters)
     final = train_motion(cfg, pipe, flow_model if cfg.use_mora else None, model_id=profile.model,
-                         flow_id=profile.flow_model, resume=bool(p.get("resume")), progress=False)
+                         flow_id=cfg.flow_model, resume=bool(p.get("resume")), progress=False)
     return {"lora": str(final), "run": cfg.out, "flow_video": str(flow_video)}
 
 
