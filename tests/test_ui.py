@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from smrabooth.errors import SmraboothError
+from smrabooth.recipes import DEFAULT_RECIPE
 from smrabooth_ui import handlers as h
 from smrabooth_ui.cli import host_warning, parse_auth
 from smrabooth_ui.jobs import JobQueue, error_line
@@ -125,6 +126,7 @@ def test_error_line_is_the_clis():
     from smrabooth.cli import main  # the CLI's own format, for the same exception
 
     assert error_line("train_motion", SmraboothError("x")) == "smrabooth train-motion: error: x"
+    assert error_line("prepare_subject", SmraboothError("x")) == "smrabooth prepare-subject: error: x"
     assert main(["generate", "--model", "nowhere/", "--prompt", "p", "--out", "o.mp4"]) == 2
 
 
@@ -154,7 +156,9 @@ def test_a_text_file_as_a_photo_is_refused_before_anything_is_kept(app, tmp_path
 def test_subject_upload_prepare_remove_and_queue_training(app):
     ex = app.examples
     h.add_subject_photos(app, "heart", ex.subject_images, ex.subject_masks)
-    sheet = h.prepare_subject_data(app, "heart", h.MASK_SOURCES[0])
+    assert h.prepare_subject_data(app, "heart", h.MASK_SOURCES[0]) == "prepared 4 photo(s) of heart: check the " \
+        "contact sheet"
+    sheet = app.wd.subject("heart") / "data" / "contact_sheet.png"
     assert sheet.is_file() and len(list((sheet.parent / "masks").iterdir())) == 4
     photos = h.remove_subject_photo(app, "heart", "0001.png")
     assert [Path(p).name for p in photos] == ["0000.png", "0002.png", "0003.png"]
@@ -170,7 +174,7 @@ def test_subject_upload_prepare_remove_and_queue_training(app):
     assert Path(job["params"]["out"]).parent == app.wd.runs("subject")
     with pytest.raises(SmraboothError, match="already queued"):
         h.train_subject(app, "heart", 3, 4, 1e-4)
-    assert h.train_view(app, "train_subject").status == "queued: train subject heart (3 steps)"
+    assert h.train_view(app, "train_subject").status == f"queued: train subject heart ({DEFAULT_RECIPE}, 3 steps)"
 
 
 def test_train_view_reads_progress_and_losses_from_the_run_folder(app):
@@ -187,6 +191,56 @@ def test_train_view_reads_progress_and_losses_from_the_run_folder(app):
     assert v.progress == 0.75 and v.status == "running: train motion m (4 steps) (75%)"
     assert {(r["step"], r["term"]) for r in v.losses} == {(s, t) for s in (1, 2, 3) for t in ("flow", "mora")}
     assert v.validation.endswith("step-10.mp4")
+
+
+def test_the_mask_tool_is_a_queued_job_with_the_clis_masks(tmp_path, sprites_profile):
+    """GroundingDINO + SAM (tiny random-weight ones) run in the job worker, not in the app; the masks are
+    those of prepare-subject's segmenter run here on the same photos."""
+    from dataclasses import replace
+
+    from PIL import Image
+    from tiny_segment_models import tiny_grounding_dino, tiny_sam
+
+    from smrabooth.data.masks import MaskSettings
+    from smrabooth.data.prepare_subject import prepare_subject
+    from smrabooth.data.segment import GroundingDinoDetector, SamSegmenter, TextPromptedSegmenter
+
+    for name, (model, processor) in {"gd": tiny_grounding_dino(), "sam": tiny_sam()}.items():
+        model.save_pretrained(tmp_path / name)
+        processor.save_pretrained(tmp_path / name)
+    profile = replace(sprites_profile, detector=str(tmp_path / "gd"), sam=str(tmp_path / "sam"))
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(3):  # not square: the tiny detector's smallest feature map must be wider than 1x1
+        photos.append(tmp_path / "photos" / f"dog{i}.png")
+        photos[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(photos[-1])
+    app = h.UiApp(tmp_path / "work", profile, start_jobs=False)
+    try:
+        h.add_subject_photos(app, "dog", photos)
+        line = h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1], "a dog")
+        assert line.startswith("queued: masks of dog by the mask tool ('a dog')")
+        data = app.wd.subject("dog") / "data"
+        assert not data.exists() and h.mask_tool_view(app).startswith("mask tool: queued")  # nothing ran here
+        with pytest.raises(SmraboothError, match="already queued"):
+            h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1])
+        app.queue.start()
+        job = app.queue.wait(app.queue.latest("prepare_subject")["id"], timeout=300)
+        assert job["status"] == "done", app.queue.log_tail(job["id"])
+        assert job["result"]["images"] == 3 and (data / "contact_sheet.png").is_file()
+        assert h.mask_tool_view(app).startswith("mask tool: done: masks of dog")
+    finally:
+        app.close()
+    detector = GroundingDinoDetector.from_pretrained(tmp_path / "gd", device="cpu")
+    sam = SamSegmenter.from_pretrained(tmp_path / "sam", device="cpu")
+    prepare_subject(sorted(photos), "dog", tmp_path / "reference", object_prompt="a dog",
+                    segmenter=TextPromptedSegmenter(detector, sam, MaskSettings()), log=lambda m: None)
+    masks = sorted((data / "masks").iterdir())
+    assert [m.name for m in masks] == ["0001.png", "0002.png", "0003.png"]
+    for m in masks:
+        np.testing.assert_array_equal(np.asarray(Image.open(m)), np.asarray(Image.open(tmp_path / "reference" /
+                                                                                       "masks" / m.name)))
+    assert (data / "metadata.csv").read_text() == (tmp_path / "reference" / "metadata.csv").read_text()
 
 
 def test_a_three_frame_clip_gets_the_trainers_error(app, tmp_path):

@@ -8,6 +8,7 @@ a restarted app, shows the same state.
 """
 
 import html
+import os
 
 from smrabooth.errors import SmraboothError
 
@@ -114,6 +115,7 @@ def build_app(app: h.UiApp):
                     s_add = gr.Button("Add photos and prepare", variant="primary", elem_id="subject-add")
                     s_example = gr.Button("Use the example subject", elem_id="subject-example", visible=ex is not None)
                 s_status = gr.Markdown("", elem_id="subject-status", elem_classes="status-line")
+                s_mask_job = gr.Markdown("", elem_id="subject-mask-job", elem_classes="status-line")
                 with gr.Row():
                     s_gallery = gr.Gallery(label="Photos (select one to remove it)", columns=6, height=220,
                                            elem_id="subject-gallery")
@@ -260,8 +262,7 @@ def build_app(app: h.UiApp):
         def on_add(name, photos, masks, source, obj):
             def run():
                 h.add_subject_photos(app, name, photos, masks)
-                h.prepare_subject_data(app, name, source, obj)
-                return f"prepared {len(h.subject_photos(app, name))} photo(s) of {name}: check the contact sheet"
+                return h.prepare_subject_data(app, name, source, obj)
             msg = act("prepare-subject", run)
             return msg, photos_out(name), sheet_of(name), None, None
 
@@ -291,8 +292,7 @@ def build_app(app: h.UiApp):
                 if not selected:
                     raise SmraboothError("no photo selected: click a photo in the gallery first")
                 h.remove_subject_photo(app, name, selected)
-                h.prepare_subject_data(app, name, source, obj)
-                return "removed the photo and prepared the subject again"
+                return "removed the photo; " + h.prepare_subject_data(app, name, source, obj)
             return act("prepare-subject", run), photos_out(name), sheet_of(name), None
 
         s_remove.click(on_remove, [s_name, s_selected, s_source, s_object], [s_status, s_gallery, s_sheet, s_selected])
@@ -366,11 +366,11 @@ def build_app(app: h.UiApp):
         e_go.click(on_evaluate, [e_videos, e_metrics], [e_status])
 
         # ------------------------------------------------------------------------- live state
-        live = [s_job, s_progress, s_plot, s_val, m_job, m_progress, m_plot, m_val, m_flow, g_library, g_subject,
+        live = [s_mask_job, s_sheet, s_job, s_progress, s_plot, s_val, m_job, m_progress, m_plot, m_val, m_flow, g_library, g_subject,
                 g_motion, g_status, g_progress, g_result, g_base, g_settings, e_videos, e_status, e_table, e_skipped,
                 e_report, jobs]
 
-        def state(subject_choice, motion_choice) -> dict:
+        def state(subject_choice, motion_choice, subject_name) -> dict:
             sv, mv = h.train_view(app, "train_subject"), h.train_view(app, "train_motion")
             gv, ev = h.generate_view(app), h.evaluate_view(app)
             subjects, motions = h.library(app, "subject"), h.library(app, "motion")
@@ -381,7 +381,9 @@ def build_app(app: h.UiApp):
 
             s_pick, m_pick = pick(subject_choice, s_labels), pick(motion_choice, m_labels)
             videos = h.generated_videos(app)
+            sheet = sheet_of(subject_name)  # with its time: the mask tool writes it again under the same name
             return {
+                "s_mask_job": h.mask_tool_view(app), "s_sheet": ("file", sheet, sheet and os.path.getmtime(sheet)),
                 "s_job": sv.status, "s_progress": progress_bar(sv.progress, "subject-progress-bar"),
                 "s_plot": ("df", sv.losses), "s_val": sv.validation,
                 "m_job": mv.status, "m_progress": progress_bar(mv.progress, "motion-progress-bar"),
@@ -394,11 +396,13 @@ def build_app(app: h.UiApp):
                 "e_report": ev.report_html, "jobs": ("jobs", h.jobs_table(app)),
             }
 
-        keys = ["s_job", "s_progress", "s_plot", "s_val", "m_job", "m_progress", "m_plot", "m_val", "m_flow",
+        keys = ["s_mask_job", "s_sheet", "s_job", "s_progress", "s_plot", "s_val", "m_job", "m_progress", "m_plot", "m_val", "m_flow",
                 "g_library", "g_subject", "g_motion", "g_status", "g_progress", "g_result", "g_base", "g_settings",
                 "e_videos", "e_status", "e_table", "e_skipped", "e_report", "jobs"]
 
         def render(value):
+            if isinstance(value, tuple) and value and value[0] == "file":
+                return value[1]
             if isinstance(value, tuple) and value and value[0] == "dd":
                 return gr.update(choices=value[1], value=value[2])
             if isinstance(value, tuple) and value and value[0] == "cb":
@@ -407,8 +411,8 @@ def build_app(app: h.UiApp):
                 return value[1] or [["", "", "", ""]]
             return value
 
-        def refresh(last, subject_choice, motion_choice):
-            now = state(subject_choice, motion_choice)
+        def refresh(last, subject_choice, motion_choice, subject_name):
+            now = state(subject_choice, motion_choice, subject_name)
             out = []
             for k in keys:
                 if isinstance(now[k], tuple) and now[k][0] == "df":  # a loss plot: data first, then colours
@@ -419,6 +423,7 @@ def build_app(app: h.UiApp):
             return [now, *out]
 
         timer = gr.Timer(1.0)
-        timer.tick(refresh, [seen, g_subject, g_motion], [seen, *live], show_progress="hidden")
-        demo.load(lambda s, m: refresh({}, s, m), [g_subject, g_motion], [seen, *live], show_progress="hidden")
+        timer.tick(refresh, [seen, g_subject, g_motion, s_name], [seen, *live], show_progress="hidden")
+        demo.load(lambda s, m, n: refresh({}, s, m, n), [g_subject, g_motion, s_name], [seen, *live],
+                  show_progress="hidden")
     return demo

@@ -80,39 +80,52 @@ def remove_subject_photo(app: UiApp, name: str, file_name: str) -> list[str]:
 
 
 def prepare_subject_data(app: UiApp, name: str, mask_source: str = MASK_SOURCES[0],
-                         object_prompt: str | None = None) -> Path:
+                         object_prompt: str | None = None) -> str:
     """smrabooth prepare-subject on the uploads: images/, masks/, metadata.csv, contact_sheet.png in data/.
-    Returns the contact sheet."""
-    from smrabooth.data.prepare_subject import prepare_subject
-
+    With uploaded masks or none it runs here; the mask tool loads two models, so it is queued as a job.
+    Returns the status line."""
     folder = app.wd.subject(name)
     uploads = folder / "uploads"
     if not uploads.is_dir() or not any(uploads.iterdir()):
         raise SmraboothError(f"subject {safe_name(name)} has no photos: upload some first")
     if mask_source not in MASK_SOURCES:
         raise SmraboothError(f"mask source {mask_source!r}: choose one of {', '.join(MASK_SOURCES)}")
-    masks_dir, segmenter = None, None
+    if mask_source == MASK_SOURCES[1]:
+        job = queue_mask_tool(app, name, object_prompt)
+        return f"queued: {job['title']}; the contact sheet appears when it is done"
+    masks_dir = None
     if mask_source == MASK_SOURCES[0]:
         if not (folder / "masks").is_dir() or not any((folder / "masks").iterdir()):
             raise SmraboothError("no masks uploaded: upload one mask per photo, named like it (dog1.jpg -> "
                                  "dog1.png), or choose the mask tool or no masks")
         masks_dir = folder / "masks"
-    elif mask_source == MASK_SOURCES[1]:
-        from smrabooth.data.masks import MaskSettings
-        from smrabooth.data.segment import (
-            DEFAULT_DETECTOR,
-            DEFAULT_SAM,
-            GroundingDinoDetector,
-            SamSegmenter,
-            TextPromptedSegmenter,
-        )
+    from smrabooth.data.prepare_subject import prepare_subject
 
-        detector = GroundingDinoDetector.from_pretrained(DEFAULT_DETECTOR, None, device=app.profile.device)
-        sam = SamSegmenter.from_pretrained(DEFAULT_SAM, None, device=app.profile.device)
-        segmenter = TextPromptedSegmenter(detector, sam, MaskSettings())
     prepare_subject([uploads], safe_name(name), folder / "data", object_prompt=object_prompt or None,
-                    segmenter=segmenter, masks_dir=masks_dir, overwrite=True, log=lambda m: None)
-    return folder / "data" / "contact_sheet.png"
+                    masks_dir=masks_dir, overwrite=True, log=lambda m: None)
+    return f"prepared {len(subject_photos(app, name))} photo(s) of {safe_name(name)}: check the contact sheet"
+
+
+def queue_mask_tool(app: UiApp, name: str, object_prompt: str | None = None) -> dict:
+    """Queue the mask tool (GroundingDINO + SAM, tasks.prepare_subject_task) on the subject's uploads."""
+    folder = app.wd.subject(name)
+    what = (object_prompt or "").strip() or f"a {safe_name(name)}"
+    _busy(app, "prepare_subject")
+    params = {"name": safe_name(name), "uploads": str(folder / "uploads"), "out": str(folder / "data"),
+              "object_prompt": what}
+    return app.queue.submit("prepare_subject", f"masks of {safe_name(name)} by the mask tool ('{what}')", params)
+
+
+def mask_tool_view(app: UiApp) -> str:
+    """The mask tool's newest job as one line ('' before the first): its state, or what it left out."""
+    job = app.queue.latest("prepare_subject")
+    if job is None:
+        return ""
+    line = job_status_line(app, job)
+    left_out = (job.get("result") or {}).get("left_out") or {}
+    if job["status"] == "done" and left_out:
+        line += "; left out " + "; ".join(f"{k} ({v})" for k, v in left_out.items())
+    return f"mask tool: {line}"
 
 
 def use_example_subject(app: UiApp) -> tuple[str, Path]:
@@ -120,7 +133,8 @@ def use_example_subject(app: UiApp) -> tuple[str, Path]:
     ex = need_examples(app)
     shutil.rmtree(app.wd.subject(ex.subject_name), ignore_errors=True)
     add_subject_photos(app, ex.subject_name, ex.subject_images, ex.subject_masks)
-    return ex.subject_name, prepare_subject_data(app, ex.subject_name, MASK_SOURCES[0])
+    prepare_subject_data(app, ex.subject_name, MASK_SOURCES[0])
+    return ex.subject_name, app.wd.subject(ex.subject_name) / "data" / "contact_sheet.png"
 
 
 def need_examples(app: UiApp) -> Examples:

@@ -1,4 +1,5 @@
-"""The job queue: long work (training, generation, evaluation) runs one job at a time in a worker process.
+"""The job queue: long work (the mask tool, training, generation, evaluation) runs one job at a time in a
+worker process.
 
 Each job is a JSON file in <workdir>/jobs/ (id, kind, params, status, error, result), written
 atomically by the app process only, so a reloaded page, or a restarted app, finds every job where it
@@ -28,8 +29,8 @@ from pathlib import Path
 from smrabooth.errors import SmraboothError
 
 # job kind -> the CLI command doing the same (the prefix of its error line)
-COMMANDS = {"train_subject": "train-subject", "train_motion": "train-motion", "generate": "generate",
-            "evaluate": "evaluate"}
+COMMANDS = {"prepare_subject": "prepare-subject", "train_subject": "train-subject", "train_motion": "train-motion",
+            "generate": "generate", "evaluate": "evaluate"}
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 
 

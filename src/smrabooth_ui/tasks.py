@@ -1,5 +1,7 @@
 """What each job does, inside the worker process: the same Python API the CLI calls.
 
+    prepare_subject smrabooth.data.prepare_subject.prepare_subject with the mask tool (GroundingDINO + SAM)
+                   (smrabooth prepare-subject)
     train_subject  smrabooth.train.subject.train_subject   (smrabooth train-subject)
     train_motion   smrabooth.train.motion.train_motion     (smrabooth train-motion), after drawing the
                    reference clip's SEA-RAFT flow (reference_flow.mp4 in the run folder)
@@ -32,7 +34,7 @@ def report_progress(workdir: str, job_id: str, **fields) -> None:
 
 
 def run_job(job: dict, profile: dict, workdir: str) -> dict:
-    tasks = {"train_subject": train_subject_task, "train_motion": train_motion_task, "generate": generate_task,
+    tasks = {"prepare_subject": prepare_subject_task, "train_subject": train_subject_task, "train_motion": train_motion_task, "generate": generate_task,
              "evaluate": evaluate_task}
     if job["kind"] not in tasks:
         raise SmraboothError(f"unknown job kind {job['kind']!r}")
@@ -47,6 +49,26 @@ def load_pipe(profile: ModelProfile):
 
 def _local(path: str) -> bool | None:
     return True if Path(path).exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- mask tool
+def prepare_subject_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
+    """The subject's photos with masks from the mask tool: GroundingDINO finds the subject, SAM cuts it out
+    (as `smrabooth prepare-subject --segmenter grounding-sam`). A photo where nothing is found is left out."""
+    from smrabooth.data.masks import MaskSettings
+    from smrabooth.data.prepare_subject import prepare_subject
+    from smrabooth.data.segment import GroundingDinoDetector, SamSegmenter, TextPromptedSegmenter
+
+    p = job["params"]
+    uploads, out = wd.inside(p["uploads"]), wd.inside(p["out"])
+    detector = GroundingDinoDetector.from_pretrained(profile.detector, None, device=profile.device)
+    sam = SamSegmenter.from_pretrained(profile.sam, None, device=profile.device)
+    results = prepare_subject([uploads], p["name"], out, object_prompt=p.get("object_prompt") or None,
+                              segmenter=TextPromptedSegmenter(detector, sam, MaskSettings()), overwrite=True,
+                              log=lambda msg: print(msg, flush=True))
+    left_out = {r.source.name: r.note for r in results if r.file_name is None}
+    return {"data": str(out), "contact_sheet": str(out / "contact_sheet.png"),
+            "images": len(results) - len(left_out), "left_out": left_out}
 
 
 # ------------------------------------------------------------------------------------------------ training
