@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
+from smrabooth.data.segment import DEFAULT_DETECTOR, DEFAULT_SAM
 from smrabooth.errors import SmraboothError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -25,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--workdir", default="smrabooth-work", help="where uploads, runs, videos and reports are kept")
     p.add_argument("--auth", default=None, help="user:pass required to open the app (Gradio's login)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="the mask tool's GroundingDINO (hub id or folder)")
+    p.add_argument("--sam", default=DEFAULT_SAM, help="the mask tool's SAM (hub id or folder)")
     p.set_defaults(func=run)
 
 
@@ -69,7 +73,7 @@ def run(args) -> int:
     from .handlers import UiApp
     from .profile import resolve_profile
 
-    profile = resolve_profile(args.model, args.device)
+    profile = replace(resolve_profile(args.model, args.device), detector=args.detector, sam=args.sam)
     app = UiApp(args.workdir, profile)
     demo = build_app(app)
     print(f"smrabooth ui: {profile.label} on {profile.device}; work folder {app.wd.root}", flush=True)
