@@ -221,14 +221,15 @@ def test_the_mask_tool_is_a_queued_job_with_the_clis_masks(tmp_path, sprites_pro
         line = h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1], "a dog")
         assert line.startswith("queued: masks of dog by the mask tool ('a dog')")
         data = app.wd.subject("dog") / "data"
-        assert not data.exists() and h.mask_tool_view(app).startswith("mask tool: queued")  # nothing ran here
+        assert not data.exists() and h.mask_tool_view(app, "dog").startswith("mask tool: queued")  # nothing ran here
         with pytest.raises(SmraboothError, match="already queued"):
             h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1])
         app.queue.start()
         job = app.queue.wait(app.queue.latest("prepare_subject")["id"], timeout=300)
         assert job["status"] == "done", app.queue.log_tail(job["id"])
         assert job["result"]["images"] == 3 and (data / "contact_sheet.png").is_file()
-        assert h.mask_tool_view(app).startswith("mask tool: done: masks of dog")
+        assert h.mask_tool_view(app, "dog").startswith("mask tool: done: masks of dog")
+        assert h.mask_tool_view(app, "cat") == ""  # another subject's page shows no line
     finally:
         app.close()
     detector = GroundingDinoDetector.from_pretrained(tmp_path / "gd", device="cpu")

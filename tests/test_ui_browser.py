@@ -79,13 +79,24 @@ def drawn_lines(page, plot: str, terms: int, points: int, timeout: float = 30) -
     return {line["term"]: line for line in lines}
 
 
-def shot(page, tmp_path, name: str) -> None:
+def shot(page, tmp_path, name: str, top: str | None = None) -> None:
+    """The whole page into the test's folder; for docs/ui/ ($SMRABOOTH_UI_SCREENSHOTS) one screen from the
+    element `top` down (the page's top when None) at 1280x1200, 960 px wide in 256 colours: a small PNG."""
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     if os.environ.get("SMRABOOTH_UI_SCREENSHOTS"):
+        from PIL import Image
+
         out = Path(os.environ["SMRABOOTH_UI_SCREENSHOTS"])
         out.mkdir(parents=True, exist_ok=True)
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(out / f"{name}.png"), full_page=False)
+        page.set_viewport_size({"width": 1280, "height": 1200})
+        page.evaluate("s => s ? document.querySelector(s).scrollIntoView({block: 'start'}) : window.scrollTo(0, 0)",
+                      top)
+        page.wait_for_timeout(1000)  # the plots draw again at the new size
+        page.screenshot(path=str(tmp_path / f"{name}-screen.png"), full_page=False)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        im = Image.open(tmp_path / f"{name}-screen.png").convert("RGB")
+        im = im.resize((960, round(im.height * 960 / im.width)), Image.LANCZOS)
+        im.quantize(256, method=Image.Quantize.MEDIANCUT).save(out / f"{name}.png", optimize=True)
 
 
 def test_whole_workflow_in_chromium(server, tmp_path):
@@ -112,6 +123,16 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         err = wait_text(page, "#subject-status", "error")
         assert "smrabooth prepare-subject: error:" in err and "notes.png is not a readable image" in err
         assert not (work / "subjects" / "heart" / "uploads").exists()  # nothing was kept
+        # the mask tool is a queued job; offline without its models it fails with prepare-subject's error line
+        page.fill("#subject-name :is(textarea, input)", "dog")
+        page.set_input_files("#subject-photos input[type=file]", str(examples / "subject" / "images" / "0000.png"))
+        page.check("#subject-mask-source label:has-text('mask tool') input")
+        page.click("#subject-add")
+        assert "queued: masks of dog by the mask tool" in wait_text(page, "#subject-status", "queued")
+        err = wait_text(page, "#subject-mask-job", "error", timeout=120)
+        assert "smrabooth prepare-subject: error: could not load the detector" in err
+        page.fill("#subject-name :is(textarea, input)", "heart")
+        page.check("#subject-mask-source label:has-text('uploaded masks') input")
         # the example subject, uploaded like a user's photos, with its masks
         for kind, files in (("photos", "images"), ("masks", "masks")):
             page.set_input_files(f"#subject-{kind} input[type=file]",
@@ -124,7 +145,7 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         assert "3 steps" in wait_text(page, "#subject-job", "done: train subject heart")
         lines = drawn_lines(page, "#subject-losses", terms=2, points=3)  # the log's 3 steps of flow and SuRA
         assert set(lines) == {"flow", "sura"} and lines["flow"]["stroke"] != lines["sura"]["stroke"]
-        shot(page, tmp_path, "subject")
+        shot(page, tmp_path, "subject", top="#subject-status")
 
         # ---- motion: a 3-frame clip is refused with the trainer's error line
         page.click("#tab-motion-button")
@@ -141,7 +162,7 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         assert "2 steps" in wait_text(page, "#motion-job", "done: train motion spiral")
         page.wait_for_selector("#motion-flow video")
         assert set(drawn_lines(page, "#motion-losses", terms=1, points=2)) == {"flow"}  # MoRA is off
-        shot(page, tmp_path, "motion")
+        shot(page, tmp_path, "motion", top="#motion-status")
 
         # ---- generate with both LoRAs (picked for us: the newest) and the baseline
         page.click("#tab-generate-button")
@@ -157,7 +178,7 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         assert now > start or page.evaluate("() => document.querySelector('#generate-result video').loop")
         assert page.evaluate("() => !document.querySelector('#generate-result video').paused")
         page.wait_for_selector("#generate-baseline-video video")
-        shot(page, tmp_path, "generate")
+        shot(page, tmp_path, "generate", top="#generate-subject")
         folders = [f for f in (work / "videos").iterdir() if (f / "settings.json").is_file()]
         assert len(folders) == 1
         settings = json.loads((folders[0] / "settings.json").read_text())

@@ -74,7 +74,7 @@ def recipe_choice(elem_id: str, label: str = "Recipe"):
 
     from smrabooth.recipes import DEFAULT_RECIPE, RECIPES
 
-    return gr.Dropdown(list(RECIPES), value=DEFAULT_RECIPE, label=label, elem_id=elem_id, min_width=200,
+    return gr.Dropdown(list(RECIPES), value=DEFAULT_RECIPE, label=label, elem_id=elem_id, scale=2,
                        info="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
 
 
@@ -366,9 +366,9 @@ def build_app(app: h.UiApp):
         e_go.click(on_evaluate, [e_videos, e_metrics], [e_status])
 
         # ------------------------------------------------------------------------- live state
-        live = [s_mask_job, s_sheet, s_job, s_progress, s_plot, s_val, m_job, m_progress, m_plot, m_val, m_flow, g_library, g_subject,
-                g_motion, g_status, g_progress, g_result, g_base, g_settings, e_videos, e_status, e_table, e_skipped,
-                e_report, jobs]
+        live = [s_mask_job, s_sheet, s_job, s_progress, s_plot, s_val, m_job, m_progress, m_plot, m_val, m_flow,
+                g_library, g_subject, g_motion, g_status, g_progress, g_result, g_base, g_settings, e_videos, e_status,
+                e_table, e_skipped, e_report, jobs]
 
         def state(subject_choice, motion_choice, subject_name) -> dict:
             sv, mv = h.train_view(app, "train_subject"), h.train_view(app, "train_motion")
@@ -383,7 +383,8 @@ def build_app(app: h.UiApp):
             videos = h.generated_videos(app)
             sheet = sheet_of(subject_name)  # with its time: the mask tool writes it again under the same name
             return {
-                "s_mask_job": h.mask_tool_view(app), "s_sheet": ("file", sheet, sheet and os.path.getmtime(sheet)),
+                "s_mask_job": h.mask_tool_view(app, subject_name),
+                "s_sheet": ("file", sheet, sheet and os.path.getmtime(sheet)),
                 "s_job": sv.status, "s_progress": progress_bar(sv.progress, "subject-progress-bar"),
                 "s_plot": ("df", sv.losses), "s_val": sv.validation,
                 "m_job": mv.status, "m_progress": progress_bar(mv.progress, "motion-progress-bar"),
@@ -396,9 +397,9 @@ def build_app(app: h.UiApp):
                 "e_report": ev.report_html, "jobs": ("jobs", h.jobs_table(app)),
             }
 
-        keys = ["s_mask_job", "s_sheet", "s_job", "s_progress", "s_plot", "s_val", "m_job", "m_progress", "m_plot", "m_val", "m_flow",
-                "g_library", "g_subject", "g_motion", "g_status", "g_progress", "g_result", "g_base", "g_settings",
-                "e_videos", "e_status", "e_table", "e_skipped", "e_report", "jobs"]
+        keys = ["s_mask_job", "s_sheet", "s_job", "s_progress", "s_plot", "s_val", "m_job", "m_progress", "m_plot",
+                "m_val", "m_flow", "g_library", "g_subject", "g_motion", "g_status", "g_progress", "g_result", "g_base",
+                "g_settings", "e_videos", "e_status", "e_table", "e_skipped", "e_report", "jobs"]
 
         def render(value):
             if isinstance(value, tuple) and value and value[0] == "file":

@@ -116,9 +116,15 @@ def queue_mask_tool(app: UiApp, name: str, object_prompt: str | None = None) -> 
     return app.queue.submit("prepare_subject", f"masks of {safe_name(name)} by the mask tool ('{what}')", params)
 
 
-def mask_tool_view(app: UiApp) -> str:
-    """The mask tool's newest job as one line ('' before the first): its state, or what it left out."""
-    job = app.queue.latest("prepare_subject")
+def mask_tool_view(app: UiApp, name: str) -> str:
+    """The mask tool's newest job on subject `name` as one line ('' when there is none): its state, or what it
+    left out."""
+    try:
+        name = safe_name(name)
+    except SmraboothError:
+        return ""
+    jobs = [j for j in app.queue.list("prepare_subject") if j["params"].get("name") == name]
+    job = jobs[-1] if jobs else None
     if job is None:
         return ""
     line = job_status_line(app, job)

@@ -34,8 +34,8 @@ def report_progress(workdir: str, job_id: str, **fields) -> None:
 
 
 def run_job(job: dict, profile: dict, workdir: str) -> dict:
-    tasks = {"prepare_subject": prepare_subject_task, "train_subject": train_subject_task, "train_motion": train_motion_task, "generate": generate_task,
-             "evaluate": evaluate_task}
+    tasks = {"prepare_subject": prepare_subject_task, "train_subject": train_subject_task,
+             "train_motion": train_motion_task, "generate": generate_task, "evaluate": evaluate_task}
     if job["kind"] not in tasks:
         raise SmraboothError(f"unknown job kind {job['kind']!r}")
     return tasks[job["kind"]](job, ModelProfile.from_dict(profile), Workdir(workdir))
