@@ -128,6 +128,26 @@ OFFICIAL_NEGATIVE_PROMPT = (
 OFFICIAL_SAMPLER = SamplerRecipe(shift=1.0, negative_prompt=OFFICIAL_NEGATIVE_PROMPT, subject_scale_early=0.6,
                                  subject_scale=0.8, motion_scale=1.0)
 
+
+@dataclass(frozen=True)
+class UnetRecipe:
+    """The U-Net variant on ZeroScope (supplementary 5). The paper states none of these numbers;
+    docs/unet.md says how each was chosen."""
+
+    sura_weight: float = 0.1  # lambda: the DiT recipe's SuRA gradient share, measured on the tiny models
+    raa_block: str = "mid"  # U-Net block whose output RAA aligns (U-REPA: the bottleneck)
+    encoder_grid: int = 32  # DINOv2 patches per side (448x448 input)
+    frames: int = 24  # ZeroScope's clip length
+    height: int = 320
+    width: int = 576
+    fps: float = 8.0  # 24 frames = 3 s
+    window: int = 16  # MoRA frames per step (15 flows, as the DiT's window)
+    window_stride: int = 4  # window starts 0, 4, 8 cover a 24-frame clip
+    guidance: float = 9.0  # TextToVideoSDPipeline's default CFG
+
+
+UNET = UnetRecipe()
+
 PAPER = Recipe("paper", "the paper's text: one LoRA per stage on all six layer types, shift 5, SuRA after block 1")
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER,)}
@@ -151,9 +171,11 @@ __all__ = [
     "PAPER",
     "RECIPES",
     "SEARAFT_SPRING_M",
+    "UNET",
     "MotionRecipe",
     "Recipe",
     "SamplerRecipe",
     "SubjectRecipe",
+    "UnetRecipe",
     "get_recipe",
 ]

@@ -1,4 +1,5 @@
-"""Flags shared by the subcommands that load a Wan model, and flags generated from a settings dataclass."""
+"""Flags shared by the subcommands that load a model (Wan2.1, or ZeroScope for the U-Net variant), and flags
+generated from a settings dataclass."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import typing
 def add_model_args(parser, required: bool = True) -> None:
     parser.add_argument("--model", required=required,
                         help="diffusers-format Wan2.1 T2V model: hub id (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) "
-                        "or local folder")
+                        "or local folder; a ZeroScope (TextToVideoSDPipeline) folder runs the U-Net variant")
+    parser.add_argument("--backbone", default="auto", choices=["auto", "wan", "unet"],
+                        help="auto: ZeroScope (U-Net) if the folder's model_index.json says TextToVideoSDPipeline "
+                        "or the hub id names zeroscope, else Wan")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                         help="transformer and text-encoder dtype (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--vae-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="VAE dtype")
@@ -19,21 +23,42 @@ def add_model_args(parser, required: bool = True) -> None:
                         help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
 
 
+def backbone_of(args) -> str:
+    """'wan' or 'unet' for the --model (or the --config file's model) and --backbone of a command."""
+    from ..config import read_yaml
+    from ..models.unet import model_kind
+
+    model = getattr(args, "model", None)
+    if not model and getattr(args, "config", None):
+        model = read_yaml(args.config).get("model")
+    return model_kind(model or "", getattr(args, "backbone", "auto"))
+
+
 def load_pipeline_from_args(args, text_encoder_device: str | None = None):
-    """The Wan pipeline of --model/--dtype/--device; `text_encoder_device` 'cpu' keeps the text encoder
-    there (--offload: it visits the GPU only to encode)."""
+    """The pipeline of --model/--dtype/--device (Wan, or ZeroScope for the U-Net variant); `text_encoder_device`
+    'cpu' keeps Wan's text encoder there (--offload: it visits the GPU only to encode)."""
     from ..models.wan import load_wan_pipeline
 
+    if backbone_of(args) == "unet":
+        from ..models.unet import load_zeroscope_pipeline
+
+        return load_zeroscope_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
+                                       local_files_only=True if args.offline else None)
     return load_wan_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
                              local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
 
 
 def check_model_args(args) -> None:
-    """The model flags, checked before anything loads: --model a Wan folder or a hub id, --device present."""
+    """The model flags, checked before anything loads: --model a Wan (or ZeroScope) folder or a hub id,
+    --device present."""
+    from ..models.unet import check_zeroscope_model_dir
     from ..models.wan import check_model_source
     from ..validation import check_device
 
-    check_model_source(args.model, "--model")
+    if backbone_of(args) == "unet":
+        check_model_source(args.model, "--model", folder_check=check_zeroscope_model_dir)
+    else:
+        check_model_source(args.model, "--model")
     check_device("--device", args.device)
 
 
@@ -69,18 +94,19 @@ def _show(value) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dict | None = None) -> None:
+def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dict | None = None,
+                         skip=()) -> None:
     """One flag per field of the settings dataclass `cls` (fields made with `setting(..., cli=False)` and dicts
     excepted): booleans as --flag/--no-flag, tuples as comma lists, `X | None` taking `none`. Help comes from
     the field (config.setting) or `shared_help`; the default shown is the recipes' value of the `stage`
-    ('subject', 'motion') where the field is a recipe's. Flags left out are absent from the parsed namespace
+    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left out are absent from the parsed namespace
     (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
     from ..recipes import RECIPES
 
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        if not f.metadata.get("cli", True) or hint is dict:
+        if not f.metadata.get("cli", True) or hint is dict or f.name in skip:
             continue
         help = f.metadata.get("help") or (shared_help or {}).get(f.name, "")
         recipe_values = {name: getattr(getattr(r, stage), f.name) for name, r in RECIPES.items()

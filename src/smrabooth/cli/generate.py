@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..recipes import PAPER, RECIPES
-from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
+from .common import add_model_args, backbone_of, check_model_args, load_pipeline_from_args, use_hub
 
 _P = PAPER.sampler
 
@@ -99,7 +99,66 @@ def config_from_args(args):
     return apply_dict(config, explicit, "flags").validate()
 
 
+# flags of the Wan sampler that a ZeroScope model does not take (its LoRAs sit in disjoint layers; its
+# scheduler is the model's own DDIM; the speed options were built and measured on Wan only)
+_WAN_ONLY = ("scheduler", "shift", "subject_layers", "motion_layers", "lora_mode", "attention", "cache", "compile",
+             "cfg_batch", "offload", "vae_tiling")
+
+
+def unet_config_from_args(args):
+    """The ZeroScope generation settings: U-Net defaults <- YAML config <- explicit flags."""
+    from ..config import apply_dict, read_yaml
+    from ..errors import SmraboothError
+    from ..sampling_unet import UnetGenerateConfig
+
+    if args.preset:
+        raise SmraboothError(f"--preset {args.preset} is a Wan recipe's sampler; a ZeroScope model takes no preset")
+    settings = read_yaml(args.config) if args.config else {}
+    settings.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None})
+    wan_only = [k for k in _WAN_ONLY if k in settings]
+    if wan_only:
+        raise SmraboothError(f"--{wan_only[0].replace('_', '-')} applies to Wan models only; --model {args.model} is a "
+                             f"ZeroScope U-Net (its subject and motion LoRAs already sit in different layers)")
+    if "reference_t_point" in settings:  # the paper's step that t_point maps by noise level
+        settings["paper_t_point"] = settings.pop("reference_t_point")
+    return apply_dict(UnetGenerateConfig(), settings, "flags").validate()
+
+
+def run_unet(args) -> int:
+    from ..errors import SmraboothError
+    from ..lora.unet import load_unet_lora
+    from ..sampling_unet import generate_unet
+    from ..validation import check_output_dir, check_output_file
+    from ..video import save_frames, write_video
+
+    config = unet_config_from_args(args)
+    if not config.prompt:
+        raise SmraboothError("--prompt is required (directly or in --config)")
+    out = check_output_file("--out", args.out, suffixes=(".mp4",))
+    if args.save_frames:
+        check_output_dir("--save-frames", args.save_frames)
+    check_model_args(args)
+    subject = load_unet_lora(args.subject_lora) if args.subject_lora else None
+    motion = load_unet_lora(args.motion_lora) if args.motion_lora else None
+    use_hub(args, args.model)
+    pipe = load_pipeline_from_args(args)
+    start = time.time()
+    paths = {"subject": args.subject_lora, "motion": args.motion_lora}
+    result = generate_unet(pipe, config, subject, motion, progress=True, lora_paths=paths)
+    write_video(result.frames, out, fps=config.fps)
+    if args.save_frames:
+        save_frames(result.frames, args.save_frames)
+    s = result.schedule
+    detail = (f"; subject {s.subject_early}->{s.subject_late} at step {s.t_point}, motion {s.motion}"
+              if subject or motion else "")
+    print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, ZeroScope) in "
+          f"{time.time() - start:.1f}s{detail}")
+    return 0
+
+
 def run(args) -> int:
+    if backbone_of(args) == "unet":
+        return run_unet(args)
     from ..data.tokens import missing_token_warnings
     from ..errors import SmraboothError
     from ..lora.files import load_lora, warn_if_other_kind

@@ -20,8 +20,14 @@ def register(subparsers) -> None:
 
 
 def run_info(args) -> int:
-    from ..lora.files import describe_lora, load_lora
+    from pathlib import Path
 
+    from ..lora.files import describe_lora, load_lora
+    from ..lora.unet import describe_unet_lora, is_unet_lora_file, load_unet_lora
+
+    if Path(args.file).is_file() and is_unet_lora_file(args.file):
+        print(describe_unet_lora(load_unet_lora(args.file)))
+        return 0
     print(describe_lora(load_lora(args.file, "FILE")))
     return 0
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser("tiny-model", help="write a tiny random-weight Wan2.1 model folder (for tests/demos)")
     p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--kind", choices=["wan", "zeroscope"], default="wan",
+                   help="wan: a tiny WanPipeline; zeroscope: a tiny TextToVideoSDPipeline (the U-Net variant)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -19,6 +21,12 @@ def run(args) -> int:
     check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
     if out.exists() and any(out.iterdir()):
         raise SmraboothError(f"{out} exists and is not empty: choose another --out")
+    if args.kind == "zeroscope":
+        from ..models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline
+
+        build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(seed=args.seed)).save_pretrained(out)
+        print(f"wrote a tiny ZeroScope (U-Net) model to {out} (use it as --model {out})")
+        return 0
     build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)).save_pretrained(out)
     print(f"wrote a tiny Wan2.1 model to {out} (use it as --model {out})")
     return 0

@@ -7,6 +7,7 @@ import os
 from .common import (
     add_config_arguments,
     add_model_args,
+    backbone_of,
     check_model_args,
     config_from_args,
     load_pipeline_from_args,
@@ -27,14 +28,19 @@ def register(subparsers) -> None:
     from ..train.common import TRAIN_SETTING_HELP
     from ..train.motion import MotionTrainConfig
     from ..train.subject import SubjectTrainConfig
+    from ..train.unet import UnetMotionConfig, UnetSubjectConfig
+
+    unet_note = (" On a ZeroScope model (the U-Net variant, docs/unet.md) the defaults are the U-Net's "
+                 "(recipes.UNET) and Wan-only settings are refused.")
 
     p = subparsers.add_parser(
         "train-subject", help="train a subject LoRA with SuRA (stage 1)",
         description="Train a subject LoRA on a few images with the masked flow-matching loss plus Subject "
         "Representation Alignment (docs/method.md stage 1). Every setting is a flag; unset ones come from "
-        "--config, then from --recipe.")
+        "--config, then from --recipe." + unet_note)
     add_model_args(p, required=False)
     add_config_arguments(p, SubjectTrainConfig, "subject", TRAIN_SETTING_HELP)
+    add_config_arguments(p, UnetSubjectConfig, skip=_field_names(SubjectTrainConfig))  # the U-Net's own: RAA
     add_run_args(p)
     p.set_defaults(func=run_subject)
 
@@ -42,9 +48,10 @@ def register(subparsers) -> None:
         "train-motion", help="train a motion LoRA with MoRA (stage 2)",
         description="Train a motion LoRA on one or more clips with flow matching on the whole video plus Motion "
         "Representation Alignment through SEA-RAFT (docs/method.md stage 2). Every setting is a flag; unset "
-        "ones come from --config, then from --recipe.")
+        "ones come from --config, then from --recipe." + unet_note)
     add_model_args(p, required=False)
     add_config_arguments(p, MotionTrainConfig, "motion", TRAIN_SETTING_HELP)
+    add_config_arguments(p, UnetMotionConfig, skip=_field_names(MotionTrainConfig))
     add_run_args(p)
     p.set_defaults(func=run_motion)
 
@@ -52,12 +59,90 @@ def register(subparsers) -> None:
 REQUIRED = ("model", "data", "out")
 
 
+def _field_names(cls) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _unet_config(cls, wan_cls, args):
+    """The U-Net run's settings; a Wan-only setting given as a flag is refused in one line."""
+    from ..errors import SmraboothError
+
+    wan_only = sorted(set(vars(args)) & (_field_names(wan_cls) - _field_names(cls)))
+    if wan_only:
+        raise SmraboothError(f"--{wan_only[0].replace('_', '-')} applies to Wan models only; the model is a "
+                             f"ZeroScope U-Net (docs/unet.md lists its settings)")
+    return config_from_args(cls, args, REQUIRED)
+
+
+def _dinov2_loader(cfg, args, pipe):
+    """DINOv2, loaded only when some image's features are not cached yet (a first run)."""
+    import torch
+
+    from ..models.dinov2 import load_dinov2
+
+    def encoder():
+        dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
+        return load_dinov2(cfg.encoder, device=pipe._execution_device, dtype=dtype,
+                           local_files_only=True if args.offline or os.path.isdir(cfg.encoder) else None)
+
+    return encoder
+
+
+def run_unet_subject(args) -> int:
+    from ..train.subject import SubjectTrainConfig
+    from ..train.unet import UnetSubjectConfig, train_unet_subject
+
+    cfg = _unet_config(UnetSubjectConfig, SubjectTrainConfig, args)
+    args.model = cfg.model
+    check_model_args(args)
+    use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
+    pipe = load_pipeline_from_args(args)
+    encoder = _dinov2_loader(cfg, args, pipe) if cfg.use_sura else None
+    model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
+    final = train_unet_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
+                               progress=not args.quiet)
+    print(f"wrote {final}")
+    return 0
+
+
+def run_unet_motion(args) -> int:
+    from ..models.searaft import load_searaft
+    from ..train.motion import MotionTrainConfig
+    from ..train.unet import UnetMotionConfig, train_unet_motion
+
+    cfg = _unet_config(UnetMotionConfig, MotionTrainConfig, args)
+    args.model = cfg.model
+    check_model_args(args)
+    use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
+    pipe = load_pipeline_from_args(args)
+    flow_id = os.path.abspath(cfg.flow_model) if os.path.exists(cfg.flow_model) else cfg.flow_model
+    flow_model = None
+    if cfg.use_mora:
+        flow_model = load_searaft(cfg.flow_model, device=pipe._execution_device,
+                                  local_files_only=True if args.offline else None)
+    model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
+    final = train_unet_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {final}")
+    return 0
+
+
 def run_subject(args) -> int:
     import torch
 
     from ..models.dinov2 import load_dinov2
     from ..train.subject import SubjectTrainConfig, train_subject
+    from ..train.unet import UnetSubjectConfig
 
+    if backbone_of(args) == "unet":
+        return run_unet_subject(args)
+    unet_only = sorted(set(vars(args)) & (_field_names(UnetSubjectConfig) - _field_names(SubjectTrainConfig)))
+    if unet_only:
+        from ..errors import SmraboothError
+
+        raise SmraboothError(f"--{unet_only[0].replace('_', '-')} applies to ZeroScope (U-Net) models only")
     cfg = config_from_args(SubjectTrainConfig, args, REQUIRED)
     args.model = cfg.model
     check_model_args(args)
@@ -83,6 +168,8 @@ def run_motion(args) -> int:
     from ..models.searaft import load_searaft
     from ..train.motion import MotionTrainConfig, train_motion
 
+    if backbone_of(args) == "unet":
+        return run_unet_motion(args)
     cfg = config_from_args(MotionTrainConfig, args, REQUIRED)
     args.model = cfg.model
     check_model_args(args)

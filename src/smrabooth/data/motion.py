@@ -24,14 +24,16 @@ def check_frame_count(frames: int, flag: str = "--frames") -> None:
 
 
 def load_motion_frames(path: str | Path, frames: int, fps: float, height: int, width: int,
-                       loop: bool = False) -> torch.Tensor:
+                       loop: bool = False, wan_frames: bool = True) -> torch.Tensor:
     """(frames, 3, height, width) float in [0, 1]: the first `frames` frames at `fps`, cover-resized and
-    centre-cropped. A clip too short is an error, or with `loop` is played again from its start."""
+    centre-cropped. A clip too short is an error, or with `loop` is played again from its start.
+    `wan_frames`: require Wan's 4k+1 frame count (a U-Net's per-frame VAE takes any count)."""
     from PIL import Image
 
     from ..video import read_video, resample_times
 
-    check_frame_count(frames)
+    if wan_frames:
+        check_frame_count(frames)
     path = Path(path)
     clip = read_video(path, until=None if loop else frames / fps)
     available = resample_times(clip, fps)

@@ -49,7 +49,7 @@ class LoraWeights:
     def num_blocks(self) -> int:
         return len({int(m.split(".")[1]) for m in self.modules})
 
-    def filtered(self, layer_types) -> "LoraWeights":
+    def filtered(self, layer_types) -> LoraWeights:
         """Only the modules of the given layer types (sparse injection)."""
         keep = {k: v for k, v in self.tensors.items() if layer_type_of(k.rsplit(".lora_", 1)[0]) in layer_types}
         return LoraWeights(keep, self.rank, self.alpha, dict(self.info))
@@ -159,6 +159,9 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
         raise SmraboothError(f"{flag} {path}: not a readable safetensors LoRA file ({e})") from None
 
     fmt = detect_format(state_dict)
+    if fmt is None and any(k.startswith("unet.") for k in state_dict):
+        raise SmraboothError(f"{path} is a U-Net (ZeroScope) LoRA, but --model is a Wan model: pass a LoRA trained "
+                             f"on Wan, or a ZeroScope model")
     if fmt is None:
         first = ", ".join(list(state_dict)[:3]) or "no tensors"
         raise SmraboothError(
