@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from smrabooth.recipes import PAPER, RECIPES, MotionRecipe, SamplerRecipe, SubjectRecipe, get_recipe
+from smrabooth.recipes import DEFAULT_RECIPE, PAPER, RECIPES, MotionRecipe, SamplerRecipe, SubjectRecipe, get_recipe
 from smrabooth.sampling import PRESETS, GenerateConfig
 from smrabooth.schedules import InjectionSchedule, shifted_linear_sigmas, t_point_for_sigmas, t_point_sigma
 from smrabooth.train.motion import MotionTrainConfig
@@ -39,12 +39,18 @@ def test_recipes_are_frozen_and_named():
 @pytest.mark.parametrize("recipe_cls, config_cls, stage", [(SubjectRecipe, SubjectTrainConfig, "subject"),
                                                            (MotionRecipe, MotionTrainConfig, "motion")])
 def test_trainer_config_defaults_come_from_the_recipe(recipe_cls, config_cls, stage):
+    """The plain config is the default recipe's (official); from_recipe gives any recipe's values."""
     config_fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    recipe = getattr(PAPER, stage)
-    for f in dataclasses.fields(recipe_cls):
-        assert f.name in config_fields, f"{stage} recipe field {f.name} is not a {config_cls.__name__} field"
-        assert getattr(config_cls(), f.name) == getattr(recipe, f.name), f.name
-    assert config_cls().recipe == "paper"
+    for name in RECIPES:
+        recipe = getattr(RECIPES[name], stage)
+        config = config_cls.from_recipe(name)
+        for f in dataclasses.fields(recipe_cls):
+            assert f.name in config_fields, f"{stage} recipe field {f.name} is not a {config_cls.__name__} field"
+            assert getattr(config, f.name) == getattr(recipe, f.name), (name, f.name)
+        assert config.recipe == name
+    default = getattr(RECIPES[DEFAULT_RECIPE], stage)
+    assert all(getattr(config_cls(), f.name) == getattr(default, f.name) for f in dataclasses.fields(recipe_cls))
+    assert config_cls().recipe == DEFAULT_RECIPE == "official"
 
 
 def test_presets_and_generate_config_come_from_the_recipe():
@@ -79,19 +85,32 @@ def test_t_point_maps_against_the_given_reference_schedule():
     assert schedule_for(GenerateConfig(steps=10), list(run)).t_point == 3
 
 
-def test_cli_defaults_and_help_come_from_the_recipe(tmp_path):
+@pytest.mark.parametrize("recipe", [None, "official", "paper"])
+def test_cli_defaults_and_help_come_from_the_recipe(recipe, tmp_path):
+    """A flag left out takes the --recipe's value (official when none is named); a flag given wins; the help
+    shows the default, or each recipe's where they differ."""
     from smrabooth.cli import build_parser
     from smrabooth.cli.common import config_from_args
 
     parser = build_parser()
     base = ["--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
-    for command, cls, recipe in (("train-subject", SubjectTrainConfig, PAPER.subject),
-                                 ("train-motion", MotionTrainConfig, PAPER.motion)):
+    base += ["--recipe", recipe] if recipe else []
+    expected = RECIPES[recipe or DEFAULT_RECIPE]
+    for command, cls, stage in (("train-subject", SubjectTrainConfig, "subject"),
+                                ("train-motion", MotionTrainConfig, "motion")):
         cfg = config_from_args(cls, parser.parse_args([command, *base]))
+        assert cfg.recipe == expected.name
         sub = parser._subparsers._group_actions[0].choices[command]
         helps = {a.dest: a.help for a in sub._actions}
-        for f in dataclasses.fields(recipe):
-            value = getattr(recipe, f.name)
+        for f in dataclasses.fields(getattr(expected, stage)):
+            value = getattr(getattr(expected, stage), f.name)
             assert getattr(cfg, f.name) == value, (command, f.name)
             shown = ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
-            assert helps[f.name].endswith(f"(default: {shown})"), (command, f.name, helps[f.name])
+            shown = {True: "on", False: "off"}.get(value, shown) if isinstance(value, bool) else shown
+            others = {getattr(getattr(r, stage), f.name) for r in RECIPES.values()}
+            if len(others) == 1:
+                assert helps[f.name].endswith(f"(default: {shown})"), (command, f.name, helps[f.name])
+            else:
+                assert f"{expected.name} {shown}" in helps[f.name], (command, f.name, helps[f.name])
+        given = config_from_args(cls, parser.parse_args([command, *base, "--steps", "7", "--shift", "3"]))
+        assert (given.steps, given.shift) == (7, 3.0)

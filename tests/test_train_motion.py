@@ -58,7 +58,7 @@ def config(tmp_path, **kw):
                 gradient_checkpointing=False, checkpoint_every=2, save_dtype="fp32",
                 cache_dir=str(tmp_path / "cache"), seed=0)
     base.update(kw)
-    return MotionTrainConfig(**base)
+    return MotionTrainConfig.from_recipe("paper", **base)  # official: tests/test_official_recipe.py
 
 
 def train(tmp_path, pipe=None, flow_model=None, resume=False, **kw):

@@ -44,7 +44,7 @@ def config(tmp_path, **kw):
                 lr=1e-3, resolution=RES, projector_width=32, gradient_checkpointing=False, checkpoint_every=2,
                 save_dtype="fp32", cache_dir=str(tmp_path / "cache"), seed=0)
     base.update(kw)
-    return SubjectTrainConfig(**base)
+    return SubjectTrainConfig.from_recipe("paper", **base)  # official: tests/test_official_recipe.py
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ The field names of `SubjectRecipe` and `MotionRecipe` are field names of `Subjec
 Configs, command-line defaults and help texts read their values from here; nothing else in the
 package writes a number of the method.
 
-`RECIPES["paper"]` is the paper's text. Another recipe is another `Recipe(...)` entry; a behaviour
+`RECIPES["official"]` is the authors' released code (the default for training) and `RECIPES["paper"]` the
+paper's text (docs/method.md, Recipes, lists every difference). Another recipe is another `Recipe(...)` entry; a behaviour
 that one recipe has and another lacks is a field of its own (off in the recipes that lack it), so
 any ablation can mix them.
 """
@@ -45,10 +46,16 @@ class SubjectRecipe:
     resolution: int = 512  # square training size
     layer_types: tuple[str, ...] = ALL_LAYER_TYPES  # where the LoRA is trained
     shift: float = 5.0  # timestep shift of the training sigma table (the sampler's)
+    timestep_weight: str = "none"  # none | bell: the flow loss times w(t) (schedules.timestep_weights)
+    batch_size: int = 1  # images per optimizer step (their losses averaged)
+    warmup_steps: int = 0  # the first N steps run at lr * warmup_factor (torch's ConstantLR)
+    warmup_factor: float = 1.0
+    mask_rule: str = "area"  # area: the covered fraction of each latent cell; bilinear: bilinear resize, > 0 counts
     encoder: str = DINOV2_GIANT  # SuRA's frozen image encoder
     sura_weight: float = 0.05  # lambda of L_SuRA
     sura_layer: int = 0  # 0-based block whose output SuRA aligns
     projector_width: int = 2048  # hidden width of SuRA's MLP projector (REPA's)
+    train_projector: bool = True  # False: the projector stays at its (seeded) initialisation
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,29 @@ class MotionRecipe:
     height: int = 320
     width: int = 576
     fps: float = 15.0  # clips are resampled to this rate
-    layer_types: tuple[str, ...] = ALL_LAYER_TYPES
+    layer_types: tuple[str, ...] = ALL_LAYER_TYPES  # the motion LoRA's (with a spatial LoRA: the temporal one)
     shift: float = 5.0
+    timestep_weight: str = "none"  # none | bell, on the flow (and debiased) loss; never on MoRA
+    batch_size: int = 1  # clips per optimizer step (one clip drawn per item; losses averaged)
+    warmup_steps: int = 0
+    warmup_factor: float = 1.0
+    # The spatial LoRA (the authors' code): trained alone on one random frame for `spatial_steps`, then
+    # frozen and active while the motion LoRA trains on the clip for `temporal_steps`, cycling until `steps`.
+    # spatial_steps 0: no spatial LoRA, every step trains the motion LoRA (the paper's text).
+    spatial_steps: int = 0
+    temporal_steps: int = 0  # phase-2 steps per cycle (ignored without a spatial LoRA)
+    spatial_layer_types: tuple[str, ...] = ("q", "k", "ffn.0")
+    spatial_rank: int = 32
+    spatial_alpha: float = 32.0
+    debiased: bool = False  # add MotionDirector's appearance-debiased loss to the flow loss
+    debias_beta: float = 1.0  # b of the debiased loss (a = sqrt(b^2 + 1))
     flow_model: str = SEARAFT_SPRING_M  # MoRA's frozen optical-flow model
     mora_weight: float = 1.0  # alpha of L_MoRA
     window: int = 6  # latent frames decoded per MoRA window
     window_stride: int = 2  # latents between successive window starts
+    window_wrap: str = "fit"  # fit: every start whose window fits; reach: back to 0 once start + window reaches the end
     drop_frames: int = 5  # decoded warm-up frames dropped from each window
+    flow_units: str = "pixels"  # pixels: L1 of flows in pixels; size: x / width and y / height, summed over x and y
 
 
 @dataclass(frozen=True)
@@ -150,8 +173,24 @@ UNET = UnetRecipe()
 
 PAPER = Recipe("paper", "the paper's text: one LoRA per stage on all six layer types, shift 5, SuRA after block 1")
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER,)}
-DEFAULT_RECIPE = "paper"  # what the trainers and `generate --preset` use when none is named
+# The authors' released training scripts. Lengths: their subject run is 4 epochs x 100 repeats of the
+# images on 2 processes, for their 5 photos 1,000 optimizer steps of 2 images; their motion run is 5 epochs
+# x 100 repeats of the clip on 2 processes, per epoch 50 steps of 2 clips in each phase (their one clip).
+# Here a step of batch 2 on one device stands for one step of the 2 processes (the same averaged gradient).
+OFFICIAL = Recipe(
+    "official", "the authors' released code: subject LoRA on q,k,ffn.0 with shift 1 and the bell timestep weight, "
+    "SuRA after block 3; spatial + temporal motion LoRAs in two phases with the debiased loss",
+    subject=SubjectRecipe(steps=1000, batch_size=2, layer_types=("q", "k", "ffn.0"), shift=1.0, timestep_weight="bell",
+                          warmup_steps=5, warmup_factor=1 / 3, max_grad_norm=0.0, mask_rule="bilinear", sura_layer=2,
+                          train_projector=False),
+    motion=MotionRecipe(steps=500, batch_size=2, layer_types=("v", "o", "ffn.0", "ffn.2"), shift=1.0,
+                        timestep_weight="bell", warmup_steps=5, warmup_factor=1 / 3, max_grad_norm=0.0,
+                        spatial_steps=50, temporal_steps=50, debiased=True, window_wrap="reach", flow_units="size"),
+    sampler=OFFICIAL_SAMPLER,
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (OFFICIAL, PAPER)}
+DEFAULT_RECIPE = "official"  # what the trainers use when none is named (generate uses stock defaults unless --preset)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -166,6 +205,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "DINOV2_GIANT",
     "NUM_TRAIN_TIMESTEPS",
+    "OFFICIAL",
     "OFFICIAL_NEGATIVE_PROMPT",
     "OFFICIAL_SAMPLER",
     "PAPER",

@@ -30,6 +30,24 @@ def training_sigmas(shift: float, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
     return torch.from_numpy(shifted_linear_sigmas(num_train_timesteps, shift)).float()
 
 
+TIMESTEP_WEIGHTS = ("none", "bell")
+
+
+def timestep_weights(sigmas: torch.Tensor, kind: str = "none") -> torch.Tensor:
+    """The flow loss's weight at each entry of a training sigma table (docs/method.md, training timesteps).
+
+    none: 1 everywhere. bell (the authors' code): g(t) = exp(-2 ((t - 500) / 1000)^2) at t = 1000 sigma,
+    w = (g - min g) / mean(g - min g) over the table, so w is 0 at the table's end and averages 1."""
+    if kind == "none":
+        return torch.ones_like(sigmas)
+    if kind != "bell":
+        raise SmraboothError(f"timestep weight {kind!r}: choose {', '.join(TIMESTEP_WEIGHTS)}")
+    t = sigmas.double() * NUM_TRAIN_TIMESTEPS
+    g = torch.exp(-2 * ((t - NUM_TRAIN_TIMESTEPS / 2) / NUM_TRAIN_TIMESTEPS) ** 2)
+    g = g - g.min()
+    return (g / g.mean()).to(sigmas.dtype)
+
+
 def t_point_sigma(t_point: int = _PAPER_SAMPLER.t_point, steps: int = _PAPER_SAMPLER.steps,
                   shift: float = _PAPER_SAMPLER.shift) -> float:
     """The noise level of step `t_point` of the reference schedule (`steps` Euler steps with `shift`);
@@ -65,4 +83,5 @@ class InjectionSchedule:
         return {"subject": subject, "motion": self.motion}
 
 
-__all__ = ["InjectionSchedule", "shifted_linear_sigmas", "t_point_for_sigmas", "t_point_sigma", "training_sigmas"]
+__all__ = ["TIMESTEP_WEIGHTS", "InjectionSchedule", "shifted_linear_sigmas", "t_point_for_sigmas", "t_point_sigma",
+           "timestep_weights", "training_sigmas"]

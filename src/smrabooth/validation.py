@@ -59,6 +59,13 @@ def check_multiple(flag: str, value: int, of: int, low: int, high: int) -> int:
     return value
 
 
+def check_choice(flag: str, value, choices) -> str:
+    """`value` is one of `choices` (a setting that names a rule)."""
+    if value not in tuple(choices):
+        raise SmraboothError(f"{flag} {value!r}: choose {', '.join(map(str, choices))}")
+    return value
+
+
 # ---------------------------------------------------------------- inputs
 def check_readable(flag: str, path, what: str = "file") -> Path:
     """`path` exists and can be read (a file, or a folder when `what` is 'folder'; 'path' takes either)."""

@@ -78,6 +78,24 @@ def valid_window_starts(num_latent_frames: int, window: int = _WINDOW, stride: i
     return list(range(0, num_latent_frames - window + 1, stride))
 
 
+WINDOW_WRAPS = ("fit", "reach")
+
+
+def window_starts(num_latent_frames: int, window: int = _WINDOW, stride: int = _STRIDE, wrap: str = "fit") -> list[int]:
+    """The window starts one cycle visits, in order (training takes starts[k % len(starts)] at its k-th MoRA step).
+
+    fit: every start whose window fits the clip (`valid_window_starts`). reach (the authors' code): the start
+    moves by `stride` and goes back to 0 as soon as start + window reaches the latent count, so a window
+    never ends on the clip's last latent (13 latents, window 6: 0, 2, 4, 6 under both rules; 12: 0, 2, 4
+    under reach, 0, 2, 4, 6 under fit)."""
+    if wrap == "fit":
+        return valid_window_starts(num_latent_frames, window, stride)
+    if wrap != "reach":
+        raise SmraboothError(f"MoRA window wrap {wrap!r}: choose {', '.join(WINDOW_WRAPS)}")
+    valid_window_starts(num_latent_frames, window, stride)  # the same errors for a clip shorter than the window
+    return [0] + list(range(stride, num_latent_frames - window, stride))
+
+
 def window_source_frames(start: int, window: int = _WINDOW, drop: int = _DROP) -> range:
     """Source (pixel) frame indices matching the kept decoded frames of the window at latent `start`.
 
@@ -120,9 +138,26 @@ def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn, chunk: int | None = None)
     return flow.reshape(b, f - 1, *flow.shape[1:])
 
 
+FLOW_UNITS = ("pixels", "size")
+
+
+def flow_l1(pred_flows: torch.Tensor, ref_flows: torch.Tensor, units: str = "pixels") -> torch.Tensor:
+    """The L1 between flows (..., 2, H, W). pixels: the mean over everything. size (the authors' code): x
+    divided by the flow's width and y by its height, each component's mean taken over the pixels and the
+    two summed (so twice the mean over everything of the scaled difference), then averaged over pairs."""
+    diff = (pred_flows - ref_flows.to(pred_flows)).abs()
+    if units == "pixels":
+        return diff.mean()
+    if units != "size":
+        raise SmraboothError(f"flow units {units!r}: choose {', '.join(FLOW_UNITS)}")
+    h, w = diff.shape[-2:]
+    scale = torch.tensor([1.0 / w, 1.0 / h], dtype=diff.dtype, device=diff.device).view(2, 1, 1)
+    return 2 * (diff * scale).mean()
+
+
 def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowFn,
-              chunk: int | None = None) -> torch.Tensor:
-    """L_MoRA = mean |flow(pred pairs) - ref_flows|.
+              chunk: int | None = None, units: str = "pixels") -> torch.Tensor:
+    """L_MoRA = mean |flow(pred pairs) - ref_flows| (`flow_l1` with `units`).
 
     pred_frames: (B, F, 3, H, W) or (F, 3, H, W) in [0, 1], the kept decoded frames (with grad).
     ref_flows: (F-1, 2, H, W), the reference clip's flows between the matching frames, shared by the
@@ -140,7 +175,7 @@ def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowF
     if tuple(ref_flows.shape) not in (expected, (pred_frames.shape[0], *expected)):
         raise SmraboothError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
     pred_flows = _pair_flows(pred_frames, flow_fn, chunk)
-    return (pred_flows - ref_flows.to(pred_flows)).abs().mean()
+    return flow_l1(pred_flows, ref_flows, units)
 
 
 @torch.no_grad()

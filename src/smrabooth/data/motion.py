@@ -59,8 +59,21 @@ def encode_video_latent(vae, frames: torch.Tensor) -> torch.Tensor:
     return normalize_latents(vae, z)[0].float()
 
 
+@torch.no_grad()
+def encode_frame_latents(vae, frames: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """(F, 3, H, W) in [0, 1] -> (F, 16, 1, H/8, W/8): each frame encoded on its own, as a one-frame video."""
+    from ..models.vae_decode import normalize_latents
+
+    out = []
+    for i in range(0, frames.shape[0], chunk):
+        x = (frames[i : i + chunk] * 2 - 1)[:, :, None].to(vae.device, vae.dtype)
+        out.append(normalize_latents(vae, vae.encode(x).latent_dist.mode()).float().cpu())
+    return torch.cat(out)
+
+
 @dataclass
 class MotionExample:
     latent: torch.Tensor  # (16, T, h, w), normalised
     flows: torch.Tensor | None  # (F-1, 2, H, W): SEA-RAFT flows between adjacent reference frames
     text: str
+    frame_latents: torch.Tensor | None = None  # (F, 16, 1, h, w): each frame as a one-frame video (spatial phase)

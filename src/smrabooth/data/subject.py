@@ -33,8 +33,17 @@ def load_image_and_mask(image_path, mask_path, size: int) -> tuple[torch.Tensor,
     return image_t, mask_t
 
 
-def mask_to_latent_grid(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """(1, H, W) pixel mask -> (1, 1, h, w) fraction of each latent cell covered (area average)."""
+MASK_RULES = ("area", "bilinear")
+
+
+def mask_to_latent_grid(mask: torch.Tensor, latent_hw: tuple[int, int], rule: str = "area") -> torch.Tensor:
+    """(1, H, W) pixel mask -> (1, 1, h, w) on the latent grid. area: the fraction of each latent cell the
+    subject covers; bilinear (the authors' rule): a bilinear resize, every cell above 0 counts as subject (1)."""
+    if rule == "bilinear":
+        grid = F.interpolate(mask[None].float(), size=latent_hw, mode="bilinear", align_corners=False)
+        return (grid > 0).float()[:, :, None][0]
+    if rule != "area":
+        raise SmraboothError(f"mask rule {rule!r}: choose {', '.join(MASK_RULES)}")
     return F.interpolate(mask[None], size=latent_hw, mode="area")[:, :, None][0]
 
 

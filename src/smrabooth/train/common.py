@@ -4,9 +4,9 @@ checkpoints with exact resume, logging, and the optimisation loop.
 A run folder holds
     config.yaml             every setting, resolved
     log.jsonl               one line per step: step, each loss term, lr, seconds
-    checkpoints/step-N/     lora.safetensors, <module>.safetensors, optimizer.pt, rng.safetensors,
-                            state.json; written to a temporary folder and renamed, so a checkpoint
-                            folder is complete or absent
+    checkpoints/step-N/     lora.safetensors (lora-<adapter>.safetensors for a second LoRA),
+                            <module>.safetensors, optimizer.pt, rng.safetensors, state.json; written to
+                            a temporary folder and renamed, so a checkpoint folder is complete or absent
     validation/step-N.mp4   when asked
     timings.json            seconds per phase of the last call: captions, precompute, setup, loop, save
     <final>.safetensors     the LoRA, in diffusers format, at the end
@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ TRAIN_SETTING_HELP = {
     "max_grad_norm": "gradient-norm clip (0: none)",
     "layer_types": "comma list of the layer types the LoRA is trained on (q,k,v,o,ffn.0,ffn.2)",
     "shift": "timestep shift of the training sigma table",
+    "timestep_weight": "the flow loss's weight per timestep: none, or bell (the authors' w(t); docs/method.md)",
+    "warmup_steps": "the first N steps run at lr x --warmup-factor (torch's ConstantLR)",
+    "warmup_factor": "the learning rate's factor during --warmup-steps",
     "seed": "seed of the LoRA's initialisation and of every training draw",
     "gradient_checkpointing": "recompute the transformer blocks in backward (less memory; off: faster)",
     "compile": "torch.compile the transformer blocks (GPU)",
@@ -191,6 +195,34 @@ def sample_sigma(sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return sigmas[torch.randint(len(sigmas), (1,), generator=generator)]
 
 
+def sample_timesteps(sigmas: torch.Tensor, weights: torch.Tensor, n: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` entries of the training table, each index drawn uniformly: their sigmas and flow-loss weights
+    (schedules.timestep_weights). n = 1 draws what `sample_sigma` draws."""
+    index = torch.randint(len(sigmas), (n,), generator=generator)
+    return sigmas[index], weights[index]
+
+
+def add_second_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_types,
+                            seed: int = 0) -> list[nn.Parameter]:
+    """Add another trainable peft LoRA next to the adapters already there (all stay active, at scale 1).
+    Returns its parameters (fp32)."""
+    from peft import LoraConfig
+
+    before = set(transformer.peft_config)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,
+                        target_modules=module_suffixes(layer_types))
+    with seeded(seed), warnings.catch_warnings():  # peft warns whenever a second adapter is added: the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        transformer.add_adapter(config, adapter_name=name)
+    transformer.set_adapters([*before, name])
+    params = [p for n, p in transformer.named_parameters() if f".{name}." in n]
+    for p in params:
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    return params
+
+
 def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, kind: str,
                 dtype: torch.dtype | None = None, extra_info: dict | None = None) -> Path:
     info = {"kind": kind, "base": base_model_info(transformer.config), **(extra_info or {})}
@@ -216,9 +248,15 @@ def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Te
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules: dict[str, nn.Module],
-                    optimizer: torch.optim.Optimizer, generator: torch.Generator, keep: int = 2,
-                    effective_batch: int = 1) -> Path:
+def _adapter_files(adapter: str | tuple[str, ...]) -> dict[str, str]:
+    """adapter -> its file in a checkpoint: lora.safetensors for the first, lora-<name>.safetensors after it."""
+    names = (adapter,) if isinstance(adapter, str) else tuple(adapter)
+    return {name: "lora.safetensors" if i == 0 else f"lora-{name}.safetensors" for i, name in enumerate(names)}
+
+
+def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str | tuple[str, ...],
+                    modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                    keep: int = 2, effective_batch: int = 1) -> Path:
     from safetensors.torch import save_file
 
     folder = Path(run_dir) / "checkpoints"
@@ -226,7 +264,8 @@ def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules
     final = folder / f"step-{step}"
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        save_file(lora_state_dict_from_peft(transformer, adapter), str(tmp / "lora.safetensors"))
+        for name, file in _adapter_files(adapter).items():
+            save_file(lora_state_dict_from_peft(transformer, name), str(tmp / file))
         for name, module in modules.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                       str(tmp / f"{name}.safetensors"))
@@ -238,7 +277,7 @@ def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str, modules
     return final
 
 
-def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, nn.Module],
+def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
                     optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
     """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats."""
     from peft import set_peft_model_state_dict
@@ -246,11 +285,14 @@ def load_checkpoint(folder: Path, transformer, adapter: str, modules: dict[str, 
 
     folder = Path(folder)
     device = next(p for p in transformer.parameters() if p.requires_grad).device
-    lora = {k: v.to(device) for k, v in load_file(str(folder / "lora.safetensors")).items()}
-    result = set_peft_model_state_dict(transformer, lora, adapter_name=adapter)
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise SmraboothError(f"checkpoint {folder} does not match this run's LoRA (unexpected {unexpected[0]})")
+    for name, file in _adapter_files(adapter).items():
+        if not (folder / file).is_file():
+            raise SmraboothError(f"checkpoint {folder} has no {file}: it is not from a run with these LoRAs")
+        lora = {k: v.to(device) for k, v in load_file(str(folder / file)).items()}
+        result = set_peft_model_state_dict(transformer, lora, adapter_name=name)
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise SmraboothError(f"checkpoint {folder} does not match this run's LoRA (unexpected {unexpected[0]})")
     for name, module in modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
@@ -296,13 +338,18 @@ class LoopSettings:
     keep_checkpoints: int = 2
     validate_every: int = 0
     progress: bool = True
+    warmup_steps: int = 0  # steps 0 .. warmup_steps-1 run at lr * warmup_factor (torch's ConstantLR)
+    warmup_factor: float = 1.0
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * (self.warmup_factor if step < self.warmup_steps else 1.0)
 
 
 def train_loop(
     run_dir: Path,
     settings: LoopSettings,
     transformer,
-    adapter: str,
+    adapter: str | tuple[str, ...],
     params: list[nn.Parameter],
     modules: dict[str, nn.Module],
     compute_losses: Callable[[int, torch.Generator], dict[str, torch.Tensor]],
@@ -312,7 +359,9 @@ def train_loop(
     parallel: DataParallel = SINGLE,
 ) -> int:
     """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}.
-    `parallel`: this process's share of each step's samples (train/distributed.py); the main process writes."""
+    `parallel`: this process's share of each step's samples (train/distributed.py); the main process writes.
+    A parameter that gets no gradient in a step (requires_grad off, as a motion phase sets it) is left as it
+    is by that step: AdamW skips it, weight decay included."""
     from tqdm.auto import tqdm
 
     fused = all(p.is_cuda for p in params)  # one kernel for all LoRA tensors instead of a loop over them
@@ -345,6 +394,8 @@ def train_loop(
         losses = parallel.backward(step, generator, params, compute_losses)
         if settings.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        for group in optimizer.param_groups:  # a function of the step alone: a resumed run gets the same lr
+            group["lr"] = settings.lr_at(step)
         optimizer.step()
         if pending is not None:
             flush(pending)

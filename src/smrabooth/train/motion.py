@@ -1,18 +1,30 @@
 """Stage 2: the motion LoRA, trained with flow matching on the whole video plus MoRA (docs/method.md).
 
-    L = L_temporal + alpha * L_MoRA
-    L_temporal = mean (u - v)^2 over the whole video latent
+    L = w(t) * (L_flow + L_debiased) + alpha * L_MoRA
+    L_flow     = mean (u - v)^2 over the whole video latent
+    L_debiased = mean ((a u - b u[f*]) - (a v - b v[f*]))^2, f* a random latent frame, a = sqrt(b^2 + 1)
+                 (MotionDirector's appearance-debiased loss; off under `paper`)
     L_MoRA     = | SEA-RAFT(decode(window of z0_hat)) - SEA-RAFT(reference frames) |_1   (align/mora.py)
 
-z0_hat = z_t - sigma * u is the one-step clean estimate. One window of `window` latents per step;
-its start cycles through 0, stride, 2*stride, ... Gradients reach the LoRA through the frozen VAE
-decoder (checkpointed per latent frame) and the frozen SEA-RAFT. Prompt embeddings, video latents
-and the reference flows are computed once and cached.
+w(t) is the timestep weight (schedules.timestep_weights; 1 under `paper`). z0_hat = z_t - sigma * u is
+the one-step clean estimate. One window of `window` latents per MoRA step; its start cycles through
+align.mora.window_starts. Gradients reach the LoRA through the frozen VAE decoder (checkpointed) and the
+frozen SEA-RAFT. Prompt embeddings, video latents and the reference flows are computed once and cached.
+
+With `spatial_steps` > 0 (the `official` recipe, the authors' code) a second, spatial LoRA sits in the
+same transformer. Training cycles through two phases until `steps`:
+    phase 1, spatial_steps:  the spatial LoRA alone (the motion LoRA at scale 0) on ONE random frame of
+                             the clip: w(t) * mean (u - v)^2
+    phase 2, temporal_steps: the motion LoRA, with the spatial LoRA at scale 1 and frozen, on the clip: L
+Which phase a step is in, and where its MoRA window starts, are functions of the step alone, so a
+resumed run continues exactly. The motion LoRA is the file used at inference; the spatial one is saved
+beside it for inspection.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,42 +32,54 @@ from pathlib import Path
 import torch
 
 from ..align.mora import (
+    FLOW_UNITS,
+    WINDOW_WRAPS,
     decode_window,
     mora_loss,
     one_step_z0,
     reference_flows,
-    valid_window_starts,
     window_ref_flows,
     window_source_frames,
+    window_starts,
 )
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
-from ..data.motion import MotionExample, check_frame_count, encode_video_latent, load_motion_frames
+from ..data.motion import (
+    MotionExample,
+    check_frame_count,
+    encode_frame_latents,
+    encode_video_latent,
+    load_motion_frames,
+)
 from ..data.tokens import MOTION_TOKENS, folder_token
 from ..errors import SmraboothError
+from ..lora.inject import lora_layers, set_lora_scales
 from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from ..schedules import training_sigmas
-from ..validation import check_multiple, check_number, check_train_settings
+from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
+from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
     PhaseTimes,
     add_lora_adapter,
+    add_second_lora_adapter,
     autocast_enabled,
     compile_blocks,
     encode_captions,
     export_lora,
     make_validator,
     open_run,
-    sample_sigma,
+    sample_timesteps,
     train_loop,
 )
 from .distributed import DataParallel
 
 FINAL_NAME = "motion_lora.safetensors"
-ADAPTER = "motion"
+SPATIAL_NAME = "spatial_lora.safetensors"
+ADAPTER = "motion"  # with a spatial LoRA: the temporal one
+SPATIAL_ADAPTER = "spatial"
 _R = RECIPES[DEFAULT_RECIPE].motion
 
 
@@ -88,6 +112,24 @@ class MotionTrainConfig:
     drop_frames: int = setting(_R.drop_frames, "decoded warm-up frames dropped from each window")
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
+    timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
+    warmup_steps: int = _R.warmup_steps
+    warmup_factor: float = _R.warmup_factor
+    spatial_steps: int = setting(_R.spatial_steps, "phase-1 steps per cycle: a spatial LoRA trained alone on one "
+                                 "random frame (0: no spatial LoRA, every step trains the motion LoRA)")
+    temporal_steps: int = setting(_R.temporal_steps, "phase-2 steps per cycle: the motion LoRA on the clip, the "
+                                  "spatial LoRA on and frozen")
+    spatial_layer_types: tuple[str, ...] = setting(_R.spatial_layer_types, "comma list of the spatial LoRA's layer "
+                                                   "types")
+    spatial_rank: int = setting(_R.spatial_rank, "the spatial LoRA's rank")
+    spatial_alpha: float = setting(_R.spatial_alpha, "the spatial LoRA's alpha")
+    debiased: bool = setting(_R.debiased, "add the appearance-debiased loss (MotionDirector's) to the flow loss")
+    debias_beta: float = setting(_R.debias_beta, "b of the debiased loss (a = sqrt(b^2 + 1))")
+    window_wrap: str = setting(_R.window_wrap, "MoRA window starts: fit = every window that fits the clip; reach = "
+                               "back to 0 once a window reaches the clip's last latent (the authors')",
+                               choices=WINDOW_WRAPS)
+    flow_units: str = setting(_R.flow_units, "MoRA's L1 in pixels, or size: x per width plus y per height (the "
+                              "authors')", choices=FLOW_UNITS)
     seed: int = 0
     gradient_checkpointing: bool = True
     vae_checkpointing: str = setting(
@@ -104,7 +146,7 @@ class MotionTrainConfig:
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
-    batch_size: int = 1  # samples per process per optimizer step (computed one after the other)
+    batch_size: int = _R.batch_size  # samples per process per optimizer step (computed one after the other)
     gradient_accumulation: int = 1  # times batch_size per process per step; effective batch: train/distributed.py
     validate_every: int = 0
     validation_prompt: str | None = None
@@ -117,11 +159,34 @@ class MotionTrainConfig:
         """The recipe's motion stage as the defaults, `settings` on top."""
         return cls(recipe=recipe, **{**dataclasses.asdict(get_recipe(recipe).motion), **settings})
 
+    @property
+    def two_phase(self) -> bool:
+        return self.spatial_steps > 0
+
+    def phase_of(self, step: int) -> tuple[str, int]:
+        """('spatial' or 'temporal', how many temporal steps come before `step`): a function of the step."""
+        if not self.two_phase:
+            return "temporal", step
+        cycle = self.spatial_steps + self.temporal_steps
+        done, within = divmod(step, cycle)
+        before = done * self.temporal_steps + max(0, within - self.spatial_steps)
+        return ("spatial" if within < self.spatial_steps else "temporal"), before
+
     def validate(self) -> MotionTrainConfig:
         get_recipe(self.recipe)
         if self.flow_chunk == 0:  # what --flow-chunk 0 meant before `none`: all pairs at once
             self.flow_chunk = None
         check_train_settings(self)
+        check_number("--warmup-steps", self.warmup_steps, 0, 10**7, integer=True)
+        check_number("--warmup-factor", self.warmup_factor, 0, 1, low_open=True)
+        check_number("--spatial-steps", self.spatial_steps, 0, 10**7, integer=True)
+        check_number("--temporal-steps", self.temporal_steps, 1 if self.spatial_steps else 0, 10**7, integer=True)
+        check_number("--spatial-rank", self.spatial_rank, 1, 4096, integer=True)
+        check_number("--spatial-alpha", self.spatial_alpha, 0, 1e5, low_open=True)
+        check_number("--debias-beta", self.debias_beta, 0, 100)
+        check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
+        check_choice("--window-wrap", self.window_wrap, WINDOW_WRAPS)
+        check_choice("--flow-units", self.flow_units, FLOW_UNITS)
         check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)
         check_multiple("--height", self.height, 16, 16, 2048)
@@ -144,9 +209,10 @@ class MotionTrainConfig:
             raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: "
                                  f"choose {', '.join(CHECKPOINT_MODES)}")
         if self.use_mora:  # clear errors for windows that do not fit the clip
-            valid_window_starts(1 + (self.frames - 1) // 4, self.window, self.window_stride)
+            window_starts(1 + (self.frames - 1) // 4, self.window, self.window_stride, self.window_wrap)
             window_source_frames(0, self.window, self.drop_frames)
         self.layer_types = parse_layer_types(self.layer_types)
+        self.spatial_layer_types = parse_layer_types(self.spatial_layer_types)
         return self
 
 
@@ -162,39 +228,69 @@ def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: 
     for item in tqdm(items, desc="caching latents and flows", leave=False, disable=not progress):
         key = cache_key(kind="motion-clip", model=vae, video=file_digest(item.video_path), frames=cfg.frames,
                         fps=cfg.fps, size=(cfg.height, cfg.width), loop=cfg.loop, vae_dtype=str(pipe.vae.dtype),
-                        flow=flow, flow_iters=cfg.flow_iters)
+                        flow=flow, flow_iters=cfg.flow_iters, **({"frame_latents": True} if cfg.two_phase else {}))
 
         def compute(item=item):
             frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop)
             out = {"latent": encode_video_latent(pipe.vae, frames)}
+            if cfg.two_phase:  # phase 1 trains on single frames: each one encoded as a one-frame video
+                out["frame_latents"] = encode_frame_latents(pipe.vae, frames)
             if cfg.use_mora:
                 out["flows"] = reference_flows(frames.to(pipe._execution_device), flow_fn).float()
             return out
 
         t = cached(cache_dir, key, compute)
-        examples.append(MotionExample(t["latent"], t.get("flows"), item.text))
+        examples.append(MotionExample(t["latent"], t.get("flows"), item.text, t.get("frame_latents")))
     return examples
 
 
-def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionExample, text_embeds: torch.Tensor,
-                  sigma: torch.Tensor, noise: torch.Tensor, start: int | None) -> dict[str, torch.Tensor]:
-    """{'flow', 'mora' (when on), 'loss'} for one clip at one sigma; MoRA on the window at latent `start`."""
-    z0 = ex.latent[None]
+def debiased_loss(u: torch.Tensor, target: torch.Tensor, frame: int, beta: float = 1.0) -> torch.Tensor:
+    """MotionDirector's appearance-debiased loss for one clip (C, T, h, w): latent frame `frame`, times b,
+    taken from every frame, times a = sqrt(b^2 + 1), of prediction and target alike, then the MSE. What all
+    frames share (the appearance) counts less than what changes between them."""
+    a = math.sqrt(beta**2 + 1)
+    u_d = a * u - beta * u[:, frame : frame + 1]
+    v_d = a * target - beta * target[:, frame : frame + 1]
+    return ((u_d.float() - v_d.float()) ** 2).mean()
+
+
+def _velocity(transformer, z0, sigma, noise, text_embeds):
+    """(u, z_t, target) of flow matching for latents (1, C, T, h, w) at sigma (1,)."""
     z_t = (1 - sigma) * z0 + sigma * noise
-    target = noise - z0
     u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype), text_embeds,
                     return_dict=False)[0].float()
-    losses = {"flow": ((u - target) ** 2).mean()}
+    return u, z_t, noise - z0
+
+
+def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionExample, text_embeds: torch.Tensor,
+                  sigma: torch.Tensor, noise: torch.Tensor, start: int | None, weight: torch.Tensor | float = 1.0,
+                  debias_frame: int | None = None) -> dict[str, torch.Tensor]:
+    """{'flow', 'debiased' (cfg.debiased, at latent frame `debias_frame`), 'mora' (cfg.use_mora), 'loss'} for one
+    clip at one sigma; MoRA on the window at latent `start`. `weight`: the timestep weight, applied to 'flow' and
+    'debiased' (logged as they enter the loss), never to MoRA."""
+    u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds)
+    losses = {"flow": weight * ((u - target) ** 2).mean()}
+    losses["loss"] = losses["flow"]
+    if cfg.debiased:
+        losses["debiased"] = weight * debiased_loss(u[0], target[0], debias_frame, cfg.debias_beta)
+        losses["loss"] = losses["loss"] + losses["debiased"]
     if not cfg.use_mora:
-        losses["loss"] = losses["flow"]
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
                            store_last=cfg.vae_store_frames)
     ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
-    losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk)
-    losses["loss"] = losses["flow"] + cfg.mora_weight * losses["mora"]
+    losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
+    losses["loss"] = losses["loss"] + cfg.mora_weight * losses["mora"]
     return losses
+
+
+def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+                   weight: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
+    """Phase 1: w(t) * mean (u - v)^2 on one frame (1, C, 1, h, w)."""
+    u, _, target = _velocity(transformer, z0, sigma, noise, text_embeds)
+    flow = weight * ((u - target) ** 2).mean()
+    return {"spatial": flow, "loss": flow}
 
 
 def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | None = None,
@@ -203,7 +299,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     """Train a motion LoRA into `cfg.out`; returns the path of the final LoRA file.
 
     `flow_model` is a frozen SEA-RAFT (models.searaft) when MoRA is on. `pipe` is changed: its text
-    encoder is dropped after the captions are encoded and its transformer keeps the adapter "motion".
+    encoder is dropped after the captions are encoded and its transformer keeps the adapter "motion" (and
+    "spatial" with two phases, both at scale 1).
     """
     from ..data.folders import read_motion_folder
     from ..models.searaft import compute_flow
@@ -239,6 +336,24 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
         flow_model.requires_grad_(False).eval()
 
     params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed)
+    adapters: tuple[str, ...] = (ADAPTER,)
+    spatial_params = []
+    if cfg.two_phase:
+        motion_params = params
+        spatial_params = add_second_lora_adapter(transformer, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
+                                                 cfg.spatial_layer_types, seed=cfg.seed + 1)
+        params = motion_params + spatial_params  # one AdamW; the idle LoRA gets no gradient, so no update
+        adapters = (ADAPTER, SPATIAL_ADAPTER)
+        layers = lora_layers(transformer)
+
+        def set_phase(phase: str) -> None:
+            """spatial: the motion LoRA off and frozen, the spatial one trained; temporal: both on, the spatial
+            one frozen."""
+            set_lora_scales(layers, {ADAPTER: 0.0 if phase == "spatial" else 1.0, SPATIAL_ADAPTER: 1.0})
+            for p in motion_params:
+                p.requires_grad_(phase == "temporal")
+            for p in spatial_params:
+                p.requires_grad_(phase == "spatial")
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if cfg.compile:
@@ -247,19 +362,34 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
     sigmas = training_sigmas(cfg.shift)
+    weights = timestep_weights(sigmas, cfg.timestep_weight)
     latent_frames = examples[0].latent.shape[1]
-    starts = valid_window_starts(latent_frames, cfg.window, cfg.window_stride) if cfg.use_mora else []
+    starts = window_starts(latent_frames, cfg.window, cfg.window_stride, cfg.window_wrap) if cfg.use_mora else []
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
-    on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text)
-                 for e in examples]
+    on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text,
+                               None if e.frame_latents is None else e.frame_latents.to(device)) for e in examples]
 
     def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        phase, temporal_step = cfg.phase_of(step)
+        if cfg.two_phase:
+            set_phase(phase)
         ex = on_device[int(torch.randint(len(on_device), (1,), generator=gen))]
-        sigma = sample_sigma(sigmas, gen).to(device)
-        noise = torch.randn(ex.latent.shape, generator=gen).to(device)
-        start = starts[step % len(starts)] if cfg.use_mora else None
+        sigma, weight = (v.to(device) for v in sample_timesteps(sigmas, weights, 1, gen))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            return motion_losses(cfg, transformer, vae, flow_fn, ex, text_on_device[ex.text], sigma, noise, start)
+            if phase == "spatial":  # one random frame of the clip, as a one-frame video
+                frame = int(torch.randint(len(ex.frame_latents), (1,), generator=gen))
+                noise = torch.randn(ex.frame_latents[frame].shape, generator=gen).to(device)[None]
+                losses = spatial_losses(transformer, ex.frame_latents[frame][None], text_on_device[ex.text], sigma,
+                                        noise, weight[0])
+            else:
+                noise = torch.randn(ex.latent.shape, generator=gen).to(device)
+                debias = int(torch.randint(latent_frames, (1,), generator=gen)) if cfg.debiased else None
+                start = starts[temporal_step % len(starts)] if cfg.use_mora else None
+                losses = motion_losses(cfg, transformer, vae, flow_fn, ex, text_on_device[ex.text], sigma, noise,
+                                       start, weight[0], debias)
+        if cfg.two_phase:
+            losses["phase"] = torch.tensor(1.0 if phase == "spatial" else 2.0)
+        return losses
 
     validate = None
     if cfg.validate_every:
@@ -270,21 +400,29 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     generator = torch.Generator().manual_seed(cfg.seed)
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
-                            validate_every=cfg.validate_every, progress=progress)
+                            validate_every=cfg.validate_every, progress=progress, warmup_steps=cfg.warmup_steps,
+                            warmup_factor=cfg.warmup_factor)
     times.mark("setup")
-    train_loop(run_dir, settings, transformer, ADAPTER, params, {}, compute_losses, generator, resume=resume,
+    train_loop(run_dir, settings, transformer, adapters, params, {}, compute_losses, generator, resume=resume,
                validate=validate, parallel=parallel)
     times.mark("loop")
     from ..models.wan import parse_dtype
 
+    if cfg.two_phase:  # the transformer keeps both adapters, on and at scale 1
+        set_lora_scales(layers, {ADAPTER: 1.0, SPATIAL_ADAPTER: 1.0})
+        for p in params:
+            p.requires_grad_(True)
     final = run_dir / FINAL_NAME
     if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
         parallel.barrier()
         return final
-    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "motion",
-                        dtype=parse_dtype(cfg.save_dtype),
-                        extra_info={"steps": cfg.steps, "mora": cfg.use_mora,
-                                    "token": folder_token([it.text for it in items], MOTION_TOKENS)})
+    token = folder_token([it.text for it in items], MOTION_TOKENS)
+    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "motion", dtype=parse_dtype(cfg.save_dtype),
+                extra_info={"steps": cfg.steps, "mora": cfg.use_mora, "recipe": cfg.recipe, "token": token})
+    if cfg.two_phase:
+        export_lora(transformer, SPATIAL_ADAPTER, run_dir / SPATIAL_NAME, cfg.spatial_rank, cfg.spatial_alpha,
+                    "motion-spatial", dtype=parse_dtype(cfg.save_dtype),
+                    extra_info={"steps": cfg.steps, "recipe": cfg.recipe, "token": token})
     times.mark("save")
     times.write(run_dir)
     parallel.barrier()

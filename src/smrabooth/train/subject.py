@@ -1,8 +1,10 @@
 """Stage 1: the subject LoRA, trained with the masked flow-matching loss plus SuRA (docs/method.md).
 
-    L = L_region + lambda * L_SuRA
+    L = w(t) * L_region + lambda * L_SuRA       w(t): schedules.timestep_weights (1 under `paper`)
     L_region = sum(M * (u - v)^2) / sum(M)      flow-matching error inside the subject mask
     L_SuRA   = - mean_n cos(y*[n], h_phi(h_l[n]))  (align/sura.py)
+
+per image; a step of `batch_size` images averages them (train/distributed.py).
 
 Each image is a one-frame video. Prompt embeddings, VAE latents and DINOv2 features are computed
 once and cached; the text encoder is freed before training.
@@ -20,14 +22,14 @@ import torch
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
-from ..data.subject import SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
+from ..data.subject import MASK_RULES, SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from ..schedules import training_sigmas
-from ..validation import check_multiple, check_number, check_train_settings
+from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
+from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
     PhaseTimes,
@@ -38,7 +40,7 @@ from .common import (
     export_lora,
     make_validator,
     open_run,
-    sample_sigma,
+    sample_timesteps,
     seeded,
     train_loop,
 )
@@ -76,6 +78,14 @@ class SubjectTrainConfig:
                                    "small models)")
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
+    timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
+    warmup_steps: int = _R.warmup_steps
+    warmup_factor: float = _R.warmup_factor
+    mask_rule: str = setting(_R.mask_rule, "pixel mask to latent grid: area = the covered fraction of each cell; "
+                             "bilinear = a bilinear resize, every cell above 0 is subject (the authors')",
+                             choices=MASK_RULES)
+    train_projector: bool = setting(_R.train_projector, "train SuRA's projector (off: it stays as initialised, as "
+                                    "in the authors' code)")
     seed: int = 0
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
@@ -85,7 +95,7 @@ class SubjectTrainConfig:
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
     checkpoint_every: int = 100
-    batch_size: int = 1  # samples per process per optimizer step (computed one after the other)
+    batch_size: int = _R.batch_size  # samples per process per optimizer step (computed one after the other)
     gradient_accumulation: int = 1  # times batch_size per process per step; effective batch: train/distributed.py
     validate_every: int = 0
     validation_prompt: str | None = None
@@ -103,6 +113,10 @@ class SubjectTrainConfig:
     def validate(self) -> SubjectTrainConfig:
         get_recipe(self.recipe)
         check_train_settings(self)
+        check_number("--warmup-steps", self.warmup_steps, 0, 10**7, integer=True)
+        check_number("--warmup-factor", self.warmup_factor, 0, 1, low_open=True)
+        check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
+        check_choice("--mask-rule", self.mask_rule, MASK_RULES)
         check_multiple("--resolution", self.resolution, 16, 16, 2048)
         check_number("--sura-weight", self.sura_weight, 0, 1000)
         check_number("--sura-layer", self.sura_layer, 0, 1000, integer=True)
@@ -145,12 +159,14 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
     for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False, disable=not progress):
         key = cache_key(kind="subject-image", model=vae, res=res, image=file_digest(image_path),
                         mask=file_digest(mask_path) if mask_path else None,
-                        encoder=encoder, vae_dtype=str(pipe.vae.dtype))
+                        encoder=encoder, vae_dtype=str(pipe.vae.dtype),
+                        **({"mask_rule": cfg.mask_rule} if cfg.mask_rule != "area" else {}))
 
         def compute(image_path=image_path, mask_path=mask_path):
             image, mask = load_image_and_mask(image_path, mask_path, res)
             out = {"latent": encode_image_latent(pipe.vae, image)}
-            out["mask"] = mask_to_latent_grid(mask, latent_hw) if mask is not None else torch.ones(1, 1, *latent_hw)
+            out["mask"] = (mask_to_latent_grid(mask, latent_hw, cfg.mask_rule) if mask is not None
+                           else torch.ones(1, 1, *latent_hw))
             if cfg.use_sura:
                 from ..models.dinov2 import dinov2_patch_features
 
@@ -224,7 +240,10 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         with seeded(cfg.seed + 1):
             projector = build_projector(dit_dim, examples[0].tokens.shape[-1], cfg.projector_width).to(device)
         modules["projector"] = projector
-        params += list(projector.parameters())
+        if cfg.train_projector:
+            params += list(projector.parameters())
+        else:  # the authors' code: the projector is not in the optimizer, it stays as initialised
+            projector.requires_grad_(False)
         if not 0 <= cfg.sura_layer < len(transformer.blocks):
             raise SmraboothError(f"--sura-layer {cfg.sura_layer} is outside 0..{len(transformer.blocks) - 1}")
         hook = transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
@@ -237,13 +256,14 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
     sigmas = training_sigmas(cfg.shift)
+    weights = timestep_weights(sigmas, cfg.timestep_weight)
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
                                 None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
 
     def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         ex = on_device[int(torch.randint(len(on_device), (1,), generator=gen))]
-        sigma = sample_sigma(sigmas, gen).to(device)
+        sigma, weight = (v.to(device) for v in sample_timesteps(sigmas, weights, 1, gen))
         noise = torch.randn(ex.latent.shape, generator=gen).to(device)
         z0 = ex.latent[None]
         z_t = (1 - sigma) * z0 + sigma * noise
@@ -251,9 +271,9 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
             u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype),
                             text_on_device[ex.text], return_dict=False)[0]
-            flow = masked_flow_loss(u, target, ex.mask[None])
+            flow = weight[0] * masked_flow_loss(u, target, ex.mask[None])  # logged as it enters the loss
             losses = {"flow": flow}
-            if cfg.use_sura:
+            if cfg.use_sura:  # never time-weighted
                 losses["sura"] = sura_loss(ex.tokens[None], hidden.pop("h"), modules["projector"])
         losses["loss"] = flow + cfg.sura_weight * losses["sura"] if cfg.use_sura else flow
         return losses
@@ -267,7 +287,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     generator = torch.Generator().manual_seed(cfg.seed)
     settings = LoopSettings(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
-                            validate_every=cfg.validate_every, progress=progress)
+                            validate_every=cfg.validate_every, progress=progress, warmup_steps=cfg.warmup_steps,
+                            warmup_factor=cfg.warmup_factor)
     times.mark("setup")
     try:
         train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
@@ -285,7 +306,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         return final
     export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "subject",
                         dtype=parse_dtype(cfg.save_dtype),
-                        extra_info={"steps": cfg.steps, "sura": cfg.use_sura,
+                        extra_info={"steps": cfg.steps, "sura": cfg.use_sura, "recipe": cfg.recipe,
                                     "token": folder_token([t for _, _, t in items], SUBJECT_TOKENS)})
     if "projector" in modules:
         from safetensors.torch import save_file
