@@ -246,3 +246,15 @@ def test_official_subject_resumes_exactly_with_batch_2_and_keeps_the_projector(t
     with seeded(1):
         fresh = build_projector(saved["0.weight"].shape[1], saved["4.weight"].shape[0], 32)
     assert all(torch.equal(saved[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_parity_script_names_a_wrong_checkout(tmp_path):
+    """scripts/check_official_parity.py needs the authors' checkout; without one it stops with one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "check_official_parity.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode != 0 and "pass a checkout of the authors' repository" in out.stderr
+    assert "Traceback" not in out.stderr

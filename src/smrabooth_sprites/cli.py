@@ -80,6 +80,9 @@ def _common(p) -> None:
     p.add_argument("--gen-steps", type=int, default=DEMO_GEN_STEPS, help="denoising steps per video")
     p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale")
     p.add_argument("--lr", type=float, default=5e-4, help="LoRA learning rate (both LoRAs)")
+    p.add_argument("--recipe", default="paper", choices=["paper", "official"],
+                   help="the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, lr, sizes) "
+                        "on top; official splits --motion-steps into a spatial and a temporal half")
     p.add_argument("--no-motion-fidelity", action="store_true",
                    help="skip the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
@@ -107,7 +110,7 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
     return settings_for_bundle(ExperimentSettings(
         model=str(model), out=str(out), subject_steps=subject_steps, motion_steps=motion_steps,
         gen_steps=args.gen_steps, guidance=args.guidance, lr=args.lr, device=args.device,
-        progress=not args.no_progress, motion_fidelity=not args.no_motion_fidelity))
+        progress=not args.no_progress, motion_fidelity=not args.no_motion_fidelity, recipe=args.recipe))
 
 
 def run_demo(args) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
-from smrabooth.recipes import PAPER
+from smrabooth.recipes import PAPER, get_recipe
 
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
@@ -182,6 +182,7 @@ class ExperimentSettings:
     progress: bool = True
     motion_fidelity: bool = True  # the SEA-RAFT-tracked measure (the slowest part of scoring on a CPU)
     cache_dir: str | None = None  # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
+    recipe: str = "paper"  # the trainers' recipe (the lab's results so far are the paper's; official: --recipe)
     # filled from the bundle
     size: int = 128
     frames: int = 17
@@ -278,7 +279,8 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
 
     from .bundle import load_bundle
 
-    run = case_dir(settings, case) / "loras" / f"{which}_{kind}"
+    run = case_dir(settings, case) / "loras" / (f"{which}_{kind}" + ("" if settings.recipe == "paper" else
+                                                                     f"_{settings.recipe}"))
     final = run / (SUBJECT_FINAL if which == "subject" else MOTION_FINAL)
     if final.is_file():
         return final, False
@@ -293,21 +295,23 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     text_encoder = models.pipe.text_encoder
     try:
         if which == "subject":
-            cfg = SubjectTrainConfig(data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
-                                     alpha=float(settings.subject_rank), resolution=settings.size,
-                                     encoder=str(Path(model_dir) / "dinov2"), use_sura=kind == "sura",
-                                     projector_width=256, **common)
+            cfg = SubjectTrainConfig.from_recipe(
+                settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
+                alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(Path(model_dir) / "dinov2"),
+                use_sura=kind == "sura", projector_width=256, **common)
             log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
                 f"{cfg.steps} steps)")
             train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
                           overwrite=True, progress=settings.progress)
         else:
             window, drop, stride = mora_window(settings.frames)
-            cfg = MotionTrainConfig(data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
-                                    alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size,
-                                    width=settings.size, fps=settings.fps,
-                                    flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora",
-                                    window=window, drop_frames=drop, window_stride=stride, **common)
+            motion_phases = {"spatial_steps": settings.motion_steps // 2, "temporal_steps": settings.motion_steps
+                             - settings.motion_steps // 2} if get_recipe(settings.recipe).motion.spatial_steps else {}
+            cfg = MotionTrainConfig.from_recipe(
+                settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
+                alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
+                fps=settings.fps, flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora", window=window,
+                drop_frames=drop, window_stride=stride, **motion_phases, **common)
             log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
                 f"{cfg.steps} steps)")
             train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
