@@ -59,12 +59,17 @@ def load_functions(root: Path, rel: str, names: dict[str, str | None], env: dict
     tree = ast.parse((root / rel).read_text(), filename=str(root / rel))
     found = {}
     for node in tree.body:
-        bodies = [(None, node)] if isinstance(node, ast.FunctionDef) else [
-            (node.name, n) for n in node.body if isinstance(n, ast.FunctionDef)] if isinstance(node, ast.ClassDef) else []
+        if isinstance(node, ast.FunctionDef):
+            bodies = [(None, node)]
+        elif isinstance(node, ast.ClassDef):
+            bodies = [(node.name, n) for n in node.body if isinstance(n, ast.FunctionDef)]
+        else:
+            bodies = []
         for owner, fn in bodies:
             if fn.name in names and names[fn.name] == owner:
                 namespace = dict(env)
-                exec(compile(ast.Module(body=[fn], type_ignores=[]), str(root / rel), "exec"), namespace)  # noqa: S102 (their code, from the checkout the user names)
+                code = compile(ast.Module(body=[fn], type_ignores=[]), str(root / rel), "exec")
+                exec(code, namespace)  # noqa: S102 (their code, from the checkout the user names)
                 found[fn.name] = namespace[fn.name]
     missing = set(names) - set(found)
     if missing:
@@ -164,7 +169,8 @@ def compare_all(theirs: dict, seed: int = 0) -> list[tuple[str, float, str]]:
     # 3. SuRA: the projector's shape, and the loss with the same projector weights
     their_proj = theirs["build_mlp"](1536, 2048, 1536)
     ours_proj = build_projector(1536, 1536, OFFICIAL.subject.projector_width)
-    shapes_equal = [p.shape for p in their_proj.state_dict().values()] == [p.shape for p in ours_proj.state_dict().values()]
+    shapes = [[p.shape for p in m.state_dict().values()] for m in (their_proj, ours_proj)]
+    shapes_equal = shapes[0] == shapes[1]
     ours_proj.load_state_dict(their_proj.state_dict())
     hidden, target_tokens = torch.randn(1, 1024, 1536, generator=g), torch.randn(1, 1024, 1536, generator=g)
     with torch.no_grad():
