@@ -8,7 +8,7 @@ from test_train_subject import make_subject_folder
 
 from smrabooth.cli import build_parser, main
 from smrabooth.cli.common import config_from_args
-from smrabooth.recipes import PAPER
+from smrabooth.recipes import OFFICIAL, PAPER
 from smrabooth.train.motion import MotionTrainConfig
 from smrabooth.train.subject import SubjectTrainConfig
 
@@ -28,6 +28,10 @@ SUBJECT_FLAGS = {
     "validation_prompt": (["--validation-prompt", "a V* ball"], "a V* ball"),
     "validation_frames": (["--validation-frames", "5"], 5), "validation_steps": (["--validation-steps", "4"], 4),
     "save_dtype": (["--save-dtype", "fp32"], "fp32"),
+    "timestep_weight": (["--timestep-weight", "none"], "none"), "batch_size": (["--batch-size", "3"], 3),
+    "gradient_accumulation": (["--gradient-accumulation", "2"], 2), "warmup_steps": (["--warmup-steps", "2"], 2),
+    "warmup_factor": (["--warmup-factor", "0.5"], 0.5), "mask_rule": (["--mask-rule", "area"], "area"),
+    "train_projector": (["--train-projector"], True),
 }
 MOTION_FLAGS = {
     "recipe": (["--recipe", "paper"], "paper"), "steps": (["--steps", "7"], 7), "rank": (["--rank", "8"], 8),
@@ -46,6 +50,14 @@ MOTION_FLAGS = {
     "checkpoint_every": (["--checkpoint-every", "3"], 3), "validate_every": (["--validate-every", "0"], 0),
     "validation_prompt": (["--validation-prompt", "S*"], "S*"), "validation_steps": (["--validation-steps", "4"], 4),
     "save_dtype": (["--save-dtype", "fp16"], "fp16"),
+    "timestep_weight": (["--timestep-weight", "none"], "none"), "batch_size": (["--batch-size", "3"], 3),
+    "gradient_accumulation": (["--gradient-accumulation", "2"], 2), "warmup_steps": (["--warmup-steps", "2"], 2),
+    "warmup_factor": (["--warmup-factor", "0.5"], 0.5), "spatial_steps": (["--spatial-steps", "4"], 4),
+    "temporal_steps": (["--temporal-steps", "6"], 6), "spatial_layer_types": (["--spatial-layer-types", "q,k"],
+                                                                               ("q", "k")),
+    "spatial_rank": (["--spatial-rank", "4"], 4), "spatial_alpha": (["--spatial-alpha", "2"], 2.0),
+    "debiased": (["--no-debiased"], False), "debias_beta": (["--debias-beta", "0.5"], 0.5),
+    "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
 }
 
 
@@ -67,11 +79,11 @@ def test_every_setting_has_a_flag(tmp_path, command, cls, table):
     for name, (flags, value) in table.items():
         assert getattr(cfg, name) == value, (name, flags)
     assert (cfg.model, cfg.data, cfg.cache_dir) == ("m", str(data), str(tmp_path / "cache"))
-    # and with no flag each one is the recipe's (or the dataclass's) default
+    # and with no flag each one is the default recipe's (official) or the dataclass's default
     cfg = config_from_args(cls, parse(command, "--model", "m", "--data", data, "--out", tmp_path / "run"))
-    assert cfg == cls.from_recipe("paper", model="m", data=str(data), out=str(tmp_path / "run")).validate()
-    assert (cfg.rank, cfg.layer_types) == ((PAPER.subject if cls is SubjectTrainConfig else PAPER.motion).rank,
-                                           ("q", "k", "v", "o", "ffn.0", "ffn.2"))
+    assert cfg == cls.from_recipe("official", model="m", data=str(data), out=str(tmp_path / "run")).validate()
+    stage = OFFICIAL.subject if cls is SubjectTrainConfig else OFFICIAL.motion
+    assert (cfg.recipe, cfg.rank, cfg.layer_types) == ("official", stage.rank, stage.layer_types)
 
 
 def test_old_flag_spellings_still_work(tmp_path):
@@ -91,14 +103,17 @@ def test_flags_override_the_file_which_overrides_the_recipe(tmp_path):
     cfg = config_from_args(SubjectTrainConfig, parse("train-subject", "--config", run, "--steps", "9",
                                                      "--out", tmp_path / "o"))
     assert (cfg.steps, cfg.rank, cfg.layer_types, cfg.use_sura) == (9, 8, ("q", "k"), False)  # flag, file, file
-    assert (cfg.lr, cfg.sura_weight, cfg.recipe) == (PAPER.subject.lr, PAPER.subject.sura_weight, "paper")  # recipe
+    assert (cfg.lr, cfg.sura_layer, cfg.recipe) == (OFFICIAL.subject.lr, OFFICIAL.subject.sura_layer, "official")
+    paper = config_from_args(SubjectTrainConfig, parse("train-subject", "--config", run, "--recipe", "paper",
+                                                       "--out", tmp_path / "o"))
+    assert (paper.steps, paper.sura_layer, paper.recipe) == (7, PAPER.subject.sura_layer, "paper")  # the recipe's
     assert (cfg.model, cfg.data) == ("m", str(tmp_path))  # the file may name the model and data
 
 
 @pytest.mark.parametrize("text, message", [
     ("steps: ten\n", "run.yaml: steps: 'ten' is not a whole number"),
     ("stpes: 10\n", "run.yaml: unknown setting(s) stpes"),
-    ("recipe: nope\n", "unknown recipe 'nope': choose from paper"),
+    ("recipe: nope\n", "unknown recipe 'nope': choose from official, paper"),
     ("use_sura: maybe\n", "run.yaml: use_sura: 'maybe' is not true or false"),
     ("- steps\n", "must hold a mapping"),
 ])
@@ -125,7 +140,7 @@ def test_run_config_yaml_is_accepted_back(tiny_model_dir, tmp_path):
                  "--layer-types", "q,ffn.0", "--save-dtype", "fp32", "--cache-dir", str(tmp_path / "cache"),
                  "--quiet"]) == 0
     saved = yaml.safe_load((first / "config.yaml").read_text())
-    assert saved["recipe"] == "paper" and saved["layer_types"] == ["q", "ffn.0"] and saved["sura_weight"] == 0.05
+    assert saved["recipe"] == "official" and saved["layer_types"] == ["q", "ffn.0"] and saved["sura_weight"] == 0.05
     second = tmp_path / "second"
     assert main(["train-subject", "--config", str(first / "config.yaml"), "--out", str(second), "--dtype", "fp32",
                  "--quiet"]) == 0

@@ -308,9 +308,9 @@ def test_training_forms_start_from_the_recipe_on_a_wan_model(tmp_path, test_reci
     try:
         assert h.train_fields(app, "subject", "test") == {"steps": 7, "rank": 3, "lr": 2e-4}
         assert h.train_fields(app, "motion", "test") == {"steps": 9, "rank": 5, "lr": 3e-4}
-        paper = RECIPES["paper"]
-        assert h.train_fields(app, "subject") == {"steps": paper.subject.steps, "rank": paper.subject.rank,
-                                                  "lr": paper.subject.lr}
+        default = RECIPES["official"]  # the default recipe
+        assert h.train_fields(app, "subject") == {"steps": default.subject.steps, "rank": default.subject.rank,
+                                                  "lr": default.subject.lr}
         with pytest.raises(SmraboothError, match="unknown recipe 'nope'"):
             h.train_fields(app, "motion", "nope")
         fields = h.preset_fields(app, "test")  # a Wan model: the recipe's sampler as it is
