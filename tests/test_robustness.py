@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,10 @@ CASES = [
     (TS + ["--model", "{tmp}/nowhere/wan"], 2, "--model {tmp}/nowhere/wan: no such folder"),
     (TS + ["--device", "tpu"], 2, "--device tpu"),
     (TS + ["--mixed-precision", "fp8"], 2, "invalid choice: 'fp8'"),
+    (TS + ["--resume", "--overwrite"], 2, "--resume and --overwrite exclude each other"),
+    (TS + ["--resume"], 2, "nothing to resume in {tmp}/run"),
+    (TS[:-3] + ["--out", "{subject}"], 2, "already holds files: pass --resume"),
+    (TS[:-3] + ["--out", "{subject}", "--overwrite"], 2, "holds files that are not a smrabooth run"),
     # ---- train-motion
     (TM + ["--fps", "-15"], 2, "--fps -15: must be a finite number in (0, 240]"),
     (TM + ["--fps", "0"], 2, "--fps 0"),
@@ -516,3 +521,156 @@ def test_without_network_a_hub_id_fails_at_once(tmp_path):
     lines = [ln for ln in err.strip().splitlines() if "warning" not in ln.lower()]
     assert lines[-1].startswith("smrabooth generate: error: could not load the Wan model") and len(lines) == 1, err
     assert "not in the local cache" in lines[-1] and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- run folders
+TRAIN = ["train-subject", "--no-sura", "--resolution", "32", "--rank", "4", "--alpha", "4", "--checkpoint-every", "1",
+         "--quiet", "--dtype", "fp32", "--no-gradient-checkpointing"]
+
+
+def train_argv(world, run, *extra):
+    return [*TRAIN, "--model", world["model"], "--data", world["subject"], "--out", str(run),
+            "--cache-dir", str(run.parent / "cache"), *extra]
+
+
+def test_resume_refuses_changed_settings_and_falls_back_to_an_intact_checkpoint(world, tmp_path, capsys):
+    from smrabooth.train.common import list_checkpoints, read_log
+
+    run = tmp_path / "run"
+    assert main(train_argv(world, run, "--steps", "2")) == 0
+    capsys.readouterr()
+    # a setting other than --steps: refused, naming it (rank 4 saved; the default would be 32)
+    assert main(train_argv(world, run, "--steps", "3", "--resume", "--rank", "8")) == 2
+    err = capsys.readouterr().err
+    assert "rank 4 (asked: 8)" in err and "only --steps may change" in err
+    assert main(train_argv(world, run, "--resume", "--steps", "3", "--lr", "0.5")) == 2
+    assert "lr 0.0001 (asked: 0.5)" in capsys.readouterr().err
+    assert main(train_argv(world, run, "--resume", "--steps", "1")) == 2  # fewer steps than done
+    assert "is already at step 2; pass --steps 2 or more" in capsys.readouterr().err
+    # same flags (rank 4 given again) or none: continues with the saved settings
+    assert main(train_argv(world, run, "--resume", "--steps", "3")) == 0
+    assert [r["step"] for r in read_log(run / "log.jsonl")] == [1, 2, 3]
+    capsys.readouterr()
+
+    # the newest checkpoint damaged, the log's last line cut short, a temporary folder left by a killed call
+    newest = list_checkpoints(run)[-1][1]
+    assert newest.name == "step-3"
+    (newest / "lora.safetensors").write_bytes((newest / "lora.safetensors").read_bytes()[:100])
+    log = (run / "log.jsonl").read_text()
+    (run / "log.jsonl").write_text(log[:-20])
+    (run / "checkpoints" / ".step-9.tmp").mkdir()
+    assert main(train_argv(world, run, "--resume", "--steps", "4")) == 0
+    err = capsys.readouterr().err
+    assert f"checkpoint {newest} is damaged" in err and "Traceback" not in err
+    assert [r["step"] for r in read_log(run / "log.jsonl")] == [1, 2, 3, 4]  # resumed from step 2
+    assert not (run / "checkpoints" / ".step-9.tmp").exists()
+    assert not (run / ".lock").exists()
+
+    # a run's config.yaml holding a value of the wrong type: one line
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("rank: 4", "rank: ten"))
+    assert main(train_argv(world, run, "--resume", "--steps", "5")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rank: 'ten' is not a whole number" in err and len(err.splitlines()) == 1
+
+
+def test_a_live_run_folder_is_locked_against_a_second_trainer(world, tmp_path):
+    """Two real processes: the second trainer is refused whatever its flags; once the first is killed, its
+    lock is stale and taken over."""
+    import signal
+
+    from smrabooth.train import lock
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    first = subprocess.Popen([sys.executable, "-m", "smrabooth.cli", *train_argv(world, run, "--steps", "100000",
+                                                                                 "--checkpoint-every", "100000")],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / lock.LOCK_NAME).exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.time() < deadline
+            time.sleep(0.5)
+        holder = lock.read_lock(run)
+        assert holder["pid"] == first.pid
+        for flags in (["--overwrite"], ["--resume"], []):
+            second = run_smrabooth(train_argv(world, run, "--steps", "2", *flags))
+            err = second.stderr.strip()
+            assert second.returncode == 2 and len(err.splitlines()) == 1, err
+            assert f"is in use by a running training (pid {first.pid}" in err, err
+        assert first.poll() is None and (run / "config.yaml").exists()  # the first run is untouched
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert lock.read_lock(run)["pid"] == first.pid  # left behind by the killed process: stale
+    lock.check_unlocked(run)
+    lock.acquire(run)
+    assert lock.read_lock(run)["pid"] == os.getpid()
+    lock.release(run)
+    assert not (run / lock.LOCK_NAME).exists()
+
+
+# ---------------------------------------------------------------- NaN and full disks during training
+def subject_config(world, tmp_path, **kw):
+    from smrabooth.train.subject import SubjectTrainConfig
+
+    base = {"model": "tiny", "data": world["subject"], "out": str(tmp_path / "run"), "steps": 4, "rank": 4,
+            "alpha": 4.0, "lr": 1e-3, "resolution": 32, "use_sura": False, "gradient_checkpointing": False,
+            "checkpoint_every": 2, "save_dtype": "fp32", "cache_dir": str(tmp_path / "cache")}
+    return SubjectTrainConfig(**{**base, **kw})
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(world, tmp_path, tiny_pipe, monkeypatch):
+    from smrabooth.errors import SmraboothError
+    from smrabooth.train import subject as subject_module
+    from smrabooth.train.common import list_checkpoints
+
+    real, calls = subject_module.masked_flow_loss, []
+
+    def poisoned(*a):
+        calls.append(1)
+        loss = real(*a)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    monkeypatch.setattr(subject_module, "masked_flow_loss", poisoned)
+    with pytest.raises(SmraboothError, match=r"step 3: flow = nan.*training stopped.*step 2, is kept"):
+        subject_module.train_subject(subject_config(world, tmp_path), tiny_pipe, model_id="tiny", progress=False)
+    run = tmp_path / "run"
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    assert not (run / subject_module.FINAL_NAME).exists()
+
+
+@pytest.mark.parametrize("errno, text", [(28, "No space left on device"), (30, "Read-only file system")])
+def test_a_full_or_read_only_disk_mid_run_is_one_error_and_no_half_written_checkpoint(world, tmp_path, tiny_pipe,
+                                                                                      monkeypatch, errno, text):
+    import safetensors.torch
+
+    from smrabooth.errors import SmraboothError
+    from smrabooth.train.common import list_checkpoints
+    from smrabooth.train.subject import train_subject
+
+    real = safetensors.torch.save_file
+
+    def failing(tensors, path, *a, **k):
+        if "step-4" in str(path):
+            raise OSError(errno, text)
+        return real(tensors, path, *a, **k)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing)
+    with pytest.raises(SmraboothError, match=rf"could not write the checkpoint of step 4 .*{text}.*step 2, is kept"):
+        train_subject(subject_config(world, tmp_path), tiny_pipe, model_id="tiny", progress=False)
+    run = tmp_path / "run"
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]
+
+
+def test_captions_without_the_token_warn_at_training_time(world, tmp_path, tiny_pipe, capsys):
+    import shutil
+
+    from smrabooth.train.subject import train_subject
+
+    data = tmp_path / "subject"
+    shutil.copytree(world["subject"], data)
+    (data / "metadata.csv").write_text("file_name,text\n00.png,a picture of a ball\n")
+    train_subject(subject_config(world, tmp_path, data=str(data), steps=1), tiny_pipe, model_id="tiny", progress=False)
+    assert "1 of 1 captions have no subject token (V* or sks)" in capsys.readouterr().err

@@ -59,6 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_dests(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests of the options the user actually wrote in `argv` (not filled in from defaults): argv parsed
+    again with every default suppressed. A resumed training compares only these with its saved settings."""
+    saved = []
+
+    def suppress(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    suppress(sub)
+            else:
+                saved.append((action, action.default))
+                action.default = argparse.SUPPRESS
+        saved.append((p, dict(p._defaults)))
+        p._defaults.clear()
+
+    suppress(parser)
+    try:
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for obj, default in saved:
+            if isinstance(obj, argparse.ArgumentParser):
+                obj._defaults.update(default)
+            else:
+                obj.default = default
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..hub import go_offline, is_offline
     from ..validation import one_line
@@ -68,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.given = given_dests(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

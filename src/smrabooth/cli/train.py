@@ -102,7 +102,7 @@ def run_unet_subject(args) -> int:
     encoder = _dinov2_loader(cfg, args, pipe) if cfg.use_sura else None
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     final = train_unet_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
-                               progress=not args.quiet)
+                               progress=not args.quiet, explicit=given_fields(args, UnetSubjectConfig))
     print(f"wrote {final}")
     return 0
 
@@ -124,15 +124,37 @@ def run_unet_motion(args) -> int:
                                   local_files_only=True if args.offline else None)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     final = train_unet_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              overwrite=args.overwrite, progress=not args.quiet,
+                              explicit=given_fields(args, UnetMotionConfig))
     print(f"wrote {final}")
     return 0
+
+
+def given_fields(args, config_class) -> set[str]:
+    """The settings (fields of `config_class`) the user asked for: the flags written on the command line (found
+    by main's second parse, defaults suppressed: --rank -> rank, --no-sura -> use_sura) and the keys of --config.
+    A resumed run refuses to change any of them but `steps`."""
+    import dataclasses
+
+    from ..config import read_yaml
+
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    out = set(read_yaml(args.config)) & fields if getattr(args, "config", None) else set()
+    for dest in getattr(args, "given", set()):
+        rest = dest[3:] if dest.startswith("no_") else None
+        for name in (dest, f"use_{rest}" if rest else None, rest):
+            if name in fields:
+                out.add(name)
+                break
+    return out
 
 
 def run_subject(args) -> int:
     import torch
 
     from ..models.dinov2 import load_dinov2
+    from ..train.common import check_run_dir
+    from ..train.subject import FINAL_NAME as SUBJECT_FINAL
     from ..train.subject import SubjectTrainConfig, train_subject
     from ..train.unet import UnetSubjectConfig
 
@@ -145,6 +167,9 @@ def run_subject(args) -> int:
         raise SmraboothError(f"--{unet_only[0].replace('_', '-')} applies to ZeroScope (U-Net) models only")
     cfg = config_from_args(SubjectTrainConfig, args, REQUIRED)
     args.model = cfg.model
+    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
+        check_run_dir(cfg.out, SUBJECT_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
+                      explicit=given_fields(args, SubjectTrainConfig))
     check_model_args(args)
     use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
     from ..train.distributed import process_device
@@ -159,19 +184,24 @@ def run_subject(args) -> int:
                                local_files_only=True if args.offline or os.path.isdir(cfg.encoder) else None)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     final = train_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          progress=not args.quiet, explicit=given_fields(args, SubjectTrainConfig))
     print(f"wrote {final}")
     return 0
 
 
 def run_motion(args) -> int:
     from ..models.searaft import load_searaft
+    from ..train.common import check_run_dir
+    from ..train.motion import FINAL_NAME as MOTION_FINAL
     from ..train.motion import MotionTrainConfig, train_motion
 
     if backbone_of(args) == "unet":
         return run_unet_motion(args)
     cfg = config_from_args(MotionTrainConfig, args, REQUIRED)
     args.model = cfg.model
+    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
+        check_run_dir(cfg.out, MOTION_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
+                      explicit=given_fields(args, MotionTrainConfig))
     check_model_args(args)
     use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
     from ..train.distributed import process_device
@@ -185,6 +215,7 @@ def run_motion(args) -> int:
                                   local_files_only=True if args.offline else None)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     final = train_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
-                         overwrite=args.overwrite, progress=not args.quiet)
+                         overwrite=args.overwrite, progress=not args.quiet,
+                         explicit=given_fields(args, MotionTrainConfig))
     print(f"wrote {final}")
     return 0

@@ -17,9 +17,11 @@ All randomness of training (which example, which sigma, which noise) comes from 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +37,9 @@ from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
 from .distributed import SINGLE, DataParallel
+from .lock import LOCK_NAME, check_unlocked
+from .lock import acquire as acquire_lock
+from .lock import release as release_lock
 from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
     JsonlLog,
     atomic_path,
@@ -111,22 +116,33 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool) -> Path:
-    """Create or check the run folder; refuse to clobber a run unless asked."""
+def _entries(out: Path) -> list[Path]:
+    """What a run folder holds, its lock aside."""
+    return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+
+
+def check_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool, cfg=None,
+                  explicit: set[str] | None = None) -> Path:
+    """Whether `out` can take this run (nothing is changed): no live trainer in it, --resume only with a
+    checkpoint and, given `cfg`, the same settings (see `resume_settings`), no clobbering without --overwrite.
+    The trainers' CLI calls it before any model loads."""
     out = Path(out)
     if overwrite and resume:
         raise SmraboothError("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
-        raise SmraboothError(f"--out {out} is a file, not a folder")
-    has_run = out.is_dir() and ((out / "config.yaml").exists() or (out / final_name).exists())
-    if overwrite and out.is_dir():
-        if any(out.iterdir()) and not has_run:
+        raise SmraboothError(f"--out {out}: is a file, a folder is needed")
+    check_unlocked(out)
+    entries = _entries(out)
+    has_run = (out / "config.yaml").exists() or (out / final_name).exists()
+    if overwrite:
+        if entries and not has_run:
             raise SmraboothError(f"--out {out} holds files that are not a smrabooth run; refusing to delete them")
-        shutil.rmtree(out)
     elif resume:
         if not list_checkpoints(out):
             raise SmraboothError(f"nothing to resume in {out}: it has no complete checkpoint")
-    elif out.is_dir() and any(out.iterdir()):
+        if cfg is not None:
+            resume_settings(cfg, saved_settings(cfg, out), explicit, out)
+    elif entries:
         if (out / final_name).exists():
             raise SmraboothError(f"{out} already holds a finished run ({final_name}): pass --overwrite to replace "
                                  f"it, --resume with more --steps to continue it, or choose another --out")
@@ -134,24 +150,91 @@ def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overw
         what = f"an unfinished run (checkpoint at step {step})" if step else "files"
         raise SmraboothError(f"{out} already holds {what}: pass --resume to continue, --overwrite to start over, "
                              f"or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def open_run(cfg, final_name: str, resume: bool, overwrite: bool, parallel: DataParallel = SINGLE):
-    """Prepare the run folder and write config.yaml (the main process); returns (cfg, run_dir).
+def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool) -> Path:
+    """Take the folder's lock, then create or check the run folder; refuse to clobber a run unless asked.
+    Temporary folders of a call killed while writing are removed."""
+    out = check_run_dir(out, final_name, resume, overwrite)
+    acquire_lock(out)
+    check_run_dir(out, final_name, resume, overwrite)  # again, now that no other trainer can change it
+    if overwrite:
+        for p in _entries(out):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for tmp in list((out / "checkpoints").glob(".*.tmp")) if (out / "checkpoints").is_dir() else []:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    return out
 
-    A resumed run keeps the settings it was started with (read back from its config.yaml); only
-    `steps` may grow, so the continuation is the same run."""
-    from ..config import apply_dict, read_yaml, write_yaml
+
+def saved_settings(cfg, run_dir: Path):
+    """The settings a run folder's config.yaml holds, as `cfg`'s type (types checked: one line if wrong)."""
+    from ..config import apply_dict, read_yaml
+
+    return apply_dict(type(cfg)(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+
+
+RESUME_MAY_CHANGE = {"steps", "cache_dir"}  # what --resume may change: how far to train, where caches live
+
+
+def resume_settings(cfg, saved, explicit: set[str] | None, run_dir: Path):
+    """The settings a resumed run continues with: the saved ones, with the requested `steps`. Any other
+    setting requested differently is an error naming each (`explicit`: the fields the user set; None: all)."""
+    from dataclasses import replace
+
+    from ..config import to_dict
+
+    want, have = to_dict(cfg), to_dict(saved)
+    names = [f for f in (want if explicit is None else explicit) if f in want and f not in RESUME_MAY_CHANGE]
+    changed = [f for f in names if want[f] != have[f]]
+    if changed:
+        what = ", ".join(f"{f} {have[f]!r} (asked: {want[f]!r})" for f in changed)
+        raise SmraboothError(f"--resume: {run_dir} was trained with {what}; a resumed run keeps its settings and "
+                             f"only --steps may change: drop those flags, or start a new run (another --out or "
+                             f"--overwrite)")
+    last = list_checkpoints(run_dir)[-1][0] if list_checkpoints(run_dir) else 0
+    if cfg.steps < last:
+        raise SmraboothError(f"--steps {cfg.steps}: {run_dir} is already at step {last}; pass --steps {last} or more")
+    return replace(saved, steps=cfg.steps, cache_dir=cfg.cache_dir)
+
+
+def open_run(cfg, final_name: str, resume: bool, overwrite: bool, parallel: DataParallel = SINGLE,
+             explicit: set[str] | None = None):
+    """Lock and prepare the run folder and write config.yaml (the main process); returns (cfg, run_dir).
+
+    A resumed run keeps the settings it was started with (read back from its config.yaml); only `steps` may
+    grow, so the continuation is the same run. `explicit`: the settings the user gave (the CLI's flags);
+    None compares every setting of `cfg`."""
+    from ..config import write_yaml
 
     run_dir = parallel.on_main(lambda: prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite))
     if resume:
-        saved = apply_dict(type(cfg)(), read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
-        cfg = apply_dict(saved, {"steps": cfg.steps}, "resume")
+        cfg = resume_settings(cfg, saved_settings(cfg, run_dir), explicit, run_dir)
     parallel.barrier()  # every process has read config.yaml before the main one rewrites it
-    parallel.on_main(lambda: write_yaml(cfg, run_dir / "config.yaml"))
+
+    def write():
+        try:
+            write_yaml(cfg, run_dir / "config.yaml")
+        except OSError as e:
+            raise SmraboothError(f"cannot write {run_dir / 'config.yaml'} ({e})") from None
+
+    parallel.on_main(write)
     return cfg, run_dir
+
+
+def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
+    """Captions that hold none of the identifier tokens train a LoRA bound to no word: say so, once."""
+    from ..data.tokens import find_token
+
+    missing = [t for t in texts if find_token(t, tokens) is None]
+    if missing:
+        print(f"warning: {len(missing)} of {len(texts)} captions have no {kind} token ({' or '.join(tokens)}), e.g. "
+              f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with", file=sys.stderr)
+
+
+def finish_run(run_dir: Path) -> None:
+    """The training in `run_dir` is over: its lock is released."""
+    release_lock(run_dir)
 
 
 # ---------------------------------------------------------------- model setup
@@ -257,24 +340,43 @@ def _adapter_files(adapter: str | tuple[str, ...]) -> dict[str, str]:
 def save_checkpoint(run_dir: Path, step: int, transformer, adapter: str | tuple[str, ...],
                     modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer, generator: torch.Generator,
                     keep: int = 2, effective_batch: int = 1) -> Path:
+    """Write checkpoints/step-N atomically. Weights that are not finite are never written; a disk that fills up
+    or turns read-only is one error, with no half-written folder left."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     folder = Path(run_dir) / "checkpoints"
-    folder.mkdir(exist_ok=True)
     final = folder / f"step-{step}"
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        for name, file in _adapter_files(adapter).items():
-            save_file(lora_state_dict_from_peft(transformer, name), str(tmp / file))
-        for name, module in modules.items():
-            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                      str(tmp / f"{name}.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        save_file(rng_state(generator), str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"step": step, "effective_batch": effective_batch}))
+    loras = {file: lora_state_dict_from_peft(transformer, name) for name, file in _adapter_files(adapter).items()}
+    states = {name: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+              for name, module in modules.items()}
+    for name, tensors in [*loras.items(), *states.items()]:
+        if not all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point()):
+            raise SmraboothError(f"step {step}: the {name} weights hold NaN or infinite values; training stopped "
+                                 f"without writing them ({_kept(run_dir)})")
+    try:
+        folder.mkdir(exist_ok=True)
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            for file, tensors in loras.items():
+                save_file(tensors, str(tmp / file))
+            for name, tensors in states.items():
+                save_file(tensors, str(tmp / f"{name}.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            save_file(rng_state(generator), str(tmp / "rng.safetensors"))
+            (tmp / "state.json").write_text(json.dumps({"step": step, "effective_batch": effective_batch}))
+    except (OSError, SafetensorError) as e:
+        raise SmraboothError(f"could not write the checkpoint of step {step} in {folder} ({e}); nothing half-written "
+                             f"was left ({_kept(run_dir)})") from None
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _kept(run_dir: Path) -> str:
+    found = list_checkpoints(run_dir)
+    return f"the last complete checkpoint, step {found[-1][0]}, is kept: --resume continues from it" if found \
+        else "no checkpoint was written yet"
 
 
 def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
@@ -345,6 +447,22 @@ class LoopSettings:
         return self.lr * (self.warmup_factor if step < self.warmup_steps else 1.0)
 
 
+def load_newest_intact(run_dir: Path, transformer, adapter: str | tuple[str, ...], modules, optimizer,
+                       generator) -> tuple[int, Path]:
+    """Load the newest checkpoint that reads back whole; returns its step and folder. A damaged one (a disk
+    error, a truncated file) is skipped with a warning. Every state is overwritten by the one that loads, so
+    a partial load of a damaged one leaves nothing behind."""
+    damaged = []
+    for _, folder in reversed(list_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(folder, transformer, adapter, modules, optimizer, generator), folder
+        except Exception as e:  # noqa: BLE001  (safetensors, torch, json and OS errors alike mean "damaged")
+            damaged.append(folder.name)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"warning: checkpoint {folder} is damaged ({first}); trying the one before", file=sys.stderr)
+    raise SmraboothError(f"nothing to resume in {run_dir}: every checkpoint is damaged ({', '.join(damaged)})")
+
+
 def train_loop(
     run_dir: Path,
     settings: LoopSettings,
@@ -368,9 +486,8 @@ def train_loop(
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused or None)
     start = 0
     if resume:
-        folder = list_checkpoints(run_dir)[-1][1]
+        start, folder = load_newest_intact(run_dir, transformer, adapter, modules, optimizer, generator)
         parallel.keep_effective_batch(json.loads((folder / "state.json").read_text()).get("effective_batch", 1))
-        start = load_checkpoint(folder, transformer, adapter, modules, optimizer, generator)
     main = parallel.is_main
     log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None) if main else None
     if parallel.effective_batch > 1 or parallel.processes > 1 or (Path(run_dir) / "parallel.json").is_file():
@@ -384,6 +501,11 @@ def train_loop(
 
     def flush(record):
         values = {k: float(v) for k, v in record.pop("losses").items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:  # before any checkpoint of this step is written: the last one on disk stays good
+            terms = ", ".join(f"{k} = {v}" for k, v in bad.items())
+            raise SmraboothError(f"step {record['step']}: {terms}; training stopped ({_kept(run_dir)}; try a lower "
+                                 f"--lr, or --mixed-precision no)")
         record = {"step": record["step"], **values, "lr": record["lr"], "seconds": record["seconds"]}
         if log is not None:
             log.write(record)

@@ -69,10 +69,12 @@ from .common import (
     compile_blocks,
     encode_captions,
     export_lora,
+    finish_run,
     make_validator,
     open_run,
     sample_timesteps,
     train_loop,
+    warn_untokened_captions,
 )
 from .distributed import DataParallel
 
@@ -295,8 +297,8 @@ def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sig
 
 def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | None = None,
                  flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True) -> Path:
-    """Train a motion LoRA into `cfg.out`; returns the path of the final LoRA file.
+                 progress: bool = True, explicit: set[str] | None = None) -> Path:
+    """Train a motion LoRA into `cfg.out`; returns the path of the final LoRA file; `explicit` as train_subject's.
 
     `flow_model` is a frozen SEA-RAFT (models.searaft) when MoRA is on. `pipe` is changed: its text
     encoder is dropped after the captions are encoded and its transformer keeps the adapter "motion" (and
@@ -308,7 +310,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     times = PhaseTimes()
     cfg = cfg.validate()
     parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel)
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel,
+                            explicit=explicit)
     parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
     if cfg.use_mora and flow_model is None:
         raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
@@ -316,6 +319,7 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_motion_folder(cfg.data)
+    warn_untokened_captions([it.text for it in items], MOTION_TOKENS, "motion")
     transformer, vae = pipe.transformer, pipe.vae
     device = pipe._execution_device
     texts = [it.text for it in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
@@ -426,4 +430,5 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     times.mark("save")
     times.write(run_dir)
     parallel.barrier()
+    finish_run(run_dir)
     return final

@@ -29,10 +29,17 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     tmp = final.with_name(f".{final.name}.tmp")
     _remove(tmp)  # left by a call killed while writing
-    yield tmp
-    if final.is_dir() and tmp.is_dir():
-        shutil.rmtree(final)  # os.replace does not replace a non-empty folder
-    os.replace(tmp, final)
+    try:
+        yield tmp
+        if final.is_dir() and tmp.is_dir():
+            shutil.rmtree(final)  # os.replace does not replace a non-empty folder
+        os.replace(tmp, final)
+    except BaseException:
+        try:  # a disk that filled up or turned read-only: leave no half-written temporary behind
+            _remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _remove(path: Path) -> None:
@@ -104,9 +111,22 @@ class JsonlLog:
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
-    """The records of a log.jsonl; [] when there is none yet."""
+    """The records of a log.jsonl; [] when there is none yet. A last line cut short (a call killed while
+    writing it, a full disk) is left out; a broken line before the last is an error naming it."""
     path = Path(path)
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.is_file() else []
+    if not path.is_file():
+        return []
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    records = []
+    for i, ln in enumerate(lines):
+        try:
+            records.append(json.loads(ln))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            from ..errors import SmraboothError
+            raise SmraboothError(f"{path} line {i + 1} is not a log record; fix or delete that line") from None
+    return records
 
 
 # ---------------------------------------------------------------- precision

@@ -38,11 +38,13 @@ from .common import (
     compile_blocks,
     encode_captions,
     export_lora,
+    finish_run,
     make_validator,
     open_run,
     sample_timesteps,
     seeded,
     train_loop,
+    warn_untokened_captions,
 )
 from .distributed import DataParallel
 
@@ -187,8 +189,11 @@ def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 
 def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
-                  overwrite: bool = False, progress: bool = True) -> Path:
+                  overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file.
+
+    With `resume`, `explicit` names the settings the user asked for (the CLI's flags): any of them that differs
+    from the run's saved settings is an error (None: every setting of `cfg` is compared; only `steps` may change).
 
     `encoder`: the DINOv2 model, or a function that loads it. A function is called only if some image's
     features are not cached yet, and its model is dropped after caching; a model is moved to the CPU.
@@ -200,7 +205,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     if cfg.cuda_graphs and pipe._execution_device.type != "cuda":
         raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {pipe._execution_device.type})")
     parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel)
+    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel,
+                            explicit=explicit)
     parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
@@ -208,6 +214,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_subject_items(cfg)
+    warn_untokened_captions([t for _, _, t in items], SUBJECT_TOKENS, "subject")
     transformer = pipe.transformer
     device = pipe._execution_device
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
@@ -316,4 +323,5 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     times.mark("save")
     times.write(run_dir)
     parallel.barrier()
+    finish_run(run_dir)
     return final

@@ -270,8 +270,9 @@ def _finish(pipe, run_dir, cfg, adapter, final, kind, extra, times):
 
 # ---------------------------------------------------------------- subject
 def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
-                       overwrite: bool = False, progress: bool = True) -> Path:
+                       overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out` on a ZeroScope pipeline; returns the final LoRA path.
+    `explicit`: the settings the user gave, compared with a resumed run's (train_subject's).
     `encoder`: DINOv2, or a function loading it (called only on a cache miss). `pipe.text_encoder` is
     dropped after the captions are encoded; `pipe.unet` keeps the adapter "subject"."""
     from tqdm.auto import tqdm
@@ -282,7 +283,7 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
 
     times = PhaseTimes()
     cfg = cfg.validate()
-    cfg, run_dir = open_run(cfg, SUBJECT_FINAL, resume=resume, overwrite=overwrite)
+    cfg, run_dir = open_run(cfg, SUBJECT_FINAL, resume=resume, overwrite=overwrite, explicit=explicit)
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
     model_id, cache_dir = _prepare(cfg, model_id)
@@ -404,8 +405,9 @@ def unet_motion_losses(cfg: UnetMotionConfig, unet, vae, flow_fn, ex: dict, text
 
 def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: str | None = None,
                       flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
-                      progress: bool = True) -> Path:
-    """Train a motion LoRA (temporal layers) into `cfg.out` on a ZeroScope pipeline; returns its path."""
+                      progress: bool = True, explicit: set[str] | None = None) -> Path:
+    """Train a motion LoRA (temporal layers) into `cfg.out` on a ZeroScope pipeline; returns its path.
+    `explicit`: the settings the user gave, compared with a resumed run's (train_motion's)."""
     from tqdm.auto import tqdm
 
     from ..data.folders import read_motion_folder
@@ -414,7 +416,7 @@ def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: st
 
     times = PhaseTimes()
     cfg = cfg.validate()
-    cfg, run_dir = open_run(cfg, MOTION_FINAL, resume=resume, overwrite=overwrite)
+    cfg, run_dir = open_run(cfg, MOTION_FINAL, resume=resume, overwrite=overwrite, explicit=explicit)
     if cfg.use_mora and flow_model is None:
         raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
     model_id, cache_dir = _prepare(cfg, model_id)
