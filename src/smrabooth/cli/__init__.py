@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.given = given_dests(parser, argv)
+    if args.command in ("train-subject", "train-motion"):  # --resume compares what the user gave
+        args.given = given_dests(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
