@@ -616,7 +616,7 @@ def subject_config(world, tmp_path, **kw):
 
     base = {"model": "tiny", "data": world["subject"], "out": str(tmp_path / "run"), "steps": 4, "rank": 4,
             "alpha": 4.0, "lr": 1e-3, "resolution": 32, "use_sura": False, "gradient_checkpointing": False,
-            "checkpoint_every": 2, "save_dtype": "fp32", "cache_dir": str(tmp_path / "cache")}
+            "checkpoint_every": 2, "save_dtype": "fp32", "cache_dir": str(tmp_path / "cache"), "batch_size": 1}
     return SubjectTrainConfig(**{**base, **kw})
 
 
