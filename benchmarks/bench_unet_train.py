@@ -73,8 +73,6 @@ def encoders(size: str, device):
 
 
 def data(root: Path, frames: int, height: int, width: int) -> tuple[Path, Path]:
-    from smrabooth.video import write_video
-
     rng = np.random.default_rng(0)
     subject = root / "subject"
     (subject / "images").mkdir(parents=True)
@@ -89,7 +87,13 @@ def data(root: Path, frames: int, height: int, width: int) -> tuple[Path, Path]:
     clip = np.zeros((frames + 2, height, width, 3), np.uint8)
     for k in range(len(clip)):  # a textured square moving right
         clip[k, height // 3 : height // 3 + height // 4, 8 + 6 * k : 8 + 6 * k + height // 4] = 220
-    write_video(clip, motion / "0.mp4", fps=8)
+    # the clip is handed to the trainer directly (no video codec needed on the GPU machine; decoding is not
+    # what is measured): the file is a placeholder, load_motion_frames returns these frames
+    (motion / "0.mp4").write_bytes(b"synthetic")
+    import smrabooth.data.motion as motion_data
+
+    frames_tensor = torch.from_numpy(clip[:frames]).permute(0, 3, 1, 2).float() / 255.0
+    motion_data.load_motion_frames = lambda *a, **k: frames_tensor
     (motion / "metadata.csv").write_text("file_name,text\n0.mp4,a square S* sliding right\n")
     return subject, motion
 
