@@ -251,27 +251,11 @@ def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, P
     return subject, motion
 
 
-def _restore_pipe(models, text_encoder, device: str) -> None:
-    """Undo what a trainer does to the pipeline (drops the text encoder, moves the VAE/encoder to the CPU,
-    leaves its adapter and train mode), so one loaded bundle serves every training and generation."""
-    from smrabooth.sampling import detach_loras
-
-    detach_loras(models.pipe)
-    models.pipe.text_encoder = text_encoder
-    transformer = models.pipe.transformer
-    if getattr(transformer, "is_gradient_checkpointing", False):
-        transformer.disable_gradient_checkpointing()
-    transformer.eval().requires_grad_(False)
-    models.pipe.vae.to(device).requires_grad_(False)
-    models.dinov2.to(device)
-    models.searaft.to(device).eval()
-
-
 def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,
                log=print) -> tuple[Path, bool]:
     """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
-    not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); it is given
-    back as it came (no adapter, text encoder in place)."""
+    not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); the trainers
+    return its pipeline and encoders as they found them, so one loaded bundle serves every run."""
     from smrabooth.train.motion import FINAL_NAME as MOTION_FINAL
     from smrabooth.train.motion import MotionTrainConfig, train_motion
     from smrabooth.train.subject import FINAL_NAME as SUBJECT_FINAL
@@ -292,32 +276,28 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     common = {"model": model_dir, "out": str(run), "lr": settings.lr, "seed": settings.data_seed,
               "checkpoint_every": 10 ** 9, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
               "cache_dir": cache}
-    text_encoder = models.pipe.text_encoder
-    try:
-        if which == "subject":
-            cfg = SubjectTrainConfig.from_recipe(
-                settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
-                alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(Path(model_dir) / "dinov2"),
-                use_sura=kind == "sura", projector_width=256, **common)
-            log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
-                f"{cfg.steps} steps)")
-            train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
-                          overwrite=True, progress=settings.progress)
-        else:
-            window, drop, stride = mora_window(settings.frames)
-            motion_phases = {"spatial_steps": settings.motion_steps // 2, "temporal_steps": settings.motion_steps
-                             - settings.motion_steps // 2} if get_recipe(settings.recipe).motion.spatial_steps else {}
-            cfg = MotionTrainConfig.from_recipe(
-                settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
-                alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
-                fps=settings.fps, flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora", window=window,
-                drop_frames=drop, window_stride=stride, **motion_phases, **common)
-            log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
-                f"{cfg.steps} steps)")
-            train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
-                         overwrite=True, progress=settings.progress)
-    finally:
-        _restore_pipe(models, text_encoder, settings.device)
+    if which == "subject":
+        cfg = SubjectTrainConfig.from_recipe(
+            settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
+            alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(Path(model_dir) / "dinov2"),
+            use_sura=kind == "sura", projector_width=256, **common)
+        log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
+            f"{cfg.steps} steps)")
+        train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
+                      overwrite=True, progress=settings.progress)
+    else:
+        window, drop, stride = mora_window(settings.frames)
+        motion_phases = {"spatial_steps": settings.motion_steps // 2, "temporal_steps": settings.motion_steps
+                         - settings.motion_steps // 2} if get_recipe(settings.recipe).motion.spatial_steps else {}
+        cfg = MotionTrainConfig.from_recipe(
+            settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
+            alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
+            fps=settings.fps, flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora", window=window,
+            drop_frames=drop, window_stride=stride, **motion_phases, **common)
+        log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
+            f"{cfg.steps} steps)")
+        train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
+                     overwrite=True, progress=settings.progress)
     (run / "time.json").write_text(json.dumps({"seconds": time.time() - start}))
     return final, True
 

@@ -60,6 +60,7 @@ from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
+from .borrow import borrowed
 from .common import (
     LoopSettings,
     PhaseTimes,
@@ -300,10 +301,16 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
                  progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a motion LoRA into `cfg.out`; returns the path of the final LoRA file; `explicit` as train_subject's.
 
-    `flow_model` is a frozen SEA-RAFT (models.searaft) when MoRA is on. `pipe` is changed: its text
-    encoder is dropped after the captions are encoded and its transformer keeps the adapter "motion" (and
-    "spatial" with two phases, both at scale 1).
+    `flow_model` is a frozen SEA-RAFT (models.searaft) when MoRA is on. `pipe` and `flow_model` are
+    returned as they were given, also on an error (train.borrow): while training, the text encoder waits
+    on the CPU and the transformer carries the adapter "motion" (and "spatial" with two phases).
     """
+    with borrowed(pipe, flow_model):
+        return _train_motion(cfg, pipe, flow_model, model_id, flow_id, resume, overwrite, progress, explicit)
+
+
+def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None, flow_id: str | None, resume: bool,
+                  overwrite: bool, progress: bool, explicit: set[str] | None) -> Path:
     from ..data.folders import read_motion_folder
     from ..models.searaft import compute_flow
 
@@ -332,7 +339,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     examples = precompute_examples(cfg, pipe, flow_fn, items, model_id, cache_dir, flow_id or cfg.flow_model,
                                    progress=progress)
     times.mark("precompute")
-    pipe.text_encoder = None  # umT5-XXL: 11 GB in bf16, not needed any more
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.to("cpu")  # umT5-XXL: 11 GB in bf16, not needed any more
     if device.type == "cuda":
         torch.cuda.empty_cache()
     vae.requires_grad_(False)

@@ -30,6 +30,7 @@ from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
+from .borrow import borrowed
 from .common import (
     LoopSettings,
     PhaseTimes,
@@ -196,10 +197,16 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     from the run's saved settings is an error (None: every setting of `cfg` is compared; only `steps` may change).
 
     `encoder`: the DINOv2 model, or a function that loads it. A function is called only if some image's
-    features are not cached yet, and its model is dropped after caching; a model is moved to the CPU.
-    `pipe` is changed: its text encoder is dropped after the captions are encoded (to free memory)
-    and its transformer keeps the trained adapter "subject".
+    features are not cached yet, and its model is dropped after caching. `pipe` and an `encoder` model
+    are returned as they were given, also on an error (train.borrow): while training, the text encoder
+    and DINOv2 wait on the CPU and the transformer carries the adapter "subject".
     """
+    with borrowed(pipe, encoder if isinstance(encoder, torch.nn.Module) else None):
+        return _train_subject(cfg, pipe, encoder, model_id, resume, overwrite, progress, explicit)
+
+
+def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None, resume: bool, overwrite: bool,
+                   progress: bool, explicit: set[str] | None) -> Path:
     times = PhaseTimes()
     cfg = cfg.validate()
     if cfg.cuda_graphs and pipe._execution_device.type != "cuda":
@@ -229,9 +236,10 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
 
     examples = precompute_examples(cfg, pipe, get_encoder, items, model_id, cache_dir, progress=progress)
     times.mark("precompute")
-    pipe.text_encoder = None  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.to("cpu")  # the largest model we no longer need (umT5-XXL: 11 GB in bf16)
     if isinstance(encoder, torch.nn.Module):
-        encoder.to("cpu")  # the caller's model: keep it usable
+        encoder.to("cpu")  # the caller's model: back on its device at the end
     loaded.clear()  # a model we loaded ourselves is freed, not copied
     if not cfg.validate_every:
         pipe.vae.to("cpu")

@@ -1,0 +1,89 @@
+"""A trainer borrows the pipeline (and the frozen encoders) it is given, and returns them as it found them.
+
+Training changes the models it is lent: the text encoder and the VAE go to the CPU to free GPU memory,
+parameters are frozen, the transformer gets a peft adapter, gradient checkpointing, compiled blocks
+and train mode. `borrowed` records what those changes touch and puts it back on exit, normally or on
+an exception, so a pipeline can train a LoRA and then generate as if it had never trained.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from torch import nn
+
+_COMPONENTS = ("text_encoder", "vae", "transformer")  # the pipeline's models a trainer touches
+
+
+def _first_device(module: nn.Module):
+    return next((p.device for p in module.parameters()), None)
+
+
+class _ModuleState:
+    """Device, train/eval flags, requires_grad flags and compiled forwards of one module tree."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.device = _first_device(module)
+        self.training = [(m, m.training) for m in module.modules()]
+        self.requires_grad = [(p, p.requires_grad) for p in module.parameters()]
+        self.compiled = [(m, getattr(m, "_compiled_call_impl", None)) for m in module.modules()]
+
+    def restore(self) -> None:
+        for m, flag in self.training:
+            m.training = flag
+        for p, flag in self.requires_grad:
+            p.requires_grad_(flag)
+        for m, impl in self.compiled:  # nn.Module.compile (diffusers' compile_repeated_blocks) sets this
+            m._compiled_call_impl = impl
+        if self.device is not None and _first_device(self.module) != self.device:
+            self.module.to(self.device)
+
+
+class _AdapterState:
+    """The transformer's peft adapters, module tree and gradient checkpointing: added adapters are deleted,
+    the layers peft wrapped for them are put back, the adapters that were active are active again."""
+
+    def __init__(self, transformer):
+        self.transformer = transformer
+        self.adapters = list(getattr(transformer, "peft_config", None) or {})
+        self.active = list(transformer.active_adapters()) if self.adapters else []
+        self.modules = dict(transformer.named_modules())
+        self.checkpointing = getattr(transformer, "is_gradient_checkpointing", False)
+
+    def restore(self) -> None:
+        t = self.transformer
+        added = [a for a in (getattr(t, "peft_config", None) or {}) if a not in self.adapters]
+        if added and not self.adapters:
+            t.unload_lora()  # also forgets the peft config
+        elif added:
+            t.delete_adapters(added)
+            t.set_adapters(self.active)
+        for name, module in self.modules.items():  # a layer peft wrapped for an added adapter: the layer again
+            parent, _, child = name.rpartition(".")
+            if name and getattr(t.get_submodule(parent), child, None) is not module:
+                setattr(t.get_submodule(parent), child, module)
+        if getattr(t, "is_gradient_checkpointing", False) and not self.checkpointing:
+            t.disable_gradient_checkpointing()
+
+
+@contextmanager
+def borrowed(pipe, *models: nn.Module | None):
+    """Within the block, `pipe` (its text encoder, VAE and transformer) and `models` (None ignored) may be
+    changed as training needs; on exit each is as it was: the same component objects in the pipeline, on
+    the same devices, with the same train/eval and requires_grad flags, no added adapters, no gradient
+    checkpointing or compiled blocks that were not there before."""
+    components = {name: getattr(pipe, name, None) for name in _COMPONENTS}
+    states = [_ModuleState(m) for m in (*components.values(), *models) if isinstance(m, nn.Module)]
+    adapters = _AdapterState(pipe.transformer)
+    try:
+        yield pipe
+    finally:
+        for name, component in components.items():
+            setattr(pipe, name, component)
+        adapters.restore()
+        for state in states:
+            state.restore()
+
+
+__all__ = ["borrowed"]

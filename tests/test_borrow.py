@@ -1,0 +1,110 @@
+"""Trainers return the pipeline (and encoders) they are given as they found them: after training, normally or
+after an error, the same pipeline object generates exactly what a fresh pipeline does."""
+
+import numpy as np
+import pytest
+import test_train_motion as motion_tests
+import test_train_subject as subject_tests
+
+from smrabooth.models.dinov2 import build_tiny_dinov2
+from smrabooth.models.tiny import build_tiny_wan_pipeline
+from smrabooth.sampling import GenerateConfig, generate
+from smrabooth.train.borrow import borrowed
+
+VIDEO = GenerateConfig(prompt="a V* ball sliding right", negative_prompt="blurry", frames=5, height=32, width=32,
+                       steps=3, guidance=5.0, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fresh_frames():
+    return generate(build_tiny_wan_pipeline(), VIDEO, progress=False).frames
+
+
+def snapshot(pipe, *models):
+    """Everything borrowing may change, in comparable form."""
+    t = pipe.transformer
+    return {
+        "components": (id(pipe.text_encoder), id(pipe.vae), id(t)),
+        "modules": [(n, type(m).__name__, m.training) for name, c in (("t", t), ("v", pipe.vae),
+                    ("e", pipe.text_encoder), *((str(i), m) for i, m in enumerate(models)))
+                    for n, m in ((f"{name}.{k}", v) for k, v in c.named_modules())],
+        "params": [(n, p.device, p.dtype, p.requires_grad) for c in (t, pipe.vae, pipe.text_encoder, *models)
+                   for n, p in c.named_parameters()],
+        "peft": getattr(t, "peft_config", None), "checkpointing": t.is_gradient_checkpointing,
+        "compiled": [n for n, m in t.named_modules() if getattr(m, "_compiled_call_impl", None) is not None],
+    }
+
+
+def assert_as_fresh(pipe, before, fresh_frames, *models):
+    assert snapshot(pipe, *models) == before
+    frames = generate(pipe, VIDEO, progress=False).frames
+    np.testing.assert_array_equal(frames, fresh_frames)
+
+
+def test_subject_training_returns_the_pipeline_as_it_was(tmp_path, fresh_frames):
+    subject_tests.make_subject_folder(tmp_path / "subject")
+    pipe, encoder = build_tiny_wan_pipeline(), build_tiny_dinov2()
+    before = snapshot(pipe, encoder)
+    # gradient checkpointing on, SuRA's hook and projector, validation (which switches eval/train)
+    subject_tests.train(tmp_path, pipe, steps=2, gradient_checkpointing=True, validate_every=2,
+                        validation_prompt="a V* ball", validation_frames=1, validation_steps=1)
+    assert_as_fresh(pipe, before, fresh_frames, encoder)
+
+
+def test_subject_training_error_returns_the_pipeline_as_it_was(tmp_path, fresh_frames, monkeypatch):
+    subject_tests.make_subject_folder(tmp_path / "subject")
+    pipe, encoder = build_tiny_wan_pipeline(), build_tiny_dinov2()
+    before = snapshot(pipe, encoder)
+    calls = []
+
+    def failing_loss(*args):  # the second step of the loop fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return subject_tests.masked_flow_loss(*args)
+
+    monkeypatch.setattr("smrabooth.train.subject.masked_flow_loss", failing_loss)
+    with pytest.raises(RuntimeError, match="boom"):
+        subject_tests.train(tmp_path, pipe, steps=3, gradient_checkpointing=True)
+    assert len(calls) == 2
+    assert_as_fresh(pipe, before, fresh_frames, encoder)
+
+
+def test_motion_training_returns_the_pipeline_as_it_was(tmp_path, fresh_frames, monkeypatch):
+    motion_tests.make_motion_folder(tmp_path / "motion")
+    pipe, flow_model = build_tiny_wan_pipeline(), motion_tests.tiny_flow_model()
+    before = snapshot(pipe, flow_model)
+    motion_tests.train(tmp_path, pipe, flow_model, steps=1, gradient_checkpointing=True)
+    assert_as_fresh(pipe, before, fresh_frames, flow_model)
+
+    def failing_mora(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("smrabooth.train.motion.mora_loss", failing_mora)
+    with pytest.raises(RuntimeError, match="boom"):
+        motion_tests.train(tmp_path, pipe, flow_model, steps=1, out=str(tmp_path / "again"))
+    assert_as_fresh(pipe, before, fresh_frames, flow_model)
+
+
+def test_borrowed_undoes_compile_checkpointing_adapters_and_moves():
+    from smrabooth.train.common import add_lora_adapter, compile_blocks
+
+    pipe = build_tiny_wan_pipeline()
+    before = snapshot(pipe)
+    with borrowed(pipe):
+        add_lora_adapter(pipe.transformer, "x", 2, 2.0, ("q", "k"))
+        pipe.transformer.enable_gradient_checkpointing()
+        compile_blocks(pipe.transformer)  # sets each block's compiled forward (compiled lazily, never run here)
+        pipe.transformer.train()
+        pipe.vae.requires_grad_(False)
+        assert snapshot(pipe) != before
+        pipe.text_encoder = None
+    assert snapshot(pipe) == before
+
+    # adapters that were there before stay, and stay active; only the added one goes
+    add_lora_adapter(pipe.transformer, "user", 2, 2.0, ("v",))
+    before = snapshot(pipe)
+    with borrowed(pipe):
+        add_lora_adapter(pipe.transformer, "x", 2, 2.0, ("q",))
+    assert list(pipe.transformer.peft_config) == ["user"] and pipe.transformer.active_adapters() == ["user"]
+    assert snapshot(pipe) == before
