@@ -274,7 +274,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
     start = time.time()
     common = {"model": model_dir, "out": str(run), "lr": settings.lr, "seed": settings.data_seed,
-              "checkpoint_every": 10 ** 9, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
+              "checkpoint_every": 10 ** 7, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
               "cache_dir": cache}
     if which == "subject":
         cfg = SubjectTrainConfig.from_recipe(
