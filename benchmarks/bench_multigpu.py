@@ -174,7 +174,7 @@ def main() -> None:
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     for r in rows:
-        one = next(x for x in rows if x["trainer"] == r["trainer"] and x["processes"] == 1)
+        one = next((x for x in rows if x["trainer"] == r["trainer"] and x["processes"] == 1), None)
         r["speedup"] = r["samples_per_s"] / one["samples_per_s"] if one else None
     costs = {}
     if args.costs and torch.cuda.is_available() and args.size == "1.3b":
@@ -193,7 +193,7 @@ def main() -> None:
     for r in rows:
         peak = f"{r['peak_GiB']:.1f}" if r.get("peak_GiB") else "-"
         print(f"| {r['trainer']} | {r['processes']} | {r['effective_batch']} | {r['s_per_step']:.3f} | "
-              f"{r['samples_per_s']:.2f} | {r['speedup']:.2f}x | {peak} |")
+              f"{r['samples_per_s']:.2f} | {r['speedup'] or float('nan'):.2f}x | {peak} |")
     for k, v in costs.items():
         print(f"cost: {k} = {v:.3f}")
 

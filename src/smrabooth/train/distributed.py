@@ -153,6 +153,7 @@ class DataParallel:
             import torch.distributed as dist
 
             grads = [p.grad for p in params if p.grad is not None]  # an idle LoRA's None stays None
+            device = grads[0].device
             flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat)
             i = 0
@@ -160,7 +161,8 @@ class DataParallel:
                 g.copy_(flat[i:i + g.numel()].view_as(g))
                 i += g.numel()
             names = sorted(total)
-            stacked = torch.stack([total[k].reshape(()) for k in names])
+            # loss terms may live on the CPU (the official motion stage's phase number): one device to reduce on
+            stacked = torch.stack([total[k].reshape(()).to(device) for k in names])
             dist.all_reduce(stacked)
             total = dict(zip(names, stacked.unbind()))
         return total
