@@ -57,11 +57,12 @@ def settings(root: Path, out: str = "exp") -> dict:
                     f"--checkpoint-every 1 --save-dtype fp32 --cache-dir {root / 'cache'}",
         "generate_args": "--frames 5 --height 32 --width 32 --steps 2",
         "evaluate_args": f"--metrics clip_t,clip_i,temporal_consistency --clip-model {root / 'clip'} --device cpu",
-        "offline": True}
+        "offline": True, "recipe": "paper"}  # paper: the 2-block tiny model has no SuRA block 3 (official's)
 
 
 def cli_args(s: dict) -> list[str]:
-    return ["--data", s["data"], "--model", s["model"], "--out", s["out"], "--methods", ",".join(s["methods"]),
+    return ["--recipe", s["recipe"], "--data", s["data"], "--model", s["model"], "--out", s["out"],
+            "--methods", ",".join(s["methods"]),
             "--seeds", "0", "--subject-args", s["subject_args"], "--motion-args", s["motion_args"],
             "--generate-args", s["generate_args"], "--evaluate-args", s["evaluate_args"], "--offline"]
 

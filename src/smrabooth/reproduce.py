@@ -59,15 +59,17 @@ class JobCost:
 # The one table of per-job costs (`--dry-run` and the ETA read it). Update it from
 # `benchmarks/bench_multigpu.py --costs` (benchmarks/README.md).
 JOB_COSTS: dict[str, JobCost] = {
-    "subject": JobCost(0.625, 60.0, "training step", 1024, True,
-                       "benchmarks/README.md: default subject step (gradient checkpointing), 512x512, H100; "
-                       "fixed = model load + caching, estimated"),
-    "motion": JobCost(1.9, 90.0, "training step", 11700, True,
-                      "benchmarks/README.md: default MoRA motion step, 49x576x320, H200; fixed estimated"),
+    "subject": JobCost(0.506, 60.0, "training step", 1024, True,
+                       "benchmarks/README.md: paper-recipe subject step (gradient checkpointing), 512x512, H200 "
+                       "(official: 0.79 s at batch 2); fixed = model load + caching, estimated"),
+    "motion": JobCost(1.73, 90.0, "training step", 11700, True,
+                      "benchmarks/README.md: paper-recipe MoRA motion step, 49x576x320, H200 (official: 0.82 s "
+                      "phase 1, 3.67 s phase 2, batch 2); fixed estimated"),
     "motion_no_mora": JobCost(0.69, 60.0, "training step", 11700, True,
                               "benchmarks/README.md: --no-mora motion step, 49x576x320, H200; fixed estimated"),
-    "generate": JobCost(1.2, 20.0, "denoising step (with CFG)", 20280, False,
-                        "estimate: 2 forward passes of 1.3B at 20,280 tokens (49x832x480) per step"),
+    "generate": JobCost(0.59, 20.0, "denoising step (with CFG)", 20280, False,
+                        "benchmarks/README.md: merged LoRAs, 49x832x480, H200 (0.48 s with --compile); fixed "
+                        "(load, prompt, decode) estimated"),
     "evaluate": JobCost(0.0, 20.0, "video", 1, False, "estimate: nine metrics on one 49-frame video"),
 }
 
