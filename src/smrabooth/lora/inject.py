@@ -15,6 +15,22 @@ from .files import LoraWeights, check_finite, check_lora_fits, check_lora_pairs
 from .targets import module_suffixes
 
 
+def checked_layers(transformer, name: str, weights: LoraWeights, layer_types, path: str | None = None) -> LoraWeights:
+    """The LoRA `name` restricted to `layer_types` (None: all it has), after checking its A/B pairs, its values
+    and its fit to `transformer`: what either way of running LoRAs (adapters, merged weights) acts on."""
+    what = path or f"the {name} LoRA"
+    check_lora_pairs(weights.tensors, what)
+    check_finite(weights.tensors, what)
+    check_lora_fits(weights, transformer.config, what)
+    selected = weights.filtered(layer_types) if layer_types is not None else weights
+    if not selected.tensors:
+        raise SmraboothError(
+            f"the {name} LoRA {path or ''} has none of the layer types {', '.join(layer_types)}: "
+            f"it has {', '.join(weights.layer_types)}; change the layer set or use --injection dense"
+        )
+    return selected
+
+
 def load_loras_into_transformer(
     transformer, loras: dict[str, tuple[LoraWeights, tuple[str, ...] | None]], paths: dict[str, str] | None = None
 ) -> list:
@@ -25,17 +41,7 @@ def load_loras_into_transformer(
     paths = paths or {}
     names = []
     for name, (weights, layer_types) in loras.items():
-        what = paths.get(name) or f"the {name} LoRA"
-        check_lora_pairs(weights.tensors, what)
-        check_finite(weights.tensors, what)
-        check_lora_fits(weights, transformer.config, what)
-        if layer_types is not None:
-            weights = weights.filtered(layer_types)
-        if not weights.tensors:
-            raise SmraboothError(
-                f"the {name} LoRA {paths.get(name, '')} has none of the layer types {', '.join(layer_types)}: "
-                f"it has {', '.join(loras[name][0].layer_types)}; change the layer set or use --injection dense"
-            )
+        weights = checked_layers(transformer, name, weights, layer_types, paths.get(name))
         metadata = {
             "transformer.r": weights.rank,
             "transformer.lora_alpha": weights.alpha,

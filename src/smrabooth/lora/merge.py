@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import SmraboothError
-from .files import LoraWeights, check_finite, check_lora_fits, check_lora_pairs
+from .files import LoraWeights
+from .inject import checked_layers
 
 
 @dataclass
@@ -74,15 +75,7 @@ def merge_loras(transformer, loras: dict[str, tuple[LoraWeights, tuple[str, ...]
     paths = paths or {}
     deltas: dict[str, list[_Delta]] = {}
     for name, (weights, layer_types) in loras.items():
-        what = paths.get(name) or f"the {name} LoRA"
-        check_lora_pairs(weights.tensors, what)
-        check_finite(weights.tensors, what)
-        check_lora_fits(weights, transformer.config, what)
-        if layer_types is not None:
-            weights = weights.filtered(layer_types)
-        if not weights.tensors:
-            raise SmraboothError(f"the {name} LoRA {paths.get(name, '')} has none of the layer types "
-                                 f"{', '.join(layer_types or ())}; change the layer set or use --injection dense")
+        weights = checked_layers(transformer, name, weights, layer_types, paths.get(name))
         for module in weights.modules:
             try:
                 layer = transformer.get_submodule(module)
