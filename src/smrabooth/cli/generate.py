@@ -124,20 +124,35 @@ def unet_config_from_args(args):
     return apply_dict(UnetGenerateConfig(), settings, "flags").validate()
 
 
-def run_unet(args) -> int:
+def check_before_loading(args, config):
+    """What can be wrong before any model loads: no prompt, an --out or --save-frames that cannot be written,
+    a model that is not there. Returns the output path."""
     from ..errors import SmraboothError
-    from ..lora.unet import load_unet_lora
-    from ..sampling_unet import generate_unet
     from ..validation import check_output_dir, check_output_file
-    from ..video import save_frames, write_video
 
-    config = unet_config_from_args(args)
     if not config.prompt:
         raise SmraboothError("--prompt is required (directly or in --config)")
     out = check_output_file("--out", args.out, suffixes=(".mp4",))
     if args.save_frames:
         check_output_dir("--save-frames", args.save_frames)
     check_model_args(args)
+    return out
+
+
+def write_outputs(frames, out, save_frames_dir, fps) -> None:
+    from ..video import save_frames, write_video
+
+    write_video(frames, out, fps=fps)
+    if save_frames_dir:
+        save_frames(frames, save_frames_dir)
+
+
+def run_unet(args) -> int:
+    from ..lora.unet import load_unet_lora
+    from ..sampling_unet import generate_unet
+
+    config = unet_config_from_args(args)
+    out = check_before_loading(args, config)
     subject = load_unet_lora(args.subject_lora) if args.subject_lora else None
     motion = load_unet_lora(args.motion_lora) if args.motion_lora else None
     use_hub(args, args.model)
@@ -145,9 +160,7 @@ def run_unet(args) -> int:
     start = time.time()
     paths = {"subject": args.subject_lora, "motion": args.motion_lora}
     result = generate_unet(pipe, config, subject, motion, progress=True, lora_paths=paths)
-    write_video(result.frames, out, fps=config.fps)
-    if args.save_frames:
-        save_frames(result.frames, args.save_frames)
+    write_outputs(result.frames, out, args.save_frames, config.fps)
     s = result.schedule
     detail = (f"; subject {s.subject_early}->{s.subject_late} at step {s.t_point}, motion {s.motion}"
               if subject or motion else "")
@@ -160,19 +173,11 @@ def run(args) -> int:
     if backbone_of(args) == "unet":
         return run_unet(args)
     from ..data.tokens import missing_token_warnings
-    from ..errors import SmraboothError
     from ..lora.files import load_lora, warn_if_other_kind
     from ..sampling import generate
-    from ..validation import check_output_dir, check_output_file
-    from ..video import save_frames, write_video
 
     config = config_from_args(args)
-    if not config.prompt:
-        raise SmraboothError("--prompt is required (directly or in --config)")
-    out = check_output_file("--out", args.out, suffixes=(".mp4",))
-    if args.save_frames:
-        check_output_dir("--save-frames", args.save_frames)
-    check_model_args(args)
+    out = check_before_loading(args, config)
     subject = load_lora(args.subject_lora, "--subject-lora") if args.subject_lora else None
     motion = load_lora(args.motion_lora, "--motion-lora") if args.motion_lora else None
     warn_if_other_kind(subject, "subject", "--subject-lora")
@@ -186,9 +191,7 @@ def run(args) -> int:
     start = time.time()
     paths = {"subject": args.subject_lora, "motion": args.motion_lora}
     result = generate(pipe, config, subject, motion, progress=True, lora_paths=paths)
-    write_video(result.frames, out, fps=config.fps)
-    if args.save_frames:
-        save_frames(result.frames, args.save_frames)
+    write_outputs(result.frames, out, args.save_frames, config.fps)
     s = result.schedule
     loras = [n for n, w in (("subject", subject), ("motion", motion)) if w is not None]
     detail = (f"; {config.injection} injection, subject {s.subject_early}->{s.subject_late} at step {s.t_point}, "
