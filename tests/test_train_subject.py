@@ -308,8 +308,8 @@ def test_train_subject_cli_then_generate(tiny_model_dir, tmp_path, subject_dir, 
     from smrabooth.cli import main
 
     build_tiny_dinov2().save_pretrained(tmp_path / "dino")
-    argv = ["train-subject", "--model", str(tiny_model_dir), "--data", str(subject_dir), "--encoder",
-            str(tmp_path / "dino"), "--out", str(tmp_path / "run"), "--steps", "3", "--rank", "4", "--alpha", "4",
+    argv = ["train-subject", "--recipe", "paper", "--model", str(tiny_model_dir), "--data", str(subject_dir),
+            "--encoder", str(tmp_path / "dino"), "--out", str(tmp_path / "run"), "--steps", "3", "--rank", "4", "--alpha", "4",
             "--resolution", "64", "--dtype", "fp32", "--cache-dir", str(tmp_path / "cache"), "--quiet",
             "--validate-every", "3", "--validation-prompt", "a V* ball on the beach", "--projector-width", "24"]
     t0 = time.perf_counter()

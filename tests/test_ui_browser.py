@@ -161,7 +161,8 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         page.click("#motion-train")
         assert "2 steps" in wait_text(page, "#motion-job", "done: train motion spiral")
         page.wait_for_selector("#motion-flow video")
-        assert set(drawn_lines(page, "#motion-losses", terms=1, points=2)) == {"flow"}  # MoRA is off
+        # the default (official) recipe starts with its spatial phase: the spatial LoRA's loss is what is logged
+        assert set(drawn_lines(page, "#motion-losses", terms=1, points=2)) == {"spatial"}
         shot(page, tmp_path, "motion", top="#motion-status")
 
         # ---- generate with both LoRAs (picked for us: the newest) and the baseline

@@ -45,5 +45,7 @@ def test_read_video_errors(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(SmraboothError, match="not a readable video|no video stream|no frames"):
         read_video(tmp_path / "bad.mp4")
-    with pytest.raises(SmraboothError, match="does not exist"):
-        write_video(gradient_clip(), tmp_path / "missing" / "v.mp4", fps=15)
+    assert write_video(gradient_clip(), tmp_path / "missing" / "v.mp4", fps=15).is_file()  # folders are made
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SmraboothError, match="a-file"):
+        write_video(gradient_clip(), tmp_path / "a-file" / "v.mp4", fps=15)

@@ -319,7 +319,7 @@ def train_view(app: UiApp, kind: str) -> TrainView:
     log = run / "log.jsonl"
     records = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()] if log.is_file() else []
     losses = [{"step": r["step"], "term": k, "value": v} for r in records for k, v in r.items()
-              if k not in ("step", "lr", "seconds") and k != "loss" and isinstance(v, (int, float))]
+              if k not in ("step", "lr", "seconds", "phase", "loss") and isinstance(v, (int, float))]
     steps = job["params"]["steps"]
     progress = 1.0 if job["status"] == "done" else (records[-1]["step"] / steps if records else 0.0)
     validation = sorted((run / "validation").glob("step-*.mp4"), key=lambda p: int(p.stem.split("-")[1])) \
