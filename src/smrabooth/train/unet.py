@@ -64,11 +64,11 @@ class UnetSubjectConfig:
     data: str = ""
     out: str = ""
     name: str | None = None
-    steps: int = 300
-    rank: int = 32
-    alpha: float = 32.0
-    lr: float = 1e-4
-    resolution: int = 512
+    steps: int = PAPER.subject.steps
+    rank: int = PAPER.subject.rank
+    alpha: float = PAPER.subject.alpha
+    lr: float = PAPER.subject.lr
+    resolution: int = PAPER.subject.resolution
     encoder: str = PAPER.subject.encoder
     encoder_grid: int = setting(UNET.encoder_grid, "U-Net only: DINOv2 patches per side for RAA (x14 pixels)")
     use_sura: bool = True
@@ -77,13 +77,13 @@ class UnetSubjectConfig:
     use_mask: bool = True
     sura_weight: float = UNET.sura_weight
     raa_block: str = setting(UNET.raa_block, "U-Net only: block whose output RAA aligns", choices=RAA_BLOCKS)
-    projector_width: int = 2048
+    projector_width: int = PAPER.subject.projector_width
     layer_types: tuple[str, ...] = ALL_LAYER_TYPES
     seed: int = 0
     gradient_checkpointing: bool = True
     mixed_precision: str = "auto"
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
+    weight_decay: float = PAPER.subject.weight_decay
+    max_grad_norm: float = PAPER.subject.max_grad_norm
     checkpoint_every: int = 100
     save_dtype: str = "bf16"
     cache_dir: str | None = None
@@ -113,10 +113,10 @@ class UnetMotionConfig:
     model: str = setting("", cli=False)  # --model comes with the other model flags
     data: str = ""
     out: str = ""
-    steps: int = 400
-    rank: int = 64
-    alpha: float = 64.0
-    lr: float = 1e-4
+    steps: int = PAPER.motion.steps
+    rank: int = PAPER.motion.rank
+    alpha: float = PAPER.motion.alpha
+    lr: float = PAPER.motion.lr
     frames: int = UNET.frames
     height: int = UNET.height
     width: int = UNET.width
@@ -125,7 +125,7 @@ class UnetMotionConfig:
     flow_model: str = PAPER.motion.flow_model
     flow_iters: int | None = None
     use_mora: bool = True
-    mora_weight: float = 1.0
+    mora_weight: float = PAPER.motion.mora_weight
     window: int = UNET.window
     window_stride: int = UNET.window_stride
     vae_checkpointing: str = "frame"  # none | frame: recompute each frame's decode in backward
@@ -134,8 +134,8 @@ class UnetMotionConfig:
     seed: int = 0
     gradient_checkpointing: bool = True
     mixed_precision: str = "auto"
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
+    weight_decay: float = PAPER.motion.weight_decay
+    max_grad_norm: float = PAPER.motion.max_grad_norm
     checkpoint_every: int = 100
     save_dtype: str = "bf16"
     cache_dir: str | None = None
