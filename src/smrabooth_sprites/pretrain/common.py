@@ -336,7 +336,11 @@ def run_stage(cfg: StageConfig, build: Callable[..., StageParts], resume: bool, 
 
     shard = distributed.start(cfg)
     try:
-        return _run_stage(cfg, build, resume, t0, shard)
+        summary = _run_stage(cfg, build, resume, t0, shard)
+        # the first process writes the last checkpoint alone: the others wait for it before gloo is torn
+        # down (a process leaving early aborted its peer at exit, "terminate called without an active exception")
+        distributed.barrier(shard)
+        return summary
     finally:
         distributed.stop(shard)
 
