@@ -108,3 +108,38 @@ def test_borrowed_undoes_compile_checkpointing_adapters_and_moves():
         add_lora_adapter(pipe.transformer, "x", 2, 2.0, ("q",))
     assert list(pipe.transformer.peft_config) == ["user"] and pipe.transformer.active_adapters() == ["user"]
     assert snapshot(pipe) == before
+
+
+
+def test_generating_with_loras_returns_the_transformer_as_it_was(tmp_path, fresh_frames):
+    """No adapter, no peft LoRA layer and no peft config stays behind a generation with LoRAs."""
+    from smrabooth.lora.files import load_lora
+
+    motion_tests.make_motion_folder(tmp_path / "motion")
+    pipe, flow_model = build_tiny_wan_pipeline(), motion_tests.tiny_flow_model()
+    _, lora = motion_tests.train(tmp_path, pipe, flow_model, steps=1)
+    before = snapshot(pipe, flow_model)
+    lora = load_lora(lora)
+    for mode in ("adapter", "merged"):
+        config = GenerateConfig(**{**VIDEO.__dict__, "lora_mode": mode})
+        generate(pipe, config, lora, lora, progress=False)
+        assert snapshot(pipe, flow_model) == before
+    np.testing.assert_array_equal(generate(pipe, VIDEO, progress=False).frames, fresh_frames)
+
+
+@pytest.mark.parametrize("recipe", ["paper", "official"])
+def test_training_into_empty_lora_layers_leaves_no_adapter_behind(tmp_path, fresh_frames, recipe):
+    """Deleting a transformer's last adapter leaves peft's (empty) LoRA layers; a trainer that adds its adapters
+    to those same layers must take them out again. It once left them there, active, so every later generation
+    without LoRAs ran with the trained ones (a bench that trains case after case in one process)."""
+    from smrabooth.train.common import add_lora_adapter
+
+    motion_tests.make_motion_folder(tmp_path / "motion")
+    pipe, flow_model = build_tiny_wan_pipeline(), motion_tests.tiny_flow_model()
+    add_lora_adapter(pipe.transformer, "user", 2, 2.0, ("q", "v", "ffn.0"))
+    pipe.transformer.delete_adapters(["user"])
+    before = snapshot(pipe, flow_model)
+    two_phases = {"spatial_steps": 1, "temporal_steps": 1} if recipe == "official" else {}
+    motion_tests.train(tmp_path, pipe, flow_model, steps=2, recipe=recipe, **two_phases)
+    assert snapshot(pipe, flow_model) == before
+    np.testing.assert_array_equal(generate(pipe, VIDEO, progress=False).frames, fresh_frames)

@@ -57,8 +57,9 @@ def config(tmp_path, **kw):
                 lr=1e-3, frames=FRAMES, height=H, width=W, fps=15, window=3, window_stride=1, drop_frames=1,
                 gradient_checkpointing=False, checkpoint_every=2, save_dtype="fp32",
                 cache_dir=str(tmp_path / "cache"), seed=0)
+    recipe = kw.pop("recipe", "paper")  # the official recipe's own tests: tests/test_official_recipe.py
     base.update(kw)
-    return MotionTrainConfig.from_recipe("paper", **base)  # official: tests/test_official_recipe.py
+    return MotionTrainConfig.from_recipe(recipe, **base)
 
 
 def train(tmp_path, pipe=None, flow_model=None, resume=False, **kw):

@@ -26,7 +26,7 @@ import torch
 
 from .errors import SmraboothError
 from .lora.files import LoraWeights
-from .lora.inject import load_loras_into_transformer, set_lora_scales
+from .lora.inject import PeftState, load_loras_into_transformer, set_lora_scales
 from .lora.merge import MergedLoras, merge_loras
 from .lora.targets import parse_layer_types
 from .recipes import PAPER, RECIPES
@@ -423,14 +423,16 @@ def generate(
     (adapters deleted, merged weights restored, cache/compile/attention backend undone), whatever happens:
     a LoRA that does not fit, a NaN, an interruption."""
     config = config.validate()
-    loras, before = None, adapter_names(pipe)
+    loras, before = None, PeftState(pipe.transformer)
     try:
         with execution_options(pipe, config):
             loras = attach_loras(pipe, config, subject_lora, motion_lora, lora_paths,
                                  mode=resolve_lora_mode(pipe, config))
             return sample_video(pipe, config, loras, progress=progress, on_step=on_step)
     finally:
-        detach_loras(pipe, loras, keep=before)
+        if isinstance(loras, MergedLoras):
+            loras.restore()
+        before.restore()  # the adapters deleted and peft's LoRA layers gone: the transformer's own modules again
 
 
 __all__ = [

@@ -68,3 +68,35 @@ def set_lora_scales(layers, scales: dict[str, float]) -> None:
     for layer in layers:
         for name, scale in scales.items():
             layer.set_scale(name, scale)
+
+
+class PeftState:
+    """What peft adapters change in a transformer, to put back: the adapters (added ones deleted, the ones
+    that were active active again), the peft config, the module tree (the layers peft wrapped for an
+    added adapter are the plain layers again) and the parameters' requires_grad (peft freezes the base)."""
+
+    def __init__(self, transformer):
+        self.transformer = transformer
+        self.had_config = hasattr(transformer, "peft_config")
+        self.adapters = list(getattr(transformer, "peft_config", None) or {})
+        self.active = list(transformer.active_adapters()) if self.adapters else []
+        self.modules = dict(transformer.named_modules())
+        self.requires_grad = [(p, p.requires_grad) for p in transformer.parameters()]
+
+    def restore(self) -> None:
+        t = self.transformer
+        added = [a for a in (getattr(t, "peft_config", None) or {}) if a not in self.adapters]
+        if added:
+            # out of every LoRA layer, also those that were there before and are put back below (deleting a
+            # transformer's last adapter leaves its empty LoRA layers, and a new adapter goes into those)
+            t.delete_adapters(added)
+            if self.active:
+                t.set_adapters(self.active)
+        if not self.had_config and hasattr(t, "peft_config"):
+            t.unload_lora()  # the LoRA layers and the peft config, neither of which was there
+        for name, module in self.modules.items():  # a layer peft wrapped for an added adapter: the layer again
+            parent, _, child = name.rpartition(".")
+            if name and getattr(t.get_submodule(parent), child, None) is not module:
+                setattr(t.get_submodule(parent), child, module)
+        for p, flag in self.requires_grad:
+            p.requires_grad_(flag)

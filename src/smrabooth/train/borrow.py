@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from ..lora.inject import PeftState
+
 _COMPONENTS = ("text_encoder", "vae", "transformer")  # the pipeline's models a trainer touches
 
 
@@ -41,28 +43,16 @@ class _ModuleState:
 
 
 class _AdapterState:
-    """The transformer's peft adapters, module tree and gradient checkpointing: added adapters are deleted,
-    the layers peft wrapped for them are put back, the adapters that were active are active again."""
+    """The transformer's peft adapters and module tree (lora.inject.PeftState) and its gradient checkpointing."""
 
     def __init__(self, transformer):
         self.transformer = transformer
-        self.adapters = list(getattr(transformer, "peft_config", None) or {})
-        self.active = list(transformer.active_adapters()) if self.adapters else []
-        self.modules = dict(transformer.named_modules())
+        self.peft = PeftState(transformer)
         self.checkpointing = getattr(transformer, "is_gradient_checkpointing", False)
 
     def restore(self) -> None:
+        self.peft.restore()
         t = self.transformer
-        added = [a for a in (getattr(t, "peft_config", None) or {}) if a not in self.adapters]
-        if added and not self.adapters:
-            t.unload_lora()  # also forgets the peft config
-        elif added:
-            t.delete_adapters(added)
-            t.set_adapters(self.active)
-        for name, module in self.modules.items():  # a layer peft wrapped for an added adapter: the layer again
-            parent, _, child = name.rpartition(".")
-            if name and getattr(t.get_submodule(parent), child, None) is not module:
-                setattr(t.get_submodule(parent), child, module)
         if getattr(t, "is_gradient_checkpointing", False) and not self.checkpointing:
             t.disable_gradient_checkpointing()
 
