@@ -434,3 +434,19 @@ def test_partial_captions_leave_out_colour_texture_and_motion_and_nothing_else()
         assert (design.color in caption.split()[3:5]) == ("color" not in omit), caption
     for part_name, count in left_out.items():
         assert 0.38 * n < count < 0.62 * n, (part_name, count)
+
+
+def test_family_clips_at_a_sprite_scale():
+    """Scale 1 is the default clips exactly; scale 2 keeps the designs, backgrounds and path shapes and doubles
+    the sprite (less where the path leaves no room), still inside the frame."""
+    plain = sample_family_clips("spiral", 3, seed=101, frames=9, size=64)
+    same = sample_family_clips("spiral", 3, seed=101, frames=9, size=64, sprite_scale=1.0)
+    big = sample_family_clips("spiral", 3, seed=101, frames=9, size=64, sprite_scale=2.0)
+    for a, b, c in zip(plain, same, big):
+        assert np.array_equal(a.frames, b.frames)
+        assert a.design == c.design and a.background == c.background and a.caption == c.caption
+        ratio = c.motion.size / a.motion.size
+        assert 1.0 < ratio <= 2.0 + 1e-9
+        np.testing.assert_allclose(c.positions - c.positions[0], a.positions - a.positions[0], atol=1e-3)
+        assert (c.masks.sum((1, 2)) > a.masks.sum((1, 2))).all()
+    assert any(c.motion.size / a.motion.size > 1.99 for a, c in zip(plain, big))

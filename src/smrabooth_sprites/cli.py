@@ -17,6 +17,9 @@ from smrabooth.errors import SmraboothError
 DEMO_SUBJECT_STEPS = 200
 DEMO_MOTION_STEPS = 16
 DEMO_GEN_STEPS = 20
+# The bench's motion LoRA steps: on the v6 bundle 400 make a motion LoRA draw its own training clip's path from its
+# own caption, 100 do not (benchmarks/history/official-recipe.md). Meant for a GPU: a MoRA step is seconds on a CPU.
+BENCH_MOTION_STEPS = 400
 
 
 def register(subparsers) -> None:
@@ -63,7 +66,8 @@ def register_bench(subparsers) -> None:
                    help="comma list of: full, no_sura, no_mora, dense, base, tpoint_{5,15,25,45}, "
                         "early_{0.1,0.5,0.8}, subject_all_layers, motion_all_layers")
     s.add_argument("--subject-steps", type=int, default=150, help="subject LoRA training steps")
-    s.add_argument("--motion-steps", type=int, default=100, help="motion LoRA training steps")
+    s.add_argument("--motion-steps", type=int, default=BENCH_MOTION_STEPS,
+                   help="motion LoRA training steps (fewer than about 400 do not reproduce even the LoRA's own clips)")
     s.add_argument("--no-subject-stills", action="store_true",
                    help="skip the second table: one-frame stills of 'a picture of V* <shape>' with each subject "
                         "LoRA alone and without one (whether a LoRA learned the subject, apart from the video)")

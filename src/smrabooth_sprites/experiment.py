@@ -23,6 +23,7 @@ from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
 from smrabooth.recipes import PAPER, get_recipe
 
+from .cli import BENCH_MOTION_STEPS
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
@@ -169,7 +170,7 @@ class ExperimentSettings:
     model: str = ""  # bundle folder
     out: str = ""
     subject_steps: int = 150
-    motion_steps: int = 100
+    motion_steps: int = BENCH_MOTION_STEPS
     gen_steps: int = 20
     guidance: float = _PAPER.guidance
     subject_rank: int = 16
@@ -251,13 +252,37 @@ def prepare_case_data(settings: ExperimentSettings, case: Case) -> tuple[Path, P
     return subject, motion
 
 
+def _run_settings(settings: ExperimentSettings, run: Path) -> dict:
+    """What every LoRA run of the lab shares: the bundle, the folder, the lr and seed, no intermediate
+    checkpoints, and the content-addressed cache (the same stills/clips are encoded once across runs)."""
+    return {"model": str(Path(settings.model).resolve()), "out": str(run), "lr": settings.lr,
+            "seed": settings.data_seed, "checkpoint_every": 10 ** 7,
+            "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32", "cache_dir": settings.cache_dir}
+
+
+def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
+    """The motion LoRA's training settings under `settings.recipe`: `motion_steps` in all (a two-phase
+    recipe splits them into a spatial and a temporal half), the MoRA window that fits the bundle's clips."""
+    from smrabooth.train.motion import MotionTrainConfig
+
+    window, drop, stride = mora_window(settings.frames)
+    steps = settings.motion_steps
+    phases = {"spatial_steps": steps // 2, "temporal_steps": steps - steps // 2} \
+        if get_recipe(settings.recipe).motion.spatial_steps else {}
+    return MotionTrainConfig.from_recipe(
+        settings.recipe, data=str(motion_dir), steps=steps, rank=settings.motion_rank,
+        alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
+        fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
+        window=window, drop_frames=drop, window_stride=stride, **phases, **_run_settings(settings, run))
+
+
 def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,
                log=print) -> tuple[Path, bool]:
     """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
     not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); the trainers
     return its pipeline and encoders as they found them, so one loaded bundle serves every run."""
     from smrabooth.train.motion import FINAL_NAME as MOTION_FINAL
-    from smrabooth.train.motion import MotionTrainConfig, train_motion
+    from smrabooth.train.motion import train_motion
     from smrabooth.train.subject import FINAL_NAME as SUBJECT_FINAL
     from smrabooth.train.subject import SubjectTrainConfig, train_subject
 
@@ -271,29 +296,18 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     subject_dir, motion_dir = prepare_case_data(settings, case)
     models = models or load_bundle(settings.model, device=settings.device)
     model_dir = str(Path(settings.model).resolve())
-    cache = settings.cache_dir  # content-addressed: the same stills/clips are encoded once across runs
     start = time.time()
-    common = {"model": model_dir, "out": str(run), "lr": settings.lr, "seed": settings.data_seed,
-              "checkpoint_every": 10 ** 7, "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32",
-              "cache_dir": cache}
     if which == "subject":
         cfg = SubjectTrainConfig.from_recipe(
             settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
             alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(Path(model_dir) / "dinov2"),
-            use_sura=kind == "sura", projector_width=256, **common)
+            use_sura=kind == "sura", projector_width=256, **_run_settings(settings, run))
         log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
             f"{cfg.steps} steps)")
         train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
                       overwrite=True, progress=settings.progress)
     else:
-        window, drop, stride = mora_window(settings.frames)
-        motion_phases = {"spatial_steps": settings.motion_steps // 2, "temporal_steps": settings.motion_steps
-                         - settings.motion_steps // 2} if get_recipe(settings.recipe).motion.spatial_steps else {}
-        cfg = MotionTrainConfig.from_recipe(
-            settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
-            alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
-            fps=settings.fps, flow_model=str(Path(model_dir) / "searaft"), use_mora=kind == "mora", window=window,
-            drop_frames=drop, window_stride=stride, **motion_phases, **common)
+        cfg = motion_train_config(settings, motion_dir, run, use_mora=kind == "mora")
         log(f"[{case.name}] training the motion LoRA ({'MoRA' if kind == 'mora' else 'no MoRA'}, "
             f"{cfg.steps} steps)")
         train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,

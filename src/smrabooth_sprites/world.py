@@ -557,9 +557,11 @@ def sample_clip(seed: int, split: str = "train", frames: int = 17, size: int = 1
     return render_clip(design, motion, background, frames, size, caption_omissions(seed, partial_captions))
 
 
-def sample_family_clips(family: str, n: int, seed: int = 0, frames: int = 17, size: int = 128) -> list[SpriteClip]:
+def sample_family_clips(family: str, n: int, seed: int = 0, frames: int = 17, size: int = 128,
+                        sprite_scale: float = 1.0) -> list[SpriteClip]:
     """n clips of one motion family with random train-split designs and backgrounds (a motion-training set;
-    a held-out family still gets train-split designs, so only the motion is new)."""
+    a held-out family still gets train-split designs, so only the motion is new). `sprite_scale`: see
+    `sample_motion` (the same designs, backgrounds and path shapes at any scale)."""
     if family not in MOTIONS:
         raise SmraboothError(f"unknown motion family {family!r}: choose one of {', '.join(MOTIONS)}")
     if n < 1:
@@ -570,7 +572,8 @@ def sample_family_clips(family: str, n: int, seed: int = 0, frames: int = 17, si
     for _ in range(n):
         design = sample_design(rng, "train")
         background = sample_background(rng, design)
-        clips.append(render_clip(design, sample_motion(rng, split, family), background, frames, size))
+        motion = sample_motion(rng, split, family, sprite_scale=sprite_scale)
+        clips.append(render_clip(design, motion, background, frames, size))
     return clips
 
 
