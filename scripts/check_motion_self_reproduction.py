@@ -57,6 +57,7 @@ def path_scores(frames: np.ndarray, truth: dict, size: int) -> dict:
     if filled is None:
         return {"found": float(found.mean()), "err": float("nan"), "traj": 0.0, "travel": 0.0,
                 "size": float("nan"), "family": "none"}
+
     def length(p):
         return float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
 
@@ -124,6 +125,7 @@ def main() -> int:
     from smrabooth.sampling import GenerateConfig, generate
     from smrabooth.train.motion import FINAL_NAME, SPATIAL_NAME, train_motion
     from smrabooth.video import frame_strip
+    from smrabooth_sprites.analysis import IN_PLACE_FAMILIES
     from smrabooth_sprites.bundle import load_bundle
     from smrabooth_sprites.experiment import (
         ExperimentSettings,
@@ -142,6 +144,15 @@ def main() -> int:
     models = load_bundle(settings.model, device=args.device)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows, strips, started = [], [], time.time()
+
+    def generate_scored(prompt: str, seed: int, truth: dict, spatial=None, motion=None):
+        """One video of `prompt` (each LoRA on all its layers at scale 1) and its path scores against `truth`."""
+        config = GenerateConfig(prompt=prompt, frames=settings.frames, height=settings.size, width=settings.size,
+                                steps=settings.gen_steps, guidance=settings.guidance, seed=seed, injection="dense",
+                                fps=settings.fps)
+        frames = generate(models.pipe, config, spatial, motion, progress=False).frames
+        return frames, path_scores(frames, truth, settings.size)
+
     for scale in [float(s) for s in args.sprite_scales.split(",") if s]:  # "" with --control: the control alone
         motion_dir = out / f"clips-x{scale:g}"
         if not (motion_dir / "metadata.csv").is_file():
@@ -162,24 +173,20 @@ def main() -> int:
                                  model_id=settings.model, overwrite=True, progress=settings.progress)
                     (run / "time.json").write_text(json.dumps({"seconds": time.time() - t0}))
                 seconds = json.loads((run / "time.json").read_text())["seconds"]
-                motion = load_lora(run / FINAL_NAME)
-                loras[label] = (None, motion, final_loss(run), seconds)
+                motion, loss = load_lora(run / FINAL_NAME), final_loss(run)
+                loras[label] = (None, motion, loss, seconds)
                 if (run / SPATIAL_NAME).is_file():
-                    loras[f"{label} +spatial"] = (load_lora(run / SPATIAL_NAME), motion, final_loss(run), 0.0)
+                    loras[f"{label} +spatial"] = (load_lora(run / SPATIAL_NAME), motion, loss, 0.0)
         for i in range(args.clips):
             item = json.loads((motion_dir / f"clip_{i:03d}.json").read_text())
             truth = load_ground_truth(motion_dir / f"clip_{i:03d}.npz")
             videos = [truth["frames"]]
             for name, (spatial, motion, loss, seconds) in loras.items():
                 for seed in seeds:
-                    config = GenerateConfig(prompt=item["text"], frames=settings.frames, height=settings.size,
-                                            width=settings.size, steps=settings.gen_steps, guidance=settings.guidance,
-                                            seed=seed, injection="dense", fps=settings.fps)
-                    frames = generate(models.pipe, config, spatial, motion, progress=False).frames
+                    frames, scores = generate_scored(item["text"], seed, truth, spatial, motion)
                     rows.append({"scale": scale, "clip": i, "lora": name, "seed": seed, "loss": loss,
-                                 "true_family": args.family,
-                                 "train_seconds": seconds, "caption": item["text"],
-                                 **path_scores(frames, truth, settings.size)})
+                                 "true_family": args.family, "train_seconds": seconds, "caption": item["text"],
+                                 **scores})
                     print(json.dumps(rows[-1]), flush=True)
                     if seed == seeds[0]:
                         videos.append(frames)
@@ -190,17 +197,14 @@ def main() -> int:
         videos = []
         seed_iter = (sample_clip(s, "train", settings.frames, settings.size, sprite_scale=scale)
                      for s in itertools.count(10 ** 6))
-        moving = (c for c in seed_iter if c.motion.family not in ("spin", "grow", "shrink"))
+        moving = (c for c in seed_iter if c.motion.family not in IN_PLACE_FAMILIES)
         for i, clip in zip(range(args.control), moving):
             truth = {"positions": clip.positions, "scales": clip.scales}
             for seed in seeds:
-                config = GenerateConfig(prompt=clip.caption, frames=settings.frames, height=settings.size,
-                                        width=settings.size, steps=settings.gen_steps, guidance=settings.guidance,
-                                        seed=seed, fps=settings.fps)
-                frames = generate(models.pipe, config, progress=False).frames
+                frames, scores = generate_scored(clip.caption, seed, truth)
                 rows.append({"scale": scale, "clip": i, "lora": "none, pretraining-like clip", "seed": seed,
                              "loss": float("nan"), "train_seconds": 0.0, "caption": clip.caption,
-                             "true_family": clip.motion.family, **path_scores(frames, truth, settings.size)})
+                             "true_family": clip.motion.family, **scores})
                 print(json.dumps(rows[-1]), flush=True)
                 if seed == seeds[0] and i < 4:
                     videos += [clip.frames, frames]

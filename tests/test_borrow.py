@@ -110,7 +110,6 @@ def test_borrowed_undoes_compile_checkpointing_adapters_and_moves():
     assert snapshot(pipe) == before
 
 
-
 def test_generating_with_loras_returns_the_transformer_as_it_was(tmp_path, fresh_frames):
     """No adapter, no peft LoRA layer and no peft config stays behind a generation with LoRAs."""
     from smrabooth.lora.files import load_lora

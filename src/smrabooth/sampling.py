@@ -186,13 +186,14 @@ def adapter_names(pipe) -> set[str]:
     return set(getattr(pipe.transformer, "peft_config", {}) or {})
 
 
-def detach_loras(pipe, loras=None, keep: set[str] | None = None) -> None:
-    """Undo `attach_loras`: merged weights restored, peft adapters deleted (all but those in `keep`: what the
-    transformer held before)."""
+def detach_loras(pipe, loras=None, before: PeftState | None = None) -> None:
+    """Undo `attach_loras`: merged weights restored; the transformer's adapters, peft layers and config as
+    `before` recorded them before attaching (a `PeftState`), or without it every adapter deleted."""
     if isinstance(loras, MergedLoras):
         loras.restore()
-    names = sorted(adapter_names(pipe) - (keep or set()))
-    if names:
+    if before is not None:
+        before.restore()
+    elif names := sorted(adapter_names(pipe)):
         pipe.transformer.delete_adapters(names)
 
 
@@ -430,9 +431,7 @@ def generate(
                                  mode=resolve_lora_mode(pipe, config))
             return sample_video(pipe, config, loras, progress=progress, on_step=on_step)
     finally:
-        if isinstance(loras, MergedLoras):
-            loras.restore()
-        before.restore()  # the adapters deleted and peft's LoRA layers gone: the transformer's own modules again
+        detach_loras(pipe, loras, before)  # also peft's LoRA layers gone: the transformer's own modules again
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from smrabooth.errors import SmraboothError
 from .world import _DEFAULT_RANGES, MOTION_RANGES, MOTIONS, _path
 
 # families told apart by angle or scale rather than by the path of the centre
-_IN_PLACE = ("spin", "grow", "shrink")
+IN_PLACE_FAMILIES = ("spin", "grow", "shrink")
 _REVERSIBLE = ("circle", "bounce", "zigzag", "figure-eight", "spiral")
 
 
@@ -93,7 +93,7 @@ def _templates(frames: int) -> tuple[tuple[str, ...], np.ndarray]:
     t = np.linspace(0.0, 1.0, frames)
     names, paths = [], []
     for family in MOTIONS:
-        if family in _IN_PLACE:
+        if family in IN_PLACE_FAMILIES:
             continue
         r = {**_DEFAULT_RANGES, **MOTION_RANGES[family]}
         phase_n = 24 if r["phase"][1] - r["phase"][0] > 1 else 3
