@@ -23,7 +23,7 @@ from smrabooth.lora.unet import (
     unet_lora_from_peft,
 )
 from smrabooth.models.dinov2 import build_tiny_dinov2
-from smrabooth.models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline, model_kind
+from smrabooth.models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline
 from smrabooth.train.common import read_log
 from smrabooth.train.unet import (
     UnetMotionConfig,
@@ -279,15 +279,6 @@ def test_lora_files_and_mismatch_errors(tmp_path, zs_pipe, tiny_pipe):
     bigger = build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(block_out_channels=(48, 64)))
     with pytest.raises(SmraboothError, match="another model size"):
         check_unet_lora_fits(back, bigger.unet, "s.safetensors")
-
-
-def test_model_kind(tmp_path):
-    (tmp_path / "z").mkdir()
-    (tmp_path / "z" / "model_index.json").write_text('{"_class_name": "TextToVideoSDPipeline"}')
-    assert model_kind(tmp_path / "z") == "unet"
-    assert model_kind("cerspense/zeroscope_v2_576w") == "unet"
-    assert model_kind("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") == "wan"
-    assert model_kind("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", backbone="unet") == "unet"
 
 
 def test_three_commands_end_to_end_on_a_saved_tiny_zeroscope(tmp_path, capsys):

@@ -35,7 +35,9 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
+from .backbones import backbone_for_model
 from .errors import SmraboothError
 
 STAGES = ("train", "generate", "evaluate")
@@ -278,6 +280,7 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
     if cfg.recipe and not _accepts("train-subject", "--recipe"):
         raise SmraboothError(f"--recipe {cfg.recipe}: this version's trainers have no recipes; leave it out")
     used = {(prompt["subject"], prompt["motion"]) for prompt in prompts}
+    model_backbone = backbone_for_model(cfg.model)  # its LoRA files: one per kind, or one per Wan2.2 A14B expert
     jobs: list[Job] = []
     lora_job: dict[tuple[str, str, str, str], str] = {}  # (backbone, kind, name, variant) -> job name
 
@@ -294,11 +297,11 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
         args = _parse([command, *argv, "--out", "x"])
         cost_key = kind if kind == "subject" or not getattr(args, "no_mora", False) else "motion_no_mora"
         job_name = f"loras/{backbone}/{kind}/{name}-{variant}"
-        final = "subject_lora.safetensors" if kind == "subject" else "motion_lora.safetensors"
+        finals = list(model_backbone.final_names(kind, SimpleNamespace(expert=getattr(args, "expert", None))))
         jobs.append(Job(kind, job_name, {"command": command, "argv": argv, "model": stamp,
                                          "data": folder_digest(folder)},
                         seconds=job_seconds(cost_key, args.steps, training_tokens(kind, args)),
-                        extra={"final": final}))
+                        extra={"final": finals[0], "finals": finals}))
         lora_job[key] = job_name
         return job_name
 
@@ -376,7 +379,7 @@ def marker_path(out: Path, job: Job) -> Path:
 
 def outputs_of(out: Path, job: Job) -> list[Path]:
     if job.kind in ("subject", "motion"):
-        return [out / job.name / job.extra["final"]]
+        return [out / job.name / f for f in job.extra.get("finals", [job.extra["final"]])]
     return [out / job.name]
 
 
@@ -592,7 +595,7 @@ class Runner:
 
     def run_generate(self, job: Job, digest: str, done) -> None:
         from .cli.generate import config_from_args
-        from .lora.files import load_lora
+        from .lora.files import load_lora, run_lora_files
         from .sampling import generate
         from .video import write_video
 
@@ -600,11 +603,10 @@ class Runner:
         path.parent.mkdir(parents=True, exist_ok=True)
         args = _parse(["generate", *job.spec["argv"], *self.worker.device_args(), "--out", str(path)])
         config = config_from_args(args)
-        loras = {k: self.out / n / ("subject_lora.safetensors" if k == "subject" else "motion_lora.safetensors")
-                 for k, n in job.extra["loras"].items()}
-        weights = {k: load_lora(p) for k, p in loras.items()}
+        loras = {k: run_lora_files(self.out / n, k) for k, n in job.extra["loras"].items()}
+        weights = {k: [load_lora(p) for p in paths] for k, paths in loras.items()}
         result = generate(self.pipeline(args), config, weights.get("subject"), weights.get("motion"), progress=False,
-                          lora_paths={k: str(p) for k, p in loras.items()})
+                          lora_paths={k: [str(p) for p in paths] for k, paths in loras.items()})
         tmp = path.with_name(f".{path.stem}.tmp.mp4")
         write_video(result.frames, tmp, fps=config.fps)
         os.replace(tmp, path)

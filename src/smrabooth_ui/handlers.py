@@ -151,11 +151,12 @@ def need_examples(app: UiApp) -> Examples:
 
 def _unfinished_run(app: UiApp, kind: str, name: str) -> Path | None:
     """The newest run of `name` with a checkpoint and no final LoRA: what Resume continues."""
+    from smrabooth.lora.files import run_lora_files
     from smrabooth.train.common import list_checkpoints
 
     runs = sorted(app.wd.runs(kind).glob(f"{safe_name(name)}-*"), key=lambda p: p.stat().st_mtime)
     for run in reversed(runs):
-        if list_checkpoints(run) and not (run / f"{kind}_lora.safetensors").exists():
+        if list_checkpoints(run) and not run_lora_files(run, kind):
             return run
     return None
 
@@ -362,12 +363,14 @@ class LibraryEntry:
 def library(app: UiApp, kind: str) -> list[LibraryEntry]:
     """Finished LoRAs of the work folder's runs, newest first, each with a thumbnail."""
     from smrabooth.config import read_yaml
+    from smrabooth.lora.files import run_lora_files
 
     out = []
     for run in sorted(app.wd.runs(kind).iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-        lora = run / f"{kind}_lora.safetensors"
-        if not lora.is_file():
+        files = run_lora_files(run, kind)  # one file, or one per Wan2.2 A14B expert (generate takes both)
+        if not files:
             continue
+        lora = files[0]
         data = read_yaml(run / "config.yaml").get("data") if (run / "config.yaml").is_file() else None
         out.append(LibraryEntry(kind, run.name, lora, data, _thumbnail(run, kind, data)))
     return out

@@ -45,7 +45,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="smrabooth",
-        description="Customized video generation (subject + motion LoRAs on Wan2.1), after SMRABooth (CVPR 2026).",
+        description="Customized video generation (subject + motion LoRAs on Wan2.1, Wan2.2 and ZeroScope), after "
+        "SMRABooth (CVPR 2026).",
     )
     from .. import __version__
 

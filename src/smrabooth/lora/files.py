@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,8 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
     for key in ("rank", "alpha", "layer_types"):
         info.pop(key, None)
     info["source_format"] = fmt
+    if "expert" not in info and SMRABOOTH_METADATA_KEY not in metadata and expert_from_name(path):
+        info["expert"] = expert_from_name(path)  # another tool's Wan2.2 A14B file: its name says the expert
     weights = LoraWeights(tensors, int(rank), float(alpha), info)
     base = info.get("base")
     if isinstance(base, dict) and {"num_layers", "dim", "ffn_dim"} <= set(base):
@@ -195,6 +198,51 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
     else:
         check_consistent_widths(weights, path)
     return weights
+
+
+def lora_file_format(path) -> str | None:
+    """The key format (convert.FORMATS) of a safetensors file's tensors, None when it is none of them or unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return detect_format(list(f.keys()))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+_EXPERT_IN_NAME = re.compile(r"(?<![a-z0-9])(high|low)(?:[_-]noise)?(?![a-z0-9])", re.IGNORECASE)
+
+
+def expert_from_name(path) -> str | None:
+    """A Wan2.2 A14B expert named in a LoRA file's name, as ComfyUI's and DiffSynth-Studio's files name it
+    (`..._high_noise.safetensors`, `..._low_noise_lora/`, `..._low.safetensors`): their keys carry none."""
+    for name in (Path(path).stem, Path(path).parent.name):  # DiffSynth: output folder ..._high_noise_lora/epoch-4
+        found = {m.group(1).lower() for m in _EXPERT_IN_NAME.finditer(name)}
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
+
+
+def run_lora_files(run_dir, kind: str) -> list[Path]:
+    """The LoRA files a finished training run wrote for `kind` (subject, motion): <kind>_lora.safetensors, or one per
+    trained Wan2.2 A14B expert (<kind>_lora_high/_low.safetensors)."""
+    run_dir = Path(run_dir)
+    single = run_dir / f"{kind}_lora.safetensors"
+    if single.is_file():
+        return [single]
+    return [p for e in ("high", "low") if (p := run_dir / f"{kind}_lora_{e}.safetensors").is_file()]
+
+
+def with_expert_siblings(path) -> list[Path]:
+    """A LoRA file and, when it is one expert's file of a training run (<kind>_lora_high.safetensors), the other
+    expert's file beside it: what one choice of a run's LoRA means on Wan2.2 A14B."""
+    path = Path(path)
+    m = re.match(r"^(.*_lora)_(high|low)$", path.stem)
+    if not m:
+        return [path]
+    other = path.with_name(f"{m.group(1)}_{'low' if m.group(2) == 'high' else 'high'}{path.suffix}")
+    return [path, other] if other.is_file() else [path]
 
 
 def warn_if_other_kind(weights: LoraWeights | None, kind: str, flag: str) -> None:
@@ -253,6 +301,7 @@ def describe_lora(weights: LoraWeights) -> str:
     lines = [
         f"format:       {weights.info.get('source_format', 'diffusers')}",
         f"kind:         {weights.info.get('kind', 'unknown')}",
+        *([f"expert:       {weights.info['expert']} noise (Wan2.2 A14B)"] if weights.info.get("expert") else []),
         f"rank:         {weights.rank}",
         f"alpha:        {weights.alpha:g} (scale alpha/rank = {weights.alpha / weights.rank:g})",
         f"layer types:  {', '.join(weights.layer_types)}",

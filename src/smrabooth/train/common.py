@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
@@ -314,20 +313,11 @@ def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, 
 
 
 def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files; run
-    before the text encoder is freed."""
-    out = {}
-    model = model_digest(model_id, ("text_encoder", "tokenizer"), cache_dir)
-    for text in dict.fromkeys(texts):
-        key = cache_key(kind="prompt", model=model, text=text)
+    """Caption -> text embedding, cached: the pipeline's backbone's caption encoder (backbones/); run before the
+    text encoder is freed."""
+    from ..backbones import backbone_of
 
-        def compute(text=text):
-            emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,
-                                        device=pipe._execution_device)
-            return {"embeds": emb.float()}
-
-        out[text] = cached(cache_dir, key, compute)["embeds"]
-    return out
+    return backbone_of(pipe).encode_captions(pipe, texts, model_id, cache_dir)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -414,17 +404,23 @@ def make_validator(pipe, run_dir: Path, prompt_embeds: torch.Tensor, negative_em
                              guidance=PAPER.sampler.guidance, seed=seed, scheduler=PAPER.sampler.scheduler,
                              shift=shift)
 
+    from ..backbones import backbone_of
+
+    denoisers = list(backbone_of(pipe).denoisers(pipe).values())
+
     def validate(step: int) -> None:
         folder = Path(run_dir) / "validation"
         folder.mkdir(exist_ok=True)
-        pipe.transformer.eval()
+        for module in denoisers:
+            module.eval()
         device = pipe._execution_device
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             result = sample_video(pipe, gen_cfg, progress=False,
                                   prompt_embeds=prompt_embeds.to(device, pipe.transformer.dtype),
                                   negative_embeds=negative_embeds.to(device, pipe.transformer.dtype))
         write_video(result.frames, folder / f"step-{step}.mp4", fps=fps)
-        pipe.transformer.train()
+        for module in denoisers:
+            module.train()
 
     return validate
 
