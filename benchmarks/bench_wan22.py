@@ -38,10 +38,12 @@ import json
 import os
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_official_train import Device  # CUDA sync and peak memory; nothing on the CPU
 
 TI2V = {"num_layers": 30, "num_attention_heads": 24, "attention_head_dim": 128, "ffn_dim": 14336,
         "in_channels": 48, "out_channels": 48, "text_dim": 4096, "freq_dim": 256, "patch_size": (1, 2, 2),
@@ -55,26 +57,8 @@ ROWS = [f"{m}-{r}" for m in ("ti2v", "a14b") for r in ("subject", "subject-plain
                                                         "gen-stock", "gen-ours")] + ["a14b-gen-offload"]
 SIZES = {"real": {"res": 512, "frames": 49, "height": 320, "width": 576, "gen_frames": 49, "gen_height": 480,
                   "gen_width": 832},
-         "tiny": {"res": 64, "frames": 9, "height": 64, "width": 64, "gen_frames": 9, "gen_height": 64,
-                  "gen_width": 64}}
-
-
-class Device:
-    def __init__(self, device):
-        self.device, self.cuda = torch.device(device), torch.device(device).type == "cuda"
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def reset_peak(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-
-    def peak_gib(self) -> float:
-        return round(torch.cuda.max_memory_allocated() / 2**30, 1) if self.cuda else float("nan")
+         "tiny": {"res": 64, "frames": 9, "height": 128, "width": 128, "gen_frames": 9, "gen_height": 64,
+                  "gen_width": 64}}  # SEA-RAFT needs 128 px
 
 
 def build_pipeline(model: str, tiny: bool, dev: Device):
@@ -86,7 +70,9 @@ def build_pipeline(model: str, tiny: bool, dev: Device):
 
     torch.manual_seed(0)
     if tiny:
-        return build_tiny_wan22_pipeline(model).to(dev.device)
+        pipe = build_tiny_wan22_pipeline(model).to(dev.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     dtype = torch.bfloat16
     tok = build_tiny_tokenizer()
     with torch.device(dev.device):
@@ -314,7 +300,7 @@ def main():
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         ap.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
-    dev = Device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
+    dev = Device(torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")))
     size = SIZES["tiny" if args.tiny else "real"]
     if dev.cuda:
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
@@ -342,6 +328,9 @@ def main():
                 except torch.OutOfMemoryError as e:
                     torch.cuda.empty_cache()
                     results[row] = {"error": f"OOM ({str(e).splitlines()[0][:80]})"}
+                except Exception as e:  # noqa: BLE001  (one broken row must not lose the others of a GPU run)
+                    traceback.print_exc()
+                    results[row] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}
                 print(f"{row}: {results[row]} ({time.time() - t0:.0f}s)", flush=True)
             del pipe, dino, flow
             if dev.cuda:
@@ -358,7 +347,7 @@ def main():
         ref = results.get(f"{model}-{stage}-plain") if stage in ("subject", "motion") else \
             results.get(f"{model}-gen-stock") if stage.startswith("gen-") else None
         ratio = f"{r['s_per_step'] / ref['s_per_step']:.2f}" if ref and "s_per_step" in ref else ""
-        print(f"| {row} | {r['s_per_step']:.3f} | {ratio} | {r['peak_GiB']} |")
+        print(f"| {row} | {r['s_per_step']:.3f} | {ratio} | {r['peak_GiB']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -312,14 +312,6 @@ def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, 
     return save_lora(path, weights, dtype=dtype)
 
 
-def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> text embedding, cached: the pipeline's backbone's caption encoder (backbones/); run before the
-    text encoder is freed."""
-    from ..backbones import backbone_of
-
-    return backbone_of(pipe).encode_captions(pipe, texts, model_id, cache_dir)
-
-
 # ---------------------------------------------------------------- checkpoints
 def _adapter_files(adapter: str | tuple[str, ...]) -> dict[str, str]:
     """adapter -> its file in a checkpoint: lora.safetensors for the first, lora-<name>.safetensors after it."""

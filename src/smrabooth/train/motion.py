@@ -68,7 +68,6 @@ from .common import (
     add_second_lora_adapter,
     autocast_enabled,
     compile_blocks,
-    encode_captions,
     make_validator,
     sample_timesteps,
     train_loop,
@@ -95,7 +94,7 @@ class MotionTrainConfig:
     data: str = setting("", "motion folder: *.mp4 + metadata.csv (file_name,text; or the authors' video,prompt)")
     out: str = ""
     recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
-    expert: str | None = setting(None, EXPERT_HELP)
+    expert: str | None = setting(None, EXPERT_HELP, choices=EXPERT_CHOICES)
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
@@ -335,7 +334,7 @@ def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id
     vae = pipe.vae
     device = next(trainees.first.parameters()).device
     texts = [it.text for it in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
-    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    embeds = backbone.encode_captions(pipe, texts, model_id, cache_dir)
     times.mark("captions")
 
     def flow_fn(image1, image2):

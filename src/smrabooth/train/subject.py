@@ -37,7 +37,6 @@ from .common import (
     add_lora_adapter,
     autocast_enabled,
     compile_blocks,
-    encode_captions,
     export_lora,
     make_validator,
     sample_timesteps,
@@ -67,7 +66,7 @@ class SubjectTrainConfig:
     out: str = ""
     name: str | None = setting(None, "subject name for a plain image folder (captions: 'a picture of V* NAME')")
     recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
-    expert: str | None = setting(None, EXPERT_HELP)
+    expert: str | None = setting(None, EXPERT_HELP, choices=EXPERT_CHOICES)
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
@@ -247,7 +246,7 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
     items = read_subject_items(cfg)
     warn_untokened_captions([t for _, _, t in items], SUBJECT_TOKENS, "subject")
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
-    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    embeds = backbone.encode_captions(pipe, texts, model_id, cache_dir)
     times.mark("captions")
     loaded = {}
 

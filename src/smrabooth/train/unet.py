@@ -242,13 +242,6 @@ def disable_block_checkpointing(unet) -> None:
             del block.forward, block._smrabooth_checkpointed
 
 
-def encode_clip_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> CLIP text embedding (1, 77, D), cached: the ZeroScope backbone's caption encoder."""
-    from ..backbones.zeroscope import ZEROSCOPE
-
-    return ZEROSCOPE.encode_captions(pipe, texts, model_id, cache_dir)
-
-
 def _abar(unet_scheduler, device) -> torch.Tensor:
     return unet_scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
 
