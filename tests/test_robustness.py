@@ -134,7 +134,7 @@ CASES = [
     (TS + ["--resume", "--overwrite"], 2, "--resume and --overwrite exclude each other"),
     (TS + ["--resume"], 2, "nothing to resume in {tmp}/run"),
     (TS[:-4] + ["--out", "{subject}"], 2, "already holds files: pass --resume"),
-    (TS[:-4] + ["--out", "{subject}", "--overwrite"], 2, "holds files that are not a smrabooth run"),
+    (TS[:-4] + ["--out", "{subject}", "--overwrite"], 2, "holds the input --data {subject}: --overwrite would delete"),
     # ---- train-motion
     (TM + ["--fps", "-15"], 2, "--fps -15: must be a finite number in (0, 240]"),
     (TM + ["--fps", "0"], 2, "--fps 0"),

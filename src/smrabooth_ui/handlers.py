@@ -102,7 +102,7 @@ def prepare_subject_data(app: UiApp, name: str, mask_source: str = MASK_SOURCES[
     from smrabooth.data.prepare_subject import prepare_subject
 
     prepare_subject([uploads], safe_name(name), folder / "data", object_prompt=object_prompt or None,
-                    masks_dir=masks_dir, overwrite=True, log=lambda m: None)
+                    masks_dir=masks_dir, overwrite=True, log=lambda m: None, adopt_unmarked=True)
     return f"prepared {len(subject_photos(app, name))} photo(s) of {safe_name(name)}: check the contact sheet"
 
 
@@ -244,7 +244,8 @@ def prepare_motion_clip(app: UiApp, name: str, clip, caption: str, start=0.0, fr
     folder = app.wd.motion(name)
     upload = app.wd.save_uploads([path], folder / "uploads", replace=True)[0]
     results = prepare_motion([upload], safe_name(name), folder / "data", caption=caption.strip(), frames=frames,
-                             fps=fps, start=start, overwrite=True, log=lambda msg: None)
+                             fps=fps, start=start, overwrite=True, log=lambda msg: None,
+                             adopt_unmarked=True)
     prepared = folder / "data" / results[0].file_name
     load_motion_frames(prepared, frames, fps, m.height, m.width)  # too short: the trainer's error
     (folder / "trim.json").write_text(json.dumps({"start": start, "frames": frames, "fps": fps,

@@ -169,7 +169,7 @@ def run_subject(args) -> int:
     args.model = cfg.model
     if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
         check_run_dir(cfg.out, SUBJECT_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, SubjectTrainConfig))
+                      explicit=given_fields(args, SubjectTrainConfig), inputs={"--config": args.config})
     check_model_args(args)
     use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
     from ..train.distributed import process_device
@@ -201,7 +201,7 @@ def run_motion(args) -> int:
     args.model = cfg.model
     if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
         check_run_dir(cfg.out, MOTION_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, MotionTrainConfig))
+                      explicit=given_fields(args, MotionTrainConfig), inputs={"--config": args.config})
     check_model_args(args)
     use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
     from ..train.distributed import process_device
