@@ -104,12 +104,19 @@ def close_out_folder(folder: Path, command: str) -> Path:
 
 def load_photo(path: Path, max_side: int | None):
     """RGB, turned upright by its EXIF orientation (phone photos), shrunk to max_side."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    image = load_image(path)  # clear error for unreadable files
-    with Image.open(path) as raw:  # phones store photos sideways plus an EXIF orientation tag
-        if raw.getexif().get(0x0112, 1) != 1:
-            image = ImageOps.exif_transpose(raw).convert("RGB")
+    image = load_image(path)  # clear error for unreadable files; 16-bit and palette images converted exactly
+    try:
+        with Image.open(path) as raw:  # phones store photos sideways plus an EXIF orientation tag
+            orientation = raw.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError):  # an unreadable EXIF block: as stored
+        orientation = 1
+    turn = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}.get(orientation)  # what ImageOps.exif_transpose does
+    if turn is not None:
+        image = image.transpose(turn)
     if max_side and max(image.size) > max_side:
         scale = max_side / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),

@@ -465,27 +465,67 @@ def _kept(run_dir: Path) -> str:
         else "no checkpoint was written yet"
 
 
-def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
-                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-    """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def read_checkpoint_state(folder: Path) -> dict:
+    """A checkpoint's state.json, checked against the folder it is in: a JSON object whose whole-number step is the
+    N of step-N and whose effective batch is a whole number >= 1."""
+    from ..readers import read_json
 
     folder = Path(folder)
+    state = read_json(folder / "state.json", dict, "a checkpoint's state.json")
+    step, batch = state.get("step"), state.get("effective_batch", 1)
+    m = CHECKPOINT_RE.match(folder.name)
+    if isinstance(step, bool) or not isinstance(step, int) or (m and step != int(m.group(1))):
+        raise SmraboothError(f"{folder / 'state.json'} says step {step!r}, but the folder is {folder.name}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SmraboothError(f"{folder / 'state.json'}: effective_batch {batch!r} is not a whole number >= 1")
+    return state
+
+
+def _checked_tensors(path: Path, expected: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """A checkpoint file's tensors: readable, finite, floating point where weights are; with `expected`, exactly
+    those keys (a file missing half its LoRA tensors would leave those layers as initialised)."""
+    from ..readers import read_safetensors
+
+    tensors, _ = read_safetensors(path, "checkpoint file")
+    if expected is not None and set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        what = f"lacks {len(missing)} of its tensors (e.g. {missing[0]})" if missing else f"has unexpected {extra[0]}"
+        raise SmraboothError(f"{path} {what}: it is not this run's LoRA")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SmraboothError(f"{path}: {key} holds NaN or infinite values")
+    return tensors
+
+
+def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
+                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats, and only whole,
+    finite checkpoints: every LoRA tensor of the run present, no NaN or Inf anywhere, state.json naming its own
+    step (else SmraboothError, and `load_newest_intact` tries the one before)."""
+    from peft import set_peft_model_state_dict
+
+    folder = Path(folder)
+    state = read_checkpoint_state(folder)
     device = next(p for p in transformer.parameters() if p.requires_grad).device
     for name, file in _adapter_files(adapter).items():
         if not (folder / file).is_file():
             raise SmraboothError(f"checkpoint {folder} has no {file}: it is not from a run with these LoRAs")
-        lora = {k: v.to(device) for k, v in load_file(str(folder / file)).items()}
+        expected = set(lora_state_dict_from_peft(transformer, name))
+        lora = {k: v.to(device) for k, v in _checked_tensors(folder / file, expected).items()}
         result = set_peft_model_state_dict(transformer, lora, adapter_name=name)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise SmraboothError(f"checkpoint {folder} does not match this run's LoRA (unexpected {unexpected[0]})")
     for name, module in modules.items():
-        module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
-    state = json.loads((folder / "state.json").read_text())
-    set_rng_state(load_file(str(folder / "rng.safetensors")), generator, numpy_state=state.get("numpy"))
+        tensors = _checked_tensors(folder / f"{name}.safetensors", set(module.state_dict()))
+        module.load_state_dict({k: v.to(device) for k, v in tensors.items()})
+    optim = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)
+    for value in optim.get("state", {}).values() if isinstance(optim, dict) else []:
+        for t in value.values() if isinstance(value, dict) else []:
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise SmraboothError(f"{folder / 'optimizer.pt'} holds NaN or infinite values")
+    optimizer.load_state_dict(optim)
+    set_rng_state(_checked_tensors(folder / "rng.safetensors"), generator, numpy_state=state.get("numpy"))
     return int(state["step"])
 
 
@@ -573,7 +613,7 @@ def train_loop(
     start = 0
     if resume:
         start, folder = load_newest_intact(run_dir, transformer, adapter, modules, optimizer, generator)
-        parallel.keep_effective_batch(json.loads((folder / "state.json").read_text()).get("effective_batch", 1))
+        parallel.keep_effective_batch(read_checkpoint_state(folder).get("effective_batch", 1))
     main = parallel.is_main
     log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None) if main else None
     if parallel.effective_batch > 1 or parallel.processes > 1 or (Path(run_dir) / "parallel.json").is_file():

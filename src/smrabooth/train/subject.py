@@ -144,7 +144,7 @@ def read_subject_items(cfg: SubjectTrainConfig):
     """(image_path, mask_path or None, caption) for each training image."""
     from ..data.folders import read_subject_folder
 
-    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask)
+    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask, use_masks=cfg.use_mask)
     return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
 
 
