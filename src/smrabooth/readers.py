@@ -178,9 +178,10 @@ def parse_yaml(text: str, source):
     alias bombs are refused in one line."""
     import yaml
 
-    loader = _yaml_loader()(text)
-    loader.name = str(source)
+    loader = None
     try:
+        loader = _yaml_loader()(text)  # the reader refuses control characters here already
+        loader.name = str(source)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -199,7 +200,8 @@ def parse_yaml(text: str, source):
     except RecursionError:
         raise SmraboothError(f"{source}: nested too deeply to be a settings file") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_file(path):

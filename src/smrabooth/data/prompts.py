@@ -176,7 +176,6 @@ def collect_shipped_prompts(roots) -> dict[tuple[str, str], str]:
 
 def write_test_prompts(path: str | os.PathLike, prompts: list[dict]) -> Path:
     path = Path(path)
-    if not path.parent.is_dir():
-        raise SmraboothError(f"the folder of {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)  # checked writable before (check_output_file)
     path.write_text(json.dumps(prompts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

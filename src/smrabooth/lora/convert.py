@@ -83,7 +83,7 @@ def to_canonical(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[st
             if not m:
                 raise SmraboothError(f"unexpected tensor {key!r} in a ComfyUI LoRA file")
             if m.group(3):
-                if value.numel() != 1 or not value.is_floating_point() and value.dtype.is_complex:
+                if value.numel() != 1:
                     raise SmraboothError(f"{key} holds {value.numel()} values; a ComfyUI alpha is one number")
                 alphas.add(float(value.reshape(-1)[0]))
                 continue

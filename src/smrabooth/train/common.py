@@ -32,14 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.cache import cache_key, cached, model_digest
 from .. import run_folder
+from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
 from .distributed import SINGLE, DataParallel
-from .lock import LOCK_NAME, check_unlocked
 from .lock import acquire as acquire_lock
+from .lock import check_unlocked
 from .lock import release as release_lock
 from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
     JsonlLog,
@@ -582,7 +582,7 @@ def load_newest_intact(run_dir: Path, transformer, adapter: str | tuple[str, ...
     for _, folder in reversed(list_checkpoints(run_dir)):
         try:
             return load_checkpoint(folder, transformer, adapter, modules, optimizer, generator), folder
-        except Exception as e:  # noqa: BLE001  (safetensors, torch, json and OS errors alike mean "damaged")
+        except Exception as e:
             damaged.append(folder.name)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"warning: checkpoint {folder} is damaged ({first}); trying the one before", file=sys.stderr)

@@ -45,10 +45,10 @@ from ..align.raa import RAABlock, direct_sura_loss, raa_sura_loss
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..errors import SmraboothError
-from ..run_folder import abandons_staging
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..lora.unet import add_unet_adapter, save_unet_lora, unet_lora_from_peft
 from ..recipes import PAPER, UNET
+from ..run_folder import abandons_staging
 from .common import (
     LoopSettings,
     PhaseTimes,
