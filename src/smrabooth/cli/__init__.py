@@ -31,7 +31,7 @@ def register_plugins(subparsers) -> list[str]:
     for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         try:
             ep.load()(subparsers)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (any error of a plugin must leave the core CLI usable)
             first = str(e).splitlines()[0][:200] if str(e) else ""
             failed.append(f"{ep.name} ({ep.value}): {type(e).__name__}: {first}")
     return failed
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"smrabooth {command}: error: {one_line(e)}", file=sys.stderr)
         return 1
-    except Exception as e:
+    except Exception as e:  # the one boundary: whatever escaped the checks is one line, not a traceback
         if debug:
             raise
         where = _where(e)

@@ -582,7 +582,7 @@ def load_newest_intact(run_dir: Path, transformer, adapter: str | tuple[str, ...
     for _, folder in reversed(list_checkpoints(run_dir)):
         try:
             return load_checkpoint(folder, transformer, adapter, modules, optimizer, generator), folder
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (safetensors, torch, json and OS errors alike mean "damaged")
             damaged.append(folder.name)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"warning: checkpoint {folder} is damaged ({first}); trying the one before", file=sys.stderr)
