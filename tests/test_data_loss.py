@@ -210,6 +210,14 @@ def test_train_overwrite_keeps_the_old_run_until_the_new_one_is_done(trained, ti
     rc, err = cli(capsys, *train_argv(tiny_model_dir, bad, run, "--overwrite"))
     assert rc == 2 and "is all black" in err
     assert snapshot(run) == before and leftovers(run) == []
+    # a setting checked against the model once it has loaded
+    from smrabooth.models.dinov2 import build_tiny_dinov2
+
+    build_tiny_dinov2().save_pretrained(tmp_path / "dino")
+    sura = ["--sura", "--encoder", tmp_path / "dino", "--projector-width", "16", "--sura-layer", "99"]
+    rc, err = cli(capsys, *train_argv(tiny_model_dir, trained / "data", run, "--overwrite", *sura))
+    assert rc == 2 and "--sura-layer 99 is outside" in err
+    assert snapshot(run) == before and leftovers(run) == []
     # a new run replaces it; the config names absolute paths and the files read are recorded
     data = make_subject_folder(tmp_path / "data", n=2)
     assert cli(capsys, *train_argv(tiny_model_dir, data, run, "--overwrite", "--seed", "5"))[0] == 0
