@@ -350,3 +350,23 @@ def test_bundle_overwrite_replaces_bundles_only(tmp_path):
     with pytest.raises(SmraboothError, match="holds the input stage folder"):
         assemble_bundle(tmp_path / "pre", bundle_out=tmp_path / "pre", overwrite=True)
     assert (mine / "x.txt").is_file() and (tmp_path / "pre" / "dit").is_dir()
+
+
+def test_a_file_dropped_into_the_old_run_while_the_new_one_is_made_is_kept(tmp_path, capsys):
+    from smrabooth import run_folder
+
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "a.png").write_text("old")
+    run_folder.write_marker(out, "prepare-subject", ["a.png"])
+    staging = run_folder.begin(out, "prepare-subject")
+    (staging / "a.png").write_text("new")
+    (out / "notes.txt").write_text("written while the new set was made")
+    assert run_folder.commit(staging) == out and (out / "a.png").read_text() == "new"
+    kept = tmp_path / ".set.replaced"
+    assert (kept / "notes.txt").read_text() == "written while the new set was made"
+    assert "it is kept, with the old run" in capsys.readouterr().err
+    staging = run_folder.begin(out, "prepare-subject")  # a clean old run is removed
+    run_folder.commit(staging)
+    assert leftovers(out) == [".set.replaced-2"]  # the kept one is never deleted by a later replacement
+    assert (tmp_path / ".set.replaced-2" / "notes.txt").is_file()

@@ -40,8 +40,13 @@ def _first_line(e: BaseException) -> str:
 
 # ---------------------------------------------------------------- text
 def decode_text(data: bytes, path, warn: bool = True) -> str:
-    """UTF-8 (a byte-order mark is dropped: spreadsheet exports add one); a file that is not UTF-8 is read as
-    Latin-1 (Windows exports), with a warning."""
+    """UTF-8 (a byte-order mark is dropped: spreadsheet exports add one), or UTF-16 with its byte-order mark
+    (Excel's "Unicode text"); a file that is neither is read as Latin-1 (Windows exports), with a warning."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -119,15 +119,20 @@ def check_replaceable(out, command: str, inputs: dict[str, object], owned: Calla
     if marker["command"] != command and marker["command"] not in set(same):
         raise SmraboothError(f"--out {out} was written by smrabooth {marker['command']}, not {command}; refusing to "
                              f"replace it: choose another --out")
-    if "files" in marker:  # a finished command listed what it wrote
-        ours = set(marker["files"]).__contains__
-    else:  # an interrupted one: what the command writes, or (no list given) the whole folder
-        ours = owned or (lambda name: True)
+    ours = _ours(marker, owned)
     foreign = [p.name for p in found if not ours(p.name)]
     if foreign:
         raise SmraboothError(f"--out {out} holds {foreign[0]}, which smrabooth {command} did not write; --overwrite "
                              f"would delete it: move it out of {out}, or choose another --out")
     return True
+
+
+def _ours(marker: dict, owned: Callable[[str], bool] | None) -> Callable[[str], bool]:
+    """Which entries of a marked folder its command wrote: the names its marker lists once it has finished; for
+    an interrupted one, what the command writes (`owned`), or (none given) everything."""
+    if "files" in marker:
+        return set(marker["files"]).__contains__
+    return owned or (lambda name: True)
 
 
 # ---------------------------------------------------------------- replacing
@@ -178,21 +183,53 @@ def begin(out, command: str) -> Path:
     return staging
 
 
-def commit(folder) -> Path:
+def commit(folder, owned: Callable[[str], bool] | None = None) -> Path:
     """Swap a staging folder in for its target (the old folder is removed only now); a folder that is not staging
-    is left as it is. Returns the target."""
+    is left as it is. Returns the target. An old folder that came to hold an entry its command did not write while
+    the new run was made (`owned`, as check_replaceable's) is kept at `.<name>.replaced`, with a warning."""
+    import sys
+
     folder = Path(folder)
     if not is_staging(folder):
         return folder
     target = target_of(folder)
     replaced = target.with_name(f".{target.name}{REPLACED_SUFFIX}")
-    _remove_ours(replaced)
+    _keep_or_remove(replaced, owned)
     if target.exists():
         os.replace(target, replaced)
     os.replace(folder, target)
     if replaced.exists():
-        shutil.rmtree(replaced, ignore_errors=True)
+        foreign = _foreign(replaced, owned)
+        if foreign:
+            print(f"warning: the run replaced in {target} had come to hold {foreign[0]}; it is kept, with the old "
+                  f"run, in {replaced}", file=sys.stderr)
+        else:
+            shutil.rmtree(replaced, ignore_errors=True)
     return target
+
+
+def _foreign(folder: Path, owned: Callable[[str], bool] | None) -> list[str]:
+    """The entries of a replaced run its command did not write (all of them without a readable marker)."""
+    try:
+        marker = read_marker(folder)
+    except SmraboothError:
+        marker = None
+    ours = _ours(marker, owned) if marker is not None else (lambda name: False)
+    return [p.name for p in entries(folder) if not ours(p.name)]
+
+
+def _keep_or_remove(replaced: Path, owned: Callable[[str], bool] | None = None) -> None:
+    """Clear the way for `.<name>.replaced`: an earlier one holding only its run's files is removed, one holding
+    something else (kept by `commit`) moves to `.<name>.replaced-N`."""
+    if not replaced.exists() and not replaced.is_symlink():
+        return
+    if replaced.is_dir() and not replaced.is_symlink() and not _foreign(replaced, owned):
+        shutil.rmtree(replaced)
+        return
+    n = 2
+    while replaced.with_name(f"{replaced.name}-{n}").exists():
+        n += 1
+    os.replace(replaced, replaced.with_name(f"{replaced.name}-{n}"))
 
 
 def discard(folder) -> None:
@@ -210,7 +247,7 @@ def set_aside(out) -> Path:
     """Move the run in `out` to `.<name>.replaced` (nothing is deleted) and create `out` empty."""
     out = Path(os.path.abspath(out))
     aside = out.with_name(f".{out.name}{REPLACED_SUFFIX}")
-    _remove_ours(aside)
+    _keep_or_remove(aside)
     os.replace(out, aside)
     out.mkdir()
     return aside

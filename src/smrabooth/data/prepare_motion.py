@@ -228,6 +228,6 @@ def prepare_motion(
     except BaseException:
         run_folder.discard(out)  # a replaced set stays as it was
         raise
-    out = close_out_folder(out, COMMAND)
+    out = close_out_folder(out, COMMAND, owned_name)
     log(f"wrote {len(rows)} clips to {out}; captions: " + "; ".join(sorted({t for _, t in rows})))
     return results

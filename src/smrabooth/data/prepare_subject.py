@@ -95,9 +95,9 @@ def open_out_folder(out: str | os.PathLike, overwrite: bool, command: str, input
     return out
 
 
-def close_out_folder(folder: Path, command: str) -> Path:
+def close_out_folder(folder: Path, command: str, owned=None) -> Path:
     """Everything is written: the staging folder (if any) replaces the old set, the marker lists the files."""
-    out = run_folder.commit(folder)
+    out = run_folder.commit(folder, owned or set(PREPARED).__contains__)
     run_folder.finish_marker(out, command)
     return out
 

@@ -126,7 +126,8 @@ def _entries(out: Path) -> list[Path]:
 # Every entry a trainer writes into its run folder (module docstring): what --overwrite may replace.
 RUN_ENTRIES = {"config.yaml", "log.jsonl", "checkpoints", "validation", "timings.json", "parallel.json", INPUTS_FILE,
                "subject_lora.safetensors", "motion_lora.safetensors", "spatial_lora.safetensors",
-               "projector.safetensors", "raa.safetensors"}
+               "projector.safetensors", "raa.safetensors",
+               "time.json"}  # the SMRA-Sprites lab's training time, written beside a run it trained
 
 
 def _command(final_name: str) -> str:
@@ -318,7 +319,7 @@ def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
 def finish_run(run_dir: Path) -> Path:
     """The training in `run_dir` is over: a staging folder (--overwrite) is swapped in for the run it replaces,
     and the lock is released. Returns the run folder."""
-    target = run_folder.commit(run_dir)
+    target = run_folder.commit(run_dir, RUN_ENTRIES.__contains__)
     release_lock(target)
     return target
 
