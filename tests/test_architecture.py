@@ -95,7 +95,7 @@ def test_every_trainer_checks_the_run_folder_before_the_model_loads(name, model_
     argv = ["train-subject", "--model", str(model_folders / name), "--data", str(tmp_path / "data"), "--steps", "1"]
     for out, extra, message in ((finished, [], "already holds a finished run"),
                                 (empty, ["--resume"], "nothing to resume"),
-                                (stray, ["--overwrite"], "not a smrabooth run; refusing to delete them")):
+                                (stray, ["--overwrite"], "refusing to delete them")):
         assert main([*argv, "--out", str(out), *extra]) == 2
         assert message in capsys.readouterr().err
     assert (stray / "notes.txt").read_text() == "mine"

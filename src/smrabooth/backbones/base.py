@@ -26,7 +26,6 @@ A new backbone is one module in this package with a `Backbone` subclass, registe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -38,17 +37,11 @@ MAIN = "main"  # the one denoiser of a backbone without experts
 
 
 def read_model_index(path) -> dict | None:
-    """A folder's model_index.json, or None when it has none; a broken one is one clear error."""
+    """A folder's model_index.json, or None when it has none; a broken one is one clear error (readers.py)."""
+    from ..readers import read_json
+
     index = Path(path) / "model_index.json"
-    if not index.is_file():
-        return None
-    try:
-        data = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SmraboothError(f"{index} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise SmraboothError(f"{index} does not hold a mapping")
-    return data
+    return read_json(index, dict, "model_index.json") if index.is_file() else None
 
 
 def listed(index: dict, component: str) -> bool:

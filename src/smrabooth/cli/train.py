@@ -132,7 +132,16 @@ def run_training(kind: str, args) -> int:
     backbone.check_train_config(kind, cfg)  # e.g. an --expert this model does not have
     finals = backbone.final_names(kind, cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
-        check_run_dir(cfg.out, finals[0], resume=args.resume, overwrite=args.overwrite, cfg=cfg, explicit=explicit)
+        check_run_dir(cfg.out, finals[0], resume=args.resume, overwrite=args.overwrite, cfg=cfg, explicit=explicit,
+                      inputs={"--config": args.config})
+        if kind == "subject":  # the data read whole before any model loads
+            from ..train.subject import read_subject_items
+
+            read_subject_items(cfg)
+        else:
+            from ..data.folders import read_motion_folder
+
+            read_motion_folder(cfg.data)
     check_model_args(args)
     helper = cfg.encoder if kind == "subject" and cfg.use_sura else \
         cfg.flow_model if kind == "motion" and cfg.use_mora else None

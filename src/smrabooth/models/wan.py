@@ -8,7 +8,6 @@ lists in `_keep_in_fp32_modules` in fp32), the VAE in `vae_dtype` (fp32 by defau
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -42,11 +41,10 @@ def check_wan_model_dir(path: str | os.PathLike) -> None:
     hint = f"pass a diffusers-format Wan T2V model, e.g. a folder downloaded from {WAN_1_3B}"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a Wan diffusers model: it has no model_index.json ({hint})")
-    try:
-        data = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise SmraboothError(f"{index} is not valid JSON ({e})") from None
-    cls = data.get("_class_name") if isinstance(data, dict) else None
+    from ..readers import read_json
+
+    data = read_json(index, dict, "model_index.json")
+    cls = data.get("_class_name")
     if cls != "WanPipeline":
         raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
     extra = ("transformer_2",) if isinstance(data.get("transformer_2"), list) and data["transformer_2"][0] else ()
@@ -120,6 +118,10 @@ def load_wan_pipeline(
             f"(huggingface-cli download {model if _looks_like_hub_id(model) else WAN_1_3B} --local-dir DIR) "
             f"and pass --model DIR"
         ) from None
+    except Exception as e:  # noqa: BLE001  (a damaged config.json or weight file: diffusers raises many types)
+        first_line = " ".join(str(e).split())[:200] or type(e).__name__
+        raise SmraboothError(f"could not load the Wan model {model} ({type(e).__name__}: {first_line}): a config or "
+                             "weight file of it is damaged or of another model; download it again") from None
     for name in ("transformer", "transformer_2"):
         module = getattr(pipe, name, None)
         if module is not None and type(module).__name__ != "WanTransformer3DModel":

@@ -60,6 +60,7 @@ from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from ..run_folder import abandons_staging
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .common import (
@@ -67,7 +68,9 @@ from .common import (
     add_lora_adapter,
     add_second_lora_adapter,
     autocast_enabled,
+    check_inputs,
     compile_blocks,
+    data_files,
     make_validator,
     sample_timesteps,
     train_loop,
@@ -300,6 +303,7 @@ def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sig
     return {"spatial": flow, "loss": flow}
 
 
+@abandons_staging
 def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | None = None,
                  flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, explicit: set[str] | None = None) -> Path:
@@ -330,6 +334,7 @@ def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_motion_folder(cfg.data)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, parallel)
     warn_untokened_captions([it.text for it in items], MOTION_TOKENS, "motion")
     vae = pipe.vae
     device = next(trainees.first.parameters()).device
@@ -447,4 +452,4 @@ def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id
             export_files(trainees, run_dir, SPATIAL_NAME, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
                          "motion-spatial", dtype, {"steps": cfg.steps, "recipe": cfg.recipe, "token": token})
 
-    return run.finish(run_dir / backbone.final_names("motion", cfg)[0], write)
+    return run.finish(backbone.final_names("motion", cfg)[0], write)

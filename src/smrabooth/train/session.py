@@ -7,7 +7,7 @@ the U-Net variant's), so each gets it by construction:
                                                                 read, the run folder locked and checked
                                                                 (resume, overwrite), config.yaml written
         ... precompute, add the LoRA, train_loop(..., parallel=run.parallel) ...
-        return run.finish(final, write)                         the main process writes the LoRA files, the
+        return run.finish(final_name, write)                    the main process writes the LoRA files, the
                                                                 others wait; timings.json; the lock released
 """
 
@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..run_folder import target_of
 from .borrow import borrowed
 from .common import PhaseTimes, finish_run, open_run
 from .distributed import DataParallel
@@ -31,17 +32,17 @@ class TrainingRun:
     resume: bool = False
     times: PhaseTimes = field(default_factory=PhaseTimes)
 
-    def finish(self, final: Path, write: Callable[[], object]) -> Path:
-        """`write()` (the LoRA files) on the main process, the others wait for it; returns `final`, the main file."""
+    def finish(self, final_name: str, write: Callable[[], object]) -> Path:
+        """`write()` (the LoRA files) on the main process, the others wait for it; the run folder is committed
+        (an --overwrite's staging folder swapped in, the lock released). Returns the path of `final_name` in it."""
         if not self.parallel.is_main:
             self.parallel.barrier()
-            return final
+            return target_of(self.run_dir) / final_name
         write()
         self.times.mark("save")
         self.times.write(self.run_dir)
         self.parallel.barrier()
-        finish_run(self.run_dir)
-        return final
+        return finish_run(self.run_dir) / final_name
 
 
 @contextmanager

@@ -30,13 +30,16 @@ from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from ..run_folder import abandons_staging
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .common import (
     LoopSettings,
     add_lora_adapter,
     autocast_enabled,
+    check_inputs,
     compile_blocks,
+    data_files,
     export_lora,
     make_validator,
     sample_timesteps,
@@ -144,7 +147,7 @@ def read_subject_items(cfg: SubjectTrainConfig):
     """(image_path, mask_path or None, caption) for each training image."""
     from ..data.folders import read_subject_folder
 
-    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask)
+    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask, use_masks=cfg.use_mask)
     return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
 
 
@@ -192,6 +195,7 @@ def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (mask * (pred.float() - target.float()) ** 2).sum() / mask.sum().clamp_min(1e-8)
 
 
+@abandons_staging
 def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
                   overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file.
@@ -244,6 +248,7 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_subject_items(cfg)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, parallel)
     warn_untokened_captions([t for _, _, t in items], SUBJECT_TOKENS, "subject")
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
     embeds = backbone.encode_captions(pipe, texts, model_id, cache_dir)
@@ -351,4 +356,4 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
             save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
                       str(run_dir / "projector.safetensors"))
 
-    return run.finish(run_dir / names[0], write)
+    return run.finish(names[0], write)

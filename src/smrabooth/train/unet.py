@@ -51,8 +51,9 @@ from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..lora.unet import add_unet_adapter, save_unet_lora, unet_lora_from_peft
 from ..recipes import PAPER, UNET
+from ..run_folder import abandons_staging
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
-from .common import LoopSettings, autocast_enabled, seeded, train_loop
+from .common import LoopSettings, autocast_enabled, check_inputs, data_files, seeded, train_loop
 from .session import training_session
 from .subject import masked_flow_loss
 
@@ -268,6 +269,7 @@ def _needs(model, what: str):
 
 
 # ---------------------------------------------------------------- subject
+@abandons_staging
 def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
                        overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out` on a ZeroScope pipeline; returns the final LoRA path.
@@ -293,6 +295,7 @@ def _train_unet_subject(run, pipe, encoder, model_id, progress) -> Path:
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_subject_items(cfg)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, run.parallel)
     embeds = backbone.encode_captions(pipe, [t for _, _, t in items], model_id, cache_dir)
     times.mark("captions")
 
@@ -389,7 +392,7 @@ def _train_unet_subject(run, pipe, encoder, model_id, progress) -> Path:
         extra = {"sura": cfg.use_sura, "raa": cfg.use_sura and cfg.use_raa}
         _write_lora(pipe, run_dir, cfg, "subject", SUBJECT_FINAL, "subject", extra)
 
-    return run.finish(run_dir / SUBJECT_FINAL, write)
+    return run.finish(SUBJECT_FINAL, write)
 
 
 # ---------------------------------------------------------------- motion
@@ -411,6 +414,7 @@ def unet_motion_losses(cfg: UnetMotionConfig, unet, vae, flow_fn, ex: dict, text
     return losses
 
 
+@abandons_staging
 def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: str | None = None,
                       flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
                       progress: bool = True, explicit: set[str] | None = None) -> Path:
@@ -434,6 +438,7 @@ def _train_unet_motion(run, pipe, flow_model, model_id, flow_id, progress) -> Pa
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_motion_folder(cfg.data)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, run.parallel)
     embeds = backbone.encode_captions(pipe, [it.text for it in items], model_id, cache_dir)
     times.mark("captions")
 
@@ -495,5 +500,5 @@ def _train_unet_motion(run, pipe, flow_model, model_id, flow_id, progress) -> Pa
         times.mark("loop")
     finally:
         disable_block_checkpointing(unet)
-    return run.finish(run_dir / MOTION_FINAL,
+    return run.finish(MOTION_FINAL,
                       lambda: _write_lora(pipe, run_dir, cfg, "motion", MOTION_FINAL, "motion", {"mora": cfg.use_mora}))
