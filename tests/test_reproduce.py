@@ -50,7 +50,8 @@ def dataset(tmp_path_factory):
 
 def settings(root: Path, out: str = "exp") -> dict:
     return {
-        "data": str(root / "data"), "model": str(root / "model"), "out": str(root / out), "methods": ("wan", "no_mora"), "seeds": (0,),
+        "data": str(root / "data"), "model": str(root / "model"), "out": str(root / out), "methods": ("wan", "no_mora"),
+        "seeds": (0,),
         "subject_args": f"--steps 2 --rank 4 --alpha 4 --resolution 64 --projector-width 16 --encoder {root / 'dinov2'} "
                      f"--no-gradient-checkpointing --checkpoint-every 1 --save-dtype fp32 --cache-dir {root / 'cache'}",
         "motion_args": f"--steps 2 --rank 4 --alpha 4 --frames 5 --height 32 --width 32 --no-gradient-checkpointing "

@@ -37,14 +37,15 @@ def setup(tmp_path_factory):
 def subject_args(root, out, *extra):
     # the paper recipe: one sample per step and a 2-block model's SuRA block (official: batch 2, block 3)
     return ["train-subject", "--recipe", "paper", "--model", str(root / "model"), "--data", str(root / "subject"),
-            "--out", str(root / out), "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--resolution", "64", "--projector-width", "16",
-            "--encoder", str(root / "dinov2"), "--no-gradient-checkpointing", "--checkpoint-every", "2",
-            "--save-dtype", "fp32", "--cache-dir", str(root / "cache"), "--offline", "--quiet", *extra]
+            "--out", str(root / out), "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--resolution", "64",
+            "--projector-width", "16", "--encoder", str(root / "dinov2"), "--no-gradient-checkpointing",
+            "--checkpoint-every", "2", "--save-dtype", "fp32", "--cache-dir", str(root / "cache"), "--offline", "--quiet", *extra]
 
 
 def motion_args(root, out, *extra):
     return ["train-motion", "--recipe", "paper", "--model", str(root / "model"), "--data", str(root / "motion"),
-            "--out", str(root / out), "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--frames", "5", "--height", "32", "--width", "32",
+            "--out", str(root / out), "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--frames", "5", "--height", "32",
+            "--width", "32",
             "--no-mora", "--no-gradient-checkpointing", "--checkpoint-every", "2", "--save-dtype", "fp32",
             "--cache-dir", str(root / "cache"), "--offline", "--quiet", *extra]
 

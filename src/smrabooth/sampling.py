@@ -19,9 +19,9 @@ diffusers' attention dispatcher), `cache` (a step cache through diffusers' cache
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,7 +93,7 @@ class GenerateConfig:
     offload: bool = False  # the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU
     vae_tiling: bool = False  # decode the video in tiles (less memory)
 
-    def validate(self) -> "GenerateConfig":
+    def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number
 
         check_number("--frames", self.frames, 1, MAX_FRAMES, integer=True)

@@ -91,8 +91,8 @@ def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dic
     """One flag per field of the settings dataclass `cls` (fields made with `setting(..., cli=False)` and dicts
     excepted): booleans as --flag/--no-flag, tuples as comma lists, `X | None` taking `none`. Help comes from
     the field (config.setting) or `shared_help`; the default shown is the recipes' value of the `stage`
-    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left out are absent from the parsed namespace
-    (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
+    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left
+    out are absent from the parsed namespace (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
     from ..recipes import RECIPES
 
     hints = typing.get_type_hints(cls)

@@ -275,7 +275,7 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
     times.mark("offload")
 
     params = []
-    for (expert, module), seed in zip(trainees.experts.items(), trainees.lora_seeds(cfg.seed).values()):
+    for module, seed in zip(trainees.experts.values(), trainees.lora_seeds(cfg.seed).values()):
         params += add_lora_adapter(module, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=seed)
     modules = {}
     hidden = {}
