@@ -28,7 +28,8 @@ Rows (s/step: the median step after the first two; peak: torch.cuda.max_memory_a
   <model>-gen-ours       `smrabooth.sampling.sample_video` with two random rank-32/64 LoRAs merged (sparse
                          injection, the T_point switch), same settings
   a14b-gen-offload       ours with `--offload`: one expert on the GPU at a time (the other waits on the CPU)
-Writes results.json under $OUT (or --out); the table is printed last.
+Writes the rows as JSON to --out (a .json path, or a folder for results.json; default $OUT); the table is printed
+last.
 """
 
 from __future__ import annotations
@@ -299,7 +300,8 @@ def main():
     ap.add_argument("--plain-steps", type=int, default=6, help="steps of a plain diffusers + peft row")
     ap.add_argument("--gen-steps", type=int, default=6, help="denoising steps per generation row")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=os.environ.get("OUT"), help="folder for results.json (default: $OUT)")
+    ap.add_argument("--out", default=os.environ.get("OUT"),
+                    help="where the results go: a .json path, or a folder for results.json (default: $OUT)")
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
@@ -307,8 +309,8 @@ def main():
         ap.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
     dev = Device(torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")))
     size = SIZES["tiny" if args.tiny else "real"]
-    if dev.cuda:
-        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
+    device_name = torch.cuda.get_device_name() if dev.cuda else "cpu"
+    print(f"device: {device_name}, torch {torch.__version__}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -341,8 +343,10 @@ def main():
             if dev.cuda:
                 torch.cuda.empty_cache()
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        out = Path(args.out) if args.out.endswith(".json") else Path(args.out) / "results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"device": device_name, "tiny": args.tiny, "rows": results}, indent=1) + "\n")
+        print(f"wrote {out}", flush=True)
     print("\n| row | s/step | vs plain / stock | peak GiB |\n|---|---:|---:|---:|")
     for row, r in results.items():
         if "error" in r:

@@ -99,3 +99,58 @@ def test_every_trainer_checks_the_run_folder_before_the_model_loads(name, model_
         assert main([*argv, "--out", str(out), *extra]) == 2
         assert message in capsys.readouterr().err
     assert (stray / "notes.txt").read_text() == "mine"
+
+
+
+def test_a_broken_invariant_reaches_the_user_as_a_bug_not_as_bad_input(tmp_path, monkeypatch, capsys):
+    """InternalError (a broken invariant of our own code) exits 1 with a request to report it; SmraboothError (the
+    user's input) exits 2 with its message alone."""
+    from smrabooth.cli import main
+    from smrabooth.cli import tiny as tiny_cli
+    from smrabooth.errors import InternalError, SmraboothError
+
+    for error, code in ((InternalError("window [9, 15) is outside 13 latent frames"), 1),
+                        (SmraboothError("--out x: not writable"), 2)):
+        def fail(*a, error=error, **k):
+            raise error
+
+        monkeypatch.setattr(tiny_cli, "write_folder", fail)
+        assert main(["tiny-model", "--kind", "wan2.1", "--out", str(tmp_path / f"m{code}")]) == code
+        err = capsys.readouterr().err
+        assert str(error) in err and ("please report" in err) == (code == 1), err
+
+
+def test_warnings_go_through_logging_and_verbose_adds_info(tmp_path, capsys):
+    """A library warning is a `logging` record under "smrabooth" printed as `warning: ...` on stderr; --verbose adds
+    the info lines (the model and backbone a command loads), which are absent without it."""
+    import logging
+
+    from smrabooth.cli import main
+    from smrabooth.logs import get_logger, set_verbosity
+    from smrabooth.readers import read_text
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger("smrabooth").addHandler(keep)
+    try:
+        (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
+        read_text(tmp_path / "latin.txt")
+        assert [r.levelname for r in records] == ["WARNING"] and records[0].name == "smrabooth.readers"
+        assert capsys.readouterr().err.startswith(f"warning: {tmp_path / 'latin.txt'} is not UTF-8")
+        get_logger("smrabooth.x").info("an info line")
+        assert capsys.readouterr().err == ""  # warnings only by default
+        BACKBONES["wan2.1"].build_tiny().save_pretrained(tmp_path / "model")
+        argv = ["generate", "--model", str(tmp_path / "model"), "--prompt", "x", "--frames", "5", "--height", "32",
+                "--width", "32", "--steps", "1", "--dtype", "fp32"]
+        assert main([*argv, "--out", str(tmp_path / "a.mp4")]) == 0
+        assert "loading" not in capsys.readouterr().err
+        assert main([*argv, "--verbose", "--out", str(tmp_path / "b.mp4")]) == 0
+        assert f"loading {tmp_path / 'model'} as Wan2.1" in capsys.readouterr().err
+    finally:
+        logging.getLogger("smrabooth").removeHandler(keep)
+        set_verbosity()

@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"smrabooth {__version__}")
     parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback of an unexpected error (also: SMRABOOTH_DEBUG=1); the flag may "
-                        "stand anywhere on the line")
+                        help="print the full traceback of an unexpected error and every debug line (also: "
+                        "SMRABOOTH_DEBUG=1); the flag may stand anywhere on the line")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say what the command is doing (which model and backbone load, and how long it takes); "
+                        "the flag may stand anywhere on the line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
@@ -101,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..hub import go_offline, is_offline
     from ..validation import one_line
 
+    from ..logs import set_verbosity
+
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     debug = debugging(argv)
-    argv = [a for a in argv if a != "--debug"]
+    set_verbosity(verbose="--verbose" in argv, debug=debug)
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
     if "--offline" in argv or is_offline():
         go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()

@@ -39,9 +39,19 @@ def backbone_of(args):
 def load_pipeline_from_args(args, text_encoder_device: str | None = None):
     """The pipeline of --model/--dtype/--device through its backbone; `text_encoder_device` 'cpu' keeps Wan's text
     encoder there (--offload: it visits the GPU only to encode)."""
-    return backbone_of(args).load(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
-                                  local_files_only=True if args.offline else None,
-                                  text_encoder_device=text_encoder_device)
+    import time
+
+    from ..logs import get_logger
+
+    log = get_logger(__name__)
+    backbone = backbone_of(args)
+    log.info(f"loading {args.model} as {backbone.title} (dtype {args.dtype}, VAE {args.vae_dtype}, device "
+             f"{args.device or 'auto'})")
+    start = time.time()
+    pipe = backbone.load(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
+                         local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
+    log.info(f"loaded {backbone.title} in {time.time() - start:.1f}s")
+    return pipe
 
 
 def check_model_args(args) -> None:

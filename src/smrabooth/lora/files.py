@@ -14,16 +14,18 @@ import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import SmraboothError
+from ..logs import get_logger
 from ..readers import short_repr
 from .convert import detect_format, from_canonical, to_canonical
 from .targets import ALL_LAYER_TYPES, layer_type_of, module_suffixes
+
+log = get_logger(__name__)
 
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"  # what diffusers reads
 SMRABOOTH_METADATA_KEY = "smrabooth"
@@ -270,7 +272,7 @@ def warn_if_other_kind(weights: LoraWeights | None, kind: str, flag: str) -> Non
     """A motion LoRA given as the subject LoRA (or the reverse) loads, but is probably a mistake."""
     made = weights.info.get("kind") if weights is not None else None
     if made and made != kind:
-        print(f"warning: {flag} is a {made} LoRA (trained by train-{made}), given as the {kind} LoRA", file=sys.stderr)
+        log.warning(f"{flag} is a {made} LoRA (trained by train-{made}), given as the {kind} LoRA")
 
 
 def check_consistent_widths(weights: LoraWeights, path) -> None:

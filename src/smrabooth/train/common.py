@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from torch import nn
 
 from .. import run_folder
 from ..errors import SmraboothError
+from ..logs import get_logger
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
 from .distributed import SINGLE, DataParallel
@@ -50,6 +50,8 @@ from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: i
     set_numpy_rng_state,
     set_rng_state,
 )
+
+log = get_logger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 INPUTS_FILE = "inputs.json"  # the absolute path and SHA-256 of every data file the run read
@@ -312,8 +314,8 @@ def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
 
     missing = [t for t in texts if find_token(t, tokens) is None]
     if missing:
-        print(f"warning: {len(missing)} of {len(texts)} captions have no {kind} token ({' or '.join(tokens)}), e.g. "
-              f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with", file=sys.stderr)
+        log.warning(f"{len(missing)} of {len(texts)} captions have no {kind} token ({' or '.join(tokens)}), e.g. "
+                    f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with")
 
 
 def finish_run(run_dir: Path) -> Path:
@@ -575,7 +577,7 @@ def load_newest_intact(run_dir: Path, transformer, adapter: str | tuple[str, ...
         except Exception as e:  # noqa: BLE001  (safetensors, torch, json and OS errors alike mean "damaged")
             damaged.append(folder.name)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"warning: checkpoint {folder} is damaged ({first}); trying the one before", file=sys.stderr)
+            log.warning(f"checkpoint {folder} is damaged ({first}); trying the one before")
     raise SmraboothError(f"nothing to resume in {run_dir}: every checkpoint is damaged ({', '.join(damaged)})")
 
 

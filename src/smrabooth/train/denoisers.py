@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..backbones.base import MAIN
+from ..errors import InternalError
 
 
 class ExpertSet(nn.Module):
@@ -81,7 +82,7 @@ class TrainedDenoisers:
         for name, module in self.experts.items():
             if bool(self.backbone.expert_sigmas(self.pipe, name, sigma.detach().cpu())[0]):
                 return module
-        raise AssertionError(f"sigma {float(sigma)} is outside every trained expert's range")
+        raise InternalError(f"sigma {float(sigma)} is outside every trained expert's range")
 
     def lora_seeds(self, seed: int) -> dict[str, int]:
         """Each expert's LoRA initialisation seed: `seed` for the first (a one-denoiser run's), then seed + 2."""
