@@ -160,7 +160,8 @@ def _motion(tmp_path, **kw):
     from smrabooth.train.motion import train_motion
 
     base = {"model": "tiny", "data": str(tmp_path / "motion"), "steps": 4, "rank": 4, "alpha": 4, "spatial_rank": 2,
-                "spatial_alpha": 2, "lr": 1e-3, "frames": FRAMES, "height": H, "width": W, "fps": 15, "window": 3, "window_stride": 1,
+                "spatial_alpha": 2, "lr": 1e-3, "frames": FRAMES, "height": H, "width": W, "fps": 15, "window": 3,
+                "window_stride": 1,
                 "drop_frames": 1, "gradient_checkpointing": False, "checkpoint_every": 1, "save_dtype": "fp32",
                 "cache_dir": str(tmp_path / "cache"), "seed": 0, "spatial_steps": 2, "temporal_steps": 2, "warmup_steps": 3}
     base.update(kw)

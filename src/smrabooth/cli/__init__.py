@@ -102,9 +102,8 @@ def debugging(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from ..hub import go_offline, is_offline
-    from ..validation import one_line
-
     from ..logs import set_verbosity
+    from ..validation import one_line
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     debug = debugging(argv)
