@@ -78,7 +78,8 @@ def model_folders(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["wan2.1", "zeroscope"])
-def test_every_trainer_checks_the_run_folder_before_the_model_loads(name, model_folders, tmp_path, monkeypatch,
+@pytest.mark.parametrize("kind", ["subject", "motion"])
+def test_every_trainer_checks_the_run_folder_before_the_model_loads(name, kind, model_folders, tmp_path, monkeypatch,
                                                                     capsys):
     """A finished run in --out, --resume with nothing to resume, --overwrite on a folder that is not a run: one line
     each, and the model never loads (the CLI checks the folder first, for every backbone)."""
@@ -89,10 +90,10 @@ def test_every_trainer_checks_the_run_folder_before_the_model_loads(name, model_
     finished, stray, empty = tmp_path / "finished", tmp_path / "stray", tmp_path / "empty"
     finished.mkdir()
     (finished / "config.yaml").write_text("steps: 1\n")
-    (finished / "subject_lora.safetensors").write_bytes(b"x")
+    (finished / f"{kind}_lora.safetensors").write_bytes(b"x")
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
-    argv = ["train-subject", "--model", str(model_folders / name), "--data", str(tmp_path / "data"), "--steps", "1"]
+    argv = [f"train-{kind}", "--model", str(model_folders / name), "--data", str(tmp_path / "data"), "--steps", "1"]
     for out, extra, message in ((finished, [], "already holds a finished run"),
                                 (empty, ["--resume"], "nothing to resume"),
                                 (stray, ["--overwrite"], "refusing to delete them")):
