@@ -137,6 +137,17 @@ def data(root: Path, size: dict) -> tuple[Path, Path]:
     return subject, clip
 
 
+def place_idle_expert(pipe, device) -> None:
+    """A14B's low-noise expert on `device`: the CPU for the training rows (they train the high-noise one) and the
+    offload row, the GPU for the other generation rows. Moved only when it is elsewhere (28 GB a move), so the rows
+    in their order (training, then generation) move it twice."""
+    idle = getattr(pipe, "transformer_2", None)
+    if idle is not None and next(idle.parameters()).device != torch.device(device):
+        idle.to(device)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def median_step(run_dir: Path) -> float:
     log = [json.loads(ln) for ln in (run_dir / "log.jsonl").read_text().splitlines()]
     secs = np.diff([0.0] + [r["seconds"] for r in log])
@@ -151,9 +162,7 @@ def train_row(model: str, stage: str, pipe, dino, flow, tmp: Path, size: dict, s
     out = tmp / f"run-{model}-{stage}"
     common = {"model": f"bench-{model}", "out": str(out), "steps": steps, "checkpoint_every": steps,
               "cache_dir": str(tmp / "cache"), "expert": "high" if model == "a14b" else None}
-    idle = getattr(pipe, "transformer_2", None)
-    if idle is not None:  # --expert high: the low-noise expert waits on the CPU (the trainer parks it there too)
-        idle.to("cpu")
+    place_idle_expert(pipe, "cpu")  # --expert high: the low-noise expert waits on the CPU (as the trainer parks it)
     dev.reset_peak()
     t0 = time.time()
     if stage == "subject":
@@ -166,8 +175,6 @@ def train_row(model: str, stage: str, pipe, dino, flow, tmp: Path, size: dict, s
             cfg.window, cfg.drop_frames = 2, 2
         train_motion(cfg, pipe, flow, model_id=f"bench-{model}", flow_id="bench-searaft", progress=False)
     dev.sync()
-    if idle is not None:
-        idle.to(dev.device)
     return {"s_per_step": median_step(out), "peak_GiB": dev.peak_gib(), "wall_s": round(time.time() - t0, 1),
             "phases_s": json.loads((out / "timings.json").read_text())}
 
@@ -181,8 +188,7 @@ def plain_row(model: str, stage: str, pipe, size: dict, steps: int, dev: Device)
 
     device = dev.device
     tr = pipe.transformer
-    if getattr(pipe, "transformer_2", None) is not None:
-        pipe.transformer_2.to("cpu")
+    place_idle_expert(pipe, "cpu")
     before = PeftState(tr)  # the transformer comes back without peft's layers for the next rows
     tr.requires_grad_(False)
     rank = 32 if stage == "subject" else 64
@@ -226,8 +232,6 @@ def plain_row(model: str, stage: str, pipe, size: dict, steps: int, dev: Device)
     before.restore()
     tr.disable_gradient_checkpointing()
     tr.eval()
-    if getattr(pipe, "transformer_2", None) is not None:
-        pipe.transformer_2.to(device)
     return {"s_per_step": float(np.median(times[min(2, len(times) - 1):])), "peak_GiB": dev.peak_gib()}
 
 
@@ -256,6 +260,8 @@ def gen_row(model: str, kind: str, pipe, size: dict, steps: int, dev: Device) ->
 
     marks = []
     kw = {"frames": size["gen_frames"], "height": size["gen_height"], "width": size["gen_width"], "steps": steps, "seed": 0}
+    # offload: as `generate --offload` loads it, the low-noise expert waits on the CPU
+    place_idle_expert(pipe, "cpu" if kind == "offload" else dev.device)
     dev.reset_peak()
     if kind == "stock":
         def mark(p, i, t, kwargs):
@@ -269,9 +275,6 @@ def gen_row(model: str, kind: str, pipe, size: dict, steps: int, dev: Device) ->
     else:
         cfg = GenerateConfig(prompt="a dog running", lora_mode="merged", offload=kind == "offload", **kw)
         backbone = backbone_of(pipe)
-        if kind == "offload":  # as `generate --offload` loads it: the low-noise expert waits on the CPU
-            pipe.transformer_2.to("cpu")
-            dev.reset_peak()
         subject = [random_lora(m, 32, seed=1) for m in backbone.denoisers(pipe).values()]
         motion = [random_lora(m, 64, seed=2) for m in backbone.denoisers(pipe).values()]
         for files in (subject, motion):
@@ -283,8 +286,6 @@ def gen_row(model: str, kind: str, pipe, size: dict, steps: int, dev: Device) ->
                          on_step=lambda i, s: (dev.sync(), marks.append(time.time())))
         finally:
             detach_loras(pipe, loras)
-            if kind == "offload":
-                pipe.transformer_2.to(dev.device)
     dev.sync()
     marks.append(time.time())
     secs = np.diff(marks)
