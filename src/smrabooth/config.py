@@ -116,7 +116,8 @@ def apply_dict(config, values: dict, source: str = "settings"):
 
 
 def write_yaml(config, path: str | os.PathLike) -> None:
+    """A settings dataclass (or a plain dict of settings) as YAML, written atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(config if isinstance(config, dict) else to_dict(config), sort_keys=False))
     os.replace(tmp, path)

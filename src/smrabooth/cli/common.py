@@ -25,6 +25,25 @@ def add_model_args(parser, required: bool = True) -> None:
                         help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
 
 
+MODEL_FLAGS = ("model", "backbone", "dtype", "vae_dtype", "device", "offline")  # add_model_args's dests
+
+
+def model_settings(args) -> dict:
+    """The model flags of a parsed command (add_model_args): what loads the pipeline, apart from the settings."""
+    return {k: getattr(args, k, None) for k in MODEL_FLAGS}
+
+
+def model_argv(settings: dict) -> list[str]:
+    """`model_settings` back as flags (those that are set)."""
+    argv = []
+    for key, value in settings.items():
+        if value is True:
+            argv.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
 def backbone_of(args):
     """The `Backbone` of a command's --model (or its --config file's model) and --backbone."""
     from ..backbones import backbone_for_model

@@ -84,6 +84,13 @@ def _config(backbone, kind: str, args):
     return config_from_args(cls, args, REQUIRED)
 
 
+def resolve_train_config(kind: str, args):
+    """The settings a `train-<kind>` call runs with (recipe <- --config <- flags, for the backbone of its model)."""
+    cfg = _config(backbone_of(args), kind, args)
+    args.model = cfg.model  # a model named only in --config: its backbone decides from here on
+    return cfg
+
+
 def _dinov2_loader(cfg, args, pipe):
     """DINOv2, loaded only when some image's features are not cached yet (a first run)."""
     import torch
@@ -124,9 +131,7 @@ def run_training(kind: str, args) -> int:
     from ..train.common import check_run_dir
     from ..train.distributed import process_device
 
-    backbone = backbone_of(args)
-    cfg = _config(backbone, kind, args)
-    args.model = cfg.model
+    cfg = resolve_train_config(kind, args)
     backbone = backbone_of(args)
     explicit = given_fields(args, type(cfg))
     backbone.check_train_config(kind, cfg)  # e.g. an --expert this model does not have
