@@ -32,6 +32,9 @@ SUBJECT_FLAGS = {
     "gradient_accumulation": (["--gradient-accumulation", "2"], 2), "warmup_steps": (["--warmup-steps", "2"], 2),
     "warmup_factor": (["--warmup-factor", "0.5"], 0.5), "mask_rule": (["--mask-rule", "area"], "area"),
     "train_projector": (["--train-projector"], True), "expert": (["--expert", "low"], "low"),
+    "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
+    "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
+    "encoder_resize": (["--encoder-resize", "antialias"], "antialias"),
 }
 MOTION_FLAGS = {
     "recipe": (["--recipe", "paper"], "paper"), "steps": (["--steps", "7"], 7), "rank": (["--rank", "8"], 8),
@@ -59,6 +62,10 @@ MOTION_FLAGS = {
     "debiased": (["--no-debiased"], False), "debias_beta": (["--debias-beta", "0.5"], 0.5),
     "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
     "expert": (["--expert", "high"], "high"),
+    "clip_timing": (["--clip-timing", "resample"], "resample"),
+    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"),
+    "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
+    "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }
 
 

@@ -160,7 +160,10 @@ def test_commands_end_to_end_on_a_tiny_wan22_folder(kind, tmp_path, capsys):
     assert main(["generate", "--model", str(model), "--dtype", "fp32", "--prompt", "a V* ball S* sliding",
                  "--frames", "5", "--height", "64", "--width", "64", "--steps", "2", "--subject-lora",
                  *map(str, subject), "--motion-lora", *map(str, motion), "--out", str(out)]) == 0
-    assert out.is_file() and BACKBONES[kind].title in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert out.is_file() and BACKBONES[kind].title in printed
+    # the recipe every file records (one per expert on A14B) picks the preset
+    assert "preset paper: the recipe the subject and motion LoRAs were trained with" in printed
     config = json.loads((model / "model_index.json").read_text())
     assert (config.get("boundary_ratio") is not None) == (kind == "wan2.2-a14b")
     assert bool(config.get("expand_timesteps")) == (kind == "wan2.2-ti2v")

@@ -128,6 +128,7 @@ class Backbone:
 
     # ------------------------------------------------------------ generation
     generate_config_class: type = object
+    takes_presets: bool = False  # whether generate_config takes a recipe's sampler preset (recipes.py)
     generate_only: tuple[str, ...] = ()  # GenerateConfig fields of other backbones this one refuses
 
     def generate(self, pipe, config, subject=None, motion=None, progress=True, on_step=None, lora_paths=None):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..recipes import PAPER, RECIPES
+from ..recipes import DEFAULT_RECIPE, PAPER, RECIPES
 from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
 
 _P = PAPER.sampler
@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         help="generate a video (optionally with subject/motion LoRAs)",
         description="Generate a video with a text-to-video model (Wan2.1, Wan2.2 A14B or TI2V-5B, ZeroScope) and "
         "optional subject and motion LoRAs, combined by sparse LoRA injection (docs/method.md stage 3). Unset flags "
-        "come from --config, then --preset, then the stock pipeline's defaults.",
+        "come from --config, then --preset (Wan: by default the preset of the recipe the LoRAs were trained with, "
+        "else official; without LoRAs none), then the stock pipeline's defaults.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
@@ -89,16 +90,49 @@ def register(subparsers) -> None:
     speed.add_argument("--offload", action="store_true", default=None,
                        help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
     speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
-    p.add_argument("--preset", choices=list(RECIPES), help="a recipe's inference settings (paper: the paper's)")
+    p.add_argument("--preset", choices=list(RECIPES),
+                   help="a recipe's inference settings (default: the recipe the LoRAs record, else "
+                   f"{DEFAULT_RECIPE}; without LoRAs, none: stock WanPipeline's)")
     p.add_argument("--config", help="YAML file of generation settings (flags override it)")
     p.add_argument("--out", required=True, help="output .mp4 path")
     p.add_argument("--save-frames", help="also write PNG frames into this folder")
     p.set_defaults(func=run)
 
 
+def preset_for(args, backbone=None) -> tuple[str | None, str | None]:
+    """The preset a generation uses, and a line saying why when the user did not pick it (None: nothing to say).
+
+    --preset wins. Without it: no LoRA, no preset (the stock pipeline's defaults, the baseline the paper compares
+    with); with LoRAs, the recipe they record (a LoRA file's metadata: the recipe it was trained with); LoRAs
+    that record two different recipes, or none, get the default recipe's. A backbone whose sampler takes no
+    recipe preset (ZeroScope) gets none unless --preset asks (and is refused)."""
+    from ..lora.files import recorded_recipe
+    from .common import backbone_of
+
+    if getattr(args, "preset", None):
+        return args.preset, None
+    if not (backbone or backbone_of(args)).takes_presets:
+        return None, None
+    loras = {k: p for k, p in (("subject", getattr(args, "subject_lora", None)),
+                               ("motion", getattr(args, "motion_lora", None))) if p}
+    if not loras:
+        return None, None
+    recorded = {k: {recorded_recipe(p) for p in (ps if isinstance(ps, (list, tuple)) else [ps])} - {None}
+                for k, ps in loras.items()}  # one file, or one per Wan2.2 A14B expert
+    known = {k: next(iter(r)) for k, r in recorded.items() if len(r) == 1 and next(iter(r)) in RECIPES}
+    names = sorted(set(known.values()))
+    if len(names) == 1:
+        which = " and ".join(known) + (" LoRAs were" if len(known) > 1 else " LoRA was")
+        return names[0], f"preset {names[0]}: the recipe the {which} trained with (--preset to choose another)"
+    if len(names) > 1:
+        return DEFAULT_RECIPE, (f"the subject LoRA was trained with the {known['subject']} recipe, the motion LoRA "
+                                f"with {known['motion']}: preset {DEFAULT_RECIPE} (--preset to choose)")
+    return DEFAULT_RECIPE, f"preset {DEFAULT_RECIPE}: the LoRAs record no recipe (--preset to choose another)"
+
+
 def config_from_args(args, backbone=None):
-    """The generation settings of the model's backbone: its defaults <- preset <- YAML config <- explicit flags;
-    a setting of another backbone's sampler is refused in one line."""
+    """The generation settings of the model's backbone: its defaults <- preset (`preset_for`) <- YAML config <-
+    explicit flags; a setting of another backbone's sampler is refused in one line."""
     import dataclasses
 
     from ..backbones import BACKBONES
@@ -116,7 +150,8 @@ def config_from_args(args, backbone=None):
         if key not in own and others:
             raise SmraboothError(f"--{key.replace('_', '-')} applies to {' and '.join(others)} models only; --model "
                                  f"{args.model} is a {backbone.title} model")
-    return backbone.generate_config(settings, args.preset, args.config or "flags")
+    preset, _ = preset_for(args, backbone)
+    return backbone.generate_config(settings, preset, args.config or "flags")
 
 
 def check_before_loading(args, config):
@@ -164,6 +199,9 @@ def run(args) -> int:
     for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
         print(line, file=sys.stderr)
 
+    preset, why = preset_for(args, backbone)
+    if why:
+        print(why)
     use_hub(args, args.model)
     pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if getattr(config, "offload", False) else None)
     start = time.time()
@@ -174,8 +212,9 @@ def run(args) -> int:
     detail = (f"; {config.injection} injection, subject {s.subject_early}->{s.subject_late} at step {s.t_point}, "
               f"motion {s.motion}") if loras else ""
     print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, {config.fps:g} fps, "
-          f"{backbone.title}) in {time.time() - start:.1f}s{detail}")
+          f"{f'preset {preset}' if preset else 'no preset'}) with {backbone.title} in {time.time() - start:.1f}s"
+          f"{detail}")
     return 0
 
 
-__all__ = ["Path", "config_from_args", "register", "run"]
+__all__ = ["Path", "config_from_args", "preset_for", "register", "run"]

@@ -30,8 +30,8 @@ JOB_COSTS: dict[str, JobCost] = {
                        "benchmarks/README.md: paper-recipe subject step (gradient checkpointing), 512x512, H200 "
                        "(official: 0.79 s at batch 2); fixed = model load + caching, estimated"),
     "motion": JobCost(1.73, 90.0, "training step", 11700, True,
-                      "benchmarks/README.md: paper-recipe MoRA motion step, 49x576x320, H200 (official: 0.82 s "
-                      "phase 1, 3.67 s phase 2, batch 2); fixed estimated"),
+                      "benchmarks/README.md: paper-recipe MoRA motion step, 49x576x320, H200 (official: 3.67 s "
+                      "a step of batch 2, measured with fp32 LoRAs); fixed estimated"),
     "motion_no_mora": JobCost(0.69, 60.0, "training step", 11700, True,
                               "benchmarks/README.md: --no-mora motion step, 49x576x320, H200; fixed estimated"),
     "generate": JobCost(0.59, 20.0, "denoising step (with CFG)", 20280, False,

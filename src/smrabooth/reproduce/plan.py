@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..backbones import backbone_for_model
 from ..errors import SmraboothError
+from ..recipes import DEFAULT_RECIPE, get_recipe
 from .digests import file_sha, files_outside, folder_digest, model_stamp, scan, sha_of
 from .jobs import (
     BACKBONES,
@@ -159,12 +160,9 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
                 training_job(method.backbone, "motion", mo, method.motion)
 
     gen_user = _split(cfg.generate_args, "--generate-args")
-    gen_defaults = []  # the recipe's sampler settings (the paper's preset), unless the user picks some
-    if not {"--preset", "--recipe"} & set(gen_user):
-        if cfg.recipe and _accepts("generate", "--recipe"):
-            gen_defaults = ["--recipe", cfg.recipe]
-        elif _accepts("generate", "--preset"):
-            gen_defaults = ["--preset", "paper"]
+    # every method, LoRAs or not, samples with the preset of the training recipe (--recipe, else the trainers'
+    # default), unless --generate-args picks one
+    gen_defaults = [] if "--preset" in gen_user else ["--preset", get_recipe(cfg.recipe or DEFAULT_RECIPE).name]
     eval_user = _split(cfg.evaluate_args, "--evaluate-args")
     eval_args = parse_command(["evaluate", "--videos", "x", "--out", "x", *eval_user])
     metrics = [x.strip() for x in eval_args.metrics.split(",") if x.strip()]
