@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from ..data.cache import file_digest as file_sha  # SHA-256 of a file's bytes, read in chunks
 from .jobs import Job
 
 
@@ -17,12 +18,6 @@ def sha_of(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def file_sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def folder_digest(folder) -> str:
