@@ -112,7 +112,7 @@ def main():
     import torch
 
     import ours
-    from compare import compare_motion, compare_sample, compare_subject, their_stage
+    from compare import compare_motion, compare_sample, compare_subject, their_sample, their_stage
     from rows import print_table
     from plants import planted
 
@@ -143,18 +143,19 @@ def main():
             theirs = work / "theirs" / folders[stage]
             if stage in ("subject", "bf16"):
                 dtype = "bf16" if stage == "bf16" else "fp32"
-                result = ours.run_subject(work, theirs, ours_dir / stage, dtype)
-                rows += compare_subject(their_stage(theirs, "subject"), result, "subject" if dtype == "fp32"
+                th = their_stage(theirs, "subject")
+                result = ours.run_subject(work, th, ours_dir / stage, dtype)
+                rows += compare_subject(th, result, "subject" if dtype == "fp32"
                                         else "subject bf16", bf16=dtype == "bf16")
             elif stage == "motion":
-                result = ours.run_motion(work, theirs, ours_dir / stage, info)
-                rows += compare_motion(their_stage(theirs, "motion"), result)
+                th = their_stage(theirs, "motion")
+                rows += compare_motion(th, ours.run_motion(work, th, ours_dir / stage, info))
             else:
-                from common import load
-
-                tensors, meta = load(theirs / "sample.safetensors")
-                trained = sorted((work / "theirs").glob("*-fp32/out/*/loras/**/*.safetensors"))
-                rows += compare_sample((tensors, meta), ours.run_sample(work, meta, info, trained))
+                th = their_sample(theirs / "sample.safetensors")
+                # the files their combine_inference.py loads: the subject run's LoRA, the motion run's temporal one
+                trained = sorted([*(work / "theirs").glob("subject-fp32/out/*/loras/epoch-*.safetensors"),
+                                  *(work / "theirs").glob("motion-fp32/out/*/loras/temporal/epoch-*.safetensors")])
+                rows += compare_sample(th, ours.run_sample(work, th["meta"], info, trained))
             print(f"  our {stage}: {time.time() - start:.0f} s", flush=True)
     print(f"\nofficial recipe vs the authors' code at {commit}"
           + (f", planted: {', '.join(args.plant)}" if args.plant else ""))

@@ -33,6 +33,11 @@ def their_stage(folder: Path, stage: str) -> dict:
             sample["window_start"] = before if after - before == slide else after - slide
     for sample, ts, _ in samples:
         sample.setdefault("noise_shape", list(ts["latents"].shape))
+        for key in ("input_latents", "zs"):  # one image per sample: its tensors without the batch axis
+            if key in ts:
+                ts[key] = ts[key][0]
+        if "decoded" in ts:  # the frames their MoRA keeps (as many as it has flows + 1), in [0, 1], (F, 3, H, W)
+            ts["decoded"] = (ts["decoded"][0, :, -(ts["pred_flows"].shape[0] + 1):].permute(1, 0, 2, 3) + 1) / 2
         if "ref_flows" in ts and reference is not None:  # which reference pairs their MoRA read
             n = ts["ref_flows"].shape[0]
             sample["ref_start"] = next(k for k in range(reference.shape[0] - n + 1)
@@ -80,9 +85,9 @@ def compare_subject(th: dict, ours: dict, tag: str = "subject", bf16: bool = Fal
     samples = th["samples"]
     rows = []
     if not bf16:
-        rows.append(tensor_row(f"{tag}: VAE latents of each image", [s[1]["input_latents"][0] for s in samples],
+        rows.append(tensor_row(f"{tag}: VAE latents of each image", [s[1]["input_latents"] for s in samples],
                                [ours["latents"][s[2]] for s in samples], rel, why))
-        rows.append(tensor_row(f"{tag}: DINOv2 patch tokens of each image", [s[1]["zs"][0] for s in samples],
+        rows.append(tensor_row(f"{tag}: DINOv2 patch tokens of each image", [s[1]["zs"] for s in samples],
                                [ours["tokens"][s[2]] for s in samples], rel, why + " (their resize and normalisation "
                                "order vs ours)"))
     rows.append(tensor_row(f"{tag}: sigma and w(t) of each sample", [[s[0]["sigma"], s[0]["weight"]] for s in samples],
@@ -98,13 +103,30 @@ def compare_subject(th: dict, ours: dict, tag: str = "subject", bf16: bool = Fal
     return rows
 
 
+def compare_motion_phase1(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
+    """What their spatial phase leaves behind, against what ours leaves (nothing, without a phase 1)."""
+    phase1 = [s for s in th["samples"] if s[0]["train_type"] == "Motion_0"]
+    steps1 = th["steps"][:MOTION_STEPS]
+    ours_steps1 = ours["steps"][:MOTION_STEPS] if ours["two_phase"] else []
+    before2_t = steps1[-1]["after"] if steps1 else th["init_ours"]
+    before2_o = ours_steps1[-1]["after"] if ours_steps1 else th["init_ours"]
+    names = _common(before2_t, before2_o)
+    rows = [tensor_row(f"{tag} phase 1: LoRA after its {len(steps1)} steps (ours: {len(ours_steps1)})",
+                       [before2_t[n] for n in names], [before2_o[n] for n in names], 0.0,
+                       "EXACT: their phase 1 updates nothing (the spatial LoRA never acts, the temporal one is at "
+                       "scale 0)")]
+    if ours["two_phase"]:
+        rows.append(tensor_row(f"{tag} phase 1: loss per sample", [s[0]["losses"]["flow"] for s in phase1],
+                               [o["spatial"] for o in ours["samples"][:len(phase1)]], FP32, "FP32"))
+    return rows
+
+
 def compare_motion(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
     rows = []
     phase1 = [s for s in th["samples"] if s[0]["train_type"] == "Motion_0"]
     phase2 = [s for s in th["samples"] if s[0]["train_type"] == "Motion_1"]
-    steps1, steps2 = th["steps"][:MOTION_STEPS], th["steps"][MOTION_STEPS:]
+    steps2 = th["steps"][MOTION_STEPS:]
     two = ours["two_phase"]
-    ours_steps1 = ours["steps"][:MOTION_STEPS] if two else []
     ours_steps2 = ours["steps"][MOTION_STEPS:] if two else ours["steps"]
     ours_samples2 = ours["samples"][len(phase1):] if two else ours["samples"]
     ours_inputs2 = [i for i in ours["inputs"] if i["latents"].shape[2] > 1]
@@ -112,17 +134,7 @@ def compare_motion(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
     if th["reference_flows"] is not None and ours["reference_flows"]:
         rows.append(tensor_row(f"{tag}: reference flows of the clip (SEA-RAFT)", th["reference_flows"],
                                ours["reference_flows"][0], FP32, "FP32"))
-    # phase 1: what their spatial phase leaves behind, against what ours leaves (nothing, without a phase 1)
-    before2_t = steps1[-1]["after"] if steps1 else th["init_ours"]
-    before2_o = ours_steps1[-1]["after"] if ours_steps1 else th["init_ours"]
-    names = _common(before2_t, before2_o)
-    rows.append(tensor_row(f"{tag} phase 1: LoRA after its {len(steps1)} steps (ours: {len(ours_steps1)})",
-                           [before2_t[n] for n in names], [before2_o[n] for n in names], 0.0,
-                           "EXACT: their phase 1 updates nothing (the spatial LoRA never acts, the temporal one is at "
-                           "scale 0)"))
-    if two:
-        rows.append(tensor_row(f"{tag} phase 1: loss per sample", [s[0]["losses"]["flow"] for s in phase1],
-                               [o["spatial"] for o in ours["samples"][:len(phase1)]], FP32, "FP32"))
+    rows += compare_motion_phase1(th, ours, tag)
     rows.append(exact_row(f"{tag} phase 2: MoRA window starts", [s[0]["window_start"] for s in phase2],
                           ours["window_starts"], "EXACT: start, stride 2, back to 0 when start + 6 reaches the end"))
     rows.append(tensor_row(f"{tag} phase 2: sigma and w(t) of each sample",
@@ -131,9 +143,8 @@ def compare_motion(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
                            "EXACT up to float32"))
     rows.append(tensor_row(f"{tag} phase 2: noisy latents z_t", [s[1]["latents"] for s in phase2],
                            [i["latents"] for i in ours_inputs2], FP32, "FP32"))
-    rows.append(tensor_row(f"{tag} phase 2: decoded MoRA window (kept frames)",
-                           [(s[1]["decoded"][0, :, -o.shape[1]:].permute(1, 0, 2, 3) + 1) / 2
-                            for s, o in zip(phase2, ours["decoded"])], [o[0] for o in ours["decoded"]], FP32,
+    rows.append(tensor_row(f"{tag} phase 2: decoded MoRA window (kept frames)", [s[1]["decoded"] for s in phase2],
+                           [o[0] for o in ours["decoded"]], FP32,
                            "FP32 (their decode is tiled: 30x52-latent tiles, 15x26 overlaps)"))
     rows.append(tensor_row(f"{tag} phase 2: SEA-RAFT flows of the decoded window", [s[1]["pred_flows"] for s in phase2],
                            ours["pred_flows"], FP32, "FP32"))
@@ -142,18 +153,27 @@ def compare_motion(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
                            [o["flow"] + o.get("debiased", 0.0) for o in ours_samples2], FP32, "FP32"))
     rows.append(tensor_row(f"{tag} phase 2: MoRA loss, per sample", [s[0]["losses"]["mora"] for s in phase2],
                            [o["mora"] for o in ours_samples2], FP32, "FP32"))
-    rows += step_rows(f"{tag} phase 2", steps2, ours_steps2, FP32_GRAD, "FP32")
+    if ours_steps2:
+        rows += step_rows(f"{tag} phase 2", steps2, ours_steps2, FP32_GRAD, "FP32")
     return rows
 
 
-def compare_sample(th: tuple[dict, dict], ours: dict) -> list[Row]:
-    tensors, meta = th
-    rows = [tensor_row("inference: initial noise", tensors["noise"], ours["noise"], 0.0, "EXACT: the same seed"),
-            tensor_row("inference: latents after 50 steps", tensors["latents"], ours["latents"], FP32,
+def their_sample(path: Path) -> dict:
+    """Their combine_inference.py run: the video as (F, H, W, 3) in [0, 1], as ours."""
+    from common import load
+
+    tensors, meta = load(path)
+    tensors["video"] = (tensors["video"][0].permute(1, 2, 3, 0) + 1) / 2
+    return {**tensors, "meta": meta}
+
+
+def compare_sample(th: dict, ours: dict) -> list[Row]:
+    rows = [tensor_row("inference: initial noise", th["noise"], ours["noise"], 0.0, "EXACT: the same seed"),
+            tensor_row("inference: latents after 50 steps", th["latents"], ours["latents"], FP32,
                        "FP32, 100 DiT passes"),
-            tensor_row("inference: decoded video", (tensors["video"][0].permute(1, 2, 3, 0) + 1) / 2,
-                       torch.as_tensor(ours["video"]), FP32, "FP32"),
-            exact_row("inference: negative prompt text", meta["negative_prompt"], ours["negative_prompt"]),
-            exact_row("inference: their trained LoRA files load in smrabooth", [], ours["load_errors"],
-                      "EXACT: no error")]
+            tensor_row("inference: decoded video", th["video"], torch.as_tensor(ours["video"]), FP32, "FP32"),
+            exact_row("inference: negative prompt text", th["meta"]["negative_prompt"], ours["negative_prompt"])]
+    if ours.get("load_errors") is not None:
+        rows.append(exact_row("inference: their trained LoRA files load in smrabooth", [], ours["load_errors"],
+                              "EXACT: no error"))
     return rows

@@ -328,13 +328,12 @@ def load_records(folder: Path) -> list[tuple[dict, dict]]:
 
 
 def config_overrides(config_cls, dtype: str) -> dict:
-    """Settings our side sets that are not the method's: in the fp32 run the LoRA and its optimizer are fp32, as
-    peft makes them when the base model is fp32 (their code: the base model's dtype)."""
+    """Our settings that follow the base model's dtype in their code. In the fp32 run their pipeline is float32, so
+    peft's LoRA and AdamW's states are float32 and their timestep's cast to the pipeline dtype rounds nothing:
+    ours get lora_dtype fp32 and timestep_rounding none there. The bf16 run keeps the recipe's own values."""
     fields = config_cls.__dataclass_fields__
-    out = {}
-    if dtype == "fp32" and "lora_dtype" in fields:
-        out["lora_dtype"] = "fp32"
-    return out
+    wanted = {"lora_dtype": "fp32", "timestep_rounding": "none"} if dtype == "fp32" else {}
+    return {k: v for k, v in wanted.items() if k in fields}
 
 
 def pipeline_for(dtype: str):
@@ -396,7 +395,7 @@ def run_subject(exchange: Path, th: dict, work: Path, dtype: str = "fp32") -> di
     return {"samples": recorder.samples, "steps": recorder.steps, "inputs": recorder.inputs, **captured}
 
 
-def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "fp32") -> dict:
+def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "fp32", phase1_only: bool = False) -> dict:
     """Our `train_motion` (official recipe) on their draws. Our recipe decides which of their phases it runs:
     a recipe with a spatial phase replays their phase-1 samples too; one without replays phase 2 only. Our MoRA
     reads the reference flows their window read (documented difference: the index their code reads them at,
@@ -407,7 +406,11 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     init, samples = th["init"], th["samples"]
     base = M.MotionTrainConfig.from_recipe("official")
     two_phase = base.spatial_steps > 0
+    if phase1_only and not two_phase:  # our recipe has no phase 1: nothing to run
+        return {"samples": [], "steps": [], "inputs": [], "two_phase": False}
     used = [s for s in samples if two_phase or s[0]["train_type"] == "Motion_1"]
+    if phase1_only:
+        used = [s for s in used if s[0]["train_type"] == "Motion_0"]
     latents = next(s[0]["noise_shape"][2] for s in samples if s[0]["train_type"] == "Motion_1")
     queues = {"index:1": [0] * len(used), "index:1000": [s[0]["timestep_id"] for s in used],
               "index:%d" % latents: [s[0]["debias_frame"] for s in used if "debias_frame" in s[0]],
@@ -416,10 +419,13 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     ref_starts = [s[0]["ref_start"] for s in used if s[0]["train_type"] == "Motion_1"]
     steps = {"steps": 2 * MOTION_STEPS, "spatial_steps": MOTION_STEPS, "temporal_steps": MOTION_STEPS} if two_phase \
         else {"steps": MOTION_STEPS}
+    if phase1_only:
+        steps["steps"] = MOTION_STEPS
     cfg = M.MotionTrainConfig.from_recipe(
         "official", model=MODEL_ID, data=str(exchange / "data" / "motion" / "video" / "walk"), out=str(work / "run"),
         height=C.MOTION_SIZE[0], width=C.MOTION_SIZE[1], frames=C.MOTION_FRAMES, save_dtype="fp32",
         cache_dir=str(work / "cache"), gradient_checkpointing=False, flow_model=str(exchange / "models" / "searaft.pth"),
+        vae_checkpointing="none",  # how the decode is computed (memory), not what: the CPU has the memory
         **steps, **config_overrides(M.MotionTrainConfig, dtype))
     pipe = pipeline_for(dtype)
     flow_model = load_searaft(str(exchange / "models" / "searaft.pth"), config=searaft_config(info))
@@ -473,7 +479,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
             **captured}
 
 
-def run_sample(exchange: Path, their_meta: dict, info: dict, trained: list[Path]) -> dict:
+def run_sample(exchange: Path, their_meta: dict, info: dict, trained: list[Path] | None) -> dict:
     """Our `generate` with the `official` preset, the same LoRA files and seed as their combine_inference.py run,
     at the same tiny size; and whether our loader reads the LoRA files their trainers wrote (`trained`)."""
     import smrabooth.sampling as G
@@ -484,7 +490,7 @@ def run_sample(exchange: Path, their_meta: dict, info: dict, trained: list[Path]
     sizes = {"height": SAMPLE_SIZE["height"], "width": SAMPLE_SIZE["width"], "frames": SAMPLE_SIZE["num_frames"]}
     cfg = G.GenerateConfig(**{**G.PRESETS["official"], **sizes}, prompt=info["combine_inference"]["prompt"],
                            seed=int(their_meta["call"]["seed"]))
-    out = {"negative_prompt": cfg.negative_prompt, "load_errors": []}
+    out = {"negative_prompt": cfg.negative_prompt, "load_errors": None if trained is None else []}
     real_prepare, real_decode = pipe.prepare_latents, G.decode_latents
 
     def prepare_latents(*a, **k):
@@ -500,7 +506,7 @@ def run_sample(exchange: Path, their_meta: dict, info: dict, trained: list[Path]
     with patched(G, "decode_latents", decode_latents):
         G.generate(pipe, cfg, load_lora(exchange / "loras" / "subject.safetensors"),
                    load_lora(exchange / "loras" / "motion.safetensors"), progress=False)
-    for path in trained:
+    for path in trained or []:
         try:
             load_lora(path)
         except SmraboothError as e:
