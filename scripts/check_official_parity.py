@@ -67,7 +67,7 @@ def their_run(python: Path, checkout: Path, work: Path, mode: str, *extra: str, 
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(log, "w") as f:
-        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work).returncode
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work, check=False).returncode
     print(f"  their {mode} {' '.join(extra)}: {time.time() - start:.0f} s (log {log})", flush=True)
     if code:
         tail = log.read_text().strip().splitlines()[-3:]
@@ -85,7 +85,8 @@ def main():
     ap.add_argument("--work", type=Path, help="exchange folder (default: a new temporary folder)")
     ap.add_argument("--plant", action="append", default=[], help="plant a difference on our side (list: names them)")
     ap.add_argument("--reuse", action="store_true", help="reuse their records already in --work")
-    ap.add_argument("--stages", default="subject,motion,sample,bf16", help="comma list of stages to run")
+    ap.add_argument("--stages", default="subject,motion,sample,bf16",
+                    help="comma list of stages: subject, motion (motion1: its phase 1 only), sample, bf16")
     ap.add_argument("--write-fixture", action="store_true", help="write tests/fixtures/official_parity.safetensors")
     args = ap.parse_args()
     if "list" in args.plant:
@@ -106,15 +107,23 @@ def main():
     if unknown:
         fail(f"--plant {unknown[0]}: unknown; choose from {', '.join(PLANTS)}")
     stages = args.stages.split(",")
+    if any(s not in ("subject", "motion", "motion1", "sample", "bf16") for s in stages):
+        fail(f"--stages {args.stages}: choose from subject, motion, motion1, sample, bf16")
     work = (args.work or Path(tempfile.mkdtemp(prefix="official-parity-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    import torch
-
     import ours
-    from compare import compare_motion, compare_sample, compare_subject, their_sample, their_stage
-    from rows import print_table
+    import torch
+    from compare import (
+        compare_motion,
+        compare_motion_phase1,
+        compare_sample,
+        compare_subject,
+        their_sample,
+        their_stage,
+    )
     from plants import planted
+    from rows import print_table
 
     torch.set_num_threads(2)
     commit = their_commit(checkout)
@@ -126,13 +135,15 @@ def main():
         ours.prepare(work, info)
     runs = {"subject": ("train", "--stage", "subject", "--dtype", "fp32"),
             "motion": ("train", "--stage", "motion", "--dtype", "fp32"),
+            "motion1": ("train", "--stage", "motion", "--dtype", "fp32"),
             "bf16": ("train", "--stage", "subject", "--dtype", "bf16"), "sample": ("sample",)}
-    folders = {"subject": "subject-fp32", "motion": "motion-fp32", "bf16": "subject-bf16", "sample": "sample"}
+    folders = {"subject": "subject-fp32", "motion": "motion-fp32", "motion1": "motion-fp32", "bf16": "subject-bf16",
+               "sample": "sample"}
     for stage in stages:
         done = (work / "theirs" / folders[stage] / ("sample.safetensors" if stage == "sample" else "rank0.safetensors"))
         if not (args.reuse and done.is_file()):
             mode, *extra = runs[stage]
-            nproc = info["motion" if stage == "motion" else "subject"]["num_processes"] if mode == "train" else 1
+            nproc = info["motion" if "motion" in stage else "subject"]["num_processes"] if mode == "train" else 1
             their_run(args.python, checkout, work, mode, *extra, processes=nproc)
 
     rows = []
@@ -150,6 +161,9 @@ def main():
             elif stage == "motion":
                 th = their_stage(theirs, "motion")
                 rows += compare_motion(th, ours.run_motion(work, th, ours_dir / stage, info))
+            elif stage == "motion1":  # phase 1 only: seconds, where the MoRA phase takes minutes
+                th = their_stage(theirs, "motion")
+                rows += compare_motion_phase1(th, ours.run_motion(work, th, ours_dir / stage, info, phase1_only=True))
             else:
                 th = their_sample(theirs / "sample.safetensors")
                 # the files their combine_inference.py loads: the subject run's LoRA, the motion run's temporal one

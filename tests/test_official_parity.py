@@ -15,8 +15,8 @@ import pytest
 sys.path[:0] = [str(Path(__file__).parents[1] / "scripts" / "official_parity"),
                 str(Path(__file__).parents[1] / "scripts")]
 
-from fixture import FIXTURE, run_fixture  # noqa: E402
-from rows import print_table  # noqa: E402
+from fixture import FIXTURE, prepare_inputs, run_fixture
+from rows import print_table
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_file(), reason="no parity fixture")
 
@@ -29,18 +29,26 @@ def _table(rows) -> str:
     return out.getvalue()
 
 
-def test_official_recipe_computes_what_the_authors_code_computed(tmp_path):
-    rows = run_fixture(tmp_path)
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The tiny models, images, clip, prompts and LoRAs of the fixture's run, rebuilt from seeds once."""
+    work = tmp_path_factory.mktemp("official_parity")
+    prepare_inputs(work)
+    return work
+
+
+def test_official_recipe_computes_what_the_authors_code_computed(inputs):
+    rows = run_fixture(inputs, prepared=True)
     assert rows and all(r.ok for r in rows), _table(rows)
 
 
 @pytest.mark.parametrize("plant, stage", [("bell", "subject"), ("warmup5", "subject"), ("shift5", "sample"),
                                           ("subject-scale", "sample"), ("spatial-on", "motion")])
-def test_a_planted_difference_fails_a_row(tmp_path, plant, stage):
+def test_a_planted_difference_fails_a_row(inputs, plant, stage):
     """The bell weight, the warm-up, the sampler's shift and LoRA scales, and a spatial LoRA that trains: each
     changed on our side makes some row fail."""
     from plants import planted
 
     with planted([plant]):
-        rows = run_fixture(tmp_path, stages=(stage,))
+        rows = run_fixture(inputs, stages=(stage,), prepared=True)
     assert not all(r.ok for r in rows), _table(rows)

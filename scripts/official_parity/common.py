@@ -135,7 +135,7 @@ def load(path: Path) -> tuple[dict, dict]:
 
     with safe_open(str(path), "pt") as f:
         meta = json.loads((f.metadata() or {}).get("json", "{}"))
-        return {k: f.get_tensor(k) for k in f.keys()}, meta
+        return {k: f.get_tensor(k) for k in f.keys()}, meta  # noqa: SIM118 (safe_open has no __iter__)
 
 
 def noise(seed: int, shape) -> torch.Tensor:

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ours import ADAPTERS, MOTION_STEPS, load_records, their_name_to_ours, their_samples  # noqa: E402
-from rows import ADAM_FRACTION, BF16, FP32, FP32_GRAD, Row, exact_row, tensor_row  # noqa: E402
+from ours import ADAPTERS, MOTION_STEPS, load_records, their_name_to_ours, their_samples
+from rows import ADAM_FRACTION, BF16, FP32, FP32_GRAD, Row, exact_row, tensor_row
 
 
 def their_stage(folder: Path, stage: str) -> dict:
@@ -52,7 +52,7 @@ def _common(a: dict, b: dict) -> list[str]:
     return sorted(set(a) & set(b))
 
 
-def step_rows(prefix: str, theirs: list[dict], ours: list[dict], rel: float, why: str) -> list[Row]:
+def step_rows(prefix: str, theirs: list[dict], ours: list[dict], rel: float, why: str, bf16: bool = False) -> list[Row]:
     """lr, gradients and the LoRA after the last step, for paired optimizer steps."""
     rows = [exact_row(f"{prefix}: lr at each step", [t["lr"][0] for t in theirs], [o["lr"][0] for o in ours],
                       "EXACT: warm-up length and factor")]
@@ -71,8 +71,9 @@ def step_rows(prefix: str, theirs: list[dict], ours: list[dict], rel: float, why
     names = _common(last_t, last_o)
     lr = max(t["lr"][0] for t in theirs)
     rows.append(tensor_row(f"{prefix}: LoRA after {len(theirs)} steps", [last_t[n] for n in names],
-                           [last_o[n] for n in names], 0.0,
-                           f"ADAM: {ADAM_FRACTION} x lr", floor=ADAM_FRACTION * lr))
+                           [last_o[n] for n in names], BF16 if bf16 else 0.0,
+                           "BF16 (the dtype row below is the exact check)" if bf16 else f"ADAM: {ADAM_FRACTION} x lr",
+                           floor=0.0 if bf16 else ADAM_FRACTION * lr))
     rows.append(exact_row(f"{prefix}: LoRA and AdamW state dtypes",
                           (theirs[-1]["param_dtypes"], theirs[-1]["state_dtypes"]),
                           (ours[-1]["param_dtypes"], ours[-1]["state_dtypes"]), "EXACT: their peft casts the LoRA to "
@@ -99,7 +100,7 @@ def compare_subject(th: dict, ours: dict, tag: str = "subject", bf16: bool = Fal
                            [o["flow"] for o in ours["samples"]], rel, why))
     rows.append(tensor_row(f"{tag}: SuRA loss, per sample", [s[0]["losses"]["sura"] for s in samples],
                            [o["sura"] for o in ours["samples"]], rel, why))
-    rows += step_rows(tag, th["steps"], ours["steps"], rel_grad, why)
+    rows += step_rows(tag, th["steps"], ours["steps"], rel_grad, why, bf16=bf16)
     return rows
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import rows as R  # noqa: E402
-from compare import compare_motion_phase1, compare_sample, compare_subject, their_sample, their_stage  # noqa: E402
+import common as C
+import rows as R
+from compare import compare_motion_phase1, compare_sample, compare_subject, their_sample, their_stage
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "official_parity.safetensors"
 INFO_KEYS = ("subject", "motion", "searaft", "combine_inference")
@@ -91,28 +91,42 @@ def _their_stage_from(meta: dict, tensors: dict, prefix: str) -> dict:
             "init_ours": {their_name_to_ours(k, adapters): v for k, v in init.items() if "lora_" in k}}
 
 
-def run_fixture(work: Path, stages=("subject", "motion", "sample"), path: Path = FIXTURE) -> list[R.Row]:
-    """Our side on the fixture; returns the rows (theirs from the fixture, ours sketched the same way)."""
+def prepare_inputs(work: Path, path: Path = FIXTURE) -> None:
+    """The fixture run's inputs, rebuilt from seeds into `work`, checked against the fixture's checksums."""
     import ours
 
-    tensors, meta = C.load(path)
-    info = meta["info"]
-    ours.prepare(work, info)
+    _, meta = C.load(path)
+    ours.prepare(work, meta["info"])
     checks = input_checksums(work)
     for rel, value in meta["inputs"].items():
         if abs(checks[rel] - value) > 1e-6 * max(1.0, abs(value)):
             raise RuntimeError(f"the inputs rebuilt from seeds differ from the fixture's ({rel}: {checks[rel]} vs "
                                f"{value}): torch's random numbers changed; regenerate the fixture with "
                                f"scripts/check_official_parity.py --write-fixture")
+
+
+def run_fixture(work: Path, stages=("subject", "motion", "sample"), path: Path = FIXTURE,
+                prepared: bool = False) -> list[R.Row]:
+    """Our side on the fixture; returns the rows (theirs from the fixture, ours sketched the same way). `work`
+    gets the inputs (unless `prepared`: prepare_inputs already put them there) and a new run folder per call."""
+    import tempfile
+
+    import ours
+
+    tensors, meta = C.load(path)
+    info = meta["info"]
+    if not prepared:
+        prepare_inputs(work, path)
+    runs = Path(tempfile.mkdtemp(prefix="ours-", dir=work))
     rows = []
     R.VIEW = R.sketch
     try:
         if "subject" in stages:
             th = _their_stage_from(meta["subject"], tensors, "subject")
-            rows += compare_subject(th, ours.run_subject(work, th, work / "ours-subject"))
+            rows += compare_subject(th, ours.run_subject(work, th, runs / "subject"))
         if "motion" in stages:
             th = _their_stage_from(meta["motion"], tensors, "motion")
-            result = ours.run_motion(work, th, work / "ours-motion", info, phase1_only=True)
+            result = ours.run_motion(work, th, runs / "motion", info, phase1_only=True)
             rows += compare_motion_phase1(th, result)
         if "sample" in stages:
             th = {k: tensors[f"sample.{k}"] for k in ("noise", "latents", "video")} | {"meta": meta["sample"]}

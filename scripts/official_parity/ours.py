@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 OFFICIAL_SCRIPTS = {"subject": "Wan2.1-T2V-1.3B-Subject.sh", "motion": "Wan2.1-T2V-1.3B-Motion.sh"}
 SUBJECT_STEPS = 4  # optimizer steps of the subject run: one past their 3-step warm-up
@@ -170,7 +170,7 @@ class Replay:
         def randint(*args, generator=None, **kw):
             if generator is None:
                 return real_randint(*args, **kw)
-            low, high, size = (0, *args[:2]) if len(args) == 2 else args[:3]
+            _, high, size = (0, *args[:2]) if len(args) == 2 else args[:3]
             if high in self.PASSTHROUGH:
                 return real_randint(*args, generator=generator, **kw)
             values = [self._pop(f"index:{high}") for _ in range(int(torch.Size(size).numel()))]
@@ -348,10 +348,11 @@ def run_subject(exchange: Path, th: dict, work: Path, dtype: str = "fp32") -> di
     """Our `train_subject` (official recipe) on their draws (`th`: compare.their_stage); returns what it computed."""
     import smrabooth.train.subject as S
     from smrabooth.models.dinov2 import load_dinov2
+    from smrabooth.recipes import NUM_TRAIN_TIMESTEPS
 
     init, samples = th["init"], th["samples"]
-    queues = {"index:%d" % C.SUBJECT_IMAGES: [s[2] for s in samples],
-              "index:%d" % 1000: [s[0]["timestep_id"] for s in samples],
+    queues = {f"index:{C.SUBJECT_IMAGES}": [s[2] for s in samples],
+              f"index:{NUM_TRAIN_TIMESTEPS}": [s[0]["timestep_id"] for s in samples],
               "noise": [C.noise(s[0]["noise_seed"], s[0]["noise_shape"]) for s in samples]}
     pipe = pipeline_for(dtype)
     encoder = load_dinov2(str(exchange / "models" / "dinov2"))
@@ -402,6 +403,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     docs/parity.md); everything else is ours."""
     import smrabooth.train.motion as M
     from smrabooth.models.searaft import load_searaft
+    from smrabooth.recipes import NUM_TRAIN_TIMESTEPS
 
     init, samples = th["init"], th["samples"]
     base = M.MotionTrainConfig.from_recipe("official")
@@ -412,9 +414,9 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     if phase1_only:
         used = [s for s in used if s[0]["train_type"] == "Motion_0"]
     latents = next(s[0]["noise_shape"][2] for s in samples if s[0]["train_type"] == "Motion_1")
-    queues = {"index:1": [0] * len(used), "index:1000": [s[0]["timestep_id"] for s in used],
-              "index:%d" % latents: [s[0]["debias_frame"] for s in used if "debias_frame" in s[0]],
-              "index:%d" % C.MOTION_FRAMES: [s[0]["frame"] for s in used if "frame" in s[0]],
+    queues = {"index:1": [0] * len(used), f"index:{NUM_TRAIN_TIMESTEPS}": [s[0]["timestep_id"] for s in used],
+              f"index:{latents}": [s[0]["debias_frame"] for s in used if "debias_frame" in s[0]],
+              f"index:{C.MOTION_FRAMES}": [s[0]["frame"] for s in used if "frame" in s[0]],
               "noise": [C.noise(s[0]["noise_seed"], s[0]["noise_shape"]) for s in used]}
     ref_starts = [s[0]["ref_start"] for s in used if s[0]["train_type"] == "Motion_1"]
     steps = {"steps": 2 * MOTION_STEPS, "spatial_steps": MOTION_STEPS, "temporal_steps": MOTION_STEPS} if two_phase \

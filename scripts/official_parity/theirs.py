@@ -43,17 +43,16 @@ import runpy
 import shlex
 import shutil
 import sys
-import types
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 SEARAFT_PATH = "./ckpts/SEA-RAFT/Tartan-C-T-TSKH-spring540x960-M/Tartan-C-T-TSKH-spring540x960-M.pth"
 REC: dict = {"samples": [], "steps": [], "events": []}
-STATE: dict = {"pending": {}, "pipe": None, "rank": int(os.environ.get("RANK", 0)), "noise_calls": 0}
+STATE: dict = {"pending": {}, "pipe": None, "rank": int(os.environ.get("RANK", "0")), "noise_calls": 0}
 
 
 # ---------------------------------------------------------------- reading their files
