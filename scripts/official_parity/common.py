@@ -31,8 +31,10 @@ VAE = {"base_dim": 4, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2}
 DINO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
         "patch_size": 14, "image_size": 518}
 SEARAFT_SIZES = {"pretrain": "resnet18", "initial_dim": 8, "block_dims": [8, 16, 24], "dim": 16}
-SUBJECT_SIZE = 512
-MOTION_SIZE = (256, 256)  # height, width
+SUBJECT_SIZE = 512  # the training size (their script's --height/--width)
+SUBJECT_FILE_SIZE = (600, 640)  # height, width of the image files: both sides resize and crop them
+MOTION_SIZE = (256, 256)  # height, width of the training frames
+MOTION_FILE_SIZE = (288, 320)  # of the clip's frames in the file
 CLIP_FRAMES, MOTION_FPS = 49, 16  # the clip: their clips' length and rate
 MOTION_FRAMES = 33  # frames trained on (--num_frames): the clip's first 33
 SUBJECT_IMAGES = 2
@@ -52,14 +54,16 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, channels: int, cells
 
 
 def subject_images(seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(image uint8 HxWx3, mask uint8 HxW of 0/255) pairs: a textured ellipse (the subject) on a background."""
+    """(image uint8 HxWx3, mask uint8 HxW of 0/255) pairs: a textured ellipse (the subject) on a background, at a
+    size other than the training size (as the authors' 780x780 photos), so that loading resizes and crops."""
     rng = np.random.default_rng(seed)
     out = []
-    n = SUBJECT_SIZE
-    yy, xx = np.mgrid[0:n, 0:n] / n
+    h, w = SUBJECT_FILE_SIZE
+    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = yy / h, xx / w
     for i in range(SUBJECT_IMAGES):
-        background = _smooth_field(rng, n, n, 3)
-        subject = _smooth_field(rng, n, n, 3, cells=12)
+        background = _smooth_field(rng, h, w, 3)
+        subject = _smooth_field(rng, h, w, 3, cells=12)
         cy, cx, ry, rx = 0.45 + 0.1 * i, 0.5 - 0.08 * i, 0.22, 0.3
         inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
         image = np.where(inside[..., None], subject, background)
@@ -68,9 +72,10 @@ def subject_images(seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def motion_frames(seed: int = SEED + 1) -> np.ndarray:
-    """(frames, H, W, 3) uint8: a textured square moving right and down over a slowly panning background."""
+    """(frames, H, W, 3) uint8: a textured square moving right and down over a slowly panning background, at a size
+    other than the training size."""
     rng = np.random.default_rng(seed)
-    h, w = MOTION_SIZE
+    h, w = MOTION_FILE_SIZE
     big = _smooth_field(rng, h + 64, w + 64, 3, cells=10)
     square = _smooth_field(rng, 64, 64, 3, cells=5) * 0.6 + 0.4
     frames = []

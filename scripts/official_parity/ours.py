@@ -245,7 +245,7 @@ class Recorder:
         def backward(self, step, generator, params, compute_losses):
             def recorded(*a, **k):
                 losses = compute_losses(*a, **k)
-                rec.samples.append({k: float(v) for k, v in losses.items()})
+                rec.samples.append({k: float(v.detach()) for k, v in losses.items()})
                 return losses
             return real_backward(self, step, generator, params, recorded)
 
