@@ -477,6 +477,14 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
         stack.enter_context(recorder.active())
         stack.enter_context(Replay(queues))
         M.train_motion(cfg, pipe, flow_model, model_id=MODEL_ID, flow_id="parity-searaft", progress=False)
+    # our decode of the very latents their MoRA decoded (the decode alone, whatever came before it)
+    captured["decode_of_theirs"] = []
+    with torch.no_grad():
+        for sample, ts, _ in samples:
+            if "window" in ts and ts["window"].shape[2] == cfg.window:
+                frames = real["decode_window"](pipe.vae, ts["window"].to(pipe.vae.dtype), 0, cfg.window,
+                                               cfg.drop_frames, checkpoint="none")
+                captured["decode_of_theirs"].append(frames[0].float())
     return {"samples": recorder.samples, "steps": recorder.steps, "inputs": recorder.inputs, "two_phase": two_phase,
             **captured}
 

@@ -89,6 +89,8 @@ def to_canonical(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[st
                 continue
             module, ab = _split_module(m.group(1), _TO_DIFFUSERS, fmt), m.group(2)
         elif fmt == "diffsynth":
+            if ".lora_" not in key:  # the SMRABooth authors' subject files also hold their SuRA projector (unused here)
+                continue
             m = _DIFFSYNTH_KEY.match(key)
             if not m:
                 raise SmraboothError(f"unexpected tensor {key!r} in a DiffSynth LoRA file")
