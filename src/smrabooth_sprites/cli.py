@@ -86,11 +86,17 @@ def _common(p) -> None:
     p.add_argument("--lr", type=float, default=5e-4, help="LoRA learning rate (both LoRAs)")
     p.add_argument("--recipe", default="paper", choices=["paper", "official"],
                    help="the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, lr, sizes) "
-                        "on top; official splits --motion-steps into a spatial and a temporal half")
+                        "on top; the videos are sampled with the lab's own sampler either way")
     p.add_argument("--no-motion-fidelity", action="store_true",
                    help="skip the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def recipe_line(settings) -> str:
+    """Which recipe trained the LoRAs of a demo or bench run (the lab's default is paper)."""
+    return (f"recipe {settings.recipe}: the LoRAs' training defaults (the lab's steps, rank, lr and sizes on top; "
+            f"--recipe to choose); videos sampled with the lab's sampler")
 
 
 def check_device(device: str) -> None:
@@ -119,7 +125,7 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
 
 def run_demo(args) -> int:
     from .experiment import Case, default_background, parse_motions, parse_subjects
-    from .report import demo_summary, prepare_out
+    from .report import demo_summary, finish_out, prepare_out, restore_out
     from .runs import make_demo
     from .world import HELDOUT_SUBJECTS
 
@@ -133,9 +139,15 @@ def run_demo(args) -> int:
     case = Case(subjects[0], family[0], default_background(HELDOUT_SUBJECTS[subjects[0]]))
     # resolve the bundle before touching --out, so a bad --model leaves nothing behind
     settings = _settings(args, Path(args.out) / "work", args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite)
-    metrics = make_demo(settings, case, args.seed, out)
+    out = prepare_out(args.out, args.overwrite, inputs={"--model": settings.model})
+    try:
+        metrics = make_demo(settings, case, args.seed, out)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back
+        raise
+    finish_out(out, "demo")
     print(demo_summary(metrics["result"], metrics["baseline"]))
+    print(recipe_line(settings))
     print(f"demo written to {out.resolve()} (open report.html) in {time.time() - start:.0f}s")
     return 0
 
@@ -145,7 +157,7 @@ def run_bench(args) -> int:
         raise SmraboothError(f"unknown benchmark {args.bench_command!r}: choose sprites")
     from . import runs
     from .experiment import make_cases, parse_motions, parse_subjects, parse_variants
-    from .report import prepare_out
+    from .report import finish_out, prepare_out, restore_out
 
     start = time.time()
     variants = parse_variants(args.variants)
@@ -153,10 +165,17 @@ def run_bench(args) -> int:
     if args.seeds < 1:
         raise SmraboothError(f"--seeds must be at least 1, got {args.seeds}")
     settings = _settings(args, Path(args.out), args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite, resume=args.resume)
-    table = runs.run_bench(settings, cases, variants, list(range(args.seeds)), out, resume=args.resume,
-                           subject_stills=not args.no_subject_stills)
+    out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
+                      command="bench sprites")
+    try:
+        table = runs.run_bench(settings, cases, variants, list(range(args.seeds)), out, resume=args.resume,
+                               subject_stills=not args.no_subject_stills)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back; a resumable one stays otherwise
+        raise
+    finish_out(out, "bench sprites")
     print(table["table"])
+    print(recipe_line(settings))
     print(f"wrote results.json, results.csv and table.md to {out.resolve()} in {time.time() - start:.0f}s")
     return 0
 
