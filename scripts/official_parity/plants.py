@@ -29,10 +29,13 @@ def _bell_weight():
     import smrabooth.train.subject as S
 
     def scaled(real):
-        return lambda *a, **k: real(*a, **k) * 1.01
+        def table(*a, **k):
+            sigmas, weights = real(*a, **k)
+            return sigmas, weights * 1.01
+        return table
 
-    with patched(S, "timestep_weights", scaled(S.timestep_weights)), \
-            patched(M, "timestep_weights", scaled(M.timestep_weights)):
+    with patched(S, "training_table", scaled(S.training_table)), \
+            patched(M, "training_table", scaled(M.training_table)):
         yield
 
 
