@@ -39,8 +39,8 @@ def test_official_recipe_is_the_authors_code_as_it_runs():
     assert (m.spatial_steps, m.steps, m.batch_size, m.warmup_steps) == (0, 250, 2, 0)
     assert (m.debiased, m.debias_beta, m.mora_weight, m.flow_units, m.window_wrap) == (True, 1.0, 1.0, "size", "reach")
     assert (m.window, m.window_stride, m.drop_frames, m.frames, m.height, m.width) == (6, 2, 5, 49, 320, 576)
-    assert (m.clip_timing, m.mora_frame_range, m.lora_dtype, m.timestep_rounding, m.resize_filter) == (
-        "first", "authors", "bf16", "bf16", "bilinear")
+    assert (m.clip_timing, m.mora_frame_range, m.mora_decode, m.lora_dtype, m.timestep_rounding, m.resize_filter) == (
+        "first", "authors", "tiled", "bf16", "bf16", "bilinear")
     # the spatial LoRA their scripts describe, for --spatial-steps N
     assert (m.spatial_layer_types, m.spatial_rank, m.spatial_alpha) == (("q", "k", "ffn.0"), 32, 32.0)
     # the paper recipe keeps today's behaviour: every new setting off
@@ -51,6 +51,7 @@ def test_official_recipe_is_the_authors_code_as_it_runs():
                                                                                       "antialias")
     assert (q.spatial_steps, q.debiased, q.flow_units, q.window_wrap, q.timestep_weight) == (0, False, "pixels", "fit",
                                                                                              "none")
+    assert q.mora_decode == "whole"
     assert (q.clip_timing, q.fps, q.mora_frame_range, q.lora_dtype, q.timestep_rounding) == (
         "resample", 15.0, "matched", "fp32", "none")
 

@@ -146,12 +146,12 @@ def compare_motion(th: dict, ours: dict, tag: str = "motion") -> list[Row]:
                            [i["latents"] for i in ours_inputs2], FP32, "FP32"))
     rows.append(tensor_row(f"{tag} phase 2: decoded MoRA window (kept frames)", [s[1]["decoded"] for s in phase2],
                            [o[0] for o in ours["decoded"]], FP32,
-                           "FP32 (their decode is tiled: 30x52-latent tiles, 15x26 overlaps)"))
+                           "FP32 (both decodes tiled: 30x52-latent tiles, 15x26 overlaps)"))
     if ours.get("decode_of_theirs"):
         rows.append(tensor_row(f"{tag} phase 2: our decode of their MoRA window latents",
                                [s[1]["decoded"] for s in phase2], ours["decode_of_theirs"], FP32,
-                               "FP32: the decode alone (theirs tiled, 30x52-latent tiles: at 256x256 two, at their "
-                               "576x320 four; each tile's mid-block attention sees only its tile)"))
+                               "FP32: the decode alone (both tiled, 30x52-latent tiles: at 256x256 two, at their "
+                               "576x320 four)"))
     rows.append(tensor_row(f"{tag} phase 2: SEA-RAFT flows of the decoded window", [s[1]["pred_flows"] for s in phase2],
                            ours["pred_flows"], FP32, "FP32"))
     rows.append(tensor_row(f"{tag} phase 2: flow + debiased loss x w(t), per sample",

@@ -445,7 +445,8 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     def decode_window(*a, **k):
         captured["window_starts"].append(int(a[2] if len(a) > 2 else k["start"]))
         frames = real["decode_window"](*a, **k)
-        captured["decoded"].append(frames.detach().float().clone())
+        unit = frames if cfg.mora_frame_range == "matched" else (frames + 1) / 2  # theirs are recorded in [0, 1]
+        captured["decoded"].append(unit.detach().float().clone())
         return frames
 
     def window_ref_flows(flows, *a, **k):
@@ -483,7 +484,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
         for sample, ts, _ in samples:
             if "window" in ts and ts["window"].shape[2] == cfg.window:
                 frames = real["decode_window"](pipe.vae, ts["window"].to(pipe.vae.dtype), 0, cfg.window,
-                                               cfg.drop_frames, checkpoint="none")
+                                               cfg.drop_frames, checkpoint="none", decode=cfg.mora_decode)
                 captured["decode_of_theirs"].append(frames[0].float())
     return {"samples": recorder.samples, "steps": recorder.steps, "inputs": recorder.inputs, "two_phase": two_phase,
             **captured}
