@@ -96,7 +96,7 @@ def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]
         return load_file(str(path))
     tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel runs may write the same key
     save_file(tensors, str(tmp))
     os.replace(tmp, path)
     return tensors
