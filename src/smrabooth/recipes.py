@@ -95,6 +95,12 @@ class MotionRecipe:
     window_wrap: str = "fit"  # fit: every start whose window fits; reach: back to 0 once start + window reaches the end
     drop_frames: int = 5  # decoded warm-up frames dropped from each window
     flow_units: str = "pixels"  # pixels: L1 of flows in pixels; size: x / width and y / height, summed over x and y
+    # Not in the paper (1.0 and "frames" are its method): MoRA only on draws with sigma <= mora_max_sigma (above
+    # ~0.7 the one-step estimate is too blurred to move); its target the reference clip's flows ("frames") or
+    # those of the clip's own clean latent decoded window by window as z0_hat is ("decoded": a target the VAE
+    # can reach; the same as "frames" for a VAE that reconstructs the clip's motion)
+    mora_max_sigma: float = 1.0
+    mora_reference: str = "frames"
 
 
 @dataclass(frozen=True)
