@@ -10,7 +10,8 @@ clips, seed=101)`, read back from their mp4 exactly as the motion trainer reads 
   1. flow model   the bundle's SEA-RAFT against the world's exact flow: end-point error (EPE, pixels) on the
                   sprite's pixels and on the background, for the rendered frames, the mp4 frames, the clip's
                   VAE round trip (whole clip) and MoRA's windowed decode of the clean latent (the best any
-                  one-step estimate can do). |gt| is the mean true flow on the sprite.
+                  one-step estimate can do). |gt| is the mean true flow on the sprite (per frame pair in the
+                  json). DIR/vae_roundtrip.png: per clip, the truth and its VAE round trip, every 2nd frame.
   2. mapping      MoRA's L1 (pixels) between the windowed decode of the CLEAN latent and the reference flows
                   shifted by -4..+4 frames from `window_source_frames`: the minimum must sit at 0.
   3. trivial      the L1 (pixels) that a prediction with no motion at all scores (zero flow), against the true
@@ -121,12 +122,14 @@ def link_flow_model(models, clips, win) -> list[dict]:
         rendered = torch.from_numpy(c["truth"]["frames"]).permute(0, 3, 1, 2).float() / 255
         roundtrip = to_unit_frames(decode_latents_differentiable(vae, c["latent"][None], checkpoint=False))[0]
         sources = {"rendered frames": rendered, "mp4 frames": c["frames"], "VAE round trip (whole clip)": roundtrip}
+        c["roundtrip"] = roundtrip
         for name, frames in sources.items():
             f = pair_flows(frames, flow_fn)
             rows.append({"clip": i, "source": name, "epe_sprite": epe(f, gt, mask)[0], "epe_bg": epe(f, gt, mask)[1],
                          "gt_sprite": float(gt.norm(dim=1)[mask].mean()),
                          "flow_sprite": float(f.norm(dim=1)[mask].mean()),
-                         "l1_px": float((f - gt).abs().mean())})
+                         "l1_px": float((f - gt).abs().mean()),
+                         "per_pair": [round(float(f[k].norm(dim=0)[mask[k]].mean()), 1) for k in range(len(f))]})
         for s in window_starts(c["latent"].shape[1], window, stride):
             src = window_source_frames(s, window, drop)
             f = pair_flows(window_frames(vae, c["latent"], s, window, drop), flow_fn)
@@ -307,7 +310,14 @@ def run_links(args) -> int:
     which = set(args.links.split(","))
     sigmas = [float(s) for s in args.sigmas.split(",")]
     if "flow" in which:
+        from PIL import Image
+
         res["flow_model"] = link_flow_model(models, clips, win)
+        # the truth and its VAE round trip, every second frame, one pair of rows per clip
+        rows = [np.concatenate([np.asarray(f) for f in frames[::2]], 1) for c in clips
+                for frames in (c["truth"]["frames"], (c["roundtrip"].permute(0, 2, 3, 1).numpy() * 255).round()
+                               .clip(0, 255).astype(np.uint8))]
+        Image.fromarray(np.concatenate(rows, 0)).save(out / "vae_roundtrip.png")
         print("## 1. flow model\n" + table(res["flow_model"], ["clip", "source", "epe_sprite", "epe_bg", "gt_sprite",
                                                                "flow_sprite", "l1_px"]), flush=True)
     if "mapping" in which:

@@ -18,6 +18,9 @@ both scored for appearance against the subject stills (dino_i, fg_color; fg_firs
 frames 0-3 and of the last 4 frames, to see a subject that fades), and the same without a LoRA (rows "none",
 computed once per folder). Every run appends to DIR/results.json; the printed table (mean ± 95% interval
 over subjects x seeds) covers every label in it, so one folder collects a whole sweep.
+
+--vae-ceiling only scores each subject's stills after a round trip through the bundle's VAE: the best any
+LoRA can show through it (DIR/vae_stills.png: the stills above their round trips).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def main() -> int:
     p.add_argument("--label", default=None, help="row name (default: from the settings)")
     p.add_argument("--motion", default="spiral", help="the case's motion (only its prompt's background matters)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--vae-ceiling", action="store_true",
+                   help="only score each subject's stills after a VAE round trip (the best any LoRA can show "
+                        "through the bundle's VAE) and the stills themselves; DIR/vae_stills.png")
     args = p.parse_args()
 
     from check_motion_self_reproduction import with_changes
@@ -80,6 +86,8 @@ def main() -> int:
     scorer = SpriteScorer(models.dinov2, models.searaft, device=args.device, with_motion_fidelity=False)
     seeds = [int(s) for s in args.seeds.split(",")]
     cases = make_cases([int(s) for s in args.subjects.split(",")], [args.motion])
+    if args.vae_ceiling:
+        return vae_ceiling(settings, models, scorer, cases, out)
     train_label = "-".join([args.recipe, f"{args.steps}st", f"lr{args.lr:g}", f"r{args.rank}",
                             "plain" if args.no_sura else "sura", *args.set]).replace(",", "+")
     label = args.label or " ".join([train_label, *args.gen_set])
@@ -142,6 +150,40 @@ def main() -> int:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"{time.time() - started:.0f} s")
+    return 0
+
+
+def vae_ceiling(settings, models, scorer, cases, out: Path) -> int:
+    """dino_i and fg_color of each subject's stills as they are and after encoding and decoding (as stills)."""
+    import torch
+    from PIL import Image
+
+    from smrabooth.data.motion import encode_video_latent
+    from smrabooth.models.vae_decode import decode_latents_differentiable, to_unit_frames
+    from smrabooth_sprites.experiment import prepare_case_data
+    from smrabooth_sprites.scoring import load_reference
+
+    lines = ["| subject | round trip dino_i / fg_color | the stills themselves |", "|---|---|---|"]
+    strips = []
+    for case in cases:
+        ref = load_reference(*prepare_case_data(settings, case), case.background)
+        trips = []
+        for image in torch.from_numpy(ref.images).permute(0, 3, 1, 2).float() / 255:
+            with torch.no_grad():
+                z = encode_video_latent(models.pipe.vae, image[None])
+                x = to_unit_frames(decode_latents_differentiable(models.pipe.vae, z[None], checkpoint=False))[0, 0]
+            trips.append((x.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
+        got = [scorer.score_still(t, ref) for t in trips]
+        own = [scorer.score_still(im, ref) for im in ref.images]
+
+        def mean(rows, k):
+            return float(np.mean([r[k] for r in rows]))
+
+        lines.append(f"| {case.design.shape} | {mean(got, 'dino_i'):.3f} / {mean(got, 'fg_color'):.3f} | "
+                     f"{mean(own, 'dino_i'):.3f} / {mean(own, 'fg_color'):.3f} |")
+        strips.append(np.concatenate([np.concatenate(list(ref.images), 1), np.concatenate(trips, 1)], 0))
+    Image.fromarray(np.concatenate(strips, 0)).save(out / "vae_stills.png")
+    print("\n".join(lines))
     return 0
 
 

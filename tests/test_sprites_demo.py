@@ -330,3 +330,19 @@ def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     assert "refusing to delete" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full",
                                        "--variants", "base", "--overwrite")
     assert (tmp_path / "full" / "x.txt").read_text() == "x"
+
+
+def test_bench_jobs_runs_cases_in_processes_and_merges_them(bundle, tmp_path):
+    """--jobs: one process per case; the merged table is the serial run's, row for row."""
+    args = ["bench", "sprites", "--model", bundle, "--subjects", "heart", "--motions", "spiral,figure-eight",
+            "--seeds", "1", "--variants", "base", *FAST]
+    assert cli(*args, "--out", tmp_path / "serial") == 0
+    assert cli(*args, "--out", tmp_path / "jobs", "--jobs", "2") == 0
+    serial, jobs = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "jobs"))
+    for rows in (serial["rows"], jobs["rows"]):
+        for r in rows:
+            r.pop("video"), r.pop("gen_seconds")
+    assert [r["case"] for r in jobs["rows"]] == ["heart-spiral-blue", "heart-figure-eight-blue"]
+    assert jobs["rows"] == serial["rows"] and jobs["summary"] == serial["summary"]
+    assert (tmp_path / "jobs" / "parts" / "heart-spiral-blue" / "log.txt").is_file()
+    assert (tmp_path / "jobs" / "cases" / "heart-figure-eight-blue" / "videos" / "base_s0.mp4").is_file()
