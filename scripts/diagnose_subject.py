@@ -60,6 +60,7 @@ def main() -> int:
     from check_motion_self_reproduction import with_changes
     from PIL import Image
 
+    from smrabooth.lora.files import load_lora
     from smrabooth.metrics.report import mean_ci
     from smrabooth.sampling import GenerateConfig, generate
     from smrabooth.train.subject import FINAL_NAME, train_subject
@@ -75,7 +76,6 @@ def main() -> int:
         subject_train_config,
     )
     from smrabooth_sprites.scoring import SpriteScorer, foreground_colour_similarity, load_reference
-    from smrabooth.lora.files import load_lora
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,8 +135,8 @@ def main() -> int:
         results_file.write_text(json.dumps(rows, indent=1))
 
     cols = ["dino_i", "fg_color", "fg_first", "fg_last"]
-    lines = ["| LoRA (subject only) | n | still dino_i | still fg_color | video dino_i | video fg_color | "
-             "video fg frames 0-3 | video fg last 4 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| LoRA (subject only) | n | still dino_i | still fg_color | video dino_i | video fg_color | "
+              "video fg frames 0-3 | video fg last 4 |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in dict.fromkeys(r["label"] for r in rows):
         still = [r for r in rows if r["label"] == name and r["kind"] == "still"]
         video = [r for r in rows if r["label"] == name and r["kind"] == "video"]

@@ -335,7 +335,10 @@ def test_mora_max_sigma_and_decoded_reference(tmp_path, motion_dir):
     from smrabooth.models.tiny import build_tiny_wan_pipeline
 
     pipe, flow_model = build_tiny_wan_pipeline(), tiny_flow_model()
-    flow_fn = lambda a, b: compute_flow(flow_model, a, b)  # noqa: E731
+
+    def flow_fn(a, b):
+        return compute_flow(flow_model, a, b)
+
     capped = config(tmp_path, mora_max_sigma=0.5).validate()
     ex, emb = _example_and_embeds(pipe, motion_dir, flow_model, capped)
     noise = torch.randn((1, *ex.latent.shape), generator=torch.Generator().manual_seed(1))

@@ -120,7 +120,7 @@ def _bench_part(settings: dict, case: dict, variants: list[str], seeds: list[int
     part_dir = prepare_out(part, overwrite=False, resume=True)
     with open(part_dir / "log.txt", "a") as log_file, contextlib.redirect_stdout(log_file), \
             contextlib.redirect_stderr(log_file):
-        res = run_bench(ExperimentSettings(**settings), [Case(**case)], [VARIANTS[v] for v in variants], seeds,
+        run_bench(ExperimentSettings(**settings), [Case(**case)], [VARIANTS[v] for v in variants], seeds,
                         part_dir, resume=resume, subject_stills=subject_stills, log=lambda m: print(m, flush=True))
         sys.stdout.flush()
     return json.loads((part_dir / "results.json").read_text())
@@ -156,7 +156,7 @@ def run_bench_parallel(settings: ExperimentSettings, cases: list[Case], variants
                 case = pending.pop(future)
                 try:
                     parts[case.name] = future.result()
-                except Exception as e:  # the part's own log has the traceback
+                except Exception as e:  # noqa: BLE001  (any failure of a part: its own log has the traceback)
                     raise SmraboothError(f"case {case.name} failed ({type(e).__name__}: {e}); see "
                                          f"{out / PARTS / case.name / 'log.txt'}") from None
                 log(f"case {case.name} done ({len(parts)}/{len(cases)}, {time.time() - start:.0f} s)")
