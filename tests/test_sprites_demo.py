@@ -346,3 +346,17 @@ def test_bench_jobs_runs_cases_in_processes_and_merges_them(bundle, tmp_path):
     assert jobs["rows"] == serial["rows"] and jobs["summary"] == serial["summary"]
     assert (tmp_path / "jobs" / "parts" / "heart-spiral-blue" / "log.txt").is_file()
     assert (tmp_path / "jobs" / "cases" / "heart-figure-eight-blue" / "videos" / "base_s0.mp4").is_file()
+
+
+def test_paired_wins_count_each_case_and_seed_against_base():
+    from smrabooth_sprites.report import paired_wins, wins_table
+
+    def row(case, seed, variant, traj, bg_dist, fg=None):
+        return {"case": case, "seed": seed, "variant": variant, "traj": traj, "bg_dist": bg_dist, "fg_color": fg}
+
+    rows = [row("a", 0, "base", 0.3, 5.0, 0.1), row("a", 0, "full", 0.5, 6.0, 0.1),  # traj win, bg loss, fg tie
+            row("a", 1, "base", 0.4, 5.0, 0.2), row("a", 1, "full", 0.2, 4.0, None),  # traj loss, bg win, fg unknown
+            row("b", 0, "full", 0.9, 1.0, 0.9)]  # no base for this case: not counted
+    wins = paired_wins(rows, ["traj", "bg_dist", "fg_color"])
+    assert wins == {"full": {"traj": [1, 0, 1], "bg_dist": [1, 0, 1], "fg_color": [0, 1, 0]}}
+    assert "| full | 1/0/1 | 1/0/1 | 0/1/0 |" in wins_table(wins, ["traj", "bg_dist", "fg_color"])
