@@ -296,6 +296,12 @@ def _run_settings(settings: ExperimentSettings, run: Path) -> dict:
             "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32", "cache_dir": settings.cache_dir}
 
 
+# The MoRA decode stores its activations: the lab's VAE at 128 px needs little memory, and recomputing them
+# (the trainer's default, for Wan at 832x480) made a MoRA step 1.5x slower on the CPU (16.2 s against 10.7 s
+# under load, scripts/diagnose_mora.py's machine; the same values).
+LAB_VAE_CHECKPOINTING = "none"
+
+
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
     """The motion LoRA's training settings under `settings.recipe`: `motion_steps` in all (a two-phase
     recipe splits them into a spatial and a temporal half), the MoRA window that fits the bundle's clips."""
@@ -310,7 +316,8 @@ def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Pat
         alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
         fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
         window=window, drop_frames=drop, window_stride=stride, mora_max_sigma=settings.mora_max_sigma,
-        mora_reference=settings.mora_reference, **phases, **_run_settings(settings, run))
+        mora_reference=settings.mora_reference, vae_checkpointing=LAB_VAE_CHECKPOINTING, **phases,
+        **_run_settings(settings, run))
 
 
 def subject_train_config(settings: ExperimentSettings, subject_dir: Path, run: Path, use_sura: bool):
