@@ -84,7 +84,7 @@ def _common(p, defaults: ExperimentSettings) -> None:
     p.add_argument("--lr", type=float, default=defaults.lr, help="LoRA learning rate (both LoRAs)")
     p.add_argument("--recipe", default=defaults.recipe, choices=["paper", "official"],
                    help="the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, lr, sizes) "
-                        "on top; official splits --motion-steps into a spatial and a temporal half")
+                        "on top; the videos are sampled with the lab's own sampler either way")
     p.add_argument("--subject-layers", default=",".join(defaults.subject_layer_types or ()) or None,
                    help="layer types the subject LoRA is trained on, e.g. q,k,ffn.0 (\"\": the recipe's)")
     p.add_argument("--mora-max-sigma", type=float, default=defaults.mora_max_sigma,
@@ -95,6 +95,12 @@ def _common(p, defaults: ExperimentSettings) -> None:
                    help="skip the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def recipe_line(settings) -> str:
+    """Which recipe trained the LoRAs of a demo or bench run (the lab's default is paper)."""
+    return (f"recipe {settings.recipe}: the LoRAs' training defaults (the lab's steps, rank, lr and sizes on top; "
+            f"--recipe to choose); videos sampled with the lab's sampler")
 
 
 def check_device(device: str) -> None:
@@ -125,7 +131,7 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
 
 def run_demo(args) -> int:
     from .experiment import Case, default_background, parse_motions, parse_subjects
-    from .report import demo_summary, prepare_out
+    from .report import demo_summary, finish_out, prepare_out, restore_out
     from .runs import make_demo
     from .world import HELDOUT_SUBJECTS
 
@@ -139,9 +145,15 @@ def run_demo(args) -> int:
     case = Case(subjects[0], family[0], default_background(HELDOUT_SUBJECTS[subjects[0]]))
     # resolve the bundle before touching --out, so a bad --model leaves nothing behind
     settings = _settings(args, Path(args.out) / "work", args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite)
-    metrics = make_demo(settings, case, args.seed, out)
+    out = prepare_out(args.out, args.overwrite, inputs={"--model": settings.model})
+    try:
+        metrics = make_demo(settings, case, args.seed, out)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back
+        raise
+    finish_out(out, "demo")
     print(demo_summary(metrics["result"], metrics["baseline"]))
+    print(recipe_line(settings))
     print(f"demo written to {out.resolve()} (open report.html) in {time.time() - start:.0f}s")
     return 0
 
@@ -151,7 +163,7 @@ def run_bench(args) -> int:
         raise SmraboothError(f"unknown benchmark {args.bench_command!r}: choose sprites")
     from . import runs
     from .experiment import make_cases, parse_motions, parse_subjects, parse_variants
-    from .report import prepare_out
+    from .report import finish_out, prepare_out, restore_out
 
     start = time.time()
     variants = parse_variants(args.variants)
@@ -161,14 +173,21 @@ def run_bench(args) -> int:
     if args.jobs < 1:
         raise SmraboothError(f"--jobs must be at least 1, got {args.jobs}")
     settings = _settings(args, Path(args.out), args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite, resume=args.resume)
+    out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
+                      command="bench sprites")
     seeds, stills = list(range(args.seeds)), not args.no_subject_stills
-    if args.jobs > 1 and len(cases) > 1:
-        table = runs.run_bench_parallel(settings, cases, variants, seeds, out, min(args.jobs, len(cases)),
-                                        resume=args.resume, subject_stills=stills)
-    else:
-        table = runs.run_bench(settings, cases, variants, seeds, out, resume=args.resume, subject_stills=stills)
+    try:
+        if args.jobs > 1 and len(cases) > 1:
+            table = runs.run_bench_parallel(settings, cases, variants, seeds, out, min(args.jobs, len(cases)),
+                                            resume=args.resume, subject_stills=stills)
+        else:
+            table = runs.run_bench(settings, cases, variants, seeds, out, resume=args.resume, subject_stills=stills)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back; a resumable one stays otherwise
+        raise
+    finish_out(out, "bench sprites")
     print(table["table"])
+    print(recipe_line(settings))
     print(f"wrote results.json, results.csv and table.md to {out.resolve()} in {time.time() - start:.0f}s")
     return 0
 

@@ -303,20 +303,17 @@ LAB_VAE_CHECKPOINTING = "none"
 
 
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
-    """The motion LoRA's training settings under `settings.recipe`: `motion_steps` in all (a two-phase
-    recipe splits them into a spatial and a temporal half), the MoRA window that fits the bundle's clips."""
+    """The motion LoRA's training settings under `settings.recipe`: `motion_steps` steps of its one motion LoRA,
+    the MoRA window that fits the bundle's clips."""
     from smrabooth.train.motion import MotionTrainConfig
 
     window, drop, stride = mora_window(settings.frames)
-    steps = settings.motion_steps
-    phases = {"spatial_steps": steps // 2, "temporal_steps": steps - steps // 2} \
-        if get_recipe(settings.recipe).motion.spatial_steps else {}
     return MotionTrainConfig.from_recipe(
-        settings.recipe, data=str(motion_dir), steps=steps, rank=settings.motion_rank,
+        settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
         alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
         fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
         window=window, drop_frames=drop, window_stride=stride, mora_max_sigma=settings.mora_max_sigma,
-        mora_reference=settings.mora_reference, vae_checkpointing=LAB_VAE_CHECKPOINTING, **phases,
+        mora_reference=settings.mora_reference, vae_checkpointing=LAB_VAE_CHECKPOINTING,
         **_run_settings(settings, run))
 
 
