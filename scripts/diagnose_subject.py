@@ -172,7 +172,7 @@ def vae_ceiling(settings, models, scorer, cases, out: Path) -> int:
             with torch.no_grad():
                 z = encode_video_latent(models.pipe.vae, image[None])
                 x = to_unit_frames(decode_latents_differentiable(models.pipe.vae, z[None], checkpoint=False))[0, 0]
-            trips.append((x.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
+            trips.append((x.permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8))
         got = [scorer.score_still(t, ref) for t in trips]
         own = [scorer.score_still(im, ref) for im in ref.images]
 
