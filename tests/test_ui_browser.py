@@ -161,8 +161,9 @@ def test_whole_workflow_in_chromium(server, tmp_path):
         page.click("#motion-train")
         assert "2 steps" in wait_text(page, "#motion-job", "done: train motion spiral")
         page.wait_for_selector("#motion-flow video")
-        # the default (official) recipe starts with its spatial phase: the spatial LoRA's loss is what is logged
-        assert set(drawn_lines(page, "#motion-losses", terms=1, points=2)) == {"spatial"}
+        # the default (official) recipe: the motion LoRA's flow and debiased losses, one line each
+        lines = drawn_lines(page, "#motion-losses", terms=2, points=2)
+        assert set(lines) == {"flow", "debiased"} and lines["flow"]["stroke"] != lines["debiased"]["stroke"]
         shot(page, tmp_path, "motion", top="#motion-status")
 
         # ---- generate with both LoRAs (picked for us: the newest) and the baseline
