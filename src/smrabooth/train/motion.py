@@ -34,8 +34,8 @@ import torch
 from ..align.mora import (
     FLOW_UNITS,
     MORA_DECODES,
-    MORA_REFERENCES,
     MORA_FRAME_RANGES,
+    MORA_REFERENCES,
     WINDOW_WRAPS,
     decode_window,
     decoded_window_flows,
