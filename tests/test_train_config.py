@@ -62,7 +62,7 @@ MOTION_FLAGS = {
     "debiased": (["--no-debiased"], False), "debias_beta": (["--debias-beta", "0.5"], 0.5),
     "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
     "clip_timing": (["--clip-timing", "resample"], "resample"),
-    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"),
+    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"), "mora_decode": (["--mora-decode", "whole"], "whole"),
     "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }

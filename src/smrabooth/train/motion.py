@@ -33,8 +33,9 @@ import torch
 
 from ..align.mora import (
     FLOW_UNITS,
-    MORA_REFERENCES,
+    MORA_DECODES,
     MORA_FRAME_RANGES,
+    MORA_REFERENCES,
     WINDOW_WRAPS,
     decode_window,
     decoded_window_flows,
@@ -128,6 +129,8 @@ class MotionTrainConfig:
     mora_frame_range: str = setting(_R.mora_frame_range, "what SEA-RAFT sees: matched = the decoded prediction in "
                                     "[0, 255] like the reference; authors = the prediction in [-255, 255], the "
                                     "reference in [0, 255] (their code)", choices=MORA_FRAME_RANGES)
+    mora_decode: str = setting(_R.mora_decode, "how MoRA decodes its window: whole = one pass; tiled = in 30x52-latent "
+                               "tiles blended over their overlaps (the authors' pipeline)", choices=MORA_DECODES)
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
     timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
@@ -219,6 +222,7 @@ class MotionTrainConfig:
         check_number("--mora-max-sigma", self.mora_max_sigma, 0, 1, low_open=True)
         check_choice("--clip-timing", self.clip_timing, CLIP_TIMINGS)
         check_choice("--mora-frame-range", self.mora_frame_range, MORA_FRAME_RANGES)
+        check_choice("--mora-decode", self.mora_decode, MORA_DECODES)
         check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)
         check_multiple("--height", self.height, 16, 16, 2048)
@@ -317,7 +321,8 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
-                           store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range)
+                           store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range,
+                           decode=cfg.mora_decode)
     ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
                                                                               cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
