@@ -597,3 +597,41 @@ def test_result_labels_and_cards(app):
     past = h.past_generations_html(app)
     assert "<figure class='smra-card big'" in past and "a &lt;b&gt;V*&lt;/b&gt; heart · no LoRA · seed 3" in past
     assert "<video src=" in past and "data-file='result.mp4'" in past and "baseline.mp4" not in past
+
+
+def test_the_job_page_shows_a_readable_log_and_the_newest_steps(app):
+    run = app.wd.runs("subject") / "heart-1"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "flow": 0.5 / s, "sura": -0.25, "lr": 1e-4,
+                                                       "seconds": 2.0 * s}) + "\n" for s in (1, 2, 3)))
+    job = app.queue.submit("train_subject", "train subject heart (paper, 5 steps)",
+                           {"out": str(run), "steps": 5, "use_sura": True, "recipe": "paper"})
+    (app.queue.folder / f"{job['id']}.log").write_text(
+        "--- start\nLoading:   0%|  | 0/5\rLoading: 100%|##| 5/5\n\x1b[ALoading weights: 100%\n\n")
+    app.queue._update(job["id"], status="running", started=time.time())
+    d = h.job_detail(app, job["id"])
+    assert d.log.splitlines() == ["--- start", "Loading: 100%|##| 5/5", "Loading weights: 100%",
+                                  "step 1: flow 0.5, sura -0.25 (2 s)", "step 2: flow 0.25, sura -0.25 (4 s)",
+                                  "step 3: flow 0.1667, sura -0.25 (6 s)"]
+    assert d.can_cancel and not d.can_resume and not d.can_remove and d.progress == 0.6
+    assert "step 3/5 · about 4 s left (measured in this run: 2 s/step)" in d.status
+    assert [label for label, _ in h.job_choices(app)] == [
+        time.strftime("%m-%d %H:%M:%S", time.localtime(job["created"])) + " · train subject heart (paper, 5 steps) · running"]
+
+
+def test_every_job_has_an_estimate_once_one_like_it_ran(tmp_path, sprites_profile):
+    """Evaluations and the mask tool count videos x metrics and photos; measured, they are estimated too."""
+    from smrabooth_ui import eta
+
+    costs = eta.Costs(tmp_path / "costs.json")
+    params = {"items": [{}, {}], "metrics": ["dino_i", "clip_t", "clip_i"], "tracker": "searaft"}
+    assert not eta.estimate(costs, sprites_profile, "evaluate", params).known
+    eta.record_job(costs, sprites_profile, {"kind": "evaluate", "status": "done", "started": 0.0, "finished": 30.0,
+                                            "params": params})
+    est = eta.estimate(costs, sprites_profile, "evaluate", {**params, "items": [{}] * 4})
+    assert est.seconds == pytest.approx(60.0) and "5 s/video and metric" in est.basis
+    mask = {"photos": 3}
+    eta.record_job(costs, sprites_profile, {"kind": "prepare_subject", "status": "done", "started": 0.0,
+                                            "finished": 12.0, "params": mask})
+    assert eta.estimate(costs, sprites_profile, "prepare_subject", {"photos": 5}).text() == \
+        "about 20 s (measured on this machine: 4 s/photo in 1 earlier job)"

@@ -215,7 +215,7 @@ def build_app(app: h.UiApp):
             with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
                 gr.Markdown("Pick a subject LoRA and a motion LoRA from the work folder's runs and write a prompt "
                             "with V* (the subject) and S* (the motion).")
-                gr.Markdown("**Library** (finished LoRAs)")
+                gr.Markdown("**Library** (finished LoRAs)", elem_id="generate-library-title")
                 g_library = gr.HTML(h.library_html(app), elem_id="generate-library")
                 with gr.Row():
                     g_subject = gr.Dropdown(["none"], value="none", label="Subject LoRA", elem_id="generate-subject")
@@ -376,8 +376,11 @@ def build_app(app: h.UiApp):
                 return [gr.skip()] * 3 if fields is None else [fields[k] for k in ("steps", "rank", "lr")]
             return change
 
-        def clear():
-            return "", None
+        def stale(fields, line) -> None:
+            """A changed form makes its line stale: cleared in the browser at once (a server call could land after
+            the next click's answer). A warning's token names its settings, so it needs no clearing."""
+            for field in fields:
+                field.change(None, None, [line], js="() => ''", show_progress="hidden")
 
         for kind, name, recipe, steps, rank, lr, align, validate, train, resume, cancel, note, confirm in (
                 ("subject", s_name, s_recipe, s_steps, s_rank, s_lr, s_sura, s_validate, s_train, s_resume,
@@ -388,10 +391,9 @@ def build_app(app: h.UiApp):
             resume.click(resume_click(kind), [name], [note])
             cancel.click(lambda kind=kind: attempt(h.cancel_latest, app, f"train_{kind}")[1], None, [note])
             recipe.change(recipe_change(kind), [recipe], [steps, rank, lr])
-            for field in (name, recipe, steps, rank, lr, align, validate):  # a changed form: the notice is stale
-                field.change(clear, None, [note, confirm], show_progress="hidden")
-        s_name.change(lambda: "", None, [s_status], show_progress="hidden")
-        m_name.change(lambda: "", None, [m_status], show_progress="hidden")
+            stale([name, recipe, steps, rank, lr, align, validate], note)
+        stale([s_name], s_status)
+        stale([m_name], m_status)
 
         def on_prepare(name, clip, caption, start, frames, fps):
             out, err, _ = attempt(h.prepare_motion_clip, app, name, clip, caption, start, frames, fps)
@@ -431,15 +433,15 @@ def build_app(app: h.UiApp):
             return msg, token
 
         g_go.click(on_generate, [*g_inputs, g_confirm], [g_notice, g_confirm])
-        for field in g_inputs:
-            field.change(clear, None, [g_notice, g_confirm], show_progress="hidden")
+        stale(g_inputs, g_notice)
 
-        def on_evaluate(videos, metrics, tracker):
-            return attempt(h.evaluate, app, videos, metrics, tracker)[1]
+        def on_evaluate(videos, metrics, tracker, confirm):
+            _, msg, token = attempt(h.evaluate, app, videos, metrics, tracker, confirm)
+            return msg, token
 
-        e_go.click(on_evaluate, [e_videos, e_metrics, e_tracker], [e_notice])
-        for field in (e_videos, e_metrics, e_tracker):
-            field.change(lambda: "", None, [e_notice], show_progress="hidden")
+        e_confirm = gr.State(None)
+        e_go.click(on_evaluate, [e_videos, e_metrics, e_tracker, e_confirm], [e_notice, e_confirm])
+        stale([e_videos, e_metrics, e_tracker], e_notice)
 
         def job_action(fn):
             def click(job_id):
@@ -450,7 +452,7 @@ def build_app(app: h.UiApp):
         j_cancel.click(job_action(h.cancel_job), [j_select], [j_notice])
         j_resume.click(job_action(lambda a, job_id: h.resume_training(a, "", job_id=job_id)), [j_select], [j_notice])
         j_remove.click(job_action(h.remove_job), [j_select], [j_notice])
-        j_select.change(lambda: "", None, [j_notice], show_progress="hidden")
+        stale([j_select], j_notice)
 
         # ------------------------------------------------------------------------- live state
         live = {"s_mask_job": s_mask_job, "s_gallery": s_gallery, "s_sheet": s_sheet, "s_job": s_job,

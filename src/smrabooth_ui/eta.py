@@ -92,14 +92,23 @@ def cost_key(profile, kind: str, params: dict) -> str:
     return "|".join([model, profile.device, variant(kind, params), recipe, size])
 
 
+# what one step of a job is, where it is not an optimizer or denoising step
+UNITS = {"evaluate": "video and metric", "prepare_subject": "photo"}
+
+
 def job_steps(kind: str, params: dict) -> int | None:
-    """Steps of a job: training steps, or denoising steps over every video it renders."""
+    """Steps of a job: training steps, denoising steps over every video it renders, videos x metrics of an
+    evaluation, photos of the mask tool."""
     if kind in ("train_subject", "train_motion"):
         return int(params["steps"])
     if kind == "generate":
         c = params["config"]
         videos = 2 if params.get("baseline") and (params.get("subject_lora") or params.get("motion_lora")) else 1
         return int(c["steps"]) * videos
+    if kind == "evaluate":
+        return len(params.get("items") or []) * len(params.get("metrics") or []) or None
+    if kind == "prepare_subject":
+        return params.get("photos") or None
     return None
 
 
@@ -148,16 +157,17 @@ def estimate(costs: Costs, profile, kind: str, params: dict, steps: int | None =
     if steps is None:
         return Estimate(None, "no step count")
     m = costs.get(cost_key(profile, kind, params))
+    unit = UNITS.get(kind, "step")
     if m:
         n = m["jobs"]
-        basis = f"measured on this machine: {m['per_step']:.2g} s/step in {n} earlier job{'s' * (n > 1)}"
+        basis = f"measured on this machine: {m['per_step']:.2g} s/{unit} in {n} earlier job{'s' * (n > 1)}"
         per_step, overhead = m["per_step"], m["overhead"]
     else:
         ref = reference(profile, kind, params)
         if ref is None:
             return Estimate(None, "nothing measured yet for these settings on this machine", steps=steps)
         (per_step, overhead), basis = ref
-        basis = f"{per_step:.2g} s/step: {basis}"
+        basis = f"{per_step:.2g} s/{unit}: {basis}"
     return Estimate(overhead + steps * per_step, basis, per_step, overhead, steps)
 
 
@@ -196,6 +206,9 @@ def measure(job: dict) -> tuple[float, float] | None:
         # the first step of a call warms up (allocations, caches): the cost of a step comes from the others
         per_step = (calls[-1]["seconds"] - calls[0]["seconds"]) / (calls[-1]["step"] - calls[0]["step"])
         return per_step, max(0.0, wall - per_step * len(calls))
+    if job["kind"] in UNITS:  # no step is timed apart: the whole job, per step
+        steps = job_steps(job["kind"], p)
+        return (wall / steps, 0.0) if steps else None
     if job["kind"] == "generate":
         r = job.get("result") or {}
         videos = [k for k in ("result", "baseline") if r.get(f"{k}_seconds")]

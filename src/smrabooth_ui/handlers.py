@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def queue_mask_tool(app: UiApp, name: str, object_prompt: str | None = None) -> 
     what = (object_prompt or "").strip() or f"a {label}"
     _busy(app, "prepare_subject")
     params = {"name": safe_name(name), "label": label, "uploads": str(folder / "uploads"), "out": str(folder / "data"),
-              "object_prompt": what}
+              "object_prompt": what, "photos": len(subject_photos(app, name))}
     return app.queue.submit("prepare_subject", f"masks of {label} by the mask tool ('{what}')", params)
 
 
@@ -495,6 +496,28 @@ class JobDetail:
     can_remove: bool
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def readable_log(text: str) -> str:
+    """A job's log as a terminal would have left it: a progress bar's redraws (carriage returns) and colour
+    codes gone, blank lines dropped."""
+    lines = (ANSI.sub("", ln.rsplit("\r", 1)[-1]).rstrip() for ln in text.split("\n"))
+    return "\n".join(ln for ln in lines if ln.strip())
+
+
+def training_steps(run: Path, last: int = 8) -> str:
+    """The newest records of a run's log.jsonl, one line each: 'step 12: flow 0.3104, sura -0.5212'."""
+    from smrabooth.train.state import read_log
+
+    lines = []
+    for r in read_log(run / "log.jsonl")[-last:]:
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in r.items() if k not in ("step", "lr", "seconds", "phase")
+                          and isinstance(v, (int, float)))
+        lines.append(f"step {r['step']}: {terms} ({r.get('seconds', 0):.0f} s)")
+    return "\n".join(lines)
+
+
 def job_detail(app: UiApp, job_id: str | None) -> JobDetail:
     job = app.queue.get(job_id) if job_id else None
     if job is None:
@@ -506,8 +529,11 @@ def job_detail(app: UiApp, job_id: str | None) -> JobDetail:
                                           key=lambda p: int(p.stem.split("-")[1]))[-4:]]
     elif job["kind"] == "generate":
         samples = [str(p) for p in (out / "result.mp4", out / "baseline.mp4") if p.is_file()]
+    log = readable_log(app.queue.log_tail(job["id"], 60))
+    if job["kind"] in TRAININGS:
+        log += "\n" + training_steps(out)
     return JobDetail(job["id"], job_status_line(app, job), job_progress(app, job),
-                     app.say(app.queue.log_tail(job["id"], 40)), samples, run_downloads(job),
+                     app.say("\n".join(log.strip().splitlines()[-30:])), samples, run_downloads(job),
                      job["status"] in ("queued", "running"), resumable(job), job["status"] != "running")
 
 
@@ -762,7 +788,8 @@ def default_tracker(app: UiApp) -> str:
     return "cotracker" if app.profile.cotracker_checkpoint or cached_cotracker()[0] else "searaft"
 
 
-def evaluate(app: UiApp, videos: list[str], metrics: list[str], tracker: str | None = None) -> dict:
+def evaluate(app: UiApp, videos: list[str], metrics: list[str], tracker: str | None = None,
+             confirm: str | None = None) -> dict:
     """Queue smrabooth evaluate on chosen generated videos; each video's prompt, subject images and motion
     reference come from its settings.json (the LoRAs' training data)."""
     from smrabooth.data.folders import read_motion_folder
@@ -793,9 +820,10 @@ def evaluate(app: UiApp, videos: list[str], metrics: list[str], tracker: str | N
                       "video": str(video), "prompt": settings["config"]["prompt"], "subject_images": subject_images,
                       "reference_video": reference})
     _busy(app, "evaluate")
-    out = app.wd.new_stamped("evaluations")
-    return app.queue.submit("evaluate", f"evaluate {len(items)} video(s), {len(metrics)} metric(s)",
-                            {"out": str(out), "items": items, "metrics": list(metrics), "tracker": tracker})
+    params = {"items": items, "metrics": list(metrics), "tracker": tracker}
+    _check_duration(app, "evaluate", params, "This evaluation", "Evaluate", confirm)
+    params["out"] = str(app.wd.new_stamped("evaluations"))
+    return app.queue.submit("evaluate", f"evaluate {len(items)} video(s), {len(metrics)} metric(s)", params)
 
 
 @dataclass

@@ -304,7 +304,10 @@ class JobQueue:
 
     def log_tail(self, job_id: str, lines: int = 20) -> str:
         p = self.folder / f"{job_id}.log"
-        return "\n".join(p.read_text(errors="replace").splitlines()[-lines:]) if p.is_file() else ""
+        if not p.is_file():
+            return ""
+        text = p.read_bytes().decode(errors="replace")  # not read_text: its newline translation turns \r into \n
+        return "\n".join(text.split("\n")[-lines:])
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
