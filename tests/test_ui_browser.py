@@ -62,7 +62,9 @@ class App:
         port = free_port()
         self.log = self.tmp / f"{name}.log"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(self.command(port), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # started as a script's background job is, with SIGINT ignored: SIGINT must stop it all the same
+            self.proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *self.command(port)],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/"
         for _ in range(240):
             try:
@@ -85,6 +87,15 @@ class App:
             except OSError:
                 continue
         return found
+
+    def signal_and_wait(self, sig: int) -> None:
+        """Send `sig` to the app; it must exit cleanly and leave no process it started running."""
+        self.proc.send_signal(sig)
+        assert self.proc.wait(60) == 0, self.log.read_text()
+        end = time.time() + 10
+        while self.processes():
+            assert time.time() < end, f"left running: {self.processes()}"
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -278,12 +289,7 @@ def test_the_web_app_in_chromium(app_runner, tmp_path):
         # SIGTERM (kill, a service manager): the app stops, and nothing it started is left running
         worker = job_of(work, "train_subject")["worker"]
         assert worker in app_runner.processes()
-        app_runner.proc.send_signal(signal.SIGTERM)
-        assert app_runner.proc.wait(60) == 0
-        end = time.time() + 10
-        while app_runner.processes():
-            assert time.time() < end, f"left running: {app_runner.processes()}"
-            time.sleep(0.2)
+        app_runner.signal_and_wait(signal.SIGTERM)
         job = job_of(work, "train_subject")
         assert job["status"] == "interrupted" and not (run / "subject_lora.safetensors").exists()
         last, checkpoint = max(logged_steps(run)), list_checkpoints(run)[-1][0]
@@ -409,7 +415,10 @@ def test_the_web_app_in_chromium(app_runner, tmp_path):
         wait_text(page, "#evaluate-status", "done: evaluate 2 video(s)", timeout=300)
         assert "DINO-I" in page.inner_text("#evaluate-table")
         assert "CLIP-T" in wait_text(page, "#evaluate-skipped", "skipped")
-        page.wait_for_selector("#evaluate-downloads a[data-file='report.html']")
+        with page.expect_download() as download:
+            page.click("#evaluate-downloads a[data-file='report.html']")
+        report = Path(job_of(work, "evaluate")["params"]["out"]) / "report.html"
+        assert Path(download.value.path()).read_bytes() == report.read_bytes()
         shot(page, tmp_path, "evaluate")
 
         # ---- the job page: cancel and remove a queued job and a running one; a log and the time left
@@ -441,6 +450,13 @@ def test_the_web_app_in_chromium(app_runner, tmp_path):
         page.click("#job-remove")
         wait_text(page, "#job-notice", "removed train motion spiral")
         assert not run2.exists() and (work / "runs" / "motion" / "spiral-1" / "motion_lora.safetensors").is_file()
+        # a finished generation: its result is the newest sample, its files download from the job page
+        choose(page, "#job-select", "my_heart-2 + spiral-1")
+        wait_text(page, "#job-status", "done: generate")
+        page.wait_for_function("() => (document.querySelector('#job-sample video')?.src || '').includes('result.mp4')")
+        with page.expect_download() as download:
+            page.click("#job-downloads a[data-file='settings.json']")
+        assert json.loads(Path(download.value.path()).read_text())["subject_lora"].endswith("subject_lora.safetensors")
         # the stopped 200-step training: resumable, or removed with what it left behind
         choose(page, "#job-select", "200 steps) · cancelled")
         page.wait_for_function("() => !document.querySelector('#job-resume').disabled")
@@ -461,3 +477,5 @@ def test_the_web_app_in_chromium(app_runner, tmp_path):
         announced = page.evaluate("() => window.__announced")
         assert "Done" in announced and not any("common." in a for a in announced)  # read out, in words
         browser.close()
+    # Ctrl+C (SIGINT) stops the app as SIGTERM did: nothing left running
+    app_runner.signal_and_wait(signal.SIGINT)

@@ -104,12 +104,14 @@ def run(args) -> int:
 
 
 def stop_on_signals() -> None:
-    """SIGTERM (kill, a service manager, a container stop) and SIGHUP stop the app as Ctrl+C does: the server
-    closes and `app.close()` ends the worker, instead of the process dying with its worker left running."""
+    """SIGTERM (kill, a service manager, a container stop), SIGHUP and SIGINT stop the app as Ctrl+C does: the
+    server closes and `app.close()` ends the worker, instead of the process dying with its worker left running.
+    SIGINT too, since an app started in the background by a script inherits SIGINT ignored and would otherwise
+    stay deaf to it."""
     def stop(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
 
 

@@ -144,7 +144,7 @@ def reference(profile, kind: str, params: dict) -> tuple[tuple[float, float], st
     """A reference cost for this job when nothing was measured here: ((per_step, overhead), basis)."""
     v = variant(kind, params)
     if profile.sprites and profile.device == "cpu" and v in SPRITES_CPU:
-        return SPRITES_CPU[v], "reference timing of this model on a 2-core CPU; not measured on this machine yet"
+        return SPRITES_CPU[v], "reference timing of this model on a busy 2-core CPU; not measured on this machine yet"
     if not profile.sprites and profile.device == "cuda" and v in WAN_GPU_PAPER:
         return WAN_GPU_PAPER[v], "the paper's training time on its GPU; not measured on this machine yet"
     return None

@@ -528,7 +528,7 @@ def job_detail(app: UiApp, job_id: str | None) -> JobDetail:
         samples = [str(p) for p in sorted((out / "validation").glob("step-*.mp4"),
                                           key=lambda p: int(p.stem.split("-")[1]))[-4:]]
     elif job["kind"] == "generate":
-        samples = [str(p) for p in (out / "result.mp4", out / "baseline.mp4") if p.is_file()]
+        samples = [str(p) for p in (out / "baseline.mp4", out / "result.mp4") if p.is_file()]  # the result last
     log = readable_log(app.queue.log_tail(job["id"], 60))
     if job["kind"] in TRAININGS:
         log += "\n" + training_steps(out)
