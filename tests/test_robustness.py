@@ -134,7 +134,7 @@ CASES = [
     (TS + ["--resume", "--overwrite"], 2, "--resume and --overwrite exclude each other"),
     (TS + ["--resume"], 2, "nothing to resume in {tmp}/run"),
     (TS[:-4] + ["--out", "{subject}"], 2, "already holds files: pass --resume"),
-    (TS[:-4] + ["--out", "{subject}", "--overwrite"], 2, "holds files that are not a smrabooth run"),
+    (TS[:-4] + ["--out", "{subject}", "--overwrite"], 2, "holds the input --data {subject}: --overwrite would delete"),
     # ---- train-motion
     (TM + ["--fps", "-15"], 2, "--fps -15: must be a finite number in (0, 240]"),
     (TM + ["--fps", "0"], 2, "--fps 0"),
@@ -231,6 +231,47 @@ CASES = [
     (["study", "tally", "{tmp}/missing.json"], 2, "ANSWERS {tmp}/missing.json: no such file"),
     (["study", "tally", "{file}", "--key", "{tmp}/missing.json"], 2, "--key {tmp}/missing.json: no such file"),
     (["study", "tally", "{file}", "--json", "{tmp}"], 2, "--json {tmp}: is a folder"),
+    # ---- issue 34: huge integers, settings of the wrong shape, YAML bombs
+    (G + ["--frames", "1" + "0" * 400], 2, "--frames 100... (401 digits): must be a whole number in [1, 1001]"),
+    (TS + ["--steps", "1" + "0" * 400], 2, "--steps 100... (401 digits): must be a whole number"),
+    (G + ["--seed", "-" + "9" * 400], 2, "--seed -999... (400 digits): must be a whole number"),
+    (G + ["--fps", "23.9761234"], 2, "--fps 23.9761234 cannot be stored exactly in an mp4"),
+    (G + ["--config", "{yaml_dup}"], 2, "line 2: key 'steps' is given twice"),
+    (G + ["--config", "{yaml_intkey}"], 2, "key 1 is not a name"),
+    (G + ["--config", "{yaml_deep}"], 2, "nested more than 64 levels deep"),
+    (G + ["--config", "{yaml_bomb}"], 2, "once its aliases (&name / *name) are expanded"),
+    (G + ["--config", "{yaml_list_str}"], 2, "negative_prompt: [1, 2, 3] is not text"),
+    (G + ["--config", "{yaml_dict_str}"], 2, "scheduler: {{'a': 1}} is not text"),
+    (G + ["--config", "{yaml_huge}"], 2, "guidance: 100000"),
+    # ---- issue 34: LoRA files
+    (G + ["--subject-lora", "{lora_int8}"], 2, "is int8; a LoRA holds float32, float16 or bfloat16"),
+    (G + ["--subject-lora", "{lora_dup}"], 2, "holds the layer blocks.0.attn1.to_q (lora_A) twice"),
+    (["lora", "info", "{lora_meta_list}"], 2, "holds a list, but the 'smrabooth' entry must be a JSON object"),
+    (["lora", "info", "{lora_meta_base}"], 2, "its metadata's base 'wan' is not a model's sizes"),
+    (["lora", "info", "{lora_rank0}"], 2, "has rank 0"),
+    (["lora", "info", "{lora_alpha2}"], 2, "its alpha [1, 2] is not a finite non-zero number"),
+    (["lora", "info", "{lora_comfy_alpha2}"], 2, "alpha holds 2 values; a ComfyUI alpha is one number"),
+    (["lora", "info", "{unet_nan}"], 2, "holds NaN or infinite values"),
+    (["lora", "info", "{unet_a_only}"], 2, "has no lora_B tensor"),
+    (["lora", "info", "{unet_int8}"], 2, "is int8"),
+    (["lora", "info", "{unet_meta}"], 2, "its alpha 'x' is not a finite non-zero number"),
+    # ---- issue 34: data files
+    (TS[:-4] + ["--data", "{subject_comma}", "--out", "{tmp}/run"], 2, "line 2 has 3 fields but the header has 2"),
+    (TS[:-4] + ["--data", "{subject_dotdot}", "--out", "{tmp}/run"], 2,
+     "'../images/00.png' is not a path inside the data folder"),
+    (PS[:1] + ["{png_huge}"] + PS[2:], 2, "has more pixels than smrabooth reads"),
+    (PM[:1] + ["{gif_tiny}"] + PM[2:], 2, "is 1x1 pixels: too small"),
+    (EV + ["--prompts", "{prompts_list}"], 2, "holds a list, but a prompts file must be a JSON object"),
+    (EV + ["--prompts", "{prompts_nested}"], 2, "the prompt of 'clip.mp4' is not text"),
+    (EV + ["--prompts", "{prompts_csv}"], 2, "has the columns file,text; a prompts CSV needs video,prompt"),
+    (["evaluate", "--manifest", "{manifest_conflict}", "--out", "{tmp}/ev"], 2,
+     "line 3: m clip.mp4 was listed on line 2 with another prompt"),
+    (["study", "build", "--manifest", "{manifest_text}", "--out", "{tmp}/st"], 2,
+     "is not a video (.avi, .gif, .mkv, .mov, .mp4, .webm): the study page would publish it"),
+    (["study", "build", "--manifest", "{manifest_fake_mp4}", "--out", "{tmp}/st"], 2, "is not a readable video"),
+    (["study", "tally", "{answers_deep}"], 2, "nested more than 64 levels deep"),
+    (["reproduce", "--data", "{tmp}", "--model", "{model}", "--out", "{tmp}/r", "--dry-run", "--gpus", "-3"], 2,
+     "--gpus -3: must be a whole number in [1, 4096]"),
 ]
 if NO_CUDA:
     CASES += [(base + ["--device", "cuda"], 2, "--device cuda: CUDA is not available")
@@ -292,12 +333,92 @@ def world(tmp_path_factory, tiny_model_dir):
     for name, text in yamls.items():
         w[name] = root / f"{name}.yaml"
         w[name].write_text(text)
+    issue34_files(root, w, raw, key_b, tr)
     w["subject"] = make_subject_folder(root / "subject")
     w["image"] = w["subject"] / "images" / "00.png"
     w["motion"] = make_motion_folder(root / "motion")
     w["video"] = root / "clip.mp4"
     write_video(np.zeros((5, 32, 32, 3), np.uint8), w["video"], fps=8)
     return {k: str(v) for k, v in w.items()}
+
+
+def issue34_files(root, w, raw, key_b, tr):
+    """The malformed files of issue 34's rows: YAML bombs, LoRAs of the wrong dtype or shape, data files."""
+    from PIL import Image
+    from test_train_subject import make_subject_folder
+
+
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    for i in range(1, 9):
+        bomb += f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i > 1 else '*a'] * 9)}]\n"
+    yamls = {"yaml_dup": "steps: 3\nsteps: 4\n", "yaml_intkey": "1: 2\n", "yaml_deep": "x: " + "[" * 50000,
+             "yaml_bomb": bomb, "yaml_list_str": "negative_prompt: [1, 2, 3]\n", "yaml_dict_str": "scheduler: {a: 1}\n",
+             "yaml_huge": "guidance: 1" + "0" * 400 + "\n"}
+    for name, text in yamls.items():
+        w[name] = root / f"{name}.yaml"
+        w[name].write_text(text)
+    wan = {"lora_int8": ({**raw, key_b: raw[key_b].to(torch.int8)}, {}),
+           "lora_dup": ({**raw, "blocks.0.attn1.to_q.lora_A.weight": raw["transformer.blocks.0.attn1.to_q.lora_A.weight"].clone()},
+                        {}),
+           "lora_meta_list": (raw, {"smrabooth": "[1, 2]"}),
+           "lora_meta_base": (raw, {"smrabooth": json.dumps({"base": "wan"})}),
+           "lora_rank0": ({k: v[:0] if k.endswith("lora_A.weight") else v[:, :0] for k, v in raw.items()}, {}),
+           "lora_alpha2": (raw, {"lora_adapter_metadata": json.dumps({"transformer.lora_alpha": [1, 2]})})}
+    from smrabooth.lora.convert import from_canonical
+
+    comfy = from_canonical({k.removeprefix("transformer."): v for k, v in raw.items()}, "comfyui", 4, 4.0)
+    wan["lora_comfy_alpha2"] = ({**comfy, "diffusion_model.blocks.0.self_attn.q.alpha": torch.tensor([1.0, 2.0])}, {})
+    for name, (tensors, meta) in wan.items():
+        w[name] = root / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(w[name]), metadata={"format": "pt", **meta})
+    pair = {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.randn(4, 8),
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.randn(8, 4)}
+    a, b = list(pair)
+    unet = {"unet_nan": ({a: pair[a], b: torch.full((8, 4), math.nan)}, {}), "unet_a_only": ({a: pair[a]}, {}),
+            "unet_int8": ({a: pair[a].to(torch.int8), b: pair[b]}, {}),
+            "unet_meta": (pair, {"smrabooth": json.dumps({"alpha": "x"})})}
+    for name, (tensors, meta) in unet.items():
+        w[name] = root / f"{name}.safetensors"
+        save_file(tensors, str(w[name]), metadata={"format": "pt", **meta})
+    comma = make_subject_folder(root / "subject_comma")
+    (comma / "metadata.csv").write_text("file_name,text\n00.png,a picture of V* dog, running\n")
+    w["subject_comma"] = comma
+    dotdot = make_subject_folder(root / "subject_dotdot")
+    (dotdot / "metadata.csv").write_text("file_name,text\n../images/00.png,a picture of V* dog\n")
+    w["subject_dotdot"] = dotdot
+    w["png_huge"] = root / "huge.png"
+    w["png_huge"].write_bytes(png_header(30000, 30000))
+    w["gif_tiny"] = root / "tiny.gif"
+    frames = [Image.new("RGB", (1, 1), (i * 60, 0, 0)) for i in range(4)]
+    frames[0].save(w["gif_tiny"], save_all=True, append_images=frames[1:], duration=100)
+    texts = {"prompts_list.json": '["a dog"]', "prompts_nested.json": '{"clip.mp4": {"x": 1}}',
+             "prompts.csv": "file,text\nclip.mp4,a dog\n", "notes.txt": "not a video\n", "fake.mp4": "not a video\n",
+             "answers_deep.json": "[" * 100000 + "]" * 100000}
+    for name, text in texts.items():
+        (root / name).write_text(text)
+    w.update(prompts_list=root / "prompts_list.json", prompts_nested=root / "prompts_nested.json",
+             prompts_csv=root / "prompts.csv", answers_deep=root / "answers_deep.json")
+    from smrabooth.video import write_video
+
+    write_video(np.zeros((5, 32, 32, 3), np.uint8), root / "clip.mp4", fps=8)
+    manifests = {"manifest_conflict": "method,video,prompt\nm,clip.mp4,a dog\nm,clip.mp4,a cat\n",
+                 "manifest_text": "method,video\nm,notes.txt\n", "manifest_fake_mp4": "method,video\nm,fake.mp4\n"}
+    for name, text in manifests.items():
+        w[name] = root / f"{name}.csv"
+        w[name].write_text(text)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG that says it is width x height pixels (the pixels themselves are not there)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + \
+        chunk(b"IEND", b"")
 
 
 def fill(argv, world, tmp):
@@ -331,6 +452,7 @@ SUBPROCESS_CASES = [
     (TS + ["--lr", "nan"], "--lr nan"),
     (EV + ["--batch-size", "0"], "--batch-size 0"),
     (G + ["--frames", "ten"], "invalid int value"),
+    (["lora", "info", "{lora_meta_list}"], "holds a list, but the 'smrabooth' entry must be a JSON object"),
 ]
 
 

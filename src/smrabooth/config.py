@@ -38,15 +38,16 @@ def to_dict(config) -> dict:
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
+    """A settings file: a mapping of setting: value (duplicate keys, non-text keys, deep nesting and alias bombs
+    refused in one line, see readers.parse_yaml)."""
+    from .readers import parse_yaml, read_text
+
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SmraboothError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SmraboothError(f"cannot read {path} ({e})") from None
+    data = parse_yaml(read_text(path, "config file"), path)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise SmraboothError(f"{path} must hold a mapping of setting: value")
     return data
@@ -58,9 +59,12 @@ LEGACY_BOOLS = {"vae_checkpointing"}  # text settings that run folders written b
 def _typed(value, hint: str, key: str, source: str):
     """`value` checked against a field's annotation (as written: 'int', 'float | None', 'tuple[str, ...]').
     YAML reads 1e-4 as a string: a float field takes a string that is a number."""
+    from .readers import short_repr
+
     options = [h.strip() for h in hint.split("|")]
     if value is None and "None" in options:
         return None
+    options = [o for o in options if o != "None"]
     kinds = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false"}
     for option in options:
         if option == "bool" and isinstance(value, bool):
@@ -69,7 +73,10 @@ def _typed(value, hint: str, key: str, source: str):
             return value
         if option == "float" and not isinstance(value, bool):
             if isinstance(value, (int, float)):
-                return float(value)
+                try:
+                    return float(value)
+                except OverflowError:  # an integer of hundreds of digits: out of every range
+                    raise SmraboothError(f"{source}: {key}: {short_repr(value)} is too large") from None
             if isinstance(value, str):
                 try:
                     return float(value)
@@ -78,23 +85,28 @@ def _typed(value, hint: str, key: str, source: str):
         if option == "str" and (isinstance(value, str) or (isinstance(value, bool) and key in LEGACY_BOOLS)):
             return value
         if option.startswith("tuple") and (isinstance(value, str) or (
-                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))):
+                isinstance(value, (list, tuple)) and len(value) <= 1000 and all(isinstance(v, str) for v in value))):
             return value
         if option == "dict" and isinstance(value, dict):
             return value
         if option not in kinds and not option.startswith(("tuple", "dict")):
             return value  # a type this check does not know: left to the settings' validate()
     wanted = " or ".join(kinds.get(o, "a list of names" if o.startswith("tuple") else o) for o in options)
-    raise SmraboothError(f"{source}: {key}: {value!r} is not {wanted}")
+    raise SmraboothError(f"{source}: {key}: {short_repr(value)} is not {wanted}")
 
 
 def apply_dict(config, values: dict, source: str = "settings"):
     """Return a copy of `config` with `values` applied; unknown keys and values of the wrong type are an
     error naming `source`."""
     fields = {f.name: f for f in dataclasses.fields(config)}
+    from .readers import short_repr
+
+    odd = [k for k in values if not isinstance(k, str)]
+    if odd:
+        raise SmraboothError(f"{source}: key {short_repr(odd[0])} is not a setting name (names are text)")
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}; known: {', '.join(sorted(fields))}")
     typed = {k: _typed(v, fields[k].type if isinstance(fields[k].type, str) else getattr(fields[k].type, "__name__",
                                                                                          str(fields[k].type)),
                        k, source) for k, v in values.items()}

@@ -179,6 +179,19 @@ def folder_digest(folder) -> str:
     return _sha([(str(p.relative_to(folder)), file_sha(p)) for p in sorted(folder.rglob("*")) if p.is_file()])
 
 
+def files_outside(kind: str, folder) -> list[Path]:
+    """The files a training job reads (images, masks, clips) that do not lie in its data folder, resolved."""
+    from .data.folders import read_motion_folder, read_subject_folder
+    from .readers import is_inside
+
+    if kind == "subject":
+        items = read_subject_folder(folder, require_masks=False, check_files=False)
+        files = [p for it in items for p in (it.image_path, it.mask_path) if p]
+    else:
+        files = [it.video_path for it in read_motion_folder(folder)]
+    return sorted({Path(os.path.realpath(p)) for p in files if not is_inside(p, folder)})
+
+
 def model_stamp(model: str) -> str:
     """A local model folder's files by (path, size, mtime): replacing a weight file changes it, without reading
     30 GB of weights on every call. A hub id stands for itself."""
@@ -240,12 +253,13 @@ def read_cases(cfg: ReproduceConfig) -> tuple[dict, dict, list[dict]]:
         path = Path(cfg.prompts)
         if not path.is_file():
             raise SmraboothError(f"--prompts {path} does not exist")
-        try:
-            prompts = json.loads(path.read_text())
-            assert isinstance(prompts, list) and all({"subject", "motion", "prompt"} <= set(p) for p in prompts)
-        except (json.JSONDecodeError, AssertionError, TypeError):
+        from .readers import read_json
+
+        prompts = read_json(path, list, "--prompts")
+        if not all(isinstance(p, dict) and {"subject", "motion", "prompt"} <= set(p)
+                   and all(isinstance(p[k], str) for k in ("subject", "motion", "prompt")) for p in prompts):
             raise SmraboothError(f"--prompts {path} must be a JSON list of {{subject, motion, prompt}} (as "
-                                 "`smrabooth prompts` writes)") from None
+                                 "`smrabooth prompts` writes)")
         for p in prompts:
             if p["subject"] not in subjects or p["motion"] not in motions:
                 raise SmraboothError(f"--prompts {path}: {p['subject']}/{p['motion']} is not a subject/motion "
@@ -295,8 +309,11 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
         cost_key = kind if kind == "subject" or not getattr(args, "no_mora", False) else "motion_no_mora"
         job_name = f"loras/{backbone}/{kind}/{name}-{variant}"
         final = "subject_lora.safetensors" if kind == "subject" else "motion_lora.safetensors"
-        jobs.append(Job(kind, job_name, {"command": command, "argv": argv, "model": stamp,
-                                         "data": folder_digest(folder)},
+        spec = {"command": command, "argv": argv, "model": stamp, "data": folder_digest(folder)}
+        outside = files_outside(kind, folder)
+        if outside:  # the authors' layout may name files in the folder above: their contents count too
+            spec["outside"] = _sha([(str(p), file_sha(p)) for p in outside])
+        jobs.append(Job(kind, job_name, spec,
                         seconds=job_seconds(cost_key, args.steps, training_tokens(kind, args)),
                         extra={"final": final}))
         lora_job[key] = job_name
@@ -381,10 +398,13 @@ def outputs_of(out: Path, job: Job) -> list[Path]:
 
 
 def read_marker(out: Path, job: Job) -> dict | None:
+    """A job's done marker; None when there is none or it is damaged (the job then runs again)."""
     try:
-        return json.loads(marker_path(out, job).read_text())
-    except (OSError, json.JSONDecodeError):
+        marker = json.loads(marker_path(out, job).read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    ok = isinstance(marker, dict) and isinstance(marker.get("outputs"), dict)
+    return marker if ok else None
 
 
 def job_digest(out: Path, job: Job, done: dict[str, dict]) -> str | None:
@@ -563,7 +583,10 @@ class Runner:
 
         run_dir = self.out / job.name
         started = run_dir.with_name(run_dir.name + ".started.json")
-        same = started.is_file() and json.loads(started.read_text()).get("digest") == digest
+        try:
+            same = started.is_file() and json.loads(started.read_text()).get("digest") == digest
+        except (OSError, ValueError, AttributeError, RecursionError):  # damaged: the job starts over
+            same = False
         if same and list_checkpoints(run_dir):
             mode = ["--resume"]  # a killed run continues from its last checkpoint
         else:
@@ -693,7 +716,11 @@ def run(cfg: ReproduceConfig, stage: str = "all", shard: str | None = None, work
             if not missing:
                 for path in write_tables(cfg, out, jobs):
                     log(f"wrote {path}")
-            elif stage == "report" or blocked:
+            elif stage == "report":  # nothing to write the tables from: an error, not a silent success
+                raise SmraboothError(f"--stage report: {len(missing)} of {sum(j.kind == 'evaluate' for j in jobs)} "
+                                     f"evaluations are not done (e.g. {missing[0].name}); run the other stages (of "
+                                     "every shard) first")
+            elif blocked:
                 log(f"{len(missing)} of {sum(j.kind == 'evaluate' for j in jobs)} evaluations are not done "
                     f"(e.g. {missing[0].name}): the tables are written once every shard has finished")
         if blocked:
@@ -711,7 +738,9 @@ def write_tables(cfg: ReproduceConfig, out: Path, jobs: list[Job]) -> list[Path]
     from .metrics.report import format_table, write_report
 
     evals = [j for j in jobs if j.kind == "evaluate"]
-    rows = [json.loads((out / j.name).read_text()) for j in evals]
+    from .readers import read_json
+
+    rows = [read_json(out / j.name, dict, "a score file") for j in evals]
     metrics = evals[0].spec["metrics"]
     written = []
     for table, title in TABLES.items():

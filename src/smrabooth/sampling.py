@@ -106,6 +106,9 @@ class GenerateConfig:
         for name in ("subject_scale_early", "subject_scale", "motion_scale"):
             check_number("--" + name.replace("_", "-"), getattr(self, name), -MAX_SCALE, MAX_SCALE)
         check_number("--fps", self.fps, 0, 240, low_open=True)
+        from .video import exact_rate
+
+        exact_rate(self.fps, "--fps")  # 23.976 is written as 2997/125, never rounded to 24
         check_number("max_sequence_length", self.max_sequence_length, 1, 512, integer=True)
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise SmraboothError(f"--scheduler {self.scheduler!r}: choose from {', '.join(SCHEDULERS)}")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import SmraboothError
+from .readers import short_repr
 
 
 def one_line(text) -> str:
@@ -35,19 +36,46 @@ def check_number(flag: str, value, low=None, high=None, *, low_open: bool = Fals
                  optional: bool = False):
     """`value` is a finite number (an int if `integer`) in [low, high] (low excluded if `low_open`).
 
-    Returns it unchanged; None passes when `optional`."""
+    Returns it unchanged; None passes when `optional`. Whole numbers are compared as they are, never through a
+    float: 10**400 is out of range, not an OverflowError."""
     if value is None and optional:
         return value
     accepted = _range_text(low, high, low_open, integer)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SmraboothError(f"{flag} {value!r}: must be {accepted}")
-    if integer and not isinstance(value, int) and not (math.isfinite(value) and float(value).is_integer()):
+        raise SmraboothError(f"{flag} {short_repr(value)}: must be {accepted}")
+    if isinstance(value, int):
+        shown = str(value) if abs(value) < 10**15 else f"{'-' if value < 0 else ''}{str(abs(value))[:3]}... " \
+            f"({len(str(abs(value)))} digits)"
+        if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
+            raise SmraboothError(f"{flag} {shown}: must be {accepted}")
+        return value
+    if integer and not (math.isfinite(value) and float(value).is_integer()):
         raise SmraboothError(f"{flag} {value!r}: must be {accepted}")
     if not math.isfinite(value):
         raise SmraboothError(f"{flag} {value}: must be {accepted}")
     if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
         raise SmraboothError(f"{flag} {value:g}: must be {accepted}")
     return value
+
+
+def parse_number(flag: str, value, low=None, high=None, *, low_open: bool = False, integer: bool = False,
+                 optional: bool = False):
+    """A number typed into a form (text, or a number a widget gives): parsed, then `check_number`; returns an
+    int when `integer`. '²', 'inf', 'nan' and 1e400 are one-line errors."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if optional:
+            return None
+        raise SmraboothError(f"{flag}: a number is needed")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if text.isascii() and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise SmraboothError(f"{flag} {short_repr(value)}: must be {_range_text(low, high, low_open, integer)}") \
+                from None
+    if integer and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return check_number(flag, value, low, high, low_open=low_open, integer=integer)
 
 
 def check_multiple(flag: str, value: int, of: int, low: int, high: int) -> int:

@@ -5,8 +5,10 @@ Frames are uint8 arrays of shape (F, H, W, 3) everywhere in smrabooth.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +49,23 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def exact_rate(fps: float, flag: str = "frame rate") -> Fraction:
+    """`fps` as the fraction an mp4 stores (denominator up to 1001: 23.976 = 2997/125, 0.4 = 2/5); a rate no
+    such fraction matches is refused rather than rounded (24 fps for 23.976 is a silently wrong video)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not math.isfinite(fps) or fps <= 0:
+        raise SmraboothError(f"{flag} {fps!r}: must be a finite number > 0")
+    rate = Fraction(fps).limit_denominator(1001)
+    if abs(float(rate) - float(fps)) > 1e-12 * float(fps):
+        raise SmraboothError(f"{flag} {fps!r} cannot be stored exactly in an mp4, whose rates are fractions with a "
+                             f"denominator up to 1001: pass e.g. {round(float(fps), 3):g}")
+    return rate
+
+
 def write_video(frames, path: str | os.PathLike, fps: float, crf: int = 18) -> Path:
-    """Write H.264 mp4 (yuv420p, plays everywhere)."""
+    """Write H.264 mp4 (yuv420p, plays everywhere) at exactly `fps` (exact_rate)."""
     import av
 
+    rate = exact_rate(fps)
     path = check_output_path(path)
     frames = to_uint8(frames)
     f, h, w, _ = frames.shape
@@ -58,7 +73,7 @@ def write_video(frames, path: str | os.PathLike, fps: float, crf: int = 18) -> P
         raise SmraboothError(f"H.264 needs even frame sizes, got {w}x{h}")
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(crf)}
         for frame in frames:
@@ -80,6 +95,10 @@ def write_gif(frames, path: str | os.PathLike, fps: float) -> Path:
 
 
 def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> list[Path]:
+    """PREFIX_0000.png ... into `folder`; frames of an earlier, longer video there (PREFIX_NNNN.png past this
+    one's last) are removed, so the folder holds this video's frames only. Other files are left alone."""
+    import re
+
     from PIL import Image
 
     folder = Path(folder)
@@ -89,6 +108,11 @@ def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> lis
         p = folder / f"{prefix}_{i:04d}.png"
         Image.fromarray(frame).save(p)
         paths.append(p)
+    ours = re.compile(rf"{re.escape(prefix)}_(\d{{4,}})\.png")
+    for p in folder.iterdir():
+        m = ours.fullmatch(p.name)
+        if m and int(m.group(1)) >= len(paths) and p.is_file():
+            p.unlink()
     return paths
 
 

@@ -124,6 +124,9 @@ def save_bundle(models: SpritesModels, out: str | os.PathLike, dtype: torch.dtyp
     out = Path(out)
     if out.exists() and not overwrite:
         raise SmraboothError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if out.exists() and not (out / BUNDLE_FILE).is_file():  # replace a bundle, never a folder of other files
+        raise SmraboothError(f"{out} is not an SMRA-Sprites bundle (it has no {BUNDLE_FILE}): refusing to replace it; "
+                             "choose another bundle folder")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe = models.pipe

@@ -119,7 +119,7 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
 
 def run_demo(args) -> int:
     from .experiment import Case, default_background, parse_motions, parse_subjects
-    from .report import demo_summary, prepare_out
+    from .report import demo_summary, finish_out, prepare_out, restore_out
     from .runs import make_demo
     from .world import HELDOUT_SUBJECTS
 
@@ -133,8 +133,13 @@ def run_demo(args) -> int:
     case = Case(subjects[0], family[0], default_background(HELDOUT_SUBJECTS[subjects[0]]))
     # resolve the bundle before touching --out, so a bad --model leaves nothing behind
     settings = _settings(args, Path(args.out) / "work", args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite)
-    metrics = make_demo(settings, case, args.seed, out)
+    out = prepare_out(args.out, args.overwrite, inputs={"--model": settings.model})
+    try:
+        metrics = make_demo(settings, case, args.seed, out)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back
+        raise
+    finish_out(out, "demo")
     print(demo_summary(metrics["result"], metrics["baseline"]))
     print(f"demo written to {out.resolve()} (open report.html) in {time.time() - start:.0f}s")
     return 0
@@ -145,7 +150,7 @@ def run_bench(args) -> int:
         raise SmraboothError(f"unknown benchmark {args.bench_command!r}: choose sprites")
     from . import runs
     from .experiment import make_cases, parse_motions, parse_subjects, parse_variants
-    from .report import prepare_out
+    from .report import finish_out, prepare_out, restore_out
 
     start = time.time()
     variants = parse_variants(args.variants)
@@ -153,9 +158,15 @@ def run_bench(args) -> int:
     if args.seeds < 1:
         raise SmraboothError(f"--seeds must be at least 1, got {args.seeds}")
     settings = _settings(args, Path(args.out), args.subject_steps, args.motion_steps)
-    out = prepare_out(args.out, args.overwrite, resume=args.resume)
-    table = runs.run_bench(settings, cases, variants, list(range(args.seeds)), out, resume=args.resume,
-                           subject_stills=not args.no_subject_stills)
+    out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
+                      command="bench sprites")
+    try:
+        table = runs.run_bench(settings, cases, variants, list(range(args.seeds)), out, resume=args.resume,
+                               subject_stills=not args.no_subject_stills)
+    except BaseException:
+        restore_out(out)  # a run set aside by --overwrite comes back; a resumable one stays otherwise
+        raise
+    finish_out(out, "bench sprites")
     print(table["table"])
     print(f"wrote results.json, results.csv and table.md to {out.resolve()} in {time.time() - start:.0f}s")
     return 0

@@ -8,7 +8,6 @@ import base64
 import html
 import io
 import json
-import shutil
 from pathlib import Path
 
 from smrabooth.errors import SmraboothError
@@ -16,16 +15,22 @@ from smrabooth.errors import SmraboothError
 RUN_FILE = "run.json"  # written first into every out folder: marks it as holding a run
 
 
-def prepare_out(out, overwrite: bool, resume: bool = False) -> Path:
-    """An empty (or new) folder; a folder with anything in it is refused unless --overwrite (emptied) or
-    --resume (kept, for the bench's LoRA cache)."""
+def prepare_out(out, overwrite: bool, resume: bool = False, inputs: dict | None = None,
+                command: str = "demo") -> Path:
+    """An empty (or new) folder; a folder with anything in it is refused unless --overwrite (its run is set aside,
+    kept until `finish_out` and put back by `restore_out`) or --resume (kept, for the bench's LoRA cache).
+    --overwrite replaces only a run of the demo or the bench that holds none of `inputs` (flag -> path) and no
+    file the run did not write."""
+    from smrabooth import run_folder
+
     out = Path(out)
+    run_folder.recover(out)
     if out.exists() and not out.is_dir():
         raise SmraboothError(f"--out {out} is a file: choose a folder")
     if out.exists() and any(out.iterdir()):
         if resume:
             return out
-        ours = (out / RUN_FILE).is_file()
+        ours = (out / RUN_FILE).is_file() or run_folder.read_marker(out) is not None
         if not overwrite:
             what = "a previous run" if ours else "files"
             raise SmraboothError(f"--out {out} already holds {what}; pass --overwrite to replace it "
@@ -33,9 +38,29 @@ def prepare_out(out, overwrite: bool, resume: bool = False) -> Path:
         if not ours:  # --overwrite replaces a run, never a folder of someone else's files
             raise SmraboothError(f"--out {out} holds files that are not a smrabooth demo or bench run (no "
                                  f"{RUN_FILE}); refusing to delete them: choose another folder")
-        shutil.rmtree(out)
+        run_folder.check_inputs_outside(out, inputs or {})
+        if run_folder.read_marker(out) is not None:
+            run_folder.check_replaceable(out, command, inputs or {}, same=("demo", "bench sprites"))
+        run_folder.set_aside(out)
     out.mkdir(parents=True, exist_ok=True)
+    if run_folder.read_marker(out) is None:
+        run_folder.write_marker(out, command)
     return out
+
+
+def finish_out(out: Path, command: str) -> None:
+    """The run in `out` has finished: a run set aside by --overwrite is removed, the marker lists the files."""
+    from smrabooth import run_folder
+
+    run_folder.drop_aside(out)
+    run_folder.finish_marker(out, command)
+
+
+def restore_out(out: Path) -> None:
+    """The run in `out` failed: a run set aside by --overwrite comes back in its place."""
+    from smrabooth import run_folder
+
+    run_folder.restore_aside(out)
 
 
 # ----------------------------------------------------------------------------------------------- demo

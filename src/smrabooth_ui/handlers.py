@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from smrabooth.errors import SmraboothError
 from smrabooth.recipes import get_recipe
+from smrabooth.validation import parse_number
 
 from . import eta
 from .jobs import COMMANDS, TRAININGS, JobQueue, read_json, resumable
@@ -149,7 +150,7 @@ def prepare_subject_data(app: UiApp, name: str, mask_source: str = MASK_SOURCES[
 
     label = subject_label(app, name)
     prepare_subject([uploads], label, folder / "data", object_prompt=object_prompt or None,
-                    masks_dir=masks_dir, overwrite=True, log=lambda m: None)
+                    masks_dir=masks_dir, overwrite=True, log=lambda m: None, adopt_unmarked=True)
     return f"prepared {len(subject_photos(app, name))} photo(s) of {label}: check the contact sheet"
 
 
@@ -209,10 +210,8 @@ def need_examples(app: UiApp) -> Examples:
 
 
 def _positive(value, what: str, cast=int):
-    try:
-        v = cast(value)
-    except (TypeError, ValueError):
-        raise SmraboothError(f"{what} must be a number, got {value!r}") from None
+    """A positive number typed into a form: the CLI's checks (inf, NaN, '²', 10^400 are one line)."""
+    v = parse_number(what, value, integer=cast is int)
     if v <= 0:
         raise SmraboothError(f"{what} must be positive, got {value}")
     return v
@@ -260,7 +259,7 @@ def train_subject(app: UiApp, name: str, steps, rank, lr, use_sura: bool = True,
     steps, rank = _positive(steps, "steps"), _positive(rank, "rank")
     lr = _positive(lr, "learning rate", float)
     recipe = _recipe(app, recipe)
-    validate_every = int(validate_every or 0)
+    validate_every = parse_number("validate every", validate_every or 0, 0, None, integer=True)
     label = subject_label(app, name)
     params = {"name": safe_name(name), "label": label, "data": str(data), "recipe": recipe, "steps": steps,
               "rank": rank, "lr": lr, "use_sura": bool(use_sura), "use_mask": use_mask,
@@ -299,13 +298,14 @@ def prepare_motion_clip(app: UiApp, name: str, clip, caption: str, start=0.0, fr
         raise SmraboothError("the caption is empty: describe the clip with the S* token, e.g. "
                              "'a person S* dribbling a basketball'")
     m = app.profile.train_config("motion", app.profile.recipe)
-    frames = int(frames or m.frames)
-    fps = float(fps or m.fps)
-    start = float(start or 0.0)
+    frames = parse_number("frames", frames or m.frames, 0, 10000, integer=True)
+    fps = parse_number("fps", fps or m.fps, 1, 240, integer=True)
+    start = parse_number("start", start or 0.0, 0, 1e7)
     folder = app.wd.motion(name)
     upload = app.wd.save_uploads([path], folder / "uploads", replace=True)[0]
     results = prepare_motion([upload], safe_name(name), folder / "data", caption=caption.strip(), frames=frames,
-                             fps=fps, start=start, overwrite=True, log=lambda msg: None)
+                             fps=fps, start=start, overwrite=True, log=lambda msg: None,
+                             adopt_unmarked=True)
     prepared = folder / "data" / results[0].file_name
     load_motion_frames(prepared, frames, fps, m.height, m.width)  # too short: the trainer's error
     (folder / "trim.json").write_text(json.dumps({"start": start, "frames": frames, "fps": fps,
@@ -333,7 +333,7 @@ def train_motion(app: UiApp, name: str, steps, rank, lr, use_mora: bool = True, 
     steps, rank = _positive(steps, "steps"), _positive(rank, "rank")
     lr = _positive(lr, "learning rate", float)
     recipe = _recipe(app, recipe)
-    validate_every = int(validate_every or 0)
+    validate_every = parse_number("validate every", validate_every or 0, 0, None, integer=True)
     params = {"name": safe_name(name), "data": str(data), "recipe": recipe, "steps": steps, "rank": rank, "lr": lr,
               "use_mora": bool(use_mora), "frames": trim.get("frames"), "fps": trim.get("fps"),
               "validate_every": validate_every, "validation_prompt": items[0].text if validate_every else None}
@@ -669,15 +669,15 @@ def generate(app: UiApp, subject: str | None, motion: str | None, prompt: str, s
     given = {"steps": steps, "guidance": guidance, "subject_scale_early": subject_scale_early,
              "subject_scale": subject_scale, "motion_scale": motion_scale, "frames": frames, "height": height,
              "width": width}
-    fields = {k: (int(v) if k in ("steps", "frames", "height", "width") else float(v)) for k, v in given.items()
-              if v is not None and v != ""}
+    fields = {k: parse_number(k.replace("_", " "), v, integer=k in ("steps", "frames", "height", "width"))
+              for k, v in given.items() if v is not None and v != ""}  # ranges: GenerateConfig.validate
     t_point = str(t_point).strip() if t_point is not None else ""
-    if t_point and not t_point.isdigit():
+    if t_point and not (t_point.isascii() and t_point.isdigit()):
         raise SmraboothError(f"T_point {t_point!r} must be a step number (or empty: the recipe's, by noise level)")
     if negative_prompt is not None:
         fields["negative_prompt"] = negative_prompt.strip() or None
     config = apply_dict(GenerateConfig(), app.profile.generate_fields(preset), f"recipe {preset}")
-    config = apply_dict(config, {**fields, "prompt": prompt, "seed": int(seed or 0),
+    config = apply_dict(config, {**fields, "prompt": prompt, "seed": parse_number("seed", seed or 0, integer=True),
                                  "t_point": int(t_point) if t_point else None}, "the page").validate()
     _busy(app, "generate")
     params = {"subject_lora": str(s.lora) if s else None, "motion_lora": str(m.lora) if m else None,

@@ -78,7 +78,7 @@ def prepare_subject_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     sam = SamSegmenter.from_pretrained(profile.sam, None, device=profile.device)
     results = prepare_subject([uploads], p.get("label") or p["name"], out, object_prompt=p.get("object_prompt") or None,
                               segmenter=TextPromptedSegmenter(detector, sam, MaskSettings()), overwrite=True,
-                              log=lambda msg: print(msg, flush=True))
+                              log=lambda msg: print(msg, flush=True), adopt_unmarked=True)
     left_out = {r.source.name: r.note for r in results if r.file_name is None}
     return {"data": str(out), "contact_sheet": str(out / "contact_sheet.png"),
             "images": len(results) - len(left_out), "left_out": left_out}

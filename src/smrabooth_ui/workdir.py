@@ -69,6 +69,22 @@ def safe_file_name(path: str | Path, index: int = 0) -> str:
     return stem + suffix
 
 
+def upload_names(names: list[str]) -> list[str]:
+    """Safe names (safe_file_name) for files uploaded together, distinct for distinct names: when two names make
+    the same safe name ('dog 1.png', 'dog_1.png'), the one that needed no change keeps it and the others get a
+    short digest of their own name ('dog_1-3f2a9c.png'): the same for a photo and its mask of one name."""
+    import hashlib
+
+    safe = [safe_file_name(n, i) for i, n in enumerate(names)]
+    out = []
+    for name, s in zip(names, safe):
+        clash = any(t == s and other != name for other, t in zip(names, safe))
+        if clash and Path(name).name != s:
+            s = f"{Path(s).stem}-{hashlib.sha1(Path(name).name.encode()).hexdigest()[:6]}{Path(s).suffix}"
+        out.append(s)
+    return out
+
+
 @dataclass
 class Workdir:
     root: Path
@@ -120,15 +136,24 @@ class Workdir:
         return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
     def save_uploads(self, files, folder: Path, replace: bool = False) -> list[Path]:
-        """Copy uploaded files (paths Gradio gives) into `folder` under safe names."""
+        """Copy uploaded files (paths Gradio gives) into `folder` under safe names, one file each (upload_names):
+        'dog 1.png' and 'dog_1.png' stay two photos."""
+        import filecmp
+
         folder = self.inside(folder)
         if replace and folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        sources = [upload_path(f) for f in files or []]
         out = []
-        for i, f in enumerate(files or []):
-            src = upload_path(f)
-            dst = folder / safe_file_name(src.name, i)
+        for src, name in zip(sources, upload_names([p.name for p in sources])):
+            dst = folder / name
+            n = 1
+            while dst.exists() and not filecmp.cmp(src, dst, shallow=False):
+                n += 1  # another file under this name (an earlier upload, or this one's): both are kept
+                dst = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+            if dst in out:  # the same file given twice in one upload: kept once
+                continue
             shutil.copyfile(src, dst)
             out.append(dst)
         return out

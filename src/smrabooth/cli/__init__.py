@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from ..errors import SmraboothError
 
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"smrabooth {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of an unexpected error (also: SMRABOOTH_DEBUG=1); the flag may "
+                        "stand anywhere on the line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
@@ -86,11 +91,18 @@ def given_dests(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
                 obj.default = default
 
 
+def debugging(argv: list[str]) -> bool:
+    """--debug anywhere on the line, or SMRABOOTH_DEBUG=1: unexpected errors show their traceback."""
+    return "--debug" in argv or os.environ.get("SMRABOOTH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..hub import go_offline, is_offline
     from ..validation import one_line
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = debugging(argv)
+    argv = [a for a in argv if a != "--debug"]
     if "--offline" in argv or is_offline():
         go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()
@@ -100,17 +112,39 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    command = " ".join(filter(None, [args.command, *(getattr(args, k, None) for k in SUBCOMMAND_DESTS)]))
     try:
         return int(args.func(args) or 0)
     except SmraboothError as e:
-        print(f"smrabooth {args.command}: error: {one_line(e)}", file=sys.stderr)
+        print(f"smrabooth {command}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except OSError as e:  # a disk that fills up or turns read-only while writing: the message says which file
-        print(f"smrabooth {args.command}: error: {one_line(e)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a disk that fills up or turns read-only while writing: the message says which file
+        if debug:
+            raise
+        print(f"smrabooth {command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # the one boundary: whatever escaped the checks is one line, not a traceback
+        if debug:
+            raise
+        where = _where(e)
+        print(f"smrabooth {command}: error: unexpected {type(e).__name__}{where}: {one_line(e)[:300] or '(no message)'}"
+              f" (a bug in smrabooth, or an input it does not check yet: please report it; --debug or "
+              f"SMRABOOTH_DEBUG=1 prints the traceback)", file=sys.stderr)
+        return 1
+
+
+SUBCOMMAND_DESTS = ("lora_command", "study_command", "bench_command", "sprites_command")
+
+
+def _where(e: BaseException) -> str:
+    """' in file.py:123' for the innermost frame of smrabooth's own code the error passed through."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "smrabooth" in f.filename]
+    return f" in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
@@ -91,21 +89,32 @@ def _videos_in(paths) -> list[Path]:
 
 
 def read_prompts(path, videos: list[Path]) -> list[str]:
+    """One prompt per video from a .txt (one line each), .json ({file name or stem: prompt}) or .csv (video,prompt)
+    file; a file of another shape is one line naming it (readers.py: a BOM, Latin-1, nesting)."""
     from ..errors import SmraboothError
+    from ..readers import read_csv, read_json, read_text
 
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"prompts file {path} does not exist")
-    if path.suffix == ".json":
-        try:
-            table = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SmraboothError(f"{path} is not valid JSON ({e})") from None
-    elif path.suffix == ".csv":
-        with open(path, newline="") as f:
-            table = {r["video"]: r["prompt"] for r in csv.DictReader(f)}
+    if path.suffix.lower() == ".json":
+        table = read_json(path, dict, "a prompts file")
+        odd = next((k for k, v in table.items() if not isinstance(v, str)), None)
+        if odd is not None:
+            raise SmraboothError(f"{path}: the prompt of {odd!r} is not text; a prompts file maps file names to "
+                                 "prompts ({\"a.mp4\": \"a dog running\"})")
+    elif path.suffix.lower() == ".csv":
+        header, rows = read_csv(path, "prompts file")
+        if not {"video", "prompt"} <= set(header):
+            raise SmraboothError(f"{path} has the columns {','.join(header) or '(none)'}; a prompts CSV needs "
+                                 "video,prompt")
+        table = {}
+        for line, r in rows:
+            if r["video"] in table and table[r["video"]] != r["prompt"]:
+                raise SmraboothError(f"{path} line {line}: {r['video']} has a second, different prompt")
+            table[r["video"]] = r["prompt"]
     else:
-        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text(path, "prompts file").splitlines() if ln.strip()]
         if len(lines) != len(videos):
             raise SmraboothError(f"{path} has {len(lines)} prompts for {len(videos)} videos: give one line per "
                                  "video in sorted file order, or use a .json/.csv mapping")
@@ -120,38 +129,57 @@ def read_prompts(path, videos: list[Path]) -> list[str]:
 
 
 def read_manifest(path) -> list:
+    """The rows of an evaluation (or study) manifest: method,video[,prompt,subject_images,reference_video], paths
+    relative to the CSV. A BOM and Latin-1 are read; a row repeating an earlier (method, video) is dropped with a
+    warning, one giving it another prompt or reference is an error."""
+    import sys
+
     from ..errors import SmraboothError
     from ..metrics.runner import EvalItem, expand_subject_images
+    from ..readers import read_csv
 
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"manifest {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"method", "video"} - set(reader.fieldnames or [])
-        if missing:
-            raise SmraboothError(f"manifest {path} lacks column(s) {', '.join(sorted(missing))}; expected "
-                                 "method,video,prompt,subject_images,reference_video")
-        rows = list(reader)
+    header, rows = read_csv(path, "manifest")
+    missing = {"method", "video"} - set(header)
+    if missing:
+        raise SmraboothError(f"manifest {path} lacks column(s) {', '.join(sorted(missing))}; expected "
+                             "method,video,prompt,subject_images,reference_video")
     base = path.parent
     resolve = lambda p: (base / p) if not Path(p).is_absolute() else Path(p)
-    items = []
-    for i, r in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
-        video = resolve(r["video"].strip())
+    items, seen = [], {}
+    for i, r in rows:  # line numbers as a spreadsheet shows them
+        if not r["method"] or not r["video"]:
+            raise SmraboothError(f"manifest {path} line {i}: empty {'method' if not r['method'] else 'video'}")
+        video = resolve(r["video"])
         if not video.is_file():
             raise SmraboothError(f"manifest {path} line {i}: video {video} does not exist")
         subj = []
-        if (r.get("subject_images") or "").strip():
+        if r.get("subject_images"):
             subj_path = ";".join(str(resolve(s.strip())) for s in r["subject_images"].split(";") if s.strip())
             try:
                 subj = expand_subject_images(subj_path)
             except SmraboothError as e:
                 raise SmraboothError(f"manifest {path} line {i}: {e}") from None
-        ref = (r.get("reference_video") or "").strip()
+        ref = r.get("reference_video") or ""
         ref = resolve(ref) if ref else None
         if ref is not None and not ref.is_file():
             raise SmraboothError(f"manifest {path} line {i}: reference video {ref} does not exist")
-        items.append(EvalItem(r["method"].strip(), video, (r.get("prompt") or "").strip() or None, subj, ref))
+        item = EvalItem(r["method"], video, r.get("prompt") or None, subj, ref)
+        key = (item.method, str(video.resolve()))
+        if key in seen:
+            first, earlier = seen[key]
+            if (earlier.prompt, earlier.subject_images, earlier.reference_video) != (item.prompt, subj, ref):
+                raise SmraboothError(f"manifest {path} line {i}: {item.method} {r['video']} was listed on line {first} "
+                                     f"with another prompt or reference; keep one row per video")
+            print(f"warning: manifest {path} line {i} repeats line {first} ({item.method} {r['video']}); counted once",
+                  file=sys.stderr)
+            continue
+        seen[key] = (i, item)
+        items.append(item)
+    if not items:
+        raise SmraboothError(f"manifest {path} lists no videos")
     return items
 
 
@@ -213,6 +241,19 @@ def check_args(args) -> None:
 
 MODEL_FLAGS = ("clip_model", "dino_model", "subject_model", "pickscore_model", "pickscore_processor",
                "aesthetic_clip_model", "searaft_model")
+# the model flags each of the runner's models (metrics.runner.MODEL_OF) reads: only the chosen metrics' models
+# are looked up on the hub (a run with local models only makes no network request)
+FLAGS_OF_MODEL = {"clip": ("clip_model",), "dino": ("dino_model",), "subject": ("subject_model",),
+                  "pickscore": ("pickscore_model", "pickscore_processor"), "aesthetic": ("aesthetic_clip_model",),
+                  "tracker": ("searaft_model",)}
+
+
+def hub_models(args, metrics) -> list[str]:
+    """The model names (flags' values) the chosen metrics load."""
+    from ..metrics.runner import MODEL_OF
+
+    flags = dict.fromkeys(f for m in metrics for f in FLAGS_OF_MODEL.get(MODEL_OF.get(m), ()))
+    return [getattr(args, f, None) for f in flags]
 
 
 def run(args, tracker=None) -> int:
@@ -230,7 +271,7 @@ def run(args, tracker=None) -> int:
     items = items_from_args(args)
     check_inputs(items, metrics)
     settings = settings_from_args(args)
-    use_hub(args, *(getattr(args, f, None) for f in MODEL_FLAGS))
+    use_hub(args, *hub_models(args, metrics))
     ev = Evaluator(settings, metrics, tracker=tracker, warn=lambda msg: print(f"warning: {msg}", flush=True))
     rows = ev.run(items)
     if len(ev.skipped) == len(metrics):

@@ -69,13 +69,14 @@ def _offline(args):
 
 
 def check_subject_args(args) -> None:
-    from ..data.prepare_subject import expand_inputs
+    from ..data.prepare_subject import COMMAND, check_out_folder, expand_inputs
     from ..validation import check_device, check_number, check_output_dir, check_readable
 
-    expand_inputs(args.images)
+    files = expand_inputs(args.images)
     check_output_dir("--out", args.out)
     if args.masks is not None:
         check_readable("--masks", args.masks, "folder")
+    check_out_folder(args.out, args.overwrite, COMMAND, {"image": files, "--masks": args.masks})
     for flag in ("box_threshold", "text_threshold", "mask_threshold", "fill_holes"):
         check_number("--" + flag.replace("_", "-"), getattr(args, flag), 0, 1)
     if args.max_side != 0:
@@ -85,11 +86,13 @@ def check_subject_args(args) -> None:
 
 def check_motion_args(args) -> None:
     from ..data.folders import VIDEO_EXTS
+    from ..data.prepare_motion import check_motion_out
     from ..data.prepare_subject import expand_inputs
     from ..validation import check_device, check_number, check_output_dir
 
-    expand_inputs(args.videos, VIDEO_EXTS, "video")
+    files = expand_inputs(args.videos, VIDEO_EXTS, "video")
     check_output_dir("--out", args.out)
+    check_motion_out(args.out, args.overwrite, args.name.strip(), files)
     check_number("--frames", args.frames, 0, 10000, integer=True)
     check_number("--fps", args.fps, 1, 240, integer=True)
     check_number("--start", args.start, 0, 1e7)

@@ -43,9 +43,12 @@ def register(subparsers) -> None:
 def config_from_args(args):
     from ..errors import SmraboothError
     from ..reproduce import ReproduceConfig
+    from ..validation import check_number
 
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        for seed in seeds:
+            check_number("--seeds", seed, 0, 2**63 - 1, integer=True)
     except ValueError:
         raise SmraboothError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     if not seeds:
@@ -62,7 +65,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..reproduce import dry_run_text, parse_shard, plan, run, shard_jobs
+    from ..validation import check_number
 
+    check_number("--gpus", args.gpus, 1, 4096, integer=True)
+    check_number("--per-pair", args.per_pair, 1, 1000, integer=True)
     cfg = config_from_args(args)
     if args.dry_run:
         jobs = shard_jobs(plan(cfg), parse_shard(args.shard))

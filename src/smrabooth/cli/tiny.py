@@ -24,9 +24,34 @@ def run(args) -> int:
     if args.kind == "zeroscope":
         from ..models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline
 
-        build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(seed=args.seed)).save_pretrained(out)
+        write_folder(build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(seed=args.seed)), out)
         print(f"wrote a tiny ZeroScope (U-Net) model to {out} (use it as --model {out})")
         return 0
-    build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)).save_pretrained(out)
+    write_folder(build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)), out)
     print(f"wrote a tiny Wan2.1 model to {out} (use it as --model {out})")
     return 0
+
+
+def write_folder(pipe, out) -> None:
+    """save_pretrained into a temporary sibling renamed into place: a full disk leaves no half-written model."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+
+    from ..errors import SmraboothError
+
+    out = Path(os.path.abspath(out))
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pipe.save_pretrained(tmp)
+        if out.exists():
+            out.rmdir()  # empty: checked before
+        os.replace(tmp, out)
+    except (OSError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SmraboothError(f"could not write the model to {out} ({' '.join(str(e).split())}); nothing was "
+                             "left behind") from None

@@ -155,7 +155,7 @@ def run_subject(args) -> int:
     from ..models.dinov2 import load_dinov2
     from ..train.common import check_run_dir
     from ..train.subject import FINAL_NAME as SUBJECT_FINAL
-    from ..train.subject import SubjectTrainConfig, train_subject
+    from ..train.subject import SubjectTrainConfig, read_subject_items, train_subject
     from ..train.unet import UnetSubjectConfig
 
     if backbone_of(args) == "unet":
@@ -169,7 +169,8 @@ def run_subject(args) -> int:
     args.model = cfg.model
     if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
         check_run_dir(cfg.out, SUBJECT_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, SubjectTrainConfig))
+                      explicit=given_fields(args, SubjectTrainConfig), inputs={"--config": args.config})
+        read_subject_items(cfg)  # the data read whole before any model loads
     check_model_args(args)
     use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
     from ..train.distributed import process_device
@@ -190,6 +191,7 @@ def run_subject(args) -> int:
 
 
 def run_motion(args) -> int:
+    from ..data.folders import read_motion_folder
     from ..models.searaft import load_searaft
     from ..train.common import check_run_dir
     from ..train.motion import FINAL_NAME as MOTION_FINAL
@@ -201,7 +203,8 @@ def run_motion(args) -> int:
     args.model = cfg.model
     if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
         check_run_dir(cfg.out, MOTION_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, MotionTrainConfig))
+                      explicit=given_fields(args, MotionTrainConfig), inputs={"--config": args.config})
+        read_motion_folder(cfg.data)  # the data's table read before any model loads
     check_model_args(args)
     use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
     from ..train.distributed import process_device

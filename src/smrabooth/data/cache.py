@@ -9,6 +9,7 @@ updated snapshot) must not find the latents of the old ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ def model_digest(model: str, parts: tuple[str, ...] = (), cache_dir=None) -> str
     if root is None:
         return f"name:{model}"
     memo_path = Path(cache_dir) / "digests.json" if cache_dir is not None else None
-    memo = json.loads(memo_path.read_text()) if memo_path is not None and memo_path.is_file() else {}
+    memo = _read_memo(memo_path)
     before = dict(memo)
     h = hashlib.sha256()
     for part in parts or (".",):
@@ -69,11 +70,37 @@ def model_digest(model: str, parts: tuple[str, ...] = (), cache_dir=None) -> str
             h.update(f"{part}/{f.relative_to(base) if f != base else f.name}".encode())
             h.update(_remembered_digest(f.resolve(), memo).encode())
     if memo_path is not None and memo != before:  # written only when a file was hashed
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError as e:  # a full or read-only disk: the digests are computed again next time
+            _warn(f"could not write {memo_path} ({e}); file digests will be computed again next time")
     return h.hexdigest()[:32]
+
+
+def _read_memo(path: Path | None) -> dict:
+    """digests.json: {file: [size, mtime_ns, digest]}; a damaged one (a disk that filled up, an edit) is
+    dropped with a warning: the digests are computed again."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        memo = e
+    ok = isinstance(memo, dict) and all(isinstance(v, list) and len(v) == 3 and isinstance(v[2], str)
+                                        for v in memo.values())
+    if not ok:
+        _warn(f"{path} is damaged; computing the file digests again")
+        return {}
+    return memo
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def cache_key(**parts) -> str:
@@ -90,13 +117,28 @@ def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]
 
     if cache_dir is None:
         return compute()
+    from safetensors import SafetensorError
+
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key}.safetensors"
     if path.is_file():
-        return load_file(str(path))
+        try:
+            entry = load_file(str(path))
+            if entry and all(v.is_floating_point() and bool(torch.isfinite(v).all()) or not v.is_floating_point()
+                             for v in entry.values()):
+                return entry
+            raise ValueError("it holds no tensors, or non-finite ones")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:  # cut short by a full disk, damaged
+            _warn(f"cache entry {path} is damaged ({' '.join(str(e).split())[:120]}); computing it again")
     tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:  # a full or read-only disk: the run goes on without this entry
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _warn(f"could not write the cache entry {path} ({' '.join(str(e).split())[:120]}); it is computed again "
+              "next time")
     return tensors

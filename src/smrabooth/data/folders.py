@@ -95,30 +95,39 @@ def _accepted(kind: str) -> str:
 def read_metadata(path: str | os.PathLike, kind: str = "subject") -> Metadata:
     """The rows of a `kind` ('subject' or 'motion') folder's metadata.csv in either layout, with clear
     errors for a missing file, an unknown column set or an empty table."""
+    from ..readers import read_csv
+
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"{path} does not exist: a training folder needs a metadata.csv with columns "
                              f"{_accepted(kind)}; smrabooth prepare-subject / prepare-motion write one")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports add a BOM
-            reader = csv.DictReader(f)
-            fields = [c.strip() for c in (reader.fieldnames or [])]
-            columns = next((c for c in _LAYOUTS[kind] if set(c) <= set(fields)), None)
-            if columns is None:
-                raise SmraboothError(f"{path} has the columns {','.join(fields) or '(none)'}: a {kind} folder's "
-                                     f"metadata.csv needs {_accepted(kind)}")
-            file_col, text_col = columns[0], columns[-1]
-            rows = []
-            for i, row in enumerate(reader, start=2):
-                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                if not row[file_col]:
-                    raise SmraboothError(f"{path} line {i}: empty {file_col}")
-                rows.append(Row(row[file_col], row[text_col], (row["mask"] or None) if "mask" in columns else None))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise SmraboothError(f"{path} is not a readable CSV file ({e})") from None
+    fields, records = read_csv(path, "metadata file")  # a BOM, Latin-1, an unquoted comma: readers.read_csv
+    columns = next((c for c in _LAYOUTS[kind] if set(c) <= set(fields)), None)
+    if columns is None:
+        raise SmraboothError(f"{path} has the columns {','.join(fields) or '(none)'}: a {kind} folder's "
+                             f"metadata.csv needs {_accepted(kind)}")
+    file_col, text_col = columns[0], columns[-1]
+    rows = []
+    for i, row in records:
+        if not row[file_col]:
+            raise SmraboothError(f"{path} line {i}: empty {file_col}")
+        for name in (row[file_col], row.get("mask") if "mask" in columns else None):
+            check_relative(name, path, i)
+        rows.append(Row(row[file_col], row[text_col], (row["mask"] or None) if "mask" in columns else None))
     if not rows:
         raise SmraboothError(f"{path} lists no files")
     return Metadata(columns, rows)
+
+
+def check_relative(name: str | None, meta, line: int) -> None:
+    """A file named in metadata.csv lies in the data folder (or, in the authors' layout, the folder above): no
+    absolute path, no '..' (images/../masks/a.png would make a photo its own mask)."""
+    if not name:
+        return
+    parts = Path(name.replace("\\", "/")).parts
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise SmraboothError(f"{meta} line {line}: {name!r} is not a path inside the data folder (no absolute "
+                             "paths, no '..'): name files relative to the folder, e.g. 0001.png")
 
 
 def write_metadata(path: str | os.PathLike, rows: list[tuple[str, str]]) -> Path:
@@ -131,18 +140,11 @@ def write_metadata(path: str | os.PathLike, rows: list[tuple[str, str]]) -> Path
 
 
 def load_image(path: str | os.PathLike):
-    """PIL RGB image, with a clear error for unreadable files."""
-    from PIL import Image, UnidentifiedImageError
+    """PIL RGB image, with a clear error for unreadable files; 16-bit and palette images converted exactly
+    (readers.read_image_rgb)."""
+    from ..readers import read_image_rgb
 
-    path = Path(path)
-    if not path.is_file():
-        raise SmraboothError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise SmraboothError(f"{path} is not a readable image ({e})") from None
+    return read_image_rgb(path, "image")
 
 
 def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -151,15 +153,10 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     `size` (width, height) is the image's size; a mask of another size is an error, since a
     resized mask would no longer line up with the subject.
     """
-    from PIL import Image, UnidentifiedImageError
+    from ..readers import read_image_gray
 
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise SmraboothError(f"{path} is not a readable mask image ({e})") from None
+    arr = np.asarray(read_image_gray(path, "mask image"))
     if size is not None and (arr.shape[1], arr.shape[0]) != tuple(size):
         raise SmraboothError(f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but its image is {size[0]}x{size[1]}: "
                              "masks must have the size of their images")
@@ -217,13 +214,15 @@ def _our_mask(masks: Path, file_name: str, image: Path, require_masks: bool) -> 
 
 
 def read_subject_folder(folder: str | os.PathLike, require_masks: bool = True,
-                        check_files: bool = True, name: str | None = None) -> list[SubjectItem]:
+                        check_files: bool = True, name: str | None = None, use_masks: bool = True) -> list[SubjectItem]:
     """Items of a subject folder in either layout (module docstring), checked: every listed image exists
     and reads, every mask exists, matches its image's size and is not empty. `require_masks=False`
     allows a folder without masks (mask_path None). `check_files=False` skips decoding the files (only
     existence is checked). A folder without metadata.csv is read as a plain folder of images when
-    `name` is given.
+    `name` is given. `use_masks=False` (--no-mask) leaves every mask out, unread: a broken or black one is no
+    matter then.
     """
+    require_masks = require_masks and use_masks
     folder = Path(folder)
     if not folder.is_dir():
         raise SmraboothError(f"subject folder {folder} does not exist")
@@ -252,13 +251,13 @@ def read_subject_folder(folder: str | os.PathLike, require_masks: bool = True,
             raise SmraboothError(f"{meta}: {row.file} has an empty text (expected e.g. 'a picture of V* dog')")
         if authors:
             image = _resolve_authors(bases, row.file, "image", meta)
-            mask = _resolve_authors(bases, row.mask, "mask", meta) if row.mask else None
+            mask = _resolve_authors(bases, row.mask, "mask", meta) if row.mask and use_masks else None
             if mask is None and require_masks:
                 raise SmraboothError(f"{meta}: {row.file} has no mask (its mask column is empty): add one, "
                                      "or train without masks: --no-mask")
         else:
             image = _resolve(images, row.file, "image", meta)
-            mask = _our_mask(masks, row.file, image, require_masks)
+            mask = _our_mask(masks, row.file, image, require_masks) if use_masks else None
         if check_files:
             size = load_image(image).size
             if mask is not None:

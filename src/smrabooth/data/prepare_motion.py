@@ -11,12 +11,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import run_folder
 from ..errors import SmraboothError
 from ..video import read_video, resample_times, write_video
 from .folders import METADATA, VIDEO_EXTS, write_metadata
-from .prepare_subject import expand_inputs, prepare_out_folder
+from .prepare_subject import check_out_folder, close_out_folder, expand_inputs, open_out_folder
 
 MOTION_TOKEN = "S*"
+COMMAND = "prepare-motion"
 CAPTION_REQUEST = ("Describe this video frame in one sentence: who or what is in it and the motion being "
                    "performed. Do not mention sound.")
 
@@ -109,6 +111,54 @@ def probe_video(path: Path) -> tuple[float, float, tuple[int, int]]:
         return 0.0, 0.0, (0, 0)
 
 
+def _write_clips(out: Path, clips, name: str, caption, captioner, token: str, fps: int, log):
+    """The clips and metadata.csv into `out`; returns (results, rows)."""
+    from PIL import Image
+
+    results, rows = [], []
+    for i, (src, video, warning, src_duration, src_fps, src_size) in enumerate(clips):
+        file_name = clip_name(name, i)
+        text = caption
+        if text is None:
+            text = lowercase_first(captioner(Image.fromarray(video[len(video) // 2])))
+            log(f"{src}: captioned '{text}' (edit metadata.csv to refine it)")
+        text = insert_motion_token(text, token)
+        write_video(video, out / file_name, fps)
+        r = ClipResult(src, file_name, text, src_duration, src_fps, src_size, len(video),
+                       (video.shape[2], video.shape[1]), warning)
+        results.append(r)
+        rows.append((file_name, text))
+        log(f"{src}: {src_duration:.2f} s, {src_fps:.4g} fps, {src_size[0]}x{src_size[1]} -> {file_name}: "
+            f"{r.frames} frames at {fps} fps ({r.frames / fps:.2f} s), {r.size[0]}x{r.size[1]}")
+        if warning:
+            log(f"warning: {src}: {warning}")
+    write_metadata(out / METADATA, rows)
+    return results, rows
+
+
+def owned_name(name: str) -> bool:
+    """An entry prepare-motion writes: metadata.csv or a clip NAME_NN.mp4."""
+    return name == METADATA or re.fullmatch(r"[\w.-]+_\d{2,}\.mp4", name) is not None
+
+
+def prepared_names(out, name: str, count: int) -> tuple[str, ...]:
+    """What this call writes into `out`, and the clips of a call with this --name before it: a set to replace."""
+    out = Path(out)
+    earlier = sorted(p.name for p in out.glob(f"{name}_*.mp4")) if out.is_dir() else []
+    return (METADATA, *earlier, *(clip_name(name, i) for i in range(count)))
+
+
+def clip_name(name: str, i: int) -> str:
+    return f"{name}_{i:02d}.mp4"
+
+
+def check_motion_out(out, overwrite: bool, name: str, files, adopt_unmarked: bool = False) -> None:
+    """What prepare-motion would do to `out` is allowed (nothing is changed; check_out_folder): the CLI calls it
+    before any model loads."""
+    check_out_folder(out, overwrite, COMMAND, {"video": files}, prepared=prepared_names(out, name, len(files)),
+                     owned=owned_name, adopt_unmarked=adopt_unmarked)
+
+
 def prepare_motion(
     videos,
     name: str,
@@ -122,15 +172,15 @@ def prepare_motion(
     token: str = MOTION_TOKEN,
     overwrite: bool = False,
     log=print,
+    adopt_unmarked: bool = False,
 ) -> list[ClipResult]:
     """Trim each video to [start, end], resample it to `fps` (nearest earlier frame, so variable frame
     rates work), keep the first `frames` frames (0: all), crop odd sizes to even, and write the folder.
 
     The caption is `caption` (the user's, it wins) or `captioner(middle frame)`; the S* token is put in
     when missing. A clip too short for `frames` at `fps` is kept with the frames it has, with a warning.
+    `overwrite` replaces a prepared set in `out` (never one holding a clip given: check_out_folder).
     """
-    from PIL import Image
-
     name = name.strip()
     if not name or not re.fullmatch(r"[\w.-]+", name):
         raise SmraboothError(f"--name {name!r} must be a plain name (letters, digits, _ . -), e.g. dribble")
@@ -144,6 +194,7 @@ def prepare_motion(
         raise SmraboothError("give --caption 'a person S* dribbling a basketball' or a --captioner model")
     files = expand_inputs(videos, VIDEO_EXTS, "video")
     fps = round(fps)
+    check_motion_out(out, overwrite, name, files, adopt_unmarked)
 
     # Decode and resample everything before touching `out`: a bad clip fails before anything is written.
     clips = []
@@ -164,35 +215,19 @@ def prepare_motion(
                        f"--frames {frames} needs {frames / fps:.2f} s; keeping {len(idx)}")
         idx = idx[:frames] if frames else idx
         h, w = clip.frames.shape[1:3]
+        if h < 16 or w < 16:
+            raise SmraboothError(f"{src} is {w}x{h} pixels: too small to train on (16x16 at least)")
         video = clip.frames[idx, : h - h % 2, : w - w % 2]  # H.264 needs even sizes: drop a last odd row/column
         clips.append((src, video, warning, src_duration, src_fps, (w, h)))
         del clip
 
-    out = prepare_out_folder(out, overwrite, prepared=(METADATA,))
-    old = sorted(out.glob(f"{name}_*.mp4"))
-    if old:  # prepare_out_folder saw no metadata.csv, but our clips may be there from an interrupted run
-        if not overwrite:
-            raise SmraboothError(f"{out} already holds {old[0].name}: pass --overwrite or choose another --out")
-        for p in old:
-            p.unlink()
-
-    results, rows = [], []
-    for i, (src, video, warning, src_duration, src_fps, src_size) in enumerate(clips):
-        file_name = f"{name}_{i:02d}.mp4"
-        text = caption
-        if text is None:
-            text = lowercase_first(captioner(Image.fromarray(video[len(video) // 2])))
-            log(f"{src}: captioned '{text}' (edit metadata.csv to refine it)")
-        text = insert_motion_token(text, token)
-        write_video(video, out / file_name, fps)
-        r = ClipResult(src, file_name, text, src_duration, src_fps, src_size, len(video),
-                       (video.shape[2], video.shape[1]), warning)
-        results.append(r)
-        rows.append((file_name, text))
-        log(f"{src}: {src_duration:.2f} s, {src_fps:.4g} fps, {src_size[0]}x{src_size[1]} -> {file_name}: "
-            f"{r.frames} frames at {fps} fps ({r.frames / fps:.2f} s), {r.size[0]}x{r.size[1]}")
-        if warning:
-            log(f"warning: {src}: {warning}")
-    write_metadata(out / METADATA, rows)
+    out = open_out_folder(out, overwrite, COMMAND, {"video": files}, prepared=prepared_names(out, name, len(clips)),
+                          owned=owned_name, adopt_unmarked=adopt_unmarked)
+    try:
+        results, rows = _write_clips(out, clips, name, caption, captioner, token, fps, log)
+    except BaseException:
+        run_folder.discard(out)  # a replaced set stays as it was
+        raise
+    out = close_out_folder(out, COMMAND, owned_name)
     log(f"wrote {len(rows)} clips to {out}; captions: " + "; ".join(sorted({t for _, t in rows})))
     return results

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import run_folder
 from ..errors import SmraboothError
 from .folders import IMAGE_EXTS, METADATA, load_image, write_metadata
 from .masks import binarize, mask_to_png_array
 
 SUBJECT_TEMPLATE = "a picture of {token} {name}"
+COMMAND = "prepare-subject"
 PREPARED = ("images", "masks", "previews", METADATA, "contact_sheet.png")
 
 
@@ -52,28 +53,70 @@ def expand_inputs(paths, exts=IMAGE_EXTS, what="image") -> list[Path]:
     return files
 
 
-def prepare_out_folder(out: str | os.PathLike, overwrite: bool, prepared=PREPARED) -> Path:
-    """Create `out`; refuse one that already holds a prepared set unless `overwrite` (which removes only
-    the files this tool writes)."""
+def check_out_folder(out: str | os.PathLike, overwrite: bool, command: str, inputs: dict, prepared=PREPARED,
+                     owned=None, adopt_unmarked: bool = False) -> bool:
+    """Whether `out` holds a prepared set this call replaces (nothing is changed). A folder holding none of the
+    `prepared` names (and no marker) is written in place beside what it holds; one holding a set is refused
+    without `overwrite`, and with it unless it is a set this command wrote that holds none of the `inputs` and
+    nothing else (run_folder.check_replaceable). `adopt_unmarked`: a set without the marker counts as this
+    command's (the web app's own work folder, which older versions wrote unmarked)."""
     out = Path(out)
-    existing = [out / n for n in prepared if (out / n).exists()]
-    if existing and not overwrite:
-        raise SmraboothError(f"{out} already holds a prepared set ({existing[0].name}): pass --overwrite to replace "
-                             "it, or choose another --out")
-    for p in existing:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if out.exists() and not out.is_dir():
+        raise SmraboothError(f"--out {out}: is a file, a folder is needed")
+    marker = run_folder.read_marker(out) if out.is_dir() else None
+    existing = [n for n in prepared if (out / n).exists()]
+    if not existing and not (marker and run_folder.entries(out)):
+        return False
+    run_folder.check_inputs_outside(out, inputs, "replacing the prepared set there would delete it")
+    if not overwrite:
+        what = existing[0] if existing else run_folder.entries(out)[0].name
+        raise SmraboothError(f"{out} already holds a prepared set ({what}): pass --overwrite to replace it, or choose "
+                             "another --out")
+    if adopt_unmarked and marker is None:
+        foreign = [p.name for p in run_folder.entries(out) if not (owned or set(prepared).__contains__)(p.name)]
+        if foreign:
+            raise SmraboothError(f"--out {out} holds {foreign[0]}, which smrabooth {command} did not write; refusing "
+                                 "to replace the folder")
+        return True
+    return run_folder.check_replaceable(out, command, inputs, owned=owned or set(prepared).__contains__,
+                                        legacy="a prepared set")
+
+
+def open_out_folder(out: str | os.PathLike, overwrite: bool, command: str, inputs: dict, prepared=PREPARED,
+                    owned=None, adopt_unmarked: bool = False) -> Path:
+    """The folder to write into: `out` itself (created and marked), or a staging folder beside it when a prepared
+    set is replaced (`run_folder.commit` swaps it in once everything is written)."""
+    if check_out_folder(out, overwrite, command, inputs, prepared, owned, adopt_unmarked):
+        return run_folder.begin(out, command)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if run_folder.read_marker(out) is None:
+        run_folder.write_marker(out, command)
+    return out
+
+
+def close_out_folder(folder: Path, command: str, owned=None) -> Path:
+    """Everything is written: the staging folder (if any) replaces the old set, the marker lists the files."""
+    out = run_folder.commit(folder, owned or set(PREPARED).__contains__)
+    run_folder.finish_marker(out, command)
     return out
 
 
 def load_photo(path: Path, max_side: int | None):
     """RGB, turned upright by its EXIF orientation (phone photos), shrunk to max_side."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    image = load_image(path)  # clear error for unreadable files
-    with Image.open(path) as raw:  # phones store photos sideways plus an EXIF orientation tag
-        if raw.getexif().get(0x0112, 1) != 1:
-            image = ImageOps.exif_transpose(raw).convert("RGB")
+    image = load_image(path)  # clear error for unreadable files; 16-bit and palette images converted exactly
+    try:
+        with Image.open(path) as raw:  # phones store photos sideways plus an EXIF orientation tag
+            orientation = raw.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError):  # an unreadable EXIF block: as stored
+        orientation = 1
+    turn = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}.get(orientation)  # what ImageOps.exif_transpose does
+    if turn is not None:
+        image = image.transpose(turn)
     if max_side and max(image.size) > max_side:
         scale = max_side / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -135,40 +178,28 @@ def contact_sheet(images: list, labels: list[str], thumb: int = 256, cols: int =
     return sheet
 
 
-def prepare_subject(
-    images,
-    name: str,
-    out: str | os.PathLike,
-    object_prompt: str | None = None,
-    segmenter=None,
-    masks_dir: str | os.PathLike | None = None,
-    on_not_found: str = "skip",
-    max_side: int | None = 1024,
-    token: str = "V*",
-    overwrite: bool = False,
-    log=None,
-) -> list[SubjectImageResult]:
-    """Build a subject folder from photos. Masks come from `masks_dir` (the user's own, matched by
-    file stem), else from `segmenter(image, object_prompt) -> SegmentResult` (see segment.py), else
-    there are none (the trainer then uses the whole image).
+def user_mask(path: Path, src: Path, photo) -> np.ndarray:
+    """The user's own mask of `photo` (read from `src`), binarised, at the photo's size (shrunk with it)."""
+    from PIL import Image
 
-    on_not_found: "skip" leaves an image whose subject is not found out (and says so), "error" stops.
-    """
+    user = load_image(path)
+    if abs(user.width / user.height - photo.width / photo.height) > 0.02:
+        raise SmraboothError(f"mask {path} is {user.width}x{user.height}, the shape of no upright "
+                             f"version of {src}: masks must have the size of their images")
+    if user.size != photo.size:  # the photo was shrunk to max_side: shrink its mask alike
+        user = user.resize(photo.size, Image.NEAREST)
+    mask = binarize(np.asarray(user))  # the user's own mask is taken as it is, only binarised
+    if not mask.any():
+        raise SmraboothError(f"mask {path} is all black: fix it or remove {src}")
+    return mask
+
+
+def _write_set(out: Path, files, photos, user_arrays, segmenter, object_prompt, on_not_found, token, name, log):
+    """images/, masks/, previews/, metadata.csv and contact_sheet.png into `out`; returns (results, rows, text)."""
     from tqdm import tqdm
 
-    log = log or tqdm.write  # prints without breaking the progress bar
-    name = name.strip()
-    if not name:
-        raise SmraboothError("--name is empty: pass the subject's class name, e.g. --name dog")
-    if on_not_found not in ("skip", "error"):
-        raise SmraboothError(f"on_not_found must be 'skip' or 'error', not {on_not_found!r}")
-    object_prompt = object_prompt or f"a {name}"
-    files = expand_inputs(images)
-    user_masks = match_user_masks(files, masks_dir) if masks_dir is not None else None
-    photos = [load_photo(p, max_side) for p in files]  # read all first: a bad file fails before writing
-    out = prepare_out_folder(out, overwrite)
     (out / "images").mkdir()
-    has_masks = user_masks is not None or segmenter is not None
+    has_masks = bool(user_arrays) or segmenter is not None
     if has_masks:
         (out / "masks").mkdir()
     (out / "previews").mkdir()
@@ -177,18 +208,8 @@ def prepare_subject(
     results, rows, previews, labels = [], [], [], []
     for src, photo in tqdm(list(zip(files, photos)), desc="masks" if has_masks else "images", disable=len(files) < 2):
         mask, box, score, note = None, None, None, ""
-        if user_masks is not None:
-            from PIL import Image
-
-            user = load_image(user_masks[src])
-            if abs(user.width / user.height - photo.width / photo.height) > 0.02:
-                raise SmraboothError(f"mask {user_masks[src]} is {user.width}x{user.height}, the shape of no upright "
-                                     f"version of {src}: masks must have the size of their images")
-            if user.size != photo.size:  # the photo was shrunk to max_side: shrink its mask alike
-                user = user.resize(photo.size, Image.NEAREST)
-            mask = binarize(np.asarray(user))  # the user's own mask is taken as it is, only binarised
-            if not mask.any():
-                raise SmraboothError(f"mask {user_masks[src]} is all black: fix it or remove {src}")
+        if user_arrays:
+            mask = user_arrays[src]
         elif segmenter is not None:
             r = segmenter(photo, object_prompt)
             if r.mask is None:
@@ -223,5 +244,53 @@ def prepare_subject(
                              "--object-prompt or a lower --box-threshold")
     write_metadata(out / METADATA, rows)
     contact_sheet(previews, labels).save(out / "contact_sheet.png")
+    return results, rows, text
+
+
+def prepare_subject(
+    images,
+    name: str,
+    out: str | os.PathLike,
+    object_prompt: str | None = None,
+    segmenter=None,
+    masks_dir: str | os.PathLike | None = None,
+    on_not_found: str = "skip",
+    max_side: int | None = 1024,
+    token: str = "V*",
+    overwrite: bool = False,
+    log=None,
+    adopt_unmarked: bool = False,
+) -> list[SubjectImageResult]:
+    """Build a subject folder from photos. Masks come from `masks_dir` (the user's own, matched by
+    file stem), else from `segmenter(image, object_prompt) -> SegmentResult` (see segment.py), else
+    there are none (the trainer then uses the whole image).
+
+    on_not_found: "skip" leaves an image whose subject is not found out (and says so), "error" stops.
+    `overwrite` replaces a prepared set in `out` (never one holding the photos or masks: check_out_folder).
+    """
+    from tqdm import tqdm
+
+    log = log or tqdm.write  # prints without breaking the progress bar
+    name = name.strip()
+    if not name:
+        raise SmraboothError("--name is empty: pass the subject's class name, e.g. --name dog")
+    if on_not_found not in ("skip", "error"):
+        raise SmraboothError(f"on_not_found must be 'skip' or 'error', not {on_not_found!r}")
+    object_prompt = object_prompt or f"a {name}"
+    files = expand_inputs(images)
+    inputs = {"image": files, "--masks": masks_dir}
+    check_out_folder(out, overwrite, COMMAND, inputs, adopt_unmarked=adopt_unmarked)
+    user_masks = match_user_masks(files, masks_dir) if masks_dir is not None else None
+    photos = [load_photo(p, max_side) for p in files]  # read all first: a bad file fails before writing
+    user_arrays = {src: user_mask(user_masks[src], src, photo) for src, photo in zip(files, photos)} \
+        if user_masks is not None else {}  # every mask checked before anything is written
+    out = open_out_folder(out, overwrite, COMMAND, inputs, adopt_unmarked=adopt_unmarked)
+    try:
+        results, rows, text = _write_set(out, files, photos, user_arrays, segmenter, object_prompt, on_not_found,
+                                         token, name, log)
+    except BaseException:
+        run_folder.discard(out)  # a replaced set stays as it was
+        raise
+    out = close_out_folder(out, COMMAND)
     log(f"wrote {len(rows)} of {len(files)} images to {out} (text: '{text}'); check {out / 'contact_sheet.png'}")
     return results

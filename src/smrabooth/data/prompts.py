@@ -67,7 +67,9 @@ def load_exclusions(path: str | os.PathLike | None) -> set[tuple[str, str]]:
     if not path.is_file():
         raise SmraboothError(f"exclusion file {path} does not exist")
     pairs = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    from ..readers import read_text
+
+    for n, line in enumerate(read_text(path, "exclusion file").splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -84,7 +86,9 @@ def load_backgrounds(path: str | os.PathLike | None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"backgrounds file {path} does not exist")
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    from ..readers import read_text
+
+    lines = [ln.strip() for ln in read_text(path, "backgrounds file").splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if not lines:
         raise SmraboothError(f"{path} holds no backgrounds (one scene per line, e.g. 'on a sunny beach')")
@@ -148,10 +152,12 @@ def read_shipped_prompts(folder: str | os.PathLike) -> dict[str, str]:
     path = Path(folder) / SHIPPED
     if not path.is_file():
         return {}
+    from ..readers import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SmraboothError(f"{path} is not readable JSON ({e}); fix it or pass --ignore-shipped-prompts") from None
+        data = read_json(path, None)
+    except SmraboothError as e:
+        raise SmraboothError(f"{e}; fix it or pass --ignore-shipped-prompts") from None
     prompts = data.get("prompts") if isinstance(data, dict) else None
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise SmraboothError(f'{path} must hold {{"prompts": {{"<subject>": "<prompt>", ...}}}}; fix it or pass '
@@ -170,7 +176,6 @@ def collect_shipped_prompts(roots) -> dict[tuple[str, str], str]:
 
 def write_test_prompts(path: str | os.PathLike, prompts: list[dict]) -> Path:
     path = Path(path)
-    if not path.parent.is_dir():
-        raise SmraboothError(f"the folder of {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)  # checked writable before (check_output_file)
     path.write_text(json.dumps(prompts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -83,7 +83,9 @@ def to_canonical(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[st
             if not m:
                 raise SmraboothError(f"unexpected tensor {key!r} in a ComfyUI LoRA file")
             if m.group(3):
-                alphas.add(float(value.item()))
+                if value.numel() != 1:
+                    raise SmraboothError(f"{key} holds {value.numel()} values; a ComfyUI alpha is one number")
+                alphas.add(float(value.reshape(-1)[0]))
                 continue
             module, ab = _split_module(m.group(1), _TO_DIFFUSERS, fmt), m.group(2)
         elif fmt == "diffsynth":
@@ -93,7 +95,10 @@ def to_canonical(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[st
             module, ab = _split_module(m.group(1), _TO_DIFFUSERS, fmt), m.group(2)
         else:
             raise SmraboothError(f"unknown LoRA format {fmt!r}: choose from {', '.join(FORMATS)}")
-        out[f"{module}.lora_{ab}.weight"] = value
+        canonical = f"{module}.lora_{ab}.weight"
+        if canonical in out:  # e.g. 'transformer.blocks.0...' and 'blocks.0...' in one file: which would win?
+            raise SmraboothError(f"the LoRA holds the layer {module} (lora_{ab}) twice, e.g. as {key!r}; keep one")
+        out[canonical] = value
     if len(alphas) > 1:
         raise SmraboothError("this ComfyUI LoRA has different alphas per layer, which smrabooth does not support")
     return out, (alphas.pop() if alphas else None)

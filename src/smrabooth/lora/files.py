@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import SmraboothError
+from ..readers import short_repr
 from .convert import detect_format, from_canonical, to_canonical
 from .targets import ALL_LAYER_TYPES, layer_type_of, module_suffixes
 
@@ -111,10 +112,17 @@ def save_lora(path: str | os.PathLike, weights: LoraWeights, fmt: str = "diffuse
     return path
 
 
+LORA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def check_finite(tensors: dict[str, torch.Tensor], what) -> None:
-    """No NaN or infinite value in any tensor: such a LoRA turns every video black."""
+    """Every tensor a float of a dtype LoRA loaders apply (an int8 or float8 LoRA would be added as raw
+    integers), with no NaN or infinite value: such a LoRA turns every video black."""
     for key, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if value.dtype not in LORA_DTYPES:
+            raise SmraboothError(f"{what}: tensor {key} is {str(value.dtype).replace('torch.', '')}; a LoRA holds "
+                                 "float32, float16 or bfloat16 weights (a quantized LoRA is not supported)")
+        if not bool(torch.isfinite(value).all()):
             raise SmraboothError(f"{what}: tensor {key} holds NaN or infinite values; this LoRA is broken "
                                  "(retrain it, or resume from an earlier checkpoint)")
 
@@ -137,7 +145,11 @@ def check_lora_pairs(tensors: dict[str, torch.Tensor], what) -> int:
         if a.shape[0] != b.shape[1]:
             raise SmraboothError(f"{what}: {module} has lora_A of rank {a.shape[0]} but lora_B of rank {b.shape[1]} "
                                  f"(shapes {tuple(a.shape)} and {tuple(b.shape)}); the file is inconsistent")
+        if a.shape[0] == 0:
+            raise SmraboothError(f"{what}: {module} has rank 0 (lora_A of shape {tuple(a.shape)}); the file is empty")
         ranks.add(a.shape[0])
+    if not ranks:
+        raise SmraboothError(f"{what}: holds no LoRA layers")
     if len(ranks) != 1:
         raise SmraboothError(f"{what}: LoRA layers have different ranks {sorted(ranks)}; smrabooth needs one rank")
     return ranks.pop()
@@ -146,17 +158,15 @@ def check_lora_pairs(tensors: dict[str, torch.Tensor], what) -> int:
 def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
     """Read a diffusers, ComfyUI or DiffSynth Wan LoRA, with clear errors for anything else: tensors that
     are not LoRA pairs of one rank, widths that disagree with the model recorded in the file, NaN/Inf."""
-    from safetensors import SafetensorError, safe_open
-
+    from ..readers import read_safetensors
     from ..validation import check_readable
 
     path = check_readable(flag, path, "file")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            state_dict = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SmraboothError(f"{flag} {path}: not a readable safetensors LoRA file ({e})") from None
+        state_dict, metadata = read_safetensors(path, "safetensors LoRA file")
+    except SmraboothError as e:
+        raise SmraboothError(f"{flag} {path}: not a readable safetensors LoRA file ({str(e).split(' (', 1)[-1]}") \
+            from None
 
     fmt = detect_format(state_dict)
     if fmt is None and any(k.startswith("unet.") for k in state_dict):
@@ -174,11 +184,10 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
 
     rank = check_lora_pairs(tensors, path)
     check_finite(tensors, path)
-    try:
-        info = json.loads(metadata.get(SMRABOOTH_METADATA_KEY, "{}"))
-        adapter = json.loads(metadata.get(DIFFUSERS_METADATA_KEY, "{}"))
-    except json.JSONDecodeError as e:
-        raise SmraboothError(f"{path}: its metadata is not valid JSON ({e})") from None
+    from ..readers import metadata_json
+
+    info = metadata_json(metadata, SMRABOOTH_METADATA_KEY, path)
+    adapter = metadata_json(metadata, DIFFUSERS_METADATA_KEY, path)
     alpha = adapter.get("transformer.lora_alpha", file_alpha)
     if alpha is None:
         # DiffSynth and alpha-less ComfyUI files apply no rank scaling: alpha == rank reproduces that.
@@ -187,14 +196,26 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
         raise SmraboothError(f"{path}: its alpha {alpha!r} is not a finite non-zero number")
     for key in ("rank", "alpha", "layer_types"):
         info.pop(key, None)
+    odd = next((k for k in ("kind", "token", "recipe", "source_format") if k in info and not isinstance(info[k], str)),
+               None)
+    if odd:
+        raise SmraboothError(f"{path}: its metadata's {odd} {short_repr(info[odd])} is not text; the file is damaged")
     info["source_format"] = fmt
     weights = LoraWeights(tensors, int(rank), float(alpha), info)
     base = info.get("base")
-    if isinstance(base, dict) and {"num_layers", "dim", "ffn_dim"} <= set(base):
+    if base is not None and not _is_base(base):
+        raise SmraboothError(f"{path}: its metadata's base {short_repr(base)} is not a model's sizes (num_layers, dim, "
+                             "ffn_dim: whole numbers); the file is damaged")
+    if base is not None:
         check_widths(weights, base, path)
     else:
         check_consistent_widths(weights, path)
     return weights
+
+
+def _is_base(base) -> bool:
+    return isinstance(base, dict) and all(isinstance(base.get(k), int) and not isinstance(base.get(k), bool)
+                                          and base[k] > 0 for k in ("num_layers", "dim", "ffn_dim"))
 
 
 def warn_if_other_kind(weights: LoraWeights | None, kind: str, flag: str) -> None:

@@ -179,18 +179,18 @@ def is_unet_lora_file(path: str | os.PathLike) -> bool:
 
 
 def load_unet_lora(path: str | os.PathLike) -> UnetLora:
-    """Read a U-Net LoRA file, with a clear error for a Wan (DiT) LoRA or anything else."""
-    from safetensors import SafetensorError, safe_open
+    """Read a U-Net LoRA file, checked like a Wan LoRA (lora/files.py): a clear error for a Wan (DiT) LoRA or
+    anything else, for layers without both lora_A and lora_B of one rank, for tensors that are not float weights
+    (int8) or hold NaN/Inf, and for metadata of the wrong type."""
+    import math
+
+    from ..readers import metadata_json, read_safetensors, short_repr
+    from .files import check_finite, check_lora_pairs
 
     path = Path(path)
     if not path.is_file():
         raise SmraboothError(f"LoRA file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SmraboothError(f"{path} is not a readable safetensors LoRA file ({e})") from None
+    tensors, metadata = read_safetensors(path, "safetensors LoRA file")
     if not any(k.startswith(PREFIX) for k in tensors):
         wan = any(".blocks." in k or k.startswith(("blocks.", "transformer.", "diffusion_model.")) for k in tensors)
         what = "a Wan (DiT) LoRA" if wan else f"not a U-Net LoRA (first key {next(iter(tensors), 'none')})"
@@ -199,15 +199,23 @@ def load_unet_lora(path: str | os.PathLike) -> UnetLora:
     bad = [k for k in tensors if not (k.startswith(PREFIX) and k.endswith((".lora_A.weight", ".lora_B.weight")))]
     if bad:
         raise SmraboothError(f"{path}: unexpected tensor {bad[0]} (a U-Net LoRA holds only unet.*.lora_A/B.weight)")
-    info = json.loads(metadata.get(METADATA_KEY, "{}"))
-    ranks = {v.shape[0] for k, v in tensors.items() if k.endswith("lora_A.weight")}
-    if len(ranks) != 1:
-        raise SmraboothError(f"{path}: LoRA layers have different ranks {sorted(ranks)}; smrabooth needs one rank")
-    rank = ranks.pop()
-    alpha = float(info.pop("alpha", rank))
+    rank = check_lora_pairs(tensors, path)
+    check_finite(tensors, path)
+    info = metadata_json(metadata, METADATA_KEY, path)
+    alpha = info.pop("alpha", rank)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha == 0:
+        raise SmraboothError(f"{path}: its alpha {short_repr(alpha)} is not a finite non-zero number")
+    if info.get("rank", rank) != rank:
+        raise SmraboothError(f"{path}: its metadata says rank {short_repr(info.get('rank'))} but its tensors have "
+                             f"rank {rank}; the file is inconsistent")
+    odd = next((k for k in ("kind", "location", "backbone") if k in info and not isinstance(info[k], str)), None)
+    if odd or ("base" in info and not isinstance(info["base"], dict)):
+        odd = odd or "base"
+        raise SmraboothError(f"{path}: its metadata's {odd} {short_repr(info[odd])} is of the wrong type; the file "
+                             "is damaged")
     info.pop("rank", None)
     info.pop("layer_types", None)
-    return UnetLora({k[len(PREFIX):]: v for k, v in tensors.items()}, int(rank), alpha, info)
+    return UnetLora({k[len(PREFIX):]: v for k, v in tensors.items()}, int(rank), float(alpha), info)
 
 
 def describe_unet_lora(lora: UnetLora) -> str:
@@ -222,14 +230,14 @@ def describe_unet_lora(lora: UnetLora) -> str:
              f"layers:       {len(lora.modules)}",
              f"parameters:   {n_params:,} ({', '.join(dtypes)})"]
     if "base" in lora.info:
-        lines.append(f"base model:   UNet3D, block_out_channels {lora.info['base']['block_out_channels']}")
+        lines.append(f"base model:   UNet3D, block_out_channels {lora.info['base'].get('block_out_channels', '?')}")
     return "\n".join(lines)
 
 
 def check_unet_lora_fits(lora: UnetLora, unet, path: str | os.PathLike = "LoRA") -> None:
     """Raise a clear error when a LoRA was made for another U-Net (missing module or other width)."""
     made_for = lora.info.get("base")
-    hint = f" (it was made for a U-Net with block_out_channels {made_for['block_out_channels']})" if made_for else ""
+    hint = f" (it was made for a U-Net with block_out_channels {made_for.get('block_out_channels', '?')})" if made_for else ""
     ours = f"the model's U-Net has block_out_channels {list(unet.config.block_out_channels)}"
     for key, value in lora.tensors.items():
         module_path = key.rsplit(".lora_", 1)[0]

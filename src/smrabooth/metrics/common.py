@@ -65,14 +65,10 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def read_image(path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """RGB uint8 (H, W, 3); 16-bit and palette images converted exactly, a broken or huge file one line."""
+    from ..readers import read_image_rgb
 
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
-    except (UnidentifiedImageError, OSError) as e:
-        raise SmraboothError(f"{path} is not a readable image ({e})") from None
+    return np.array(read_image_rgb(path))  # a writable copy (torch warns on read-only arrays)
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}

@@ -22,6 +22,7 @@ VIDEO_MIME = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/mp4"}
 def write_text_atomic(path, text: str) -> Path:
     """Write through a temporary file and rename, so a crash never leaves half a file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # an output in a folder that does not exist yet
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -41,6 +41,31 @@ def render_page(title: str, data: dict) -> str:
     return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], PAGE)
 
 
+def check_video(path: Path) -> None:
+    """A file the study page may show as a video: a video suffix, and a container holding a video stream."""
+    import av
+
+    from ..data.folders import VIDEO_EXTS
+
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_EXTS:
+        raise SmraboothError(f"{path} is not a video ({', '.join(sorted(VIDEO_EXTS))}): the study page would "
+                             "publish it as one")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SmraboothError(f"{path} holds no video stream: the study page would publish it as a video")
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise SmraboothError(f"{path} is not a readable video ({' '.join(str(e).split())})") from None
+
+
+def check_image(path: Path) -> None:
+    """A file the study page may show as a reference image: an image that decodes."""
+    from ..readers import open_image
+
+    open_image(path, "reference image")
+
+
 def _copy(src: Path, media: Path, name: str) -> str:
     dst = media / f"{name}{src.suffix.lower()}"
     shutil.copyfile(src, dst)
@@ -57,6 +82,12 @@ def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study")
         raise SmraboothError(f"{out} exists and is not empty: choose another --out")
     if not items:
         raise SmraboothError("the manifest has no rows")
+    for it in items:  # the page is published: only what it is meant to show goes into it
+        check_video(it.video)
+        if it.reference_video:
+            check_video(it.reference_video)
+        for image in it.subject_images:
+            check_image(image)
     site = out / PAGE_DIR
     media = site / "media"
     media.mkdir(parents=True)
@@ -99,10 +130,13 @@ def build_study(items: list, out_dir, seed: int = 0, title: str = "Video study")
 
 def _one_answers_file(f: Path) -> dict:
     """An answers file, checked: a one-line error naming the file for anything malformed."""
+    from ..readers import read_json
+
     try:
-        a = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SmraboothError(f"{f} is not a readable answers file ({e})") from None
+        a = read_json(f, None)
+    except SmraboothError as e:
+        raise SmraboothError(f"{f} is not a readable answers file ({str(e).removeprefix(str(f)).strip(' :')})") \
+            from None
     if not isinstance(a, dict) or not isinstance(a.get("study_id"), str) or not isinstance(a.get("ratings"), list):
         raise SmraboothError(f"{f} is not an answers file of a smrabooth study (needs study_id and a list of ratings)")
     who = a.get("participant", f.stem)
@@ -162,10 +196,14 @@ def tally(files, key_path=None) -> tuple[dict, list[dict]]:
 
     answers = load_answers(files)
     key_file = find_key(files, key_path)
+    from ..readers import read_json
+
     try:
-        key = json.loads(Path(key_file).read_text(encoding="utf-8"))
+        key = read_json(key_file, dict, "a study key")
         method_of = {cand: m for c in key["cases"] for cand, m in c["candidates"].items()}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        if not all(isinstance(k, str) and isinstance(m, str) for k, m in method_of.items()):
+            raise TypeError("candidates must map ids to method names")
+    except (KeyError, TypeError, AttributeError) as e:
         raise SmraboothError(f"{key_file} is not a readable study key ({type(e).__name__}: {e})") from None
     flat = []
     for a in answers:

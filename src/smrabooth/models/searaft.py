@@ -478,11 +478,13 @@ def _read_safetensors(path: Path) -> dict:
 def _read_config(path: Path) -> SEARAFTConfig | None:
     if not path.is_file():
         return None
+    from ..readers import read_json
+
+    data = read_json(path, dict, "a SEA-RAFT config")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SmraboothError(f"{path}: not valid JSON ({e})") from None
-    return SEARAFTConfig.from_dict(data) if isinstance(data, dict) else None
+        return SEARAFTConfig.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise SmraboothError(f"{path} is not a SEA-RAFT config ({type(e).__name__}: {e})") from None
 
 
 def _download(repo_id: str, local_files_only: bool | None) -> Path:

@@ -13,7 +13,6 @@ model_index.json, so every command takes either without a flag (`--backbone` ove
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +52,9 @@ def model_kind(model: str | os.PathLike, backbone: str = "auto") -> str:
         return backbone
     index = Path(model) / "model_index.json"
     if index.is_file():
-        try:
-            cls = json.loads(index.read_text()).get("_class_name")
-        except json.JSONDecodeError as e:
-            raise SmraboothError(f"{index} is not valid JSON ({e})") from None
+        from ..readers import read_json
+
+        cls = read_json(index, dict, "model_index.json").get("_class_name")
         return "unet" if cls == PIPELINE_CLASS else "wan"
     name = str(model).lower()
     return "unet" if ("zeroscope" in name or "text-to-video-ms" in name) else "wan"
@@ -69,7 +67,9 @@ def check_zeroscope_model_dir(path: str | os.PathLike) -> None:
     index = path / "model_index.json"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a diffusers model: it has no model_index.json ({hint})")
-    cls = json.loads(index.read_text()).get("_class_name")
+    from ..readers import read_json
+
+    cls = read_json(index, dict, "model_index.json").get("_class_name")
     if cls != PIPELINE_CLASS:
         raise SmraboothError(f"{path} holds a {cls}, not a {PIPELINE_CLASS} ({hint})")
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
@@ -110,6 +110,10 @@ def load_zeroscope_pipeline(
             f"could not load the ZeroScope model {model}: {first_line}. Offline, download it elsewhere "
             f"(huggingface-cli download {model if _looks_like_hub_id(model) else ZEROSCOPE_576W} --local-dir DIR) "
             f"and pass --model DIR") from None
+    except Exception as e:  # noqa: BLE001  (a damaged config.json or weight file: diffusers raises many types)
+        first_line = " ".join(str(e).split())[:200] or type(e).__name__
+        raise SmraboothError(f"could not load the ZeroScope model {model} ({type(e).__name__}: {first_line}): a "
+                             "config or weight file of it is damaged or of another model") from None
     if type(pipe.unet).__name__ != "UNet3DConditionModel":
         raise SmraboothError(f"{model}: its unet is a {type(pipe.unet).__name__}, not a UNet3DConditionModel")
     pipe.set_progress_bar_config(disable=True)

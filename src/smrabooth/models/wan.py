@@ -8,7 +8,6 @@ lists in `_keep_in_fp32_modules` in fp32), the VAE in `vae_dtype` (fp32 by defau
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -41,10 +40,9 @@ def check_wan_model_dir(path: str | os.PathLike) -> None:
     hint = f"pass a diffusers-format Wan2.1 T2V model, e.g. a folder downloaded from {WAN_1_3B}"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a Wan diffusers model: it has no model_index.json ({hint})")
-    try:
-        cls = json.loads(index.read_text()).get("_class_name")
-    except json.JSONDecodeError as e:
-        raise SmraboothError(f"{index} is not valid JSON ({e})") from None
+    from ..readers import read_json
+
+    cls = read_json(index, dict, "model_index.json").get("_class_name")
     if cls != "WanPipeline":
         raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
     for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
@@ -115,6 +113,10 @@ def load_wan_pipeline(
             f"(huggingface-cli download {model if _looks_like_hub_id(model) else WAN_1_3B} --local-dir DIR) "
             f"and pass --model DIR"
         ) from None
+    except Exception as e:  # noqa: BLE001  (a damaged config.json or weight file: diffusers raises many types)
+        first_line = " ".join(str(e).split())[:200] or type(e).__name__
+        raise SmraboothError(f"could not load the Wan model {model} ({type(e).__name__}: {first_line}): a config or "
+                             "weight file of it is damaged or of another model; download it again") from None
     if type(pipe.transformer).__name__ != "WanTransformer3DModel":
         raise SmraboothError(f"{model}: its transformer is a {type(pipe.transformer).__name__}, not Wan2.1's")
     pipe.set_progress_bar_config(disable=True)

@@ -32,13 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import run_folder
 from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
 from .distributed import SINGLE, DataParallel
-from .lock import LOCK_NAME, check_unlocked
 from .lock import acquire as acquire_lock
+from .lock import check_unlocked
 from .lock import release as release_lock
 from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: importable from here as before)
     JsonlLog,
@@ -52,6 +53,7 @@ from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: i
 )
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+INPUTS_FILE = "inputs.json"  # the absolute path and SHA-256 of every data file the run read
 
 # Command-line help of the settings both trainers have (SubjectTrainConfig, MotionTrainConfig); a trainer's
 # own settings carry their help in their field (config.setting).
@@ -117,14 +119,35 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _entries(out: Path) -> list[Path]:
-    """What a run folder holds, its lock aside."""
-    return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+    """What a run folder holds, its lock and marker aside."""
+    return run_folder.entries(out)
+
+
+# Every entry a trainer writes into its run folder (module docstring): what --overwrite may replace.
+RUN_ENTRIES = {"config.yaml", "log.jsonl", "checkpoints", "validation", "timings.json", "parallel.json", INPUTS_FILE,
+               "subject_lora.safetensors", "motion_lora.safetensors", "spatial_lora.safetensors",
+               "projector.safetensors", "raa.safetensors",
+               "time.json"}  # the SMRA-Sprites lab's training time, written beside a run it trained
+
+
+def _command(final_name: str) -> str:
+    return "train-motion" if final_name.startswith("motion") else "train-subject"
+
+
+def run_inputs(cfg) -> dict[str, object]:
+    """The paths a training reads (flag -> path): what --overwrite must never delete."""
+    if cfg is None:
+        return {}
+    names = {"data": "--data", "model": "--model", "encoder": "--encoder", "flow_model": "--flow-model",
+             "cache_dir": "--cache-dir"}
+    return {flag: getattr(cfg, name) for name, flag in names.items() if getattr(cfg, name, None)}
 
 
 def check_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool, cfg=None,
-                  explicit: set[str] | None = None) -> Path:
+                  explicit: set[str] | None = None, inputs: dict[str, object] | None = None) -> Path:
     """Whether `out` can take this run (nothing is changed): no live trainer in it, --resume only with a
-    checkpoint and, given `cfg`, the same settings (see `resume_settings`), no clobbering without --overwrite.
+    checkpoint and, given `cfg`, the same settings (see `resume_settings`), no clobbering without --overwrite, and
+    --overwrite only of a run folder of this trainer holding none of its inputs (run_folder.check_replaceable).
     The trainers' CLI calls it before any model loads."""
     out = Path(out)
     if overwrite and resume:
@@ -135,8 +158,8 @@ def check_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwri
     entries = _entries(out)
     has_run = (out / "config.yaml").exists() or (out / final_name).exists()
     if overwrite:
-        if entries and not has_run:
-            raise SmraboothError(f"--out {out} holds files that are not a smrabooth run; refusing to delete them")
+        run_folder.check_replaceable(out, _command(final_name), {**run_inputs(cfg), **(inputs or {})},
+                                     owned=RUN_ENTRIES.__contains__, legacy="a training run" if has_run else "")
     elif resume:
         if not list_checkpoints(out):
             raise SmraboothError(f"nothing to resume in {out}: it has no complete checkpoint")
@@ -153,15 +176,19 @@ def check_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwri
     return out
 
 
-def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool) -> Path:
+def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwrite: bool, cfg=None) -> Path:
     """Take the folder's lock, then create or check the run folder; refuse to clobber a run unless asked.
-    Temporary folders of a call killed while writing are removed."""
-    out = check_run_dir(out, final_name, resume, overwrite)
+    Returns the folder to train in: `out`, or with --overwrite of an existing run a staging folder beside it that
+    `finish_run` swaps in (the old run stays complete until then). Temporary folders of a call killed while
+    writing are removed."""
+    run_folder.recover(out)
+    out = check_run_dir(out, final_name, resume, overwrite, inputs=run_inputs(cfg))
     acquire_lock(out)
-    check_run_dir(out, final_name, resume, overwrite)  # again, now that no other trainer can change it
-    if overwrite:
-        for p in _entries(out):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    check_run_dir(out, final_name, resume, overwrite, inputs=run_inputs(cfg))  # again, now that no trainer can
+    if overwrite and _entries(out):
+        return run_folder.begin(out, _command(final_name))
+    if run_folder.read_marker(out) is None:  # a new run, or an older smrabooth's run resumed: marked as ours
+        run_folder.write_marker(out, _command(final_name))
     for tmp in list((out / "checkpoints").glob(".*.tmp")) if (out / "checkpoints").is_dir() else []:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return out
@@ -175,18 +202,33 @@ def saved_settings(cfg, run_dir: Path):
 
 
 RESUME_MAY_CHANGE = {"steps", "cache_dir"}  # what --resume may change: how far to train, where caches live
+PATH_SETTINGS = ("data", "out", "cache_dir", "model", "encoder", "flow_model")
+
+
+def resolved_paths(cfg):
+    """`cfg` with its path settings absolute and resolved (links and '..'), so a run folder names what it read
+    wherever it is resumed from; a hub id (no such local path) stays as written."""
+    from dataclasses import replace
+
+    changes = {}
+    for name in PATH_SETTINGS:
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and value and (name in ("data", "out", "cache_dir") or os.path.exists(value)):
+            changes[name] = os.path.realpath(os.path.expanduser(value))
+    return replace(cfg, **changes)
 
 
 def resume_settings(cfg, saved, explicit: set[str] | None, run_dir: Path):
     """The settings a resumed run continues with: the saved ones, with the requested `steps`. Any other
-    setting requested differently is an error naming each (`explicit`: the fields the user set; None: all)."""
+    setting requested differently is an error naming each (`explicit`: the fields the user set; None: all).
+    Paths are compared resolved: the same folder given by another (relative or absolute) path is the same."""
     from dataclasses import replace
 
     from ..config import to_dict
 
-    want, have = to_dict(cfg), to_dict(saved)
+    want, have = to_dict(resolved_paths(cfg)), to_dict(resolved_paths(saved))
     names = [f for f in (want if explicit is None else explicit) if f in want and f not in RESUME_MAY_CHANGE]
-    changed = [f for f in names if want[f] != have[f]]
+    changed = [f for f in names if want[f] != have[f] and f != "out"]
     if changed:
         what = ", ".join(f"{f} {have[f]!r} (asked: {want[f]!r})" for f in changed)
         raise SmraboothError(f"--resume: {run_dir} was trained with {what}; a resumed run keeps its settings and "
@@ -204,12 +246,15 @@ def open_run(cfg, final_name: str, resume: bool, overwrite: bool, parallel: Data
 
     A resumed run keeps the settings it was started with (read back from its config.yaml); only `steps` may
     grow, so the continuation is the same run. `explicit`: the settings the user gave (the CLI's flags);
-    None compares every setting of `cfg`."""
+    None compares every setting of `cfg`. config.yaml holds absolute, resolved paths. With --overwrite of an
+    existing run, run_dir is a staging folder (`finish_run` swaps it in)."""
     from ..config import write_yaml
 
-    run_dir = parallel.on_main(lambda: prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite))
+    run_dir = parallel.on_main(lambda: prepare_run_dir(cfg.out, final_name, resume=resume, overwrite=overwrite,
+                                                       cfg=cfg))
     if resume:
         cfg = resume_settings(cfg, saved_settings(cfg, run_dir), explicit, run_dir)
+    cfg = resolved_paths(cfg)
     parallel.barrier()  # every process has read config.yaml before the main one rewrites it
 
     def write():
@@ -222,6 +267,45 @@ def open_run(cfg, final_name: str, resume: bool, overwrite: bool, parallel: Data
     return cfg, run_dir
 
 
+def data_files(data, items) -> list[Path]:
+    """The files a trainer reads from its data: metadata.csv, each image and mask (subject items), each clip."""
+    files = [Path(data) / "metadata.csv"] if (Path(data) / "metadata.csv").is_file() else []
+    for item in items:
+        files += [p for p in item[:2] if p] if isinstance(item, tuple) else [item.video_path]
+    return files
+
+
+def check_inputs(run_dir: Path, files, resume: bool, parallel: DataParallel = SINGLE) -> None:
+    """inputs.json: the absolute path and SHA-256 of every data file the run reads (metadata.csv, images, masks,
+    clips). A resumed run reads the same files with the same contents, or stops naming the first that differs."""
+    from ..data.cache import file_digest
+    from ..readers import read_json
+
+    if not parallel.is_main:
+        return
+    path = Path(run_dir) / INPUTS_FILE
+    now = {os.path.realpath(f): file_digest(f) for f in dict.fromkeys(map(str, files))}
+    if resume and path.is_file():
+        saved = read_json(path, dict, "a run's inputs record").get("files", {})
+        if not isinstance(saved, dict):
+            raise SmraboothError(f"{path} is damaged: its files entry is not a mapping; delete it to resume "
+                                 "without the check")
+        for name in sorted(set(saved) | set(now)):
+            if name not in now:
+                why = f"read {name}, which it would not read now"
+            elif name not in saved:
+                why = f"did not read {name}, which it would read now"
+            elif saved[name] != now[name]:
+                why = f"read {name}, which has changed since"
+            else:
+                continue
+            raise SmraboothError(f"--resume: the run in {run_dir} {why}; a resumed run trains on the data it started "
+                                 f"with: restore it, or start a new run (another --out, or --overwrite)")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"files": now}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
     """Captions that hold none of the identifier tokens train a LoRA bound to no word: say so, once."""
     from ..data.tokens import find_token
@@ -232,9 +316,12 @@ def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
               f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with", file=sys.stderr)
 
 
-def finish_run(run_dir: Path) -> None:
-    """The training in `run_dir` is over: its lock is released."""
-    release_lock(run_dir)
+def finish_run(run_dir: Path) -> Path:
+    """The training in `run_dir` is over: a staging folder (--overwrite) is swapped in for the run it replaces,
+    and the lock is released. Returns the run folder."""
+    target = run_folder.commit(run_dir, RUN_ENTRIES.__contains__)
+    release_lock(target)
+    return target
 
 
 # ---------------------------------------------------------------- model setup
@@ -379,27 +466,67 @@ def _kept(run_dir: Path) -> str:
         else "no checkpoint was written yet"
 
 
-def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
-                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-    """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def read_checkpoint_state(folder: Path) -> dict:
+    """A checkpoint's state.json, checked against the folder it is in: a JSON object whose whole-number step is the
+    N of step-N and whose effective batch is a whole number >= 1."""
+    from ..readers import read_json
 
     folder = Path(folder)
+    state = read_json(folder / "state.json", dict, "a checkpoint's state.json")
+    step, batch = state.get("step"), state.get("effective_batch", 1)
+    m = CHECKPOINT_RE.match(folder.name)
+    if isinstance(step, bool) or not isinstance(step, int) or (m and step != int(m.group(1))):
+        raise SmraboothError(f"{folder / 'state.json'} says step {step!r}, but the folder is {folder.name}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SmraboothError(f"{folder / 'state.json'}: effective_batch {batch!r} is not a whole number >= 1")
+    return state
+
+
+def _checked_tensors(path: Path, expected: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """A checkpoint file's tensors: readable, finite, floating point where weights are; with `expected`, exactly
+    those keys (a file missing half its LoRA tensors would leave those layers as initialised)."""
+    from ..readers import read_safetensors
+
+    tensors, _ = read_safetensors(path, "checkpoint file")
+    if expected is not None and set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        what = f"lacks {len(missing)} of its tensors (e.g. {missing[0]})" if missing else f"has unexpected {extra[0]}"
+        raise SmraboothError(f"{path} {what}: it is not this run's LoRA")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SmraboothError(f"{path}: {key} holds NaN or infinite values")
+    return tensors
+
+
+def load_checkpoint(folder: Path, transformer, adapter: str | tuple[str, ...], modules: dict[str, nn.Module],
+                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    """Restore everything `save_checkpoint` wrote; returns the step. Loads only safe formats, and only whole,
+    finite checkpoints: every LoRA tensor of the run present, no NaN or Inf anywhere, state.json naming its own
+    step (else SmraboothError, and `load_newest_intact` tries the one before)."""
+    from peft import set_peft_model_state_dict
+
+    folder = Path(folder)
+    state = read_checkpoint_state(folder)
     device = next(p for p in transformer.parameters() if p.requires_grad).device
     for name, file in _adapter_files(adapter).items():
         if not (folder / file).is_file():
             raise SmraboothError(f"checkpoint {folder} has no {file}: it is not from a run with these LoRAs")
-        lora = {k: v.to(device) for k, v in load_file(str(folder / file)).items()}
+        expected = set(lora_state_dict_from_peft(transformer, name))
+        lora = {k: v.to(device) for k, v in _checked_tensors(folder / file, expected).items()}
         result = set_peft_model_state_dict(transformer, lora, adapter_name=name)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise SmraboothError(f"checkpoint {folder} does not match this run's LoRA (unexpected {unexpected[0]})")
     for name, module in modules.items():
-        module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
-    state = json.loads((folder / "state.json").read_text())
-    set_rng_state(load_file(str(folder / "rng.safetensors")), generator, numpy_state=state.get("numpy"))
+        tensors = _checked_tensors(folder / f"{name}.safetensors", set(module.state_dict()))
+        module.load_state_dict({k: v.to(device) for k, v in tensors.items()})
+    optim = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)
+    for value in optim.get("state", {}).values() if isinstance(optim, dict) else []:
+        for t in value.values() if isinstance(value, dict) else []:
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise SmraboothError(f"{folder / 'optimizer.pt'} holds NaN or infinite values")
+    optimizer.load_state_dict(optim)
+    set_rng_state(_checked_tensors(folder / "rng.safetensors"), generator, numpy_state=state.get("numpy"))
     return int(state["step"])
 
 
@@ -487,7 +614,7 @@ def train_loop(
     start = 0
     if resume:
         start, folder = load_newest_intact(run_dir, transformer, adapter, modules, optimizer, generator)
-        parallel.keep_effective_batch(json.loads((folder / "state.json").read_text()).get("effective_batch", 1))
+        parallel.keep_effective_batch(read_checkpoint_state(folder).get("effective_batch", 1))
     main = parallel.is_main
     log = JsonlLog(Path(run_dir) / "log.jsonl", resume_step=start if resume else None) if main else None
     if parallel.effective_batch > 1 or parallel.processes > 1 or (Path(run_dir) / "parallel.json").is_file():

@@ -123,7 +123,7 @@ class DataParallel:
         if not self.is_main:
             return
         path = Path(run_dir) / "parallel.json"
-        calls = json.loads(path.read_text())["calls"] if path.is_file() and start_step > 0 else []
+        calls = _recorded_calls(path) if start_step > 0 else []
         calls = [c for c in calls if c["from_step"] < start_step]
         calls.append({"from_step": start_step, "processes": self.processes, "batch_size": self.batch_size,
                       "gradient_accumulation": self.accumulation, "effective_batch": self.effective_batch})
@@ -169,3 +169,20 @@ class DataParallel:
 
 
 SINGLE = DataParallel()
+
+
+def _recorded_calls(path: Path) -> list[dict]:
+    """The calls parallel.json records; a damaged file (cut short, edited) is started again with a warning: it
+    is a record of how the run was trained, not something training reads."""
+    import sys
+
+    if not path.is_file():
+        return []
+    try:
+        calls = json.loads(path.read_text())["calls"]
+        if isinstance(calls, list) and all(isinstance(c, dict) and isinstance(c.get("from_step"), int) for c in calls):
+            return calls
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        pass
+    print(f"warning: {path} is damaged; its record of earlier calls starts again", file=sys.stderr)
+    return []

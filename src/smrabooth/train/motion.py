@@ -58,6 +58,7 @@ from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from ..run_folder import abandons_staging, target_of
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .borrow import borrowed
@@ -67,7 +68,9 @@ from .common import (
     add_lora_adapter,
     add_second_lora_adapter,
     autocast_enabled,
+    check_inputs,
     compile_blocks,
+    data_files,
     encode_captions,
     export_lora,
     finish_run,
@@ -296,6 +299,7 @@ def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sig
     return {"spatial": flow, "loss": flow}
 
 
+@abandons_staging
 def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | None = None,
                  flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, explicit: set[str] | None = None) -> Path:
@@ -326,6 +330,7 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_motion_folder(cfg.data)
+    check_inputs(run_dir, data_files(cfg.data, items), resume, parallel)
     warn_untokened_captions([it.text for it in items], MOTION_TOKENS, "motion")
     transformer, vae = pipe.transformer, pipe.vae
     device = pipe._execution_device
@@ -427,7 +432,7 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     final = run_dir / FINAL_NAME
     if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
         parallel.barrier()
-        return final
+        return target_of(run_dir) / FINAL_NAME
     token = folder_token([it.text for it in items], MOTION_TOKENS)
     export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "motion", dtype=parse_dtype(cfg.save_dtype),
                 extra_info={"steps": cfg.steps, "mora": cfg.use_mora, "recipe": cfg.recipe, "token": token})
@@ -438,5 +443,4 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     times.mark("save")
     times.write(run_dir)
     parallel.barrier()
-    finish_run(run_dir)
-    return final
+    return finish_run(run_dir) / FINAL_NAME

@@ -28,6 +28,7 @@ from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from ..run_folder import abandons_staging, target_of
 from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .borrow import borrowed
@@ -36,7 +37,9 @@ from .common import (
     PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
+    check_inputs,
     compile_blocks,
+    data_files,
     encode_captions,
     export_lora,
     finish_run,
@@ -141,7 +144,7 @@ def read_subject_items(cfg: SubjectTrainConfig):
     """(image_path, mask_path or None, caption) for each training image."""
     from ..data.folders import read_subject_folder
 
-    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask)
+    items = read_subject_folder(cfg.data, name=cfg.name, require_masks=cfg.use_mask, use_masks=cfg.use_mask)
     return [(it.image_path, it.mask_path if cfg.use_mask else None, it.text) for it in items]
 
 
@@ -189,6 +192,7 @@ def masked_flow_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (mask * (pred.float() - target.float()) ** 2).sum() / mask.sum().clamp_min(1e-8)
 
 
+@abandons_staging
 def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
                   overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out`; returns the path of the final LoRA file.
@@ -221,6 +225,7 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_subject_items(cfg)
+    check_inputs(run_dir, data_files(cfg.data, items), resume, parallel)
     warn_untokened_captions([t for _, _, t in items], SUBJECT_TOKENS, "subject")
     transformer = pipe.transformer
     device = pipe._execution_device
@@ -318,7 +323,7 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     final = run_dir / FINAL_NAME
     if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
         parallel.barrier()
-        return final
+        return target_of(run_dir) / FINAL_NAME
     export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "subject",
                         dtype=parse_dtype(cfg.save_dtype),
                         extra_info={"steps": cfg.steps, "sura": cfg.use_sura, "recipe": cfg.recipe,
@@ -331,5 +336,4 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     times.mark("save")
     times.write(run_dir)
     parallel.barrier()
-    finish_run(run_dir)
-    return final
+    return finish_run(run_dir) / FINAL_NAME

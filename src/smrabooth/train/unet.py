@@ -48,7 +48,18 @@ from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..lora.unet import add_unet_adapter, save_unet_lora, unet_lora_from_peft
 from ..recipes import PAPER, UNET
-from .common import LoopSettings, PhaseTimes, autocast_enabled, open_run, seeded, train_loop
+from ..run_folder import abandons_staging
+from .common import (
+    LoopSettings,
+    PhaseTimes,
+    autocast_enabled,
+    check_inputs,
+    data_files,
+    finish_run,
+    open_run,
+    seeded,
+    train_loop,
+)
 from .subject import masked_flow_loss
 
 SUBJECT_FINAL = "subject_lora.safetensors"
@@ -262,13 +273,14 @@ def _finish(pipe, run_dir, cfg, adapter, final, kind, extra, times):
     from ..models.wan import parse_dtype
 
     lora = unet_lora_from_peft(pipe.unet, adapter, kind, extra_info={"steps": cfg.steps, **extra})
-    path = save_unet_lora(run_dir / final, lora, dtype=parse_dtype(cfg.save_dtype))
+    save_unet_lora(run_dir / final, lora, dtype=parse_dtype(cfg.save_dtype))
     times.mark("save")
     times.write(run_dir)
-    return path
+    return finish_run(run_dir) / final
 
 
 # ---------------------------------------------------------------- subject
+@abandons_staging
 def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str | None = None, resume: bool = False,
                        overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out` on a ZeroScope pipeline; returns the final LoRA path.
@@ -289,6 +301,7 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_subject_items(cfg)
+    check_inputs(run_dir, data_files(cfg.data, items), resume)
     embeds = encode_clip_captions(pipe, [t for _, _, t in items], model_id, cache_dir)
     times.mark("captions")
 
@@ -403,6 +416,7 @@ def unet_motion_losses(cfg: UnetMotionConfig, unet, vae, flow_fn, ex: dict, text
     return losses
 
 
+@abandons_staging
 def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: str | None = None,
                       flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
                       progress: bool = True, explicit: set[str] | None = None) -> Path:
@@ -422,6 +436,7 @@ def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: st
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_motion_folder(cfg.data)
+    check_inputs(run_dir, data_files(cfg.data, items), resume)
     embeds = encode_clip_captions(pipe, [it.text for it in items], model_id, cache_dir)
     times.mark("captions")
 

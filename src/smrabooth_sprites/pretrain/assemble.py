@@ -42,6 +42,11 @@ def assemble_bundle(out: str | Path, bundle_out: str | Path | None = None, prese
     from .vae import STATS_FILE, apply_latent_stats, measure_latent_stats
 
     out = Path(out)
+    from smrabooth.run_folder import check_inputs_outside
+
+    target = Path(bundle_out) if bundle_out else out / "bundle"
+    if target.exists() and overwrite:  # replacing it must not delete a stage folder it reads
+        check_inputs_outside(target, {"stage folder": [out / s for s in STAGES]})
     presets = {read_config(out / s / CONFIG_FILE).preset for s in STAGES if (out / s / CONFIG_FILE).is_file()}
     if len(presets) > 1:
         raise SmraboothError(f"the stages in {out} use different presets ({', '.join(sorted(presets))})")
