@@ -170,8 +170,20 @@ def below(page, control: str, line: str) -> float:
 
 
 def choose(page, dropdown: str, option: str) -> None:
-    page.click(f"{dropdown} input")
-    page.click(f"ul[role=listbox] li:has-text('{option}')")
+    """Pick the option containing `option`; again if the list was redrawn under the click (the job list's labels
+    carry each job's status, so a job that changes state redraws it) and another option was taken."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        page.click(f"{dropdown} input")
+        page.click(f"ul[role=listbox] li:has-text('{option}')")
+        try:
+            page.wait_for_function("([d, o]) => document.querySelector(d + ' input').value.includes(o)",
+                                   arg=[dropdown, option], timeout=5000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"{dropdown}: could not choose {option!r}")
 
 
 ANNOUNCED = """() => { window.__announced = [];
