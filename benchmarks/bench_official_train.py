@@ -7,8 +7,9 @@ the `paper` recipe and the plain diffusers + peft baselines of bench_subject_tra
 Rows (each one `smrabooth.train.*` run end to end, caching and checkpoints included; s/step is the median):
 - subject-official: batch 2, LoRA on q,k,ffn.0, SuRA after block 3, bell weight; subject-paper: batch 1, all six
   layer types; subject-baseline: bench_subject_train's plain fp32 peft step (batch 1, no SuRA).
-- motion-spatial / motion-temporal: the two phases of one official run (batch 2; phase 1 trains the spatial
-  LoRA on one frame, phase 2 the temporal LoRA on the clip with the debiased loss and MoRA), timed and peaked
+- motion-official: the official recipe (batch 2, one temporal LoRA on the clip with the debiased loss and MoRA,
+  bf16 LoRA); motion-spatial / motion-temporal (row motion-described): the two phases their scripts describe
+  (--spatial-steps: phase 1 trains a spatial LoRA on one frame, phase 2 the temporal LoRA), timed and peaked
   per phase; motion-paper: one LoRA, MoRA; motion-baseline / motion-baseline-mora: bench_motion_train's plain
   bf16 peft steps. Defaults of our trainers otherwise (gradient checkpointing, VAE checkpointing "block").
 Writes results.json under $OUT when it is set; the table is printed last.
@@ -108,7 +109,7 @@ def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Devi
     if tiny:
         frames = torch.nn.functional.interpolate(frames[:17], size=(128, 144), mode="bilinear", align_corners=False)
     motion.load_motion_frames = lambda *a, **k: frames
-    phases = {"spatial": spatial_steps, "temporal": steps - spatial_steps} if recipe == "official" else {}
+    phases = {"spatial": spatial_steps, "temporal": steps - spatial_steps} if spatial_steps else {}
     cfg = MotionTrainConfig.from_recipe(recipe, model="bench", data=str(motion_folder(tmp / f"motion-{recipe}")),
                                         out=str(tmp / f"run-motion-{recipe}"), steps=steps,
                                         checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"),
@@ -140,7 +141,7 @@ def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Devi
         motion.spatial_losses, motion.motion_losses = originals["spatial"], originals["temporal"]
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     if not phases:
-        return {"motion-paper": {"steps": steps, "batch": cfg.batch_size, "wall_s": round(wall, 1),
+        return {f"motion-{recipe}": {"steps": steps, "batch": cfg.batch_size, "wall_s": round(wall, 1),
                                  "s_per_step": median_after_warmup(step_times(log)), "peak_GiB": peaks["temporal"]}}
     out = {}
     for name, code in (("spatial", 1.0), ("temporal", 2.0)):
@@ -153,12 +154,13 @@ def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Devi
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subject-steps", type=int, default=20)
-    ap.add_argument("--spatial-steps", type=int, default=5, help="phase-1 steps of the official motion run")
-    ap.add_argument("--temporal-steps", type=int, default=6, help="phase-2 steps of the official motion run")
+    ap.add_argument("--spatial-steps", type=int, default=5, help="phase-1 steps of the described two-phase run")
+    ap.add_argument("--temporal-steps", type=int, default=6, help="steps of the official motion run (and phase-2 "
+                    "steps of the described one)")
     ap.add_argument("--motion-steps", type=int, default=6, help="steps of the paper motion run")
     ap.add_argument("--baseline-steps", type=int, default=8)
     ap.add_argument("--rows", default="subject-official,subject-paper,subject-baseline,motion-official,motion-paper,"
-                    "motion-baseline,motion-baseline-mora")
+                    "motion-baseline,motion-baseline-mora", help="also: motion-described (the two phases)")
     ap.add_argument("--tiny", action="store_true", help="the tiny models on the CPU (no baselines, no memory)")
     args = ap.parse_args()
     dev = Device(torch.device("cpu" if args.tiny else "cuda"))
@@ -175,6 +177,8 @@ def main():
             if row in ("subject-official", "subject-paper"):
                 results[row] = run_subject(row.split("-")[1], args.subject_steps, tmp, dev, args.tiny)
             elif row == "motion-official":
+                results.update(run_motion("official", args.temporal_steps, 0, tmp, dev, args.tiny))
+            elif row == "motion-described":
                 results.update(run_motion("official", args.spatial_steps + args.temporal_steps, args.spatial_steps,
                                           tmp, dev, args.tiny))
             elif row == "motion-paper":

@@ -245,6 +245,23 @@ def test_checkpointed_decode_equals_plain_and_stock(vae):
     assert all(p.grad is None for p in vae.parameters())
 
 
+def test_authors_frame_range_hands_searaft_the_prediction_in_minus_255_to_255(vae):
+    """Their MoRA feeds SEA-RAFT the decoded prediction as [-1, 1] x 255 and the reference as [0, 255]; the flow
+    model takes [0, 1] and multiplies by 255 (compute_flow), so `authors` hands it the decode's [-1, 1] itself:
+    2 x (the matched frames) - 1, with values below 0."""
+    from smrabooth.align.mora import decode_window
+
+    z = torch.randn(1, 16, 4, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        matched = decode_window(vae, z, 1, 3, 1, frame_range="matched")
+        authors = decode_window(vae, z, 1, 3, 1, frame_range="authors")
+    assert matched.shape == authors.shape == (1, 8, 3, 32, 32)
+    torch.testing.assert_close(authors, 2 * matched - 1)
+    assert float(matched.min()) >= 0 and float(authors.min()) < 0 <= float(matched.min())
+    with pytest.raises(SmraboothError, match="--mora-frame-range 'unit': choose matched, authors"):
+        decode_window(vae, z, 1, 3, 1, frame_range="unit")
+
+
 def test_decode_rejects_unknown_checkpoint_mode(vae):
     with pytest.raises(SmraboothError, match="choose from none, frame, block"):
         decode_latents_differentiable(vae, torch.randn(1, 16, 2, 2, 2), checkpoint="layer")

@@ -82,6 +82,23 @@ def test_plan_lists_every_job_once_in_stage_order(dataset):
     assert all(not j.needs for j in wan) and all("--no-mora" in j.spec["argv"] for j in jobs if j.kind == "motion")
 
 
+@pytest.mark.parametrize("recipe, preset", [(None, "official"), ("paper", "paper"), ("official", "official")])
+def test_every_video_is_sampled_with_the_preset_of_the_training_recipe(dataset, recipe, preset):
+    """The trainers get --recipe (none: their default, official) and every generation, LoRAs or not, that recipe's
+    preset; --generate-args may pick another."""
+    from smrabooth.sampling import PRESETS
+
+    jobs = plan(ReproduceConfig(**{**settings(dataset), "recipe": recipe}))
+    videos = [j for j in jobs if j.kind == "generate"]
+    assert videos and all(j.spec["argv"][j.spec["argv"].index("--preset") + 1] == preset for j in videos)
+    assert all(j.spec["config"]["shift"] == PRESETS[preset]["shift"] and j.spec["config"]["subject_scale"]
+               == PRESETS[preset]["subject_scale"] for j in videos)
+    trained = [j for j in jobs if j.stage == "train"]
+    assert all(("--recipe" in j.spec["argv"]) == (recipe is not None) for j in trained)
+    chosen = plan(ReproduceConfig(**{**settings(dataset), "recipe": recipe, "generate_args": "--preset paper"}))
+    assert all(j.spec["config"]["shift"] == PRESETS["paper"]["shift"] for j in chosen if j.kind == "generate")
+
+
 def test_bad_settings_are_one_line_errors(dataset):
     base = settings(dataset)
     with pytest.raises(SmraboothError, match="unknown dreambooth; choose from wan"):

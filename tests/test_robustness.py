@@ -156,6 +156,9 @@ CASES = [
     (TM + ["--data", "{tmp}/missing"], 2, "--data {tmp}/missing: no such folder"),
     (TM + ["--out", "{file}"], 2, "--out {file}: is a file"),
     (TM + ["--flow-model", "{tmp}/nowhere/raft"], 2, "--flow-model {tmp}/nowhere/raft: no such folder"),
+    (TM + ["--clip-timing", "middle"], 2, "invalid choice: 'middle'"),
+    (TM + ["--mora-frame-range", "unit"], 2, "invalid choice: 'unit'"),
+    (TS + ["--lora-dtype", "fp16"], 2, "invalid choice: 'fp16'"),
     # ---- prepare-subject
     (PS + ["--max-side", "-5"], 2, "--max-side -5: must be a whole number in [16, 16384]"),
     (PS + ["--max-side", "3"], 2, "--max-side 3"),

@@ -31,7 +31,10 @@ SUBJECT_FLAGS = {
     "timestep_weight": (["--timestep-weight", "none"], "none"), "batch_size": (["--batch-size", "3"], 3),
     "gradient_accumulation": (["--gradient-accumulation", "2"], 2), "warmup_steps": (["--warmup-steps", "2"], 2),
     "warmup_factor": (["--warmup-factor", "0.5"], 0.5), "mask_rule": (["--mask-rule", "area"], "area"),
-    "train_projector": (["--train-projector"], True),
+    "train_projector": (["--train-projector"], True), "lora_dtype": (["--lora-dtype", "fp32"], "fp32"),
+    "timestep_rounding": (["--timestep-rounding", "none"], "none"),
+    "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
+    "encoder_resize": (["--encoder-resize", "antialias"], "antialias"),
 }
 MOTION_FLAGS = {
     "recipe": (["--recipe", "paper"], "paper"), "steps": (["--steps", "7"], 7), "rank": (["--rank", "8"], 8),
@@ -58,6 +61,10 @@ MOTION_FLAGS = {
     "spatial_rank": (["--spatial-rank", "4"], 4), "spatial_alpha": (["--spatial-alpha", "2"], 2.0),
     "debiased": (["--no-debiased"], False), "debias_beta": (["--debias-beta", "0.5"], 0.5),
     "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
+    "clip_timing": (["--clip-timing", "resample"], "resample"),
+    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"),
+    "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
+    "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }
 
 

@@ -88,6 +88,24 @@ def test_frames_are_resampled_cropped_and_looped(tmp_path):
         load_motion_frames(src, 8, fps=15, height=32, width=32)
 
 
+def test_official_takes_a_16_fps_clips_first_frames_as_they_are(tmp_path):
+    """The authors' clips: 49 frames at 16 fps (3.06 s). `official` (clip_timing first) takes frames 0..48 as they
+    are; resampling to 15 fps would need 3.27 s and stops. A shorter clip is a one-line error naming the count."""
+    from smrabooth.recipes import OFFICIAL, PAPER
+
+    numbered = np.repeat(4 * np.arange(49, dtype=np.uint8)[:, None, None, None], 16, 1).repeat(16, 2).repeat(3, 3)
+    write_video(numbered, tmp_path / "16fps.mp4", fps=16)
+    m = OFFICIAL.motion
+    frames = load_motion_frames(tmp_path / "16fps.mp4", 49, m.fps, 16, 16, timing=m.clip_timing,
+                                resize_filter=m.resize_filter)
+    assert (frames.mean(dim=(1, 2, 3)) * 255 / 4).round().int().tolist() == list(range(49))
+    with pytest.raises(SmraboothError, match=r"3\.06 s long: 49 frames at 15 fps need 3\.27 s"):
+        load_motion_frames(tmp_path / "16fps.mp4", 49, PAPER.motion.fps, 16, 16, timing=PAPER.motion.clip_timing)
+    with pytest.raises(SmraboothError, match=r"has 49 frames: --frames 53 takes the first 53") as e:
+        load_motion_frames(tmp_path / "16fps.mp4", 53, m.fps, 16, 16, timing="first")
+    assert "\n" not in str(e.value)
+
+
 def test_cover_crop_keeps_aspect(tmp_path):
     """A 96x72 clip to 64x32: scaled by 2/3 to 64x48, centre 32 rows kept (no stretching)."""
     clip = np.zeros((5, 72, 96, 3), np.uint8)
@@ -281,8 +299,8 @@ def test_decode_settings_reach_the_mora_decode(tmp_path, motion_dir, monkeypatch
 
     seen, decode = [], motion.decode_window
     monkeypatch.setattr(motion, "decode_window", lambda *a, **k: seen.append(k) or decode(*a, **k))
-    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2)
-    assert seen == [{"checkpoint": "frame", "store_last": 2}]
+    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2, mora_frame_range="authors")
+    assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors"}]
 
 
 def test_bad_input(tmp_path, motion_dir):

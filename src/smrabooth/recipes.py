@@ -50,12 +50,16 @@ class SubjectRecipe:
     batch_size: int = 1  # images per optimizer step (their losses averaged)
     warmup_steps: int = 0  # the first N steps run at lr * warmup_factor (torch's ConstantLR)
     warmup_factor: float = 1.0
-    mask_rule: str = "area"  # area: the covered fraction of each latent cell; bilinear: bilinear resize, > 0 counts
+    lora_dtype: str = "fp32"  # fp32: fp32 LoRA weights and AdamW states; bf16: both in bf16 (the authors')
+    timestep_rounding: str = "none"  # none | bf16: the drawn timestep rounded to bf16 before use (the authors')
+    resize_filter: str = "bicubic"  # the filter that resizes images to the training size (bilinear: the authors')
+    mask_rule: str = "area"  # area: the covered fraction of each latent cell; bilinear: the authors' (data/subject.py)
     encoder: str = DINOV2_GIANT  # SuRA's frozen image encoder
     sura_weight: float = 0.05  # lambda of L_SuRA
     sura_layer: int = 0  # 0-based block whose output SuRA aligns
     projector_width: int = 2048  # hidden width of SuRA's MLP projector (REPA's)
     train_projector: bool = True  # False: the projector stays at its (seeded) initialisation
+    encoder_resize: str = "antialias"  # DINOv2's input: antialias | bicubic (plain, unclamped: the authors')
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,21 @@ class MotionRecipe:
     frames: int = 49  # per clip (4k+1)
     height: int = 320
     width: int = 576
-    fps: float = 15.0  # clips are resampled to this rate
+    fps: float = 15.0  # the rate clips are resampled to (clip_timing resample)
+    clip_timing: str = "resample"  # resample: to `fps`; first: the file's first `frames` frames as they are
     layer_types: tuple[str, ...] = ALL_LAYER_TYPES  # the motion LoRA's (with a spatial LoRA: the temporal one)
     shift: float = 5.0
     timestep_weight: str = "none"  # none | bell, on the flow (and debiased) loss; never on MoRA
     batch_size: int = 1  # clips per optimizer step (one clip drawn per item; losses averaged)
     warmup_steps: int = 0
     warmup_factor: float = 1.0
-    # The spatial LoRA (the authors' code): trained alone on one random frame for `spatial_steps`, then
-    # frozen and active while the motion LoRA trains on the clip for `temporal_steps`, cycling until `steps`.
-    # spatial_steps 0: no spatial LoRA, every step trains the motion LoRA (the paper's text).
+    lora_dtype: str = "fp32"
+    timestep_rounding: str = "none"
+    resize_filter: str = "bicubic"
+    # The spatial LoRA, as the authors' scripts describe it (not as they run: docs/method.md, Recipes): trained
+    # alone on one random frame for `spatial_steps`, then frozen and active while the motion LoRA trains on the
+    # clip for `temporal_steps`, cycling until `steps`. spatial_steps 0: no spatial LoRA, every step trains the
+    # motion LoRA (the paper's text, and what the authors' code computes).
     spatial_steps: int = 0
     temporal_steps: int = 0  # phase-2 steps per cycle (ignored without a spatial LoRA)
     spatial_layer_types: tuple[str, ...] = ("q", "k", "ffn.0")
@@ -94,6 +103,7 @@ class MotionRecipe:
     window_stride: int = 2  # latents between successive window starts
     window_wrap: str = "fit"  # fit: every start whose window fits; reach: back to 0 once start + window reaches the end
     drop_frames: int = 5  # decoded warm-up frames dropped from each window
+    mora_frame_range: str = "matched"  # matched: both frame sets in [0, 255] for SEA-RAFT; authors: prediction [-255, 255]
     flow_units: str = "pixels"  # pixels: L1 of flows in pixels; size: x / width and y / height, summed over x and y
 
 
@@ -173,24 +183,30 @@ UNET = UnetRecipe()
 
 PAPER = Recipe("paper", "the paper's text: one LoRA per stage on all six layer types, shift 5, SuRA after block 1")
 
-# The authors' released training scripts. Lengths: their subject run is 4 epochs x 100 repeats of the
-# images on 2 processes, for their 5 photos 1,000 optimizer steps of 2 images; their motion run is 5 epochs
-# x 100 repeats of the clip on 2 processes, per epoch 50 steps of 2 clips in each phase (their one clip).
-# Here a step of batch 2 on one device stands for one step of the 2 processes (the same averaged gradient).
+# The authors' released code, as it runs (docs/method.md, Recipes: their code as written and as it runs).
+# Lengths: their subject run is 4 epochs x 100 repeats of the images on 2 processes, for their 5 photos 1,000
+# optimizer steps of 2 images; their motion run is 5 epochs x 100 repeats of the clip on 2 processes, per epoch
+# 50 steps of 2 clips in each of two phases. Phase 1 changes nothing (the spatial LoRA is never the active
+# adapter), so the motion recipe is the 250 phase-2 steps. Here a step of batch 2 on one device stands for one
+# step of the 2 processes (the same averaged gradient). Warm-up: accelerate steps their ConstantLR once per
+# process, so lr/3 lasts 3 optimizer steps; in the motion run those fall in the idle phase 1 (none left).
 OFFICIAL = Recipe(
-    "official", "the authors' released code: subject LoRA on q,k,ffn.0 with shift 1 and the bell timestep weight, "
-    "SuRA after block 3; spatial + temporal motion LoRAs in two phases with the debiased loss",
+    "official", "the authors' released code as it runs: subject LoRA on q,k,ffn.0 with shift 1 and the bell timestep "
+    "weight, SuRA after block 3; one temporal motion LoRA with the debiased loss; bf16 LoRAs",
     subject=SubjectRecipe(steps=1000, batch_size=2, layer_types=("q", "k", "ffn.0"), shift=1.0, timestep_weight="bell",
-                          warmup_steps=5, warmup_factor=1 / 3, max_grad_norm=0.0, mask_rule="bilinear", sura_layer=2,
-                          train_projector=False),
-    motion=MotionRecipe(steps=500, batch_size=2, layer_types=("v", "o", "ffn.0", "ffn.2"), shift=1.0,
-                        timestep_weight="bell", warmup_steps=5, warmup_factor=1 / 3, max_grad_norm=0.0,
-                        spatial_steps=50, temporal_steps=50, debiased=True, window_wrap="reach", flow_units="size"),
+                          warmup_steps=3, warmup_factor=1 / 3, max_grad_norm=0.0, mask_rule="bilinear", sura_layer=2,
+                          train_projector=False, lora_dtype="bf16", timestep_rounding="bf16",
+                          resize_filter="bilinear", encoder_resize="bicubic"),
+    motion=MotionRecipe(steps=250, batch_size=2, layer_types=("v", "o", "ffn.0", "ffn.2"), shift=1.0,
+                        timestep_weight="bell", warmup_steps=0, warmup_factor=1 / 3, max_grad_norm=0.0,
+                        debiased=True, window_wrap="reach", flow_units="size", clip_timing="first",
+                        mora_frame_range="authors", lora_dtype="bf16", timestep_rounding="bf16",
+                        resize_filter="bilinear"),
     sampler=OFFICIAL_SAMPLER,
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (OFFICIAL, PAPER)}
-DEFAULT_RECIPE = "official"  # what the trainers use when none is named (generate uses stock defaults unless --preset)
+DEFAULT_RECIPE = "official"  # the trainers' recipe when none is named; generate's preset for LoRAs that record none
 
 
 def get_recipe(name: str) -> Recipe:

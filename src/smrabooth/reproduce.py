@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SmraboothError
+from .recipes import DEFAULT_RECIPE, get_recipe
 
 STAGES = ("train", "generate", "evaluate")
 STAGE_OF = {"subject": "train", "motion": "train", "generate": "generate", "evaluate": "evaluate"}
@@ -63,8 +64,8 @@ JOB_COSTS: dict[str, JobCost] = {
                        "benchmarks/README.md: paper-recipe subject step (gradient checkpointing), 512x512, H200 "
                        "(official: 0.79 s at batch 2); fixed = model load + caching, estimated"),
     "motion": JobCost(1.73, 90.0, "training step", 11700, True,
-                      "benchmarks/README.md: paper-recipe MoRA motion step, 49x576x320, H200 (official: 0.82 s "
-                      "phase 1, 3.67 s phase 2, batch 2); fixed estimated"),
+                      "benchmarks/README.md: paper-recipe MoRA motion step, 49x576x320, H200 (official: 3.67 s "
+                      "a step of batch 2, measured with fp32 LoRAs); fixed estimated"),
     "motion_no_mora": JobCost(0.69, 60.0, "training step", 11700, True,
                               "benchmarks/README.md: --no-mora motion step, 49x576x320, H200; fixed estimated"),
     "generate": JobCost(0.59, 20.0, "denoising step (with CFG)", 20280, False,
@@ -328,12 +329,9 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
                 training_job(method.backbone, "motion", mo, method.motion)
 
     gen_user = _split(cfg.generate_args, "--generate-args")
-    gen_defaults = []  # the recipe's sampler settings (the paper's preset), unless the user picks some
-    if not {"--preset", "--recipe"} & set(gen_user):
-        if cfg.recipe and _accepts("generate", "--recipe"):
-            gen_defaults = ["--recipe", cfg.recipe]
-        elif _accepts("generate", "--preset"):
-            gen_defaults = ["--preset", "paper"]
+    # every method, LoRAs or not, samples with the preset of the training recipe (--recipe, else the trainers'
+    # default), unless --generate-args picks one
+    gen_defaults = [] if "--preset" in gen_user else ["--preset", get_recipe(cfg.recipe or DEFAULT_RECIPE).name]
     eval_user = _split(cfg.evaluate_args, "--evaluate-args")
     eval_args = _parse(["evaluate", "--videos", "x", "--out", "x", *eval_user])
     metrics = [x.strip() for x in eval_args.metrics.split(",") if x.strip()]

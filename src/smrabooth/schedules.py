@@ -48,6 +48,29 @@ def timestep_weights(sigmas: torch.Tensor, kind: str = "none") -> torch.Tensor:
     return (g / g.mean()).to(sigmas.dtype)
 
 
+TIMESTEP_ROUNDINGS = ("none", "bf16")
+
+
+def training_table(shift: float, weight: str = "none", rounding: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """The training table the trainers draw from, index uniform: (sigmas, flow-loss weights).
+
+    rounding bf16 (the authors' code): the drawn timestep t = 1000 sigma is cast to bf16 before use (for
+    the noise level, the model's input and the weight alike), i.e. each entry becomes the entry nearest to
+    bf16(t) (t in (512, 1000] snaps to a multiple of 4, (256, 512] to a multiple of 2). The index stays
+    uniform, so entries that round together are drawn together more often (t = 1000, weight 0, gets 3 of
+    1000 draws instead of 1)."""
+    sigmas = training_sigmas(shift)
+    weights = timestep_weights(sigmas, weight)
+    if rounding == "none":
+        return sigmas, weights
+    if rounding != "bf16":
+        raise SmraboothError(f"timestep rounding {rounding!r}: choose {', '.join(TIMESTEP_ROUNDINGS)}")
+    t = sigmas * NUM_TRAIN_TIMESTEPS
+    rounded = t.to(torch.bfloat16).float()
+    nearest = (t[None, :] - rounded[:, None]).abs().argmin(dim=1)  # the first of equals, as torch.argmin
+    return sigmas[nearest], weights[nearest]
+
+
 def t_point_sigma(t_point: int = _PAPER_SAMPLER.t_point, steps: int = _PAPER_SAMPLER.steps,
                   shift: float = _PAPER_SAMPLER.shift) -> float:
     """The noise level of step `t_point` of the reference schedule (`steps` Euler steps with `shift`);

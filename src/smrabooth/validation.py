@@ -196,6 +196,13 @@ def check_train_settings(cfg) -> None:
     check_number("validation_steps", cfg.validation_steps, 1, 1000, integer=True)
     if cfg.save_dtype not in ("bf16", "fp16", "fp32"):
         raise SmraboothError(f"--save-dtype {cfg.save_dtype!r}: choose bf16, fp16 or fp32")
+    from .data.transforms import RESIZE_FILTERS
+    from .schedules import TIMESTEP_ROUNDINGS
+    from .train.common import LORA_DTYPES
+
+    check_choice("--lora-dtype", cfg.lora_dtype, tuple(LORA_DTYPES))
+    check_choice("--timestep-rounding", cfg.timestep_rounding, TIMESTEP_ROUNDINGS)
+    check_choice("--resize-filter", cfg.resize_filter, RESIZE_FILTERS)
     if cfg.mixed_precision not in ("auto", "bf16", "no"):
         raise SmraboothError(f"--mixed-precision {cfg.mixed_precision!r}: choose auto, bf16 or no")
     if cfg.out:

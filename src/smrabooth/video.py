@@ -126,11 +126,12 @@ def frame_strip(videos: list, count: int = 6) -> np.ndarray:
     return np.concatenate(rows, 0)
 
 
-def read_video(path: str | os.PathLike, until: float | None = None) -> Clip:
+def read_video(path: str | os.PathLike, until: float | None = None, max_frames: int | None = None) -> Clip:
     """Decode every frame of a video file, with clear errors for missing or unreadable files.
 
-    `until` (seconds from the first frame) stops decoding after the frame shown at that time, so a
-    few seconds of a long clip do not cost the memory of the whole clip.
+    `until` (seconds from the first frame) stops decoding after the frame shown at that time, and
+    `max_frames` after that many frames, so a few seconds of a long clip do not cost the memory of the
+    whole clip.
     """
     import av
 
@@ -147,6 +148,8 @@ def read_video(path: str | os.PathLike, until: float | None = None) -> Clip:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else len(times) / (rate or 1.0)
                 if until is not None and times and t - times[0] > until + 1e-6:
+                    break
+                if max_frames is not None and len(frames) >= max_frames:
                     break
                 frames.append(frame.to_ndarray(format="rgb24"))
                 times.append(t)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
-from smrabooth.recipes import PAPER, get_recipe
+from smrabooth.recipes import PAPER
 
 from .cli import BENCH_MOTION_STEPS
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
@@ -261,19 +261,16 @@ def _run_settings(settings: ExperimentSettings, run: Path) -> dict:
 
 
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
-    """The motion LoRA's training settings under `settings.recipe`: `motion_steps` in all (a two-phase
-    recipe splits them into a spatial and a temporal half), the MoRA window that fits the bundle's clips."""
+    """The motion LoRA's training settings under `settings.recipe`: `motion_steps` steps of its one motion LoRA,
+    the MoRA window that fits the bundle's clips."""
     from smrabooth.train.motion import MotionTrainConfig
 
     window, drop, stride = mora_window(settings.frames)
-    steps = settings.motion_steps
-    phases = {"spatial_steps": steps // 2, "temporal_steps": steps - steps // 2} \
-        if get_recipe(settings.recipe).motion.spatial_steps else {}
     return MotionTrainConfig.from_recipe(
-        settings.recipe, data=str(motion_dir), steps=steps, rank=settings.motion_rank,
+        settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
         alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
         fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
-        window=window, drop_frames=drop, window_stride=stride, **phases, **_run_settings(settings, run))
+        window=window, drop_frames=drop, window_stride=stride, **_run_settings(settings, run))
 
 
 def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,

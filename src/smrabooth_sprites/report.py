@@ -201,7 +201,8 @@ def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict
             w.writerow(["" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in keys])
     s = header["settings"]
     note = (f"SMRA-Sprites, bundle `{Path(s['model']).name}` ({s['size']}px, {s['frames']} frames); "
-            f"{len(header['cases'])} case(s) x {len(header['seeds'])} seed(s); subject {s['subject_steps']} steps, "
+            f"{len(header['cases'])} case(s) x {len(header['seeds'])} seed(s); recipe `{s.get('recipe', 'paper')}`; "
+            f"subject {s['subject_steps']} steps, "
             f"motion {s['motion_steps']} steps, {s['gen_steps']} sampling steps, CFG {s['guidance']:g}. "
             "Mean ± 95% interval over cases and seeds; bg_dist lower is better.")
     (out / "table.md").write_text(note + "\n\n" + md + "\n")

@@ -192,15 +192,25 @@ def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) 
     return torch.cat(flows)
 
 
+# The range of the decoded frames handed to the flow model, whose inputs are [0, 1] (compute_flow: x 255).
+# matched: the decode's [-1, 1] mapped to [0, 1], as the reference frames. authors (their code): the decode's
+# [-1, 1] as it is, so SEA-RAFT sees the prediction in [-255, 255] and the reference in [0, 255].
+MORA_FRAME_RANGES = ("matched", "authors")
+
+
 def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP, checkpoint: bool = True,
-                  store_last: int = 0):
-    """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W) in [0, 1].
-    checkpoint / store_last: `decode_latents_differentiable`'s."""
+                  store_last: int = 0, frame_range: str = "matched"):
+    """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W), in
+    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES). checkpoint / store_last:
+    `decode_latents_differentiable`'s."""
     from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
 
     _check_window(window, drop)
+    if frame_range not in MORA_FRAME_RANGES:
+        raise SmraboothError(f"--mora-frame-range {frame_range!r}: choose {', '.join(MORA_FRAME_RANGES)}")
     if start < 0 or start + window > latents.shape[2]:
         raise SmraboothError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
     video = decode_latents_differentiable(vae, latents[:, :, start : start + window], checkpoint=checkpoint,
                                           store_last=store_last)
-    return to_unit_frames(video[:, :, drop:])
+    kept = video[:, :, drop:]
+    return to_unit_frames(kept) if frame_range == "matched" else kept.permute(0, 2, 1, 3, 4)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..recipes import PAPER, RECIPES
+from ..recipes import DEFAULT_RECIPE, PAPER, RECIPES
 from .common import add_model_args, backbone_of, check_model_args, load_pipeline_from_args, use_hub
 
 _P = PAPER.sampler
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
         "generate",
         help="generate a video (optionally with subject/motion LoRAs)",
         description="Generate a video with Wan2.1 and optional subject and motion LoRAs, combined by sparse "
-        "LoRA injection (docs/method.md stage 3). Unset flags come from --config, then --preset, then stock "
+        "LoRA injection (docs/method.md stage 3). Unset flags come from --config, then --preset (by default the "
+        "preset of the recipe the LoRAs were trained with, else official; without LoRAs none), then stock "
         "WanPipeline defaults.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -78,21 +79,49 @@ def register(subparsers) -> None:
     speed.add_argument("--offload", action="store_true", default=None,
                        help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
     speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
-    p.add_argument("--preset", choices=list(RECIPES), help="a recipe's inference settings (paper: the paper's)")
+    p.add_argument("--preset", choices=list(RECIPES),
+                   help="a recipe's inference settings (default: the recipe the LoRAs record, else "
+                   f"{DEFAULT_RECIPE}; without LoRAs, none: stock WanPipeline's)")
     p.add_argument("--config", help="YAML file of generation settings (flags override it)")
     p.add_argument("--out", required=True, help="output .mp4 path")
     p.add_argument("--save-frames", help="also write PNG frames into this folder")
     p.set_defaults(func=run)
 
 
+def preset_for(args) -> tuple[str | None, str | None]:
+    """The preset a generation uses, and a line saying why when the user did not pick it (None: nothing to say).
+
+    --preset wins. Without it: no LoRA, no preset (stock WanPipeline's defaults, the baseline the paper compares
+    with); with LoRAs, the recipe they record (a LoRA file's metadata: the recipe it was trained with); LoRAs
+    that record two different recipes, or none, get the default recipe's."""
+    from ..lora.files import recorded_recipe
+
+    if getattr(args, "preset", None):
+        return args.preset, None
+    loras = {k: p for k, p in (("subject", getattr(args, "subject_lora", None)),
+                               ("motion", getattr(args, "motion_lora", None))) if p}
+    if not loras:
+        return None, None
+    known = {k: r for k, r in ((k, recorded_recipe(p)) for k, p in loras.items()) if r in RECIPES}
+    names = sorted(set(known.values()))
+    if len(names) == 1:
+        which = " and ".join(known) + (" LoRAs were" if len(known) > 1 else " LoRA was")
+        return names[0], f"preset {names[0]}: the recipe the {which} trained with (--preset to choose another)"
+    if len(names) > 1:
+        return DEFAULT_RECIPE, (f"the subject LoRA was trained with the {known['subject']} recipe, the motion LoRA "
+                                f"with {known['motion']}: preset {DEFAULT_RECIPE} (--preset to choose)")
+    return DEFAULT_RECIPE, f"preset {DEFAULT_RECIPE}: the LoRAs record no recipe (--preset to choose another)"
+
+
 def config_from_args(args):
-    """Defaults <- preset <- YAML config <- explicit flags."""
+    """Defaults <- preset (`preset_for`) <- YAML config <- explicit flags."""
     from ..config import apply_dict, read_yaml
     from ..sampling import PRESETS, GenerateConfig
 
     config = GenerateConfig()
-    if args.preset:
-        config = apply_dict(config, PRESETS[args.preset], f"preset {args.preset}")
+    preset, _ = preset_for(args)
+    if preset:
+        config = apply_dict(config, PRESETS[preset], f"preset {preset}")
     if args.config:
         config = apply_dict(config, read_yaml(args.config), args.config)
     explicit = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
@@ -186,6 +215,9 @@ def run(args) -> int:
     for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
         print(line, file=sys.stderr)
 
+    preset, why = preset_for(args)
+    if why:
+        print(why)
     use_hub(args, args.model)
     pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if config.offload else None)
     start = time.time()
@@ -196,9 +228,9 @@ def run(args) -> int:
     loras = [n for n, w in (("subject", subject), ("motion", motion)) if w is not None]
     detail = (f"; {config.injection} injection, subject {s.subject_early}->{s.subject_late} at step {s.t_point}, "
               f"motion {s.motion}") if loras else ""
-    print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, {config.fps:g} fps) in "
-          f"{time.time() - start:.1f}s{detail}")
+    print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, {config.fps:g} fps, "
+          f"{f'preset {preset}' if preset else 'no preset'}) in {time.time() - start:.1f}s{detail}")
     return 0
 
 
-__all__ = ["config_from_args", "register", "run", "Path"]
+__all__ = ["Path", "config_from_args", "preset_for", "register", "run"]

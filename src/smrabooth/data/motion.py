@@ -1,5 +1,5 @@
-"""Motion clips for training: decode, resample to the training fps, take the training frame count,
-resize/crop to the training size, and encode to Wan latents.
+"""Motion clips for training: decode, take the training frame count (the file's first frames as they are, or
+resampled to the training fps), resize/crop to the training size, and encode to Wan latents.
 
 Wan's causal VAE needs 4k+1 frames (frame 0 alone, then groups of 4), so the frame count is checked
 before anything is decoded.
@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from ..errors import SmraboothError
-from .transforms import resize_cover_crop
+from .transforms import pil_filter, resize_cover_crop
+
+# How a clip's frames are picked (--clip-timing). resample: the frames shown at 0, 1/fps, 2/fps, ... (by their
+# timestamps; any source rate). first (the authors' code): the file's first `frames` frames as they are, at the
+# file's own rate (their 49-frame clips at 16 fps play 3.06 s).
+CLIP_TIMINGS = ("resample", "first")
 
 
 def check_frame_count(frames: int, flag: str = "--frames") -> None:
@@ -24,27 +29,42 @@ def check_frame_count(frames: int, flag: str = "--frames") -> None:
 
 
 def load_motion_frames(path: str | Path, frames: int, fps: float, height: int, width: int,
-                       loop: bool = False, wan_frames: bool = True) -> torch.Tensor:
-    """(frames, 3, height, width) float in [0, 1]: the first `frames` frames at `fps`, cover-resized and
-    centre-cropped. A clip too short is an error, or with `loop` is played again from its start.
-    `wan_frames`: require Wan's 4k+1 frame count (a U-Net's per-frame VAE takes any count)."""
+                       loop: bool = False, wan_frames: bool = True, timing: str = "resample",
+                       resize_filter: str = "bicubic") -> torch.Tensor:
+    """(frames, 3, height, width) float in [0, 1]: the first `frames` frames, picked by `timing` (CLIP_TIMINGS:
+    resampled to `fps`, or the file's own), cover-resized with `resize_filter` and centre-cropped. A clip too
+    short is an error, or with `loop` is played again from its start. `wan_frames`: require Wan's 4k+1 frame
+    count (a U-Net's per-frame VAE takes any count)."""
     from PIL import Image
 
     from ..video import read_video, resample_times
 
     if wan_frames:
         check_frame_count(frames)
+    if timing not in CLIP_TIMINGS:
+        raise SmraboothError(f"--clip-timing {timing!r}: choose {', '.join(CLIP_TIMINGS)}")
+    resample = pil_filter(resize_filter)
     path = Path(path)
-    clip = read_video(path, until=None if loop else frames / fps)
-    available = resample_times(clip, fps)
+    if timing == "first":
+        clip = read_video(path, max_frames=None if loop else frames)
+        available = np.arange(len(clip.frames))
+        short = (f"{path} has {len(available)} frames: --frames {frames} takes the first {frames} as they are "
+                 f"(--clip-timing first). Use a longer clip, fewer --frames (4k+1), --clip-timing resample with a "
+                 f"lower --fps, or --loop to repeat the clip")
+        rate = f"at its {clip.fps:g} fps"
+    else:
+        clip = read_video(path, until=None if loop else frames / fps)
+        available = resample_times(clip, fps)
+        short = (f"{path} is {clip.duration:.2f} s long: {frames} frames at {fps:g} fps need {frames / fps:.2f} s. "
+                 f"Use a longer clip, fewer --frames (4k+1), a lower --fps, --clip-timing first (the file's own "
+                 f"frames), or --loop to repeat the clip")
+        rate = f"at {fps:g} fps"
     if len(available) < frames and not loop:
-        raise SmraboothError(
-            f"{path} is {clip.duration:.2f} s long: {frames} frames at {fps:g} fps need {frames / fps:.2f} s. "
-            f"Use a longer clip, fewer --frames (4k+1), a lower --fps, or --loop to repeat the clip")
+        raise SmraboothError(short)
     if len(available) < 2:
-        raise SmraboothError(f"{path} has {len(available)} frame at {fps:g} fps: a motion needs at least 2")
+        raise SmraboothError(f"{path} has {len(available)} frame {rate}: a motion needs at least 2")
     idx = np.resize(available, frames)  # repeats from the start when looping
-    out = np.stack([np.asarray(resize_cover_crop(Image.fromarray(clip.frames[i]), width, height, Image.BICUBIC))
+    out = np.stack([np.asarray(resize_cover_crop(Image.fromarray(clip.frames[i]), width, height, resample))
                     for i in idx])
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
 

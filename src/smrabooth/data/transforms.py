@@ -19,3 +19,19 @@ def resize_cover_crop(img, width: int, height: int, resample):
 def resize_center_crop(img, size: int, resample):
     """Shorter side to `size`, then the centre `size` x `size` square."""
     return resize_cover_crop(img, size, size, resample)
+
+
+RESIZE_FILTERS = ("bicubic", "bilinear")
+
+
+def pil_filter(name: str):
+    """A `RESIZE_FILTERS` name as Pillow's filter (bilinear: what the authors' torchvision resize of a PIL image
+    runs)."""
+    from PIL import Image
+
+    from ..errors import SmraboothError
+
+    filters = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+    if name not in filters:
+        raise SmraboothError(f"resize filter {name!r}: choose {', '.join(RESIZE_FILTERS)}")
+    return filters[name]

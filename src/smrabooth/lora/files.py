@@ -213,6 +213,20 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
     return weights
 
 
+def recorded_recipe(path: str | os.PathLike) -> str | None:
+    """The recipe a LoRA file says it was trained with (its smrabooth metadata), read without its tensors; None
+    when it records none (a LoRA from elsewhere) or cannot be read (`load_lora` then says why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            info = json.loads((f.metadata() or {}).get(SMRABOOTH_METADATA_KEY, "{}"))
+    except Exception:  # noqa: BLE001  (any unreadable file: load_lora reports it properly)
+        return None
+    recipe = info.get("recipe") if isinstance(info, dict) else None
+    return recipe if isinstance(recipe, str) else None
+
+
 def _is_base(base) -> bool:
     return isinstance(base, dict) and all(isinstance(base.get(k), int) and not isinstance(base.get(k), bool)
                                           and base[k] > 0 for k in ("num_layers", "dim", "ffn_dim"))
@@ -274,6 +288,7 @@ def describe_lora(weights: LoraWeights) -> str:
     lines = [
         f"format:       {weights.info.get('source_format', 'diffusers')}",
         f"kind:         {weights.info.get('kind', 'unknown')}",
+        f"recipe:       {weights.info.get('recipe', 'not recorded')}",
         f"rank:         {weights.rank}",
         f"alpha:        {weights.alpha:g} (scale alpha/rank = {weights.alpha / weights.rank:g})",
         f"layer types:  {', '.join(weights.layer_types)}",

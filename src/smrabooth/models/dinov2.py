@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..errors import SmraboothError
 from ..recipes import DINOV2_GIANT
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -54,15 +55,28 @@ def build_tiny_dinov2(hidden_size: int = 32, seed: int = 0):
     return Dinov2Model(config).eval().requires_grad_(False)
 
 
+# How an image is resized to DINOv2's input. antialias: bicubic with antialiasing, clamped to [0, 1], then
+# normalised. bicubic (the authors' code): normalised, then plain bicubic interpolation (no antialiasing, no
+# clamp; a 512 -> 448 resize then samples the image instead of averaging it).
+ENCODER_RESIZES = ("antialias", "bicubic")
+
+
 @torch.no_grad()
-def dinov2_patch_features(encoder, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """images (B, 3, H, W) in [0, 1] -> patch features (B, grid_h, grid_w, C) in fp32."""
+def dinov2_patch_features(encoder, images: torch.Tensor, grid: tuple[int, int],
+                          resize: str = "antialias") -> torch.Tensor:
+    """images (B, 3, H, W) in [0, 1] -> patch features (B, grid_h, grid_w, C) in fp32; `resize`: ENCODER_RESIZES."""
+    if resize not in ENCODER_RESIZES:
+        raise SmraboothError(f"encoder resize {resize!r}: choose {', '.join(ENCODER_RESIZES)}")
     patch = encoder.config.patch_size
     size = (grid[0] * patch, grid[1] * patch)
-    x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    x = ((x - mean) / std).to(encoder.device, encoder.dtype)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    if resize == "antialias":
+        x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        x = (x - mean) / std
+    else:
+        x = F.interpolate((images.float() - mean) / std, size=size, mode="bicubic", align_corners=False)
+    x = x.to(encoder.device, encoder.dtype)
     hidden = encoder(pixel_values=x).last_hidden_state
     skip = 1 + getattr(encoder.config, "num_register_tokens", 0)
     tokens = hidden[:, skip:]

@@ -71,6 +71,11 @@ TRAIN_SETTING_HELP = {
     "timestep_weight": "the flow loss's weight per timestep: none, or bell (the authors' w(t); docs/method.md)",
     "warmup_steps": "the first N steps run at lr x --warmup-factor (torch's ConstantLR)",
     "warmup_factor": "the learning rate's factor during --warmup-steps",
+    "lora_dtype": "dtype of the LoRA weights and their AdamW states: fp32, or bf16 (the authors': peft casts their "
+                  "adapters to the bf16 model, and updates below bf16's resolution round away)",
+    "timestep_rounding": "none, or bf16: the drawn timestep rounded to bf16 before the noise, the model and the "
+                         "weight use it (the authors')",
+    "resize_filter": "the filter that resizes images and frames to the training size (bilinear: the authors')",
     "seed": "seed of the LoRA's initialisation and of every training draw",
     "gradient_checkpointing": "recompute the transformer blocks in backward (less memory; off: faster)",
     "compile": "torch.compile the transformer blocks (GPU)",
@@ -335,10 +340,13 @@ def seeded(seed: int):
         yield
 
 
+LORA_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
 def add_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_types,
-                     seed: int = 0) -> list[nn.Parameter]:
+                     seed: int = 0, dtype: torch.dtype = torch.float32) -> list[nn.Parameter]:
     """Freeze the transformer, add a peft LoRA on `layer_types` initialised from `seed`; LoRA params in
-    fp32. Returns them."""
+    `dtype` (initialised in fp32, then cast: a bf16 LoRA is the fp32 one rounded). Returns them."""
     from peft import LoraConfig
 
     transformer.requires_grad_(False)
@@ -349,7 +357,7 @@ def add_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_type
     transformer.set_adapters([name])
     params = [p for p in transformer.parameters() if p.requires_grad]
     for p in params:
-        p.data = p.data.float()
+        p.data = p.data.float().to(dtype)
     return params
 
 
@@ -374,9 +382,9 @@ def sample_timesteps(sigmas: torch.Tensor, weights: torch.Tensor, n: int,
 
 
 def add_second_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_types,
-                            seed: int = 0) -> list[nn.Parameter]:
+                            seed: int = 0, dtype: torch.dtype = torch.float32) -> list[nn.Parameter]:
     """Add another trainable peft LoRA next to the adapters already there (all stay active, at scale 1).
-    Returns its parameters (fp32)."""
+    Returns its parameters (in `dtype`)."""
     from peft import LoraConfig
 
     before = set(transformer.peft_config)
@@ -388,7 +396,7 @@ def add_second_lora_adapter(transformer, name: str, rank: int, alpha: float, lay
     transformer.set_adapters([*before, name])
     params = [p for n, p in transformer.named_parameters() if f".{name}." in n]
     for p in params:
-        p.data = p.data.float()
+        p.data = p.data.float().to(dtype)
         p.requires_grad_(True)
     return params
 
@@ -609,7 +617,9 @@ def train_loop(
     is by that step: AdamW skips it, weight decay included."""
     from tqdm.auto import tqdm
 
-    fused = all(p.is_cuda for p in params)  # one kernel for all LoRA tensors instead of a loop over them
+    # fp32 on a GPU: one fused kernel for all LoRA tensors. bf16 LoRAs take torch's default (foreach on a GPU),
+    # whose every operation rounds to bf16 as the authors' optimizer does; fused AdamW computes in fp32 and rounds once.
+    fused = all(p.is_cuda and p.dtype == torch.float32 for p in params)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused or None)
     start = 0
     if resume:

@@ -11,8 +11,8 @@ the one-step clean estimate. One window of `window` latents per MoRA step; its s
 align.mora.window_starts. Gradients reach the LoRA through the frozen VAE decoder (checkpointed) and the
 frozen SEA-RAFT. Prompt embeddings, video latents and the reference flows are computed once and cached.
 
-With `spatial_steps` > 0 (the `official` recipe, the authors' code) a second, spatial LoRA sits in the
-same transformer. Training cycles through two phases until `steps`:
+With `spatial_steps` > 0 (the authors' scripts as they are written, not as they run: docs/method.md,
+Recipes) a second, spatial LoRA sits in the same transformer. Training cycles through two phases until `steps`:
     phase 1, spatial_steps:  the spatial LoRA alone (the motion LoRA at scale 0) on ONE random frame of
                              the clip: w(t) * mean (u - v)^2
     phase 2, temporal_steps: the motion LoRA, with the spatial LoRA at scale 1 and frozen, on the clip: L
@@ -33,6 +33,7 @@ import torch
 
 from ..align.mora import (
     FLOW_UNITS,
+    MORA_FRAME_RANGES,
     WINDOW_WRAPS,
     decode_window,
     mora_loss,
@@ -45,6 +46,7 @@ from ..align.mora import (
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.motion import (
+    CLIP_TIMINGS,
     MotionExample,
     check_frame_count,
     encode_frame_latents,
@@ -52,6 +54,7 @@ from ..data.motion import (
     load_motion_frames,
 )
 from ..data.tokens import MOTION_TOKENS, folder_token
+from ..data.transforms import RESIZE_FILTERS
 from ..errors import SmraboothError
 from ..lora.inject import lora_layers, set_lora_scales
 from ..lora.targets import parse_layer_types
@@ -59,10 +62,11 @@ from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..run_folder import abandons_staging, target_of
-from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
+from ..schedules import TIMESTEP_ROUNDINGS, TIMESTEP_WEIGHTS, training_table
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .borrow import borrowed
 from .common import (
+    LORA_DTYPES,
     LoopSettings,
     PhaseTimes,
     add_lora_adapter,
@@ -106,7 +110,10 @@ class MotionTrainConfig:
     frames: int = setting(_R.frames, "frames per clip (4k+1)")
     height: int = setting(_R.height, "clip height (multiple of 16)")
     width: int = setting(_R.width, "clip width (multiple of 16)")
-    fps: float = setting(_R.fps, "clips are resampled to this rate")
+    fps: float = setting(_R.fps, "the rate clips are resampled to (--clip-timing resample)")
+    clip_timing: str = setting(_R.clip_timing, "which frames of a clip: first = the file's first --frames frames as "
+                               "they are, at its own rate (the authors'); resample = resampled to --fps",
+                               choices=CLIP_TIMINGS)
     loop: bool = setting(False, "repeat clips shorter than --frames instead of stopping with an error")
     flow_model: str = setting(_R.flow_model, "SEA-RAFT checkpoint: hub id, folder, .safetensors or official .pth")
     flow_iters: int | None = setting(None, "SEA-RAFT refinement iterations (none: the checkpoint's own, spring-M: 4)")
@@ -116,13 +123,20 @@ class MotionTrainConfig:
     window: int = setting(_R.window, "latent frames decoded per MoRA window")
     window_stride: int = setting(_R.window_stride, "latents between successive window starts")
     drop_frames: int = setting(_R.drop_frames, "decoded warm-up frames dropped from each window")
+    mora_frame_range: str = setting(_R.mora_frame_range, "what SEA-RAFT sees: matched = the decoded prediction in "
+                                    "[0, 255] like the reference; authors = the prediction in [-255, 255], the "
+                                    "reference in [0, 255] (their code)", choices=MORA_FRAME_RANGES)
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
     timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
     warmup_steps: int = _R.warmup_steps
     warmup_factor: float = _R.warmup_factor
+    lora_dtype: str = setting(_R.lora_dtype, choices=tuple(LORA_DTYPES))
+    timestep_rounding: str = setting(_R.timestep_rounding, choices=TIMESTEP_ROUNDINGS)
+    resize_filter: str = setting(_R.resize_filter, choices=RESIZE_FILTERS)
     spatial_steps: int = setting(_R.spatial_steps, "phase-1 steps per cycle: a spatial LoRA trained alone on one "
-                                 "random frame (0: no spatial LoRA, every step trains the motion LoRA)")
+                                 "random frame, as the authors' scripts describe it (their code as it runs trains "
+                                 "none; 0: no spatial LoRA, every step trains the motion LoRA)")
     temporal_steps: int = setting(_R.temporal_steps, "phase-2 steps per cycle: the motion LoRA on the clip, the "
                                   "spatial LoRA on and frozen")
     spatial_layer_types: tuple[str, ...] = setting(_R.spatial_layer_types, "comma list of the spatial LoRA's layer "
@@ -193,6 +207,8 @@ class MotionTrainConfig:
         check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
         check_choice("--window-wrap", self.window_wrap, WINDOW_WRAPS)
         check_choice("--flow-units", self.flow_units, FLOW_UNITS)
+        check_choice("--clip-timing", self.clip_timing, CLIP_TIMINGS)
+        check_choice("--mora-frame-range", self.mora_frame_range, MORA_FRAME_RANGES)
         check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)
         check_multiple("--height", self.height, 16, 16, 2048)
@@ -232,12 +248,18 @@ def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: 
     vae = model_digest(model_id, ("vae",), cache_dir)
     flow = model_digest(flow_id, (), cache_dir) if cfg.use_mora and flow_id else None
     for item in tqdm(items, desc="caching latents and flows", leave=False, disable=not progress):
+        # settings away from the first defaults enter the key (the caches of those stay valid)
+        rules = {"frame_latents": True if cfg.two_phase else None,
+                 "resize_filter": cfg.resize_filter if cfg.resize_filter != "bicubic" else None,
+                 "clip_timing": cfg.clip_timing if cfg.clip_timing != "resample" else None}
         key = cache_key(kind="motion-clip", model=vae, video=file_digest(item.video_path), frames=cfg.frames,
-                        fps=cfg.fps, size=(cfg.height, cfg.width), loop=cfg.loop, vae_dtype=str(pipe.vae.dtype),
-                        flow=flow, flow_iters=cfg.flow_iters, **({"frame_latents": True} if cfg.two_phase else {}))
+                        fps=cfg.fps if cfg.clip_timing == "resample" else None, size=(cfg.height, cfg.width),
+                        loop=cfg.loop, vae_dtype=str(pipe.vae.dtype), flow=flow, flow_iters=cfg.flow_iters,
+                        **{k: v for k, v in rules.items() if v is not None})
 
         def compute(item=item):
-            frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop)
+            frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop,
+                                        timing=cfg.clip_timing, resize_filter=cfg.resize_filter)
             out = {"latent": encode_video_latent(pipe.vae, frames)}
             if cfg.two_phase:  # phase 1 trains on single frames: each one encoded as a one-frame video
                 out["frame_latents"] = encode_frame_latents(pipe.vae, frames)
@@ -284,7 +306,7 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
-                           store_last=cfg.vae_store_frames)
+                           store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range)
     ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
     losses["loss"] = losses["loss"] + cfg.mora_weight * losses["mora"]
@@ -352,13 +374,15 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     if flow_model is not None:
         flow_model.requires_grad_(False).eval()
 
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed)
+    lora_dtype = LORA_DTYPES[cfg.lora_dtype]
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed,
+                              dtype=lora_dtype)
     adapters: tuple[str, ...] = (ADAPTER,)
     spatial_params = []
     if cfg.two_phase:
         motion_params = params
         spatial_params = add_second_lora_adapter(transformer, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
-                                                 cfg.spatial_layer_types, seed=cfg.seed + 1)
+                                                 cfg.spatial_layer_types, seed=cfg.seed + 1, dtype=lora_dtype)
         params = motion_params + spatial_params  # one AdamW; the idle LoRA gets no gradient, so no update
         adapters = (ADAPTER, SPATIAL_ADAPTER)
         layers = lora_layers(transformer)
@@ -378,8 +402,7 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     transformer.train()
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
-    sigmas = training_sigmas(cfg.shift)
-    weights = timestep_weights(sigmas, cfg.timestep_weight)
+    sigmas, weights = training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding)
     latent_frames = examples[0].latent.shape[1]
     starts = window_starts(latent_frames, cfg.window, cfg.window_stride, cfg.window_wrap) if cfg.use_mora else []
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}

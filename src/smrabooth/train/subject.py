@@ -24,15 +24,18 @@ from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.subject import MASK_RULES, SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
 from ..data.tokens import SUBJECT_TOKENS, folder_token
+from ..data.transforms import RESIZE_FILTERS
 from ..errors import SmraboothError
 from ..lora.targets import parse_layer_types
+from ..models.dinov2 import ENCODER_RESIZES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..run_folder import abandons_staging, target_of
-from ..schedules import TIMESTEP_WEIGHTS, timestep_weights, training_sigmas
+from ..schedules import TIMESTEP_ROUNDINGS, TIMESTEP_WEIGHTS, training_table
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
 from .borrow import borrowed
 from .common import (
+    LORA_DTYPES,
     LoopSettings,
     PhaseTimes,
     add_lora_adapter,
@@ -87,11 +90,17 @@ class SubjectTrainConfig:
     timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
     warmup_steps: int = _R.warmup_steps
     warmup_factor: float = _R.warmup_factor
+    lora_dtype: str = setting(_R.lora_dtype, choices=tuple(LORA_DTYPES))
+    timestep_rounding: str = setting(_R.timestep_rounding, choices=TIMESTEP_ROUNDINGS)
+    resize_filter: str = setting(_R.resize_filter, choices=RESIZE_FILTERS)
     mask_rule: str = setting(_R.mask_rule, "pixel mask to latent grid: area = the covered fraction of each cell; "
-                             "bilinear = a bilinear resize, every cell above 0 is subject (the authors')",
-                             choices=MASK_RULES)
+                             "bilinear = the mask resized bilinearly to the training size, then bilinearly to the "
+                             "latent grid, every cell above 0 is subject (the authors')", choices=MASK_RULES)
     train_projector: bool = setting(_R.train_projector, "train SuRA's projector (off: it stays as initialised, as "
                                     "in the authors' code)")
+    encoder_resize: str = setting(_R.encoder_resize, "DINOv2's input resize: antialias = bicubic with antialiasing, "
+                                  "clamped; bicubic = normalised, then plain bicubic (the authors')",
+                                  choices=ENCODER_RESIZES)
     seed: int = 0
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
@@ -123,6 +132,7 @@ class SubjectTrainConfig:
         check_number("--warmup-factor", self.warmup_factor, 0, 1, low_open=True)
         check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
         check_choice("--mask-rule", self.mask_rule, MASK_RULES)
+        check_choice("--encoder-resize", self.encoder_resize, ENCODER_RESIZES)
         check_multiple("--resolution", self.resolution, 16, 16, 2048)
         check_number("--sura-weight", self.sura_weight, 0, 1000)
         check_number("--sura-layer", self.sura_layer, 0, 1000, integer=True)
@@ -163,13 +173,17 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
     vae = model_digest(model_id, ("vae",), cache_dir)
     encoder = model_digest(cfg.encoder, (), cache_dir) if cfg.use_sura else None
     for image_path, mask_path, text in tqdm(items, desc="caching latents and features", leave=False, disable=not progress):
+        # settings away from the first defaults enter the key (the caches of those stay valid)
+        rules = {"mask_rule": (cfg.mask_rule, "rgb") if cfg.mask_rule != "area" else None,
+                 "resize_filter": cfg.resize_filter if cfg.resize_filter != "bicubic" else None,
+                 "encoder_resize": cfg.encoder_resize if cfg.use_sura and cfg.encoder_resize != "antialias" else None}
         key = cache_key(kind="subject-image", model=vae, res=res, image=file_digest(image_path),
                         mask=file_digest(mask_path) if mask_path else None,
                         encoder=encoder, vae_dtype=str(pipe.vae.dtype),
-                        **({"mask_rule": cfg.mask_rule} if cfg.mask_rule != "area" else {}))
+                        **{k: v for k, v in rules.items() if v is not None})
 
         def compute(image_path=image_path, mask_path=mask_path):
-            image, mask = load_image_and_mask(image_path, mask_path, res)
+            image, mask = load_image_and_mask(image_path, mask_path, res, cfg.mask_rule, cfg.resize_filter)
             out = {"latent": encode_image_latent(pipe.vae, image)}
             out["mask"] = (mask_to_latent_grid(mask, latent_hw, cfg.mask_rule) if mask is not None
                            else torch.ones(1, 1, *latent_hw))
@@ -177,7 +191,7 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
                 from ..models.dinov2 import dinov2_patch_features
 
                 encoder = get_encoder()
-                feats = dinov2_patch_features(encoder, image[None].to(encoder.device), grid)
+                feats = dinov2_patch_features(encoder, image[None].to(encoder.device), grid, cfg.encoder_resize)
                 out["tokens"] = tokens_on_grid(feats, grid)[0]
             return out
 
@@ -252,7 +266,8 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
         torch.cuda.empty_cache()
     times.mark("offload")
 
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed)
+    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed,
+                              dtype=LORA_DTYPES[cfg.lora_dtype])
     modules = {}
     hidden = {}
     if cfg.use_sura:
@@ -275,8 +290,7 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     transformer.train()
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
-    sigmas = training_sigmas(cfg.shift)
-    weights = timestep_weights(sigmas, cfg.timestep_weight)
+    sigmas, weights = training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding)
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
                                 None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
