@@ -105,6 +105,12 @@ class MotionRecipe:
     drop_frames: int = 5  # decoded warm-up frames dropped from each window
     mora_frame_range: str = "matched"  # matched: both frame sets in [0, 255] for SEA-RAFT; authors: prediction [-255, 255]
     flow_units: str = "pixels"  # pixels: L1 of flows in pixels; size: x / width and y / height, summed over x and y
+    # Not in the paper (1.0 and "frames" are its method): MoRA only on draws with sigma <= mora_max_sigma (above
+    # ~0.7 the one-step estimate is too blurred to move); its target the reference clip's flows ("frames") or
+    # those of the clip's own clean latent decoded window by window as z0_hat is ("decoded": a target the VAE
+    # can reach; the same as "frames" for a VAE that reconstructs the clip's motion)
+    mora_max_sigma: float = 1.0
+    mora_reference: str = "frames"
 
 
 @dataclass(frozen=True)

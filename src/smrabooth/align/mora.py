@@ -139,6 +139,7 @@ def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn, chunk: int | None = None)
 
 
 FLOW_UNITS = ("pixels", "size")
+MORA_REFERENCES = ("frames", "decoded")
 
 
 def flow_l1(pred_flows: torch.Tensor, ref_flows: torch.Tensor, units: str = "pixels") -> torch.Tensor:
@@ -190,6 +191,16 @@ def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) 
         j = min(i + batch_size, frames.shape[0] - 1)
         flows.append(flow_fn(frames[i:j], frames[i + 1 : j + 1]))
     return torch.cat(flows)
+
+
+@torch.no_grad()
+def decoded_window_flows(vae, latent: torch.Tensor, starts, flow_fn: FlowFn, window: int = _WINDOW,
+                         drop: int = _DROP) -> dict[int, torch.Tensor]:
+    """MoRA's reference for `mora_reference="decoded"`: per window start, the flows between the kept frames of
+    the clean latent (16, T, h, w) decoded exactly as the one-step estimate is. With it the clean latent scores
+    0, whatever the VAE loses of the clip's motion (a VAE that keeps it gives the reference frames' flows)."""
+    return {s: reference_flows(decode_window(vae, latent[None], s, window, drop, checkpoint=False)[0], flow_fn)
+            for s in starts}
 
 
 # The range of the decoded frames handed to the flow model, whose inputs are [0, 1] (compute_flow: x 255).

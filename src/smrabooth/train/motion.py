@@ -33,9 +33,11 @@ import torch
 
 from ..align.mora import (
     FLOW_UNITS,
+    MORA_REFERENCES,
     MORA_FRAME_RANGES,
     WINDOW_WRAPS,
     decode_window,
+    decoded_window_flows,
     mora_loss,
     one_step_z0,
     reference_flows,
@@ -150,6 +152,12 @@ class MotionTrainConfig:
                                choices=WINDOW_WRAPS)
     flow_units: str = setting(_R.flow_units, "MoRA's L1 in pixels, or size: x per width plus y per height (the "
                               "authors')", choices=FLOW_UNITS)
+    mora_max_sigma: float = setting(_R.mora_max_sigma, "MoRA only on draws with sigma at most this (1: every draw, "
+                                    "the paper; near sigma 1 the one-step estimate is a blur that does not move)")
+    mora_reference: str = setting(_R.mora_reference, "MoRA's target: frames = the flows of the reference clip's "
+                                  "frames (the paper); decoded = of the clip's clean latent decoded window by window "
+                                  "as the estimate is (reachable through a VAE that loses fast motion)",
+                                  choices=MORA_REFERENCES)
     seed: int = 0
     gradient_checkpointing: bool = True
     vae_checkpointing: str = setting(
@@ -207,6 +215,8 @@ class MotionTrainConfig:
         check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
         check_choice("--window-wrap", self.window_wrap, WINDOW_WRAPS)
         check_choice("--flow-units", self.flow_units, FLOW_UNITS)
+        check_choice("--mora-reference", self.mora_reference, MORA_REFERENCES)
+        check_number("--mora-max-sigma", self.mora_max_sigma, 0, 1, low_open=True)
         check_choice("--clip-timing", self.clip_timing, CLIP_TIMINGS)
         check_choice("--mora-frame-range", self.mora_frame_range, MORA_FRAME_RANGES)
         check_number("--frames", self.frames, 1, 1001, integer=True)
@@ -295,19 +305,21 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
                   debias_frame: int | None = None) -> dict[str, torch.Tensor]:
     """{'flow', 'debiased' (cfg.debiased, at latent frame `debias_frame`), 'mora' (cfg.use_mora), 'loss'} for one
     clip at one sigma; MoRA on the window at latent `start`. `weight`: the timestep weight, applied to 'flow' and
-    'debiased' (logged as they enter the loss), never to MoRA."""
+    'debiased' (logged as they enter the loss), never to MoRA. No 'mora' above `cfg.mora_max_sigma`; under
+    `mora_reference="decoded"` `ex.flows` is `decoded_window_flows`' {start: flows}."""
     u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds)
     losses = {"flow": weight * ((u - target) ** 2).mean()}
     losses["loss"] = losses["flow"]
     if cfg.debiased:
         losses["debiased"] = weight * debiased_loss(u[0], target[0], debias_frame, cfg.debias_beta)
         losses["loss"] = losses["loss"] + losses["debiased"]
-    if not cfg.use_mora:
+    if not cfg.use_mora or (cfg.mora_max_sigma < 1 and float(sigma.max()) > cfg.mora_max_sigma):
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
                            store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range)
-    ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
+    ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
+                                                                              cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
     losses["loss"] = losses["loss"] + cfg.mora_weight * losses["mora"]
     return losses
@@ -408,6 +420,9 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
     on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text,
                                None if e.frame_latents is None else e.frame_latents.to(device)) for e in examples]
+    if cfg.use_mora and cfg.mora_reference == "decoded":  # per window start, computed once (a few decodes)
+        for e in on_device:
+            e.flows = decoded_window_flows(vae, e.latent, starts, flow_fn, cfg.window, cfg.drop_frames)
 
     def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         phase, temporal_step = cfg.phase_of(step)
