@@ -69,8 +69,18 @@ def path_scores(frames: np.ndarray, truth: dict, size: int) -> dict:
             "family": classify_motion(filled)}
 
 
+def _number_or_text(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None if text.lower() == "none" else text
+
+
 def with_changes(cfg, changes: list[str]):
-    """`cfg` with each FIELD=VALUE of `changes`, the value read as the field's type (layer sets as comma lists)."""
+    """`cfg` (a config dataclass) with each FIELD=VALUE of `changes`, the value read as the field's type (layer
+    sets as comma lists; a field that is None now: a number when it reads as one)."""
     import dataclasses
 
     from smrabooth.errors import SmraboothError
@@ -79,14 +89,14 @@ def with_changes(cfg, changes: list[str]):
     for change in changes:
         name, sep, text = change.partition("=")
         if not sep or not hasattr(cfg, name):
-            raise SmraboothError(f"--set {change!r}: give FIELD=VALUE with a field of MotionTrainConfig")
+            raise SmraboothError(f"--set {change!r}: give FIELD=VALUE with a field of {type(cfg).__name__}")
         old = getattr(cfg, name)
         if isinstance(old, bool):
             value = text.lower() in ("1", "true", "yes", "on")
         elif isinstance(old, tuple):
             value = parse_layer_types(text)
         else:
-            value = type(old)(text) if old is not None else text
+            value = type(old)(text) if old is not None else _number_or_text(text)
         cfg = dataclasses.replace(cfg, **{name: value})
     return cfg
 

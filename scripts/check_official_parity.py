@@ -1,291 +1,197 @@
-"""Parity of the `official` recipe with the authors' released code, function by function.
+"""Parity of the `official` recipe with the authors' released code, by EXECUTING their code.
 
-    python scripts/check_official_parity.py PATH_TO_THEIR_CHECKOUT
+    python scripts/check_official_parity.py --checkout /work/authors/03733b0 --python /work/envs/authors/bin/python
 
-PATH is a checkout of the authors' SMRABooth repository (DiffSynth-Studio based; the one this was run on is
-recorded in benchmarks/README.md). Nothing of theirs is kept in this repository: their functions are loaded
-from PATH at run time, each file on its own (their package's __init__ imports every model they ship), and
-compared with ours on the same random tensors. Printed: the max absolute difference of each comparison
-(0, float rounding, or a documented difference).
+Two processes, two environments. Their side (scripts/official_parity/theirs.py) runs in an environment with their
+pinned packages: their training script (examples/wanvideo/model_training/train.py, as a script, on their
+--num_processes CPU processes) with the flags of their Wan2.1-T2V-1.3B-Subject.sh and -Motion.sh, and their
+combine_inference.py, on the same tiny random Wan weights, images, clip, noise and timesteps as our side. Our side
+(scripts/official_parity/ours.py) runs this project's `train_subject`, `train_motion` and `generate` with the
+`official` recipe, answering each of our trainers' random draws with theirs. Tensors go between the two as
+safetensors files in --work. Each row of the printed table is one quantity of both runs, with a tolerance and its
+reason (scripts/official_parity/rows.py); the exit code is 1 when any row is over its tolerance.
 
-Their files need torch, numpy and einops. `torchvision` is imported by their loss file for a function it does
-not use here; when it is not installed an empty stand-in module takes its place (never install the CUDA
-torchvision wheels next to a CPU torch).
+Their environment (once; nothing of theirs is copied into this repository):
+
+    python3.11 -m venv /work/envs/authors
+    /work/envs/authors/bin/pip install torch==2.7.0 torchvision==0.22.0     # their README's pins; CPU is enough
+    grep -v xformers CHECKOUT/requirements.txt | sed 's/opencv-python/opencv-python-headless/' \\
+        | /work/envs/authors/bin/pip install -r /dev/stdin safetensors
+    /work/envs/authors/bin/pip install --no-deps -e CHECKOUT
+
+(xformers is GPU-only and unused on this path; opencv's headless build imports without a display.) A checkout:
+`git -C <their repo> archive 03733b0 | tar -x -C CHECKOUT`.
+
+Options: --plant NAME plants one difference on our side (the harness must then exit 1; --plant list names them);
+--reuse reuses their records from an earlier run in --work (their side does not depend on our plants);
+--write-fixture writes tests/fixtures/official_parity.safetensors for tests/test_official_parity.py.
+Sizes and run lengths (tiny models, 4 subject steps, 3 steps per motion phase) are in official_parity/common.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
+import json
+import os
+import shutil
+import subprocess
 import sys
-import types
+import tempfile
+import time
 from pathlib import Path
 
-import torch
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE / "official_parity"), str(HERE)]
 
-from smrabooth.align.mora import flow_l1, window_source_frames, window_starts
-from smrabooth.align.sura import build_projector, sura_loss
-from smrabooth.data.subject import mask_to_latent_grid
-from smrabooth.recipes import OFFICIAL
-from smrabooth.schedules import InjectionSchedule, shifted_linear_sigmas, timestep_weights, training_sigmas
-from smrabooth.train.motion import debiased_loss
-from smrabooth.train.subject import masked_flow_loss
-
-FILES = {"scheduler": "diffsynth/schedulers/flow_match.py", "losses": "diffsynth/utils/utils_loss.py",
-         "pipeline": "diffsynth/pipelines/wan_video_new.py", "inference": "combine_inference.py"}
+NEEDED = ("examples/wanvideo/model_training/train.py", "diffsynth/pipelines/wan_video_new.py",
+          "diffsynth/utils/utils_loss.py", "combine_inference.py", "Wan2.1-T2V-1.3B-Subject.sh",
+          "Wan2.1-T2V-1.3B-Motion.sh")
 
 
-# ---------------------------------------------------------------- loading their code from the checkout
-def _package(name: str) -> types.ModuleType:
-    """An empty package in sys.modules (their modules import each other by these names)."""
-    module = sys.modules.get(name) or types.ModuleType(name)
-    module.__path__ = []
-    sys.modules[name] = module
-    return module
+def fail(message: str) -> None:
+    print(f"check_official_parity: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-def load_file(root: Path, rel: str, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, root / rel)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_functions(root: Path, rel: str, names: dict[str, str | None], env: dict) -> dict:
-    """Functions from a file whose module cannot be imported alone: each definition (`names`: function ->
-    its class, or None at module level) is compiled on its own with the globals `env`."""
-    tree = ast.parse((root / rel).read_text(), filename=str(root / rel))
-    found = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            bodies = [(None, node)]
-        elif isinstance(node, ast.ClassDef):
-            bodies = [(node.name, n) for n in node.body if isinstance(n, ast.FunctionDef)]
-        else:
-            bodies = []
-        for owner, fn in bodies:
-            if fn.name in names and names[fn.name] == owner:
-                namespace = dict(env)
-                code = compile(ast.Module(body=[fn], type_ignores=[]), str(root / rel), "exec")
-                exec(code, namespace)  # noqa: S102 (their code, from the checkout the user names)
-                found[fn.name] = namespace[fn.name]
-    missing = set(names) - set(found)
-    if missing:
-        sys.exit(f"{root / rel}: no {', '.join(sorted(missing))} found: is this the authors' checkout?")
-    return found
-
-
-def load_theirs(root: Path) -> dict:
-    for rel in FILES.values():
-        if not (root / rel).is_file():
-            sys.exit(f"{root} has no {rel}: pass a checkout of the authors' repository")
-    try:
-        import einops  # noqa: F401
-    except ImportError:
-        sys.exit("their code needs einops: pip install einops")
-    try:
-        import torchvision.transforms.functional as tf
-    except Exception:  # noqa: BLE001 (not installed, or a CUDA build that fails to load): an empty stand-in
-        for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
-            sys.modules[name] = types.ModuleType(name)
-        sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
-        sys.modules["torchvision.transforms"].functional = tf = sys.modules["torchvision.transforms.functional"]
-    for name in ("diffsynth", "diffsynth.schedulers", "diffsynth.utils", "diffsynth.pipelines"):
-        _package(name)
-    scheduler = load_file(root, FILES["scheduler"], "diffsynth.schedulers.flow_match")
-    losses = load_file(root, FILES["losses"], "diffsynth.utils.utils_loss")
-    # their training loss keeps the MoRA window position as attributes of this module
-    state = sys.modules["diffsynth.pipelines.wan_video_new"] = types.ModuleType("diffsynth.pipelines.wan_video_new")
-    sys.modules["diffsynth.pipelines"].wan_video_new = state
-    from einops import rearrange
-
-    env = {"torch": torch, "nn": torch.nn, "rearrange": rearrange, "F": tf}
-    functions = load_functions(root, FILES["pipeline"], {"build_mlp": None, "training_loss": "WanVideoPipeline"}, env)
-    return {"scheduler": scheduler, "losses": losses, "window_state": state, **functions}
-
-
-# ---------------------------------------------------------------- a stand-in for their pipeline object
-class FakePipeline:
-    """What their `training_loss` reads from `self`: the training scheduler, a model that returns a given
-    prediction, a VAE whose decode is a fixed differentiable map, and device/dtype."""
-
-    def __init__(self, theirs, prediction: torch.Tensor, decoded: list):
-        self.scheduler = theirs["scheduler"].FlowMatchScheduler(shift=1.0, sigma_min=0.0, extra_one_step=True)
-        self.scheduler.set_timesteps(1000, training=True)
-        self.torch_dtype, self.device = torch.float32, "cpu"
-        self.prediction, self.decoded = prediction, decoded
-        self.vae = types.SimpleNamespace(decode=self._decode)
-
-    def model_fn(self, **kwargs):
-        return self.prediction
-
-    def load_models_to_device(self, names):
-        pass
-
-    def _decode(self, latents, **kwargs):
-        """(1, C, W, h, w) -> (1, 3, 1 + 4 (W - 1), h, w): latent 0 once, each later latent 4 times (Wan's counts)."""
-        self.decoded.append(latents.detach().clone())
-        x = latents[:, :3]
-        return torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(4, dim=2)], dim=2)
-
-
-def fake_flow_processor():
-    """Adjacent-frame differences of the first two channels stand in for SEA-RAFT."""
-    def tensor_flow(video):  # (F, 3, H, W)
-        return list(video[1:, :2] - video[:-1, :2]), None
-
-    return types.SimpleNamespace(tensor_flow=tensor_flow)
-
-
-# ---------------------------------------------------------------- the comparisons
-def compare_all(theirs: dict, seed: int = 0) -> list[tuple[str, float, str]]:
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-
-    # 1. the training sigma table and the bell weights
-    sched = theirs["scheduler"].FlowMatchScheduler(shift=1.0, sigma_min=0.0, extra_one_step=True)
-    sched.set_timesteps(1000, training=True)
-    ours_sigmas = training_sigmas(OFFICIAL.subject.shift)
-    ours_w = timestep_weights(ours_sigmas, OFFICIAL.subject.timestep_weight)
-    rows.append(("training sigma table (1000)", float((sched.sigmas.double() - ours_sigmas.double()).abs().max()), ""))
-    rows.append(("bell timestep weights (1000)", float((sched.linear_timesteps_weights.double() - ours_w.double())
-                                                        .abs().max()), ""))
-    ids = torch.randint(1000, (64,), generator=g)
-    their_w = torch.stack([sched.training_weight(sched.timesteps[i]) for i in ids])
-    rows.append(("training_weight at 64 drawn timesteps", float((their_w.double() - ours_w[ids].double()).abs().max()),
-                 ""))
-
-    # 2. the masked MSE (their mask: the image at full size, 3 channels in [0, 1])
-    pred, target = torch.randn(1, 16, 1, 64, 64, generator=g), torch.randn(1, 16, 1, 64, 64, generator=g)
-    mask = (torch.rand(1, 1, 512, 512, generator=g) > 0.7).float()
-    mask[..., :100, :] = 0  # an empty band, so whole cells drop out
-    theirs_mse = theirs["losses"].masked_mse_loss(pred, target, mask.expand(1, 3, 512, 512))
-    grid = mask_to_latent_grid(mask[0], (64, 64), OFFICIAL.subject.mask_rule)
-    ours_mse = masked_flow_loss(pred, target, grid[None])
-    rows.append(("masked MSE (bilinear mask > 0)", abs(float(theirs_mse) - float(ours_mse)), ""))
-
-    # 3. SuRA: the projector's shape, and the loss with the same projector weights
-    their_proj = theirs["build_mlp"](1536, 2048, 1536)
-    ours_proj = build_projector(1536, 1536, OFFICIAL.subject.projector_width)
-    shapes = [[p.shape for p in m.state_dict().values()] for m in (their_proj, ours_proj)]
-    shapes_equal = shapes[0] == shapes[1]
-    ours_proj.load_state_dict(their_proj.state_dict())
-    hidden, target_tokens = torch.randn(1, 1024, 1536, generator=g), torch.randn(1, 1024, 1536, generator=g)
-    with torch.no_grad():
-        their_sura = theirs["losses"].SILoss()(zs_tilde=[their_proj(hidden)], zs=[target_tokens])
-        ours_sura = sura_loss(target_tokens, hidden, ours_proj)
-    rows.append(("SuRA projector 1536-2048-2048-1536 shapes", 0.0 if shapes_equal else float("inf"), ""))
-    rows.append(("SuRA loss (-mean cosine, 1024 tokens)", abs(float(their_sura) - float(ours_sura)),
-                 "theirs adds 1e-8 to every feature before normalising"))
-
-    # 4. the flow loss normalisation
-    pred_flow, ref_flow = torch.randn(15, 2, 40, 72, generator=g) * 5, torch.randn(15, 2, 40, 72, generator=g) * 5
-    rows.append(("MoRA flow L1, x / width + y / height", abs(float(theirs["losses"].flow_loss(pred_flow, ref_flow))
-                                                            - float(flow_l1(pred_flow, ref_flow, "size"))), ""))
-
-    # 5. the phase-2 loss: w(t) * (MSE + debiased MSE), through their training_loss with the same draws
-    latents = torch.randn(1, 16, 13, 8, 8, generator=g)
-    noise, u = torch.randn(latents.shape, generator=g), torch.randn(latents.shape, generator=g)
-    flows = torch.randn(48, 2, 8, 8, generator=g)
-    worst = 0.0
-    for s in range(5):
-        theirs["window_state"].__dict__.pop("global_window_start", None)
-        pipe = FakePipeline(theirs, u, [])
-        torch.manual_seed(s)
-        temporal, _ = theirs["training_loss"](pipe, input_latents=latents, noise=noise, train_type="Motion_1",
-                                              flow_list=flows, flow_processor=fake_flow_processor())
-        torch.manual_seed(s)  # their draws, in their order: the timestep index, then f*
-        tid, frame = int(torch.randint(0, 1000, (1,))), int(torch.randint(0, 13, (1,)))
-        target = noise - latents
-        ours = ours_w[tid] * (((u - target) ** 2).mean() + debiased_loss(u[0], target[0], frame,
-                                                                         OFFICIAL.motion.debias_beta))
-        worst = max(worst, abs(float(temporal) - float(ours)))
-    rows.append(("phase-2 loss w(t) (MSE + debiased), 5 draws", worst, ""))
-
-    # 6. the MoRA window over 20 steps of their training loss, and the reference frames it reads
-    index = torch.arange(13.0).view(1, 1, 13, 1, 1).expand(1, 16, 13, 8, 8).clone()  # latent t holds t
-    reference = torch.arange(48.0).view(48, 1, 1, 1).expand(48, 2, 8, 8).clone() * 8  # pair k holds 8k (x / 8 = k)
-    theirs["window_state"].__dict__.pop("global_window_start", None)
-    decoded, read = [], []
-    real_flow_loss = theirs["losses"].flow_loss
-    theirs["losses"].flow_loss = lambda pred, ref: (read.append(ref[:, 0, 0, 0] / 8), real_flow_loss(pred, ref))[1]
-    try:
-        pipe = FakePipeline(theirs, torch.zeros_like(index), decoded)
-        for _ in range(20):  # noise = the latents and u = 0: z0_hat = the latents at any sigma
-            theirs["training_loss"](pipe, input_latents=index, noise=index, train_type="Motion_1",
-                                    flow_list=reference, flow_processor=fake_flow_processor())
-    finally:
-        theirs["losses"].flow_loss = real_flow_loss
-    their_starts = [int(d[0, 0, 0, 0, 0]) for d in decoded]
-    starts = window_starts(13, OFFICIAL.motion.window, OFFICIAL.motion.window_stride, OFFICIAL.motion.window_wrap)
-    ours_starts = [starts[k % len(starts)] for k in range(20)]
-    rows.append(("MoRA window starts, 20 steps (13 latents)",
-                 float(max(abs(a - b) for a, b in zip(their_starts, ours_starts))),
-                 f"theirs {their_starts[:6]}..., ours {ours_starts[:6]}..."))
-    offsets = []
-    for s, pairs in zip(their_starts, read):
-        ours_first = window_source_frames(s, OFFICIAL.motion.window, OFFICIAL.motion.drop_frames).start
-        offsets.append(abs(int(pairs[0]) - ours_first))
-    rows.append(("MoRA reference flow index (first pair)", float(max(offsets)),
-                 "documented: theirs 0 or 1 + 4(s - 1), ours 4s + 5 (the frame each decoded frame came from)"))
-
-    # 7. the inference scale schedule and sampler sigmas (their __call__ and combine_inference.py)
-    rows.append(inference_schedule_row(theirs))
-    sched_inf = theirs["scheduler"].FlowMatchScheduler(shift=5.0, sigma_min=0.0, extra_one_step=True)
-    sched_inf.set_timesteps(50, shift=OFFICIAL.sampler.shift)
-    rows.append(("sampler sigmas, 50 steps, shift 1", float((sched_inf.sigmas.double() - torch.from_numpy(
-        shifted_linear_sigmas(50, OFFICIAL.sampler.shift))).abs().max()), ""))
-    return rows
-
-
-def inference_schedule_row(theirs) -> tuple[str, float, str]:
-    """Their per-step LoRA scales: the alphas combine_inference.py merges with before sampling, and the ones
-    their pipeline re-merges at `sparse_timestep` (defaults of their __call__)."""
-    root = Path(sys.modules["diffsynth.schedulers.flow_match"].__file__).parents[2]
-    pipeline = ast.parse((root / FILES["pipeline"]).read_text())
-    call = next(n for n in ast.walk(pipeline) if isinstance(n, ast.FunctionDef) and n.name == "__call__")
-    args = call.args.args[len(call.args.args) - len(call.args.defaults):]
-    defaults = {a.arg: d.value for a, d in zip(args, call.args.defaults) if isinstance(d, ast.Constant)}
-    before = _load_lora_alphas(ast.parse((root / FILES["inference"]).read_text()))
-    after = _load_lora_alphas(pipeline, inside="STAIS")
-    steps, switch = defaults["num_inference_steps"], defaults["sparse_timestep"]
-    theirs_scales = [before if k < switch else after for k in range(steps)]
-    ours = InjectionSchedule(OFFICIAL.sampler.t_point, OFFICIAL.sampler.subject_scale_early,
-                             OFFICIAL.sampler.subject_scale, OFFICIAL.sampler.motion_scale)
-    ours_scales = [(ours.scales_at(k)["subject"], ours.scales_at(k)["motion"]) for k in range(steps)]
-    diff = max(abs(a - b) for t, o in zip(theirs_scales, ours_scales) for a, b in zip(t, o))
-    return (f"inference scales, {steps} steps (subject, motion)", diff,
-            f"theirs {before} then {after} from step {switch}")
-
-
-def _load_lora_alphas(tree: ast.AST, inside: str | None = None) -> tuple[float, float]:
-    """The alpha= of the first two load_lora calls (subject, motion), optionally inside `if ... == "STAIS"`."""
-    nodes = [tree]
-    if inside:
-        nodes = [n for n in ast.walk(tree) if isinstance(n, ast.If) and inside in ast.unparse(n.test)]
-    alphas = []
-    for root in nodes:
-        for n in ast.walk(root):
-            if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "load_lora":
-                alphas += [kw.value.value for kw in n.keywords if kw.arg == "alpha"]
-    return tuple(alphas[:2])
+def their_run(python: Path, checkout: Path, work: Path, mode: str, *extra: str, processes: int = 1) -> None:
+    """One run of theirs.py in their environment; its output goes to work/logs/."""
+    script = HERE / "official_parity" / "theirs.py"
+    args = [mode, "--checkout", str(checkout), "--exchange", str(work), *extra]
+    if processes > 1:
+        cmd = [str(python), "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_port", str(29500 + os.getpid() % 1000), str(script), *args]
+    else:
+        cmd = [str(python), str(script), *args]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": "",
+           "TOKENIZERS_PARALLELISM": "false"}
+    log = work / "logs" / f"theirs-{mode}-{'-'.join(extra).replace('--', '')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=work, check=False).returncode
+    print(f"  their {mode} {' '.join(extra)}: {time.time() - start:.0f} s (log {log})", flush=True)
+    if code:
+        tail = log.read_text().strip().splitlines()[-3:]
+        fail(f"their side failed ({' '.join(cmd[-8:])}); last lines of {log}:\n  " + "\n  ".join(tail))
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Compare the official recipe with the authors' code.")
-    ap.add_argument("checkout", type=Path, help="a checkout of the authors' repository")
-    args = ap.parse_args()
-    import contextlib
-    import io
+    from plants import PLANTS
 
-    with contextlib.redirect_stdout(io.StringIO()):  # their functions print as they go
-        rows = compare_all(load_theirs(args.checkout.resolve()))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'comparison':{width}s}  max abs diff  note")
-    for name, diff, note in rows:
-        print(f"{name:{width}s}  {diff:12.3g}  {note}")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("legacy_checkout", nargs="?", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--checkout", type=Path, help="their repository at the commit to compare (03733b0)")
+    ap.add_argument("--python", type=Path, default=Path("/work/envs/authors/bin/python"),
+                    help="the Python of their environment (see above)")
+    ap.add_argument("--work", type=Path, help="exchange folder (default: a new temporary folder)")
+    ap.add_argument("--plant", action="append", default=[], help="plant a difference on our side (list: names them)")
+    ap.add_argument("--reuse", action="store_true", help="reuse their records already in --work")
+    ap.add_argument("--stages", default="subject,motion,sample,bf16",
+                    help="comma list of stages: subject, motion (motion1: its phase 1 only), sample, bf16")
+    ap.add_argument("--write-fixture", action="store_true", help="write tests/fixtures/official_parity.safetensors")
+    args = ap.parse_args()
+    if "list" in args.plant:
+        for name, (what, _) in PLANTS.items():
+            print(f"{name:14s} {what}")
+        return
+    checkout = args.checkout or args.legacy_checkout
+    if checkout is None:
+        fail("--checkout is needed: pass a checkout of the authors' repository")
+    checkout = checkout.resolve()
+    missing = [p for p in NEEDED if not (checkout / p).is_file()]
+    if missing:
+        fail(f"{checkout} has no {missing[0]}: pass a checkout of the authors' repository")
+    if not args.python.is_file():
+        fail(f"--python {args.python}: not found; make their environment first (python "
+             f"scripts/check_official_parity.py --help says how)")
+    unknown = [p for p in args.plant if p not in PLANTS]
+    if unknown:
+        fail(f"--plant {unknown[0]}: unknown; choose from {', '.join(PLANTS)}")
+    stages = args.stages.split(",")
+    if any(s not in ("subject", "motion", "motion1", "sample", "bf16") for s in stages):
+        fail(f"--stages {args.stages}: choose from subject, motion, motion1, sample, bf16")
+    work = (args.work or Path(tempfile.mkdtemp(prefix="official-parity-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    import ours
+    import torch
+    from compare import (
+        compare_motion,
+        compare_motion_phase1,
+        compare_sample,
+        compare_subject,
+        their_sample,
+        their_stage,
+    )
+    from plants import planted
+    from rows import print_table
+
+    torch.set_num_threads(1)  # tiny tensors: a second thread costs more in synchronisation than it gains
+    commit = their_commit(checkout)
+    print(f"their code: {checkout} ({commit}); their environment: {args.python}; work folder: {work}", flush=True)
+    if not (args.reuse and (work / "info.json").is_file()):
+        their_run(args.python, checkout, work, "info")
+    info = json.loads((work / "info.json").read_text())
+    if not (args.reuse and (work / "plan.json").is_file()):
+        ours.prepare(work, info)
+    runs = {"subject": ("train", "--stage", "subject", "--dtype", "fp32"),
+            "motion": ("train", "--stage", "motion", "--dtype", "fp32"),
+            "motion1": ("train", "--stage", "motion", "--dtype", "fp32"),
+            "bf16": ("train", "--stage", "subject", "--dtype", "bf16"), "sample": ("sample",)}
+    folders = {"subject": "subject-fp32", "motion": "motion-fp32", "motion1": "motion-fp32", "bf16": "subject-bf16",
+               "sample": "sample"}
+    for stage in stages:
+        done = (work / "theirs" / folders[stage] / ("sample.safetensors" if stage == "sample" else "rank0.safetensors"))
+        if not (args.reuse and done.is_file()):
+            mode, *extra = runs[stage]
+            nproc = info["motion" if "motion" in stage else "subject"]["num_processes"] if mode == "train" else 1
+            their_run(args.python, checkout, work, mode, *extra, processes=nproc)
+
+    rows = []
+    ours_dir = work / ("ours-" + "-".join(args.plant) if args.plant else "ours")
+    with planted(args.plant):
+        for stage in stages:
+            start = time.time()
+            shutil.rmtree(ours_dir / stage, ignore_errors=True)  # our run folders are new every time
+            theirs = work / "theirs" / folders[stage]
+            if stage in ("subject", "bf16"):
+                dtype = "bf16" if stage == "bf16" else "fp32"
+                th = their_stage(theirs, "subject")
+                result = ours.run_subject(work, th, ours_dir / stage, dtype)
+                rows += compare_subject(th, result, "subject" if dtype == "fp32"
+                                        else "subject bf16", bf16=dtype == "bf16")
+            elif stage == "motion":
+                th = their_stage(theirs, "motion")
+                rows += compare_motion(th, ours.run_motion(work, th, ours_dir / stage, info))
+            elif stage == "motion1":  # phase 1 only: seconds, where the MoRA phase takes minutes
+                th = their_stage(theirs, "motion")
+                rows += compare_motion_phase1(th, ours.run_motion(work, th, ours_dir / stage, info, phase1_only=True))
+            else:
+                th = their_sample(theirs / "sample.safetensors")
+                # the files their combine_inference.py loads: the subject run's LoRA, the motion run's temporal one
+                trained = sorted([*(work / "theirs").glob("subject-fp32/out/*/loras/epoch-*.safetensors"),
+                                  *(work / "theirs").glob("motion-fp32/out/*/loras/temporal/epoch-*.safetensors")])
+                rows += compare_sample(th, ours.run_sample(work, th["meta"], info, trained))
+            print(f"  our {stage}: {time.time() - start:.0f} s", flush=True)
+    print(f"\nofficial recipe vs the authors' code at {commit}"
+          + (f", planted: {', '.join(args.plant)}" if args.plant else ""))
+    print_table(rows)
+    if args.write_fixture:
+        from fixture import write_fixture
+
+        print(f"fixture: {write_fixture(work, commit, info)}")
+    sys.exit(0 if all(r.ok for r in rows) else 1)
+
+
+def their_commit(checkout: Path) -> str:
+    """The commit of their checkout: git's, or the name of an exported folder (git archive keeps no history)."""
+    if (checkout / ".git").exists():
+        try:
+            return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return checkout.name
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def test_a_failing_metric_keeps_the_others_and_sets_the_exit_status(exp, tmp_pat
     assert "failed Motion Fidelity on 1 of 2 videos (first: ours_0.mp4: motion fidelity compares" in printed
     res = json.loads((out / "results.json").read_text())
     assert list(res["failed"]) == ["motion_fidelity"]
-    assert "has 6 frames and the reference 4" in res["failed"]["motion_fidelity"][str(root / "ours_0.mp4")]
+    assert "the reference has only 4" in res["failed"]["motion_fidelity"][str(root / "ours_0.mp4")]
     assert all(v["temporal_consistency"] is not None for v in res["videos"])
     assert [v["motion_fidelity"] is None for v in res["videos"]] == [True, False]
     assert res["summary"]["ours"]["motion_fidelity"]["n"] == 1
@@ -212,6 +212,26 @@ def test_a_failing_metric_keeps_the_others_and_sets_the_exit_status(exp, tmp_pat
     assert main(["evaluate", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o3"),
                  "--metrics", "temporal_consistency", *model_args(models)]) == 0
     assert (tmp_path / "o3" / "report.html").is_file()
+
+
+def test_motion_fidelity_never_changes_tracker_silently(exp, tmp_path, capsys, monkeypatch):
+    """Without CoTracker3 (none given, none cached) the metric is skipped with one line, the other metrics
+    run and the exit status is 0; the SEA-RAFT tracker asked for by name without its model is a usage error."""
+    root, models = exp
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    out = tmp_path / "o"
+    assert main(["evaluate", "--manifest", str(root / "runs.csv"), "--out", str(out), "--mf-grid", "5",
+                 "--metrics", "temporal_consistency,motion_fidelity", *model_args(models)]) == 0
+    printed = capsys.readouterr().out
+    skipped = [ln for ln in printed.splitlines() if ln.startswith("skipped Motion Fidelity")]
+    assert len(skipped) == 1 and "CoTracker3" in skipped[0] and "--tracker searaft" in skipped[0]
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["skipped"]) == ["motion_fidelity"] and res["settings"]["tracker_used"] is None
+    assert all(v["temporal_consistency"] is not None and v["motion_fidelity"] is None for v in res["videos"])
+    assert main(["evaluate", "--manifest", str(root / "runs.csv"), "--out", str(tmp_path / "o2"),
+                 "--metrics", "motion_fidelity", "--tracker", "searaft", *model_args(models)]) == 2
+    err = capsys.readouterr().err
+    assert "--tracker searaft needs --searaft-model" in err and "Traceback" not in err
 
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

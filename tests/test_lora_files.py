@@ -93,6 +93,21 @@ def test_key_names_of_each_format(tiny_pipe, tmp_path):
             assert "transformer.blocks.0.ffn.net.0.proj.lora_A.weight" in keys
 
 
+def test_diffsynth_files_with_any_adapter_name_load(tiny_pipe, tmp_path):
+    """The SMRABooth authors' trainers save peft's adapter name in each key (spatial_lora, temporal_lora), and their
+    subject files hold their SuRA projector's tensors beside the LoRA."""
+    lora = make_random_lora(tiny_pipe.transformer, rank=2, alpha=2.0, layer_types=["q", "k", "ffn.0"])
+    default = tmp_path / "default.safetensors"
+    save_lora(default, lora, fmt="diffsynth")
+    with safe_open(str(default), "pt") as f:
+        renamed = {k.replace(".default.", ".spatial_lora."): f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    renamed["pipe.projectors.0.0.bias"] = torch.zeros(4)  # their subject files carry the SuRA projector too
+    save_file(renamed, str(tmp_path / "theirs.safetensors"))
+    a, b = load_lora(default), load_lora(tmp_path / "theirs.safetensors")
+    assert b.info["source_format"] == "diffsynth" and set(a.tensors) == set(b.tensors)
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
 def test_bad_lora_files(tiny_pipe, tmp_path):
     with pytest.raises(SmraboothError, match="no such file"):
         load_lora(tmp_path / "missing.safetensors")

@@ -476,6 +476,100 @@ def test_motion_fidelity_of_videos_with_the_flow_tracker():
     assert motion_fidelity_videos(back, fwd, tracker, grid_size=9) == pytest.approx(-100.0, abs=1e-3)
     box = (8, 8, 40, 36)
     with pytest.raises(SmraboothError, match="frames"):
-        motion_fidelity_videos(fwd, square_video(t=8), tracker, grid_size=5)
+        motion_fidelity_videos(fwd, square_video(t=8), tracker, grid_size=5, length="error")
     assert motion_fidelity_videos(fwd, square_video(t=11, step=(0.75, 0.375)), tracker, grid_size=5, box=box,
                                   length="resample") == pytest.approx(100.0, abs=1e-3)
+
+
+# ---------------------------------------------------------------- dropped tracks and reference length
+# Five query points over three frames (two steps each): right, right, up, left, and down-then-right.
+STEPS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+FIVE = [("right", "right"), ("right", "right"), ("up", "up"), ("left", "left"), ("down", "right")]
+
+
+def five_tracks():
+    tracks = torch.zeros(5, 3, 2, dtype=torch.float64)
+    for i, moves in enumerate(FIVE):
+        tracks[i, 0] = torch.tensor([10.0 * i, 20.0])
+        for t, m in enumerate(moves):
+            tracks[i, t + 1] = tracks[i, t] + torch.tensor(STEPS[m])
+    return tracks
+
+
+def _released_by_point(gen, ref, gen_points, ref_points):
+    """The released formula as loops, each track knowing its query point: for each generated track the best
+    reference track, the pair of the same query point lowered by 1."""
+    best = []
+    for i, p in zip(range(len(gen)), gen_points):
+        sims = []
+        for j, q in zip(range(len(ref)), ref_points):
+            cos = []
+            for t in range(gen.shape[1] - 1):
+                a, b = (gen[i, t + 1] - gen[i, t]).numpy(), (ref[j, t + 1] - ref[j, t]).numpy()
+                cos.append(float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+            sims.append(np.mean(cos) - (1.0 if p == q else 0.0))
+        best.append(max(sims))
+    return 100 * float(np.mean(best))
+
+
+def scripted_tracker(gen_visible, ref_visible):
+    """Returns the five tracks for both videos (told apart by their first pixel: 1 generated, 2 reference),
+    with the given visibility per track."""
+    def tracker(frames, queries):
+        visible = gen_visible if frames[0, 0, 0, 0] == 1 else ref_visible
+        return five_tracks().transpose(0, 1).float(), torch.tensor(visible)[None].expand(3, -1)
+    return tracker
+
+
+def test_dropped_tracks_keep_the_identity_pairing_of_query_points():
+    """Identical motion. By hand (corr = mean over the two steps of the cosine; the pair of one point - 1):
+    generated point 0 occluded, 1-4 kept: point 1 (right) best is point 0 (right) = 1; 2 (up): 0 (right or
+    left, or the down-then-right track: -0.5); 3 (left): 0; 4 (down, right): 0.5 with points 0 or 1 -> 1.5 / 4
+    = 37.50. Reference point 0 occluded instead, all five generated kept: 1, 0.5, 0, 0, 0.5 -> 40.00. Pairing
+    by row after dropping (the old fault) gave 100.00 and 90.00."""
+    gen_frames, ref_frames = np.ones((3, 8, 8, 3), np.uint8), np.full((3, 8, 8, 3), 2, np.uint8)
+    on = [True] * 5
+    cases = [([False, True, True, True, True], on, 37.5), (on, [False, True, True, True, True], 40.0)]
+    for gen_visible, ref_visible, want in cases:
+        got = motion_fidelity_videos(gen_frames, ref_frames, scripted_tracker(gen_visible, ref_visible), grid_size=2,
+                                     drop_occluded=True)
+        gen_points = [i for i in range(5) if gen_visible[i]]
+        ref_points = [i for i in range(5) if ref_visible[i]]
+        t = five_tracks()
+        assert got == pytest.approx(want, abs=1e-9)
+        assert got == pytest.approx(_released_by_point(t[gen_points], t[ref_points], gen_points, ref_points), abs=1e-9)
+    # nothing dropped: the released score of the five (points 0, 1 match each other; 4 matches 0.5)
+    assert motion_fidelity_videos(gen_frames, ref_frames, scripted_tracker(on, on), grid_size=2,
+                                  drop_occluded=True) == pytest.approx(100 * (1 + 1 + 0 + 0 + 0.5) / 5)
+    # without the flag an occluded track is scored like any other
+    assert motion_fidelity_videos(gen_frames, ref_frames, scripted_tracker([False] + [True] * 4, on),
+                                  grid_size=2) == pytest.approx(50.0)
+
+
+def test_query_point_ids_against_the_loops_on_random_walks():
+    walks, other = _walks(7, 9, 3), _walks(7, 9, 4)
+    gen_points, ref_points = [0, 2, 3, 6], [1, 2, 4, 5, 6]
+    got = motion_fidelity(other[gen_points], walks[ref_points], "released", torch.tensor(gen_points),
+                          torch.tensor(ref_points))
+    assert got == pytest.approx(_released_by_point(other[gen_points], walks[ref_points], gen_points, ref_points),
+                                abs=1e-9)
+    swapped = motion_fidelity(other[gen_points], walks[ref_points], "reference-to-generated", torch.tensor(gen_points),
+                              torch.tensor(ref_points))
+    assert swapped == pytest.approx(_released_by_point(walks[ref_points], other[gen_points], ref_points, gen_points),
+                                    abs=1e-9)
+
+
+def test_the_reference_length_rule():
+    """first (default): the reference's first frames, as the paper compares its 49 generated frames with the
+    clips' first 49; a shorter reference is an error naming the fix; resample and error as before."""
+    fwd = square_video(t=6, step=(1.5, 0.75))
+    turn = np.concatenate([square_video(t=6, step=(1.5, 0.75)), square_video(t=5, start=(17.5, 15.75),
+                                                                             step=(-1.5, -0.75))[1:]])
+    tracker = FlowTracker(centroid_flow, device="cpu")
+    # the first 6 frames of the 10-frame reference move as the generated video does; the rest turns back
+    assert motion_fidelity_videos(fwd, turn, tracker, grid_size=5) == pytest.approx(100.0, abs=1e-3)
+    assert motion_fidelity_videos(fwd, turn, tracker, grid_size=5, length="resample") < 50
+    with pytest.raises(SmraboothError, match="has only 6.*--mf-length resample"):
+        motion_fidelity_videos(square_video(t=8), fwd, tracker, grid_size=5)
+    with pytest.raises(SmraboothError, match="--mf-length first"):
+        motion_fidelity_videos(fwd, turn, tracker, grid_size=5, length="error")

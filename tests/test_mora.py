@@ -285,3 +285,41 @@ def test_checkpointed_decode_gradient_matches_stock_decode_autograd(vae):
 def test_decode_rejects_wrong_latent_shape(vae):
     with pytest.raises(InternalError, match="expected latents"):
         decode_latents_differentiable(vae, torch.randn(1, 4, 2, 2, 2))
+
+
+def test_tiled_decode_blends_tiles_with_their_ramps(monkeypatch):
+    """The authors' tiled decode on a 6x7 latent with 4x5 tiles every 2x2 (patched sizes; theirs are 30x52 every
+    15x26): tiles start at rows 0, 2 and columns 0, 2, ramps of 2 and 3 pixels on the sides that meet another
+    tile. A fake decode adds 0.1 x the tile's index (0..3, rows outer) to a zero latent, so each pixel holds the
+    weighted mean of the indices of the tiles covering it; three pixels computed by hand (asymmetric: a
+    transposed mask gives other values)."""
+    import smrabooth.align.mora as mora
+
+    monkeypatch.setattr(mora, "TILE", (4, 5))
+    monkeypatch.setattr(mora, "TILE_STRIDE", (2, 2))
+    calls = []
+
+    def fake_decode(z):
+        calls.append(tuple(z.shape[-2:]))
+        return z[:, :3] + 0.1 * (len(calls) - 1)
+
+    latents = torch.zeros(1, 4, 1, 6, 7, requires_grad=True)
+    out = mora.decode_tiled(fake_decode, latents)
+    assert calls == [(4, 5)] * 4 and out.shape == (1, 3, 1, 6, 7)
+    frame = out[0, 0, 0]
+    torch.testing.assert_close(frame[3, 3], torch.tensor(0.1 * 23 / 14))  # all four tiles: weights 1/2, 1/2, 2/3, 2/3
+    torch.testing.assert_close(frame[1, 5], torch.tensor(0.1))  # tile 1 alone
+    torch.testing.assert_close(frame[2, 2], torch.tensor(0.1 * 14 / 13))  # weights 1, 1/3, 1/2, 1/3
+    out.sum().backward()
+    torch.testing.assert_close(latents.grad[0, :3], torch.ones(3, 1, 6, 7))  # the blend weights sum to one
+    assert latents.grad[0, 3].abs().sum() == 0
+
+
+def test_tile_starts_are_their_task_lists():
+    """Their tile lists at 576x320 (latents 40x72: 2 x 2 tiles) and 832x480 (60x104: 3 x 3)."""
+    from smrabooth.align.mora import TILE, TILE_STRIDE, tile_starts
+
+    assert (tile_starts(40, TILE[0], TILE_STRIDE[0]), tile_starts(72, TILE[1], TILE_STRIDE[1])) == ([0, 15], [0, 26])
+    assert (tile_starts(60, TILE[0], TILE_STRIDE[0]), tile_starts(104, TILE[1], TILE_STRIDE[1])) == ([0, 15, 30],
+                                                                                                    [0, 26, 52])
+    assert tile_starts(8, 30, 15) == [0]  # smaller than one tile: one (cut) tile, the whole decode

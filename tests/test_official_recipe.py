@@ -39,8 +39,8 @@ def test_official_recipe_is_the_authors_code_as_it_runs():
     assert (m.spatial_steps, m.steps, m.batch_size, m.warmup_steps) == (0, 250, 2, 0)
     assert (m.debiased, m.debias_beta, m.mora_weight, m.flow_units, m.window_wrap) == (True, 1.0, 1.0, "size", "reach")
     assert (m.window, m.window_stride, m.drop_frames, m.frames, m.height, m.width) == (6, 2, 5, 49, 320, 576)
-    assert (m.clip_timing, m.mora_frame_range, m.lora_dtype, m.timestep_rounding, m.resize_filter) == (
-        "first", "authors", "bf16", "bf16", "bilinear")
+    assert (m.clip_timing, m.mora_frame_range, m.mora_decode, m.lora_dtype, m.timestep_rounding, m.resize_filter) == (
+        "first", "authors", "tiled", "bf16", "bf16", "bilinear")
     # the spatial LoRA their scripts describe, for --spatial-steps N
     assert (m.spatial_layer_types, m.spatial_rank, m.spatial_alpha) == (("q", "k", "ffn.0"), 32, 32.0)
     # the paper recipe keeps today's behaviour: every new setting off
@@ -51,6 +51,7 @@ def test_official_recipe_is_the_authors_code_as_it_runs():
                                                                                       "antialias")
     assert (q.spatial_steps, q.debiased, q.flow_units, q.window_wrap, q.timestep_weight) == (0, False, "pixels", "fit",
                                                                                              "none")
+    assert q.mora_decode == "whole"
     assert (q.clip_timing, q.fps, q.mora_frame_range, q.lora_dtype, q.timestep_rounding) == (
         "resample", 15.0, "matched", "fp32", "none")
 
@@ -147,6 +148,7 @@ def test_bicubic_encoder_resize_is_the_authors_dinov2_input():
     class Recorder:
         config = SimpleNamespace(patch_size=2, num_register_tokens=0)
         device, dtype = torch.device("cpu"), torch.float32
+        embeddings = SimpleNamespace()
 
         def __call__(self, pixel_values):
             self.seen = pixel_values
@@ -160,6 +162,36 @@ def test_bicubic_encoder_resize_is_the_authors_dinov2_input():
     torch.testing.assert_close(encoder.seen, theirs)
     dinov2_patch_features(encoder, image, (4, 4), "antialias")
     assert (encoder.seen - theirs).abs().max() > 1e-2
+
+
+def test_bicubic_encoder_resize_resamples_dinov2_positions_as_their_loader():
+    """Their loader resamples DINOv2's position table once to the patch grid with antialiased bicubic (timm's
+    resample_abs_pos_embed); transformers resamples it at each call without antialiasing. Reference: a copy of the
+    model holding the antialiased table at the grid's size, which transformers then uses as it is. The borrowed
+    model is left as it was."""
+    import copy
+
+    import torch.nn.functional as F
+    from transformers import Dinov2Config, Dinov2Model
+
+    from smrabooth.models.dinov2 import dinov2_patch_features
+
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                          patch_size=2, image_size=14)  # a 7x7 table, resampled to the 4x4 grid (downsampled)
+    encoder = Dinov2Model(config).eval()
+    table = encoder.embeddings.position_embeddings.data
+    grid = table[:, 1:].reshape(1, 7, 7, 16).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(4, 4), mode="bicubic", align_corners=False, antialias=True)
+    reference = copy.deepcopy(encoder)
+    reference.embeddings.position_embeddings.data = torch.cat([table[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 16, 16)], 1)
+    image = torch.rand(1, 3, 10, 10)
+
+    theirs = dinov2_patch_features(reference, image, (4, 4), "bicubic")
+    ours = dinov2_patch_features(encoder, image, (4, 4), "bicubic")
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert "interpolate_pos_encoding" not in vars(encoder.embeddings)  # handed back as it was
+    assert (dinov2_patch_features(encoder, image, (4, 4), "antialias") - ours).abs().max() > 1e-3
 
 
 def test_bf16_timestep_rounding_is_a_bf16_cast_of_the_drawn_timestep():

@@ -330,3 +330,33 @@ def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     assert "refusing to delete" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full",
                                        "--variants", "base", "--overwrite")
     assert (tmp_path / "full" / "x.txt").read_text() == "x"
+
+
+def test_bench_jobs_runs_cases_in_processes_and_merges_them(bundle, tmp_path):
+    """--jobs: one process per case; the merged table is the serial run's, row for row."""
+    args = ["bench", "sprites", "--model", bundle, "--subjects", "heart", "--motions", "spiral,figure-eight",
+            "--seeds", "1", "--variants", "base", *FAST]
+    assert cli(*args, "--out", tmp_path / "serial") == 0
+    assert cli(*args, "--out", tmp_path / "jobs", "--jobs", "2") == 0
+    serial, jobs = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "jobs"))
+    for rows in (serial["rows"], jobs["rows"]):
+        for r in rows:
+            r.pop("video"), r.pop("gen_seconds")
+    assert [r["case"] for r in jobs["rows"]] == ["heart-spiral-blue", "heart-figure-eight-blue"]
+    assert jobs["rows"] == serial["rows"] and jobs["summary"] == serial["summary"]
+    assert (tmp_path / "jobs" / "parts" / "heart-spiral-blue" / "log.txt").is_file()
+    assert (tmp_path / "jobs" / "cases" / "heart-figure-eight-blue" / "videos" / "base_s0.mp4").is_file()
+
+
+def test_paired_wins_count_each_case_and_seed_against_base():
+    from smrabooth_sprites.report import paired_wins, wins_table
+
+    def row(case, seed, variant, traj, bg_dist, fg=None):
+        return {"case": case, "seed": seed, "variant": variant, "traj": traj, "bg_dist": bg_dist, "fg_color": fg}
+
+    rows = [row("a", 0, "base", 0.3, 5.0, 0.1), row("a", 0, "full", 0.5, 6.0, 0.1),  # traj win, bg loss, fg tie
+            row("a", 1, "base", 0.4, 5.0, 0.2), row("a", 1, "full", 0.2, 4.0, None),  # traj loss, bg win, fg unknown
+            row("b", 0, "full", 0.9, 1.0, 0.9)]  # no base for this case: not counted
+    wins = paired_wins(rows, ["traj", "bg_dist", "fg_color"])
+    assert wins == {"full": {"traj": [1, 0, 1], "bg_dist": [1, 0, 1], "fg_color": [0, 1, 0]}}
+    assert "| full | 1/0/1 | 1/0/1 | 0/1/0 |" in wins_table(wins, ["traj", "bg_dist", "fg_color"])

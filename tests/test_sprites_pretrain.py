@@ -540,3 +540,27 @@ def test_two_processes_stop_together_at_the_time_limit(vae_run, tmp_path):
     shutil.copytree(vae_run / "vae", tmp_path / "run" / "vae")
     torchrun(tmp_path, "late", 2, out=str(tmp_path / "run"), steps=STOP_CHECK_STEPS + 5, minutes=1e-4)
     assert [r["step"] for r in read_log(tmp_path / "run" / "dit" / "log.jsonl")][-1] == STOP_CHECK_STEPS
+
+
+def test_vae_decoder_only_keeps_the_encoder_and_the_latent_statistics(tmp_path):
+    """--decoder-only: the decoder trains, the encoder (the DiT's latent space) and the bundle's latent
+    statistics stay exactly as they were; it needs a bundle to start from."""
+    from smrabooth_sprites.bundle import build_sprites_models, save_bundle
+
+    src = build_sprites_models("tiny", seed=5)
+    src.pipe.vae.register_to_config(latents_mean=[0.5] * 16, latents_std=[2.0] * 16)
+    bundle = save_bundle(src, tmp_path / "b")
+    out = tmp_path / "run"
+    run_stage(StageConfig(stage="vae", out=str(out), init_from=str(bundle), decoder_only=True, size=32, frames=5,
+                          batch=2, steps=3, lr=1e-3, warmup=0, sprite_weight=4.0, sprite_scale=2.0, **FAST))
+    state = torch.load(out / "vae" / "state.pt", weights_only=True)["modules"]["vae"]
+    start = {k: v.to(torch.bfloat16).float() for k, v in src.pipe.vae.state_dict().items()}
+    frozen = [k for k in state if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in state if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and trained
+    assert all(torch.equal(state[k], start[k]) for k in frozen)
+    assert sum(not torch.equal(state[k], start[k]) for k in trained) > len(trained) // 2
+    stats = json.loads((out / "vae" / "latent_stats.json").read_text())
+    assert stats["latents_mean"] == [0.5] * 16 and stats["latents_std"] == [2.0] * 16
+    with pytest.raises(SmraboothError, match="--decoder-only"):
+        StageConfig(stage="vae", out=str(tmp_path / "x"), decoder_only=True, **FAST).resolved()

@@ -63,7 +63,7 @@ MOTION_FLAGS = {
     "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
     "expert": (["--expert", "high"], "high"),
     "clip_timing": (["--clip-timing", "resample"], "resample"),
-    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"),
+    "mora_frame_range": (["--mora-frame-range", "matched"], "matched"), "mora_decode": (["--mora-decode", "whole"], "whole"),
     "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }

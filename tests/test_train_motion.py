@@ -343,3 +343,49 @@ def test_train_motion_cli_then_generate(tiny_model_dir, tmp_path, motion_dir):
                  str(lora), "--frames", "9", "--height", "32", "--width", "32", "--steps", "2", "--dtype", "fp32",
                  "--out", str(tmp_path / "v.mp4")]) == 0
     assert main(argv[:-4] + ["--frames", "15"]) == 2  # not 4k+1: one-line error, exit 2
+
+
+def test_mora_max_sigma_and_decoded_reference(tmp_path, motion_dir):
+    """mora_max_sigma: no MoRA term above it (the loss is the flow loss alone), MoRA below it. mora_reference
+    decoded: the exact velocity (z0_hat = the clean latent) scores MoRA 0 in every window, which the clip's own
+    frames' flows do not give through a VAE that loses detail (the tiny random VAE loses everything)."""
+    from smrabooth.align.mora import decoded_window_flows, window_starts
+    from smrabooth.models.tiny import build_tiny_wan_pipeline
+
+    pipe, flow_model = build_tiny_wan_pipeline(), tiny_flow_model()
+
+    def flow_fn(a, b):
+        return compute_flow(flow_model, a, b)
+
+    capped = config(tmp_path, mora_max_sigma=0.5).validate()
+    ex, emb = _example_and_embeds(pipe, motion_dir, flow_model, capped)
+    noise = torch.randn((1, *ex.latent.shape), generator=torch.Generator().manual_seed(1))
+
+    class ExactVelocity:
+        dtype = torch.float32
+
+        def __call__(self, z_t, t, embeds, return_dict=False):
+            return (noise - ex.latent[None],)
+
+    with torch.no_grad():
+        high = motion_losses(capped, ExactVelocity(), pipe.vae, flow_fn, ex, emb, torch.tensor([0.7]), noise, 0)
+        low = motion_losses(capped, ExactVelocity(), pipe.vae, flow_fn, ex, emb, torch.tensor([0.5]), noise, 0)
+    assert "mora" not in high and torch.equal(high["loss"], high["flow"])
+    assert float(low["mora"]) > 0.01  # the frames' flows: not what the decoded clean latent shows
+    decoded = config(tmp_path, mora_reference="decoded").validate()
+    starts = window_starts(ex.latent.shape[1], decoded.window, decoded.window_stride)
+    ex_decoded = MotionExample(ex.latent, decoded_window_flows(pipe.vae, ex.latent, starts, flow_fn, decoded.window,
+                                                               decoded.drop_frames), ex.text)
+    for start in starts:
+        with torch.no_grad():
+            losses = motion_losses(decoded, ExactVelocity(), pipe.vae, flow_fn, ex_decoded, emb, torch.tensor([0.9]),
+                                   noise, start)
+        assert float(losses["mora"]) < 1e-5
+    with pytest.raises(SmraboothError, match="mora-reference"):
+        config(tmp_path, mora_reference="pixels").validate()
+    with pytest.raises(SmraboothError, match="mora-max-sigma"):
+        config(tmp_path, mora_max_sigma=0).validate()
+    # a whole run with both: the decoded reference is built in training and the cap leaves steps without MoRA
+    _, final = train(tmp_path, mora_reference="decoded", mora_max_sigma=0.5, steps=4)
+    rows = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "loss" in r]
+    assert final.is_file() and len(rows) == 4 and any("mora" not in r for r in rows)

@@ -401,3 +401,17 @@ def test_cuda_graphs_setting(tmp_path, subject_dir, monkeypatch):
     compile_blocks(pipe.transformer, cuda_graphs=True)
     compile_blocks(pipe.transformer)
     assert seen == [{"mode": "reduce-overhead"}, {}]
+
+
+def test_cache_writes_through_a_temporary_of_its_own(tmp_path):
+    """Parallel runs (`bench sprites --jobs`) compute the same cache entry at once (the same clips or captions
+    in several cases): each writer must use a temporary file of its own. A shared name failed as soon as another
+    writer held it (here: another process's temporary left as a folder)."""
+    from smrabooth.data.cache import cache_key, cached
+
+    key = cache_key(kind="test")
+    (tmp_path / f".{key}.safetensors.tmp").mkdir()  # the name every writer used before
+    out = cached(tmp_path, key, lambda: {"x": torch.arange(3.0)})
+    assert torch.equal(out["x"], torch.arange(3.0))
+    assert torch.equal(cached(tmp_path, key, lambda: pytest.fail("computed again"))["x"], torch.arange(3.0))
+    assert not list(tmp_path.glob(f".{key}.safetensors.*.tmp"))

@@ -1,32 +1,23 @@
 """The web app's handlers, job queue and command, without a browser (tests/test_ui_browser.py drives the pages)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_runners import sleepy_runner, stepping_runner
 
 from smrabooth.errors import SmraboothError
-from smrabooth.recipes import DEFAULT_RECIPE
 from smrabooth_ui import handlers as h
 from smrabooth_ui.cli import host_warning, parse_auth
-from smrabooth_ui.jobs import JobQueue, error_line
+from smrabooth_ui.jobs import JobQueue, error_line, resumable
 from smrabooth_ui.profile import resolve_profile
 from smrabooth_ui.tasks import flow_to_rgb
 from smrabooth_ui.workdir import Workdir, safe_file_name, safe_name
-
-
-# ------------------------------------------------------------------------------ fake jobs (run in the worker)
-def sleepy_runner(job, profile, workdir):
-    if job["params"].get("fail"):
-        raise SmraboothError(f"{job['params']['fail']} is broken: fix it")
-    if job["params"].get("crash"):
-        raise ZeroDivisionError("division by zero")
-    (Path(workdir) / f"started-{job['title']}").write_text(str(time.time()))
-    time.sleep(job["params"].get("sleep", 0))
-    (Path(workdir) / f"ended-{job['title']}").write_text(str(time.time()))
-    return {"title": job["title"]}
 
 
 def test_safe_names_and_nothing_escapes_the_workdir(tmp_path):
@@ -57,27 +48,28 @@ def test_flow_colours_follow_the_wheel():
     assert rgb[3].tolist() == [255, 128, 128]
 
 
-def test_loss_plot_gets_new_data_first_then_the_colours_of_new_terms():
-    """Gradio's plot draws its chart again on a changed color_map, from the data it holds then: the data of
-    new terms must arrive one refresh before their colours, or their lines have no stroke."""
-    pytest.importorskip("gradio")
-    from smrabooth_ui.app import PALETTE, TERM_COLOURS, loss_plot_step
+def test_loss_curves_draw_every_term_in_its_colour_whenever_it_appears():
+    """The curves are drawn here whole at every refresh: a term that appears late (MoRA after a spatial phase,
+    a resumed run) is drawn in its colour at once, each line through all of its steps."""
+    import re
 
-    rows = [{"step": 1, "term": "flow", "value": 0.9}, {"step": 1, "term": "sura", "value": 0.4}]
-    fields, sent = loss_plot_step(None, rows)
-    assert set(fields) == {"value"} and fields["value"]["term"].tolist() == ["flow", "sura"]
-    fields, sent = loss_plot_step(sent, rows)
-    assert fields == {"color_map": {"flow": TERM_COLOURS["flow"], "sura": TERM_COLOURS["sura"]}}
-    assert loss_plot_step(sent, rows) == (None, sent)  # nothing new: nothing sent
-    more = rows + [{"step": 2, "term": "flow", "value": 0.8}, {"step": 2, "term": "sura", "value": 0.3}]
-    fields, sent = loss_plot_step(sent, more)
-    assert set(fields) == {"value"} and len(fields["value"]) == 4
-    assert loss_plot_step(sent, more)[0] is None  # same terms: the colours stand
-    odd = more + [{"step": 2, "term": "debiased", "value": 0.1}, {"step": 2, "term": "other", "value": 0.2}]
-    fields, sent = loss_plot_step(sent, odd)
-    assert set(fields) == {"value"}
-    fields, _ = loss_plot_step(sent, odd)
-    assert fields["color_map"]["debiased"] == TERM_COLOURS["debiased"] and fields["color_map"]["other"] == PALETTE[0]
+    from smrabooth_ui.curves import PALETTE, TERM_COLOURS, loss_svg
+
+    assert "first logged step" in loss_svg([], "Losses", "c") and "<polyline" not in loss_svg([], "Losses", "c")
+    rows = [{"step": s, "term": "spatial", "value": 1.0 / s} for s in (1, 2, 3)]
+    rows += [{"step": s, "term": t, "value": v} for s in (4, 5) for t, v in (("flow", 0.5), ("mora", -0.25 * s))]
+    rows += [{"step": 5, "term": "other", "value": 0.1}, {"step": 5, "term": "bad", "value": float("nan")}]
+    svg = loss_svg(rows, "Losses (flow, MoRA)", "c")
+    found = re.findall(r"data-term='([^']+)' data-points='(\d+)' points='([^']*)' fill='none' stroke='([^']+)'", svg)
+    lines = {term: (stroke, int(n), points) for term, n, points, stroke in found}
+    assert {t: (c, n) for t, (c, n, _) in lines.items()} == {
+        "spatial": (TERM_COLOURS["spatial"], 3), "flow": (TERM_COLOURS["flow"], 2), "mora": (TERM_COLOURS["mora"], 2),
+        "other": (PALETTE[0], 1)}  # a non-finite value is left out, not drawn
+    # the y axis spans every value: the highest point (spatial, step 1: 1.0) at the top, the lowest (mora,
+    # step 5: -1.25) at the bottom of the plot area
+    first_y = float(lines["spatial"][2].split()[0].split(",")[1])
+    last_y = float(lines["mora"][2].split()[-1].split(",")[1])
+    assert first_y < 30 and last_y > 200
 
 
 def test_queue_runs_jobs_one_at_a_time_in_order_and_reports_the_cli_error_line(tmp_path):
@@ -119,7 +111,139 @@ def test_cancel_a_running_job_and_restart_marks_a_running_job_interrupted(tmp_pa
     stuck["status"] = "running"
     q.path(long["id"]).write_text(json.dumps(stuck))
     q2 = JobQueue(tmp_path, {}, runner=sleepy_runner, start=False)
-    assert q2.get(long["id"])["status"] == "interrupted" and "Resume" in q2.get(long["id"])["error"]
+    try:
+        assert q2.get(long["id"])["status"] == "interrupted" and "app stopped" in q2.get(long["id"])["error"]
+    finally:
+        q2.stop()
+
+
+def test_one_app_per_work_folder(tmp_path):
+    """A lock, not a convention: a second queue on the same work folder is refused (naming the first one's
+    process) until the first stops."""
+    q = JobQueue(tmp_path, {}, runner=sleepy_runner, start=False)
+    with pytest.raises(SmraboothError, match=f"another smrabooth ui \\(process {os.getpid()}\\) uses the work folder"):
+        JobQueue(tmp_path, {}, runner=sleepy_runner, start=False)
+    q.stop()
+    JobQueue(tmp_path, {}, runner=sleepy_runner, start=False).stop()
+
+
+def test_a_new_app_waits_for_a_worker_left_running(tmp_path):
+    """A worker still holding the worker lock (an app killed mid-step) is waited for before anything starts."""
+    (tmp_path / "jobs").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(tmp_path / 'jobs' / 'worker.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(2)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.time()
+    q = JobQueue(tmp_path, {}, runner=sleepy_runner, start=False)
+    waited = time.time() - start
+    q.stop()
+    holder.wait(10)
+    assert waited > 1.0
+
+
+def test_resume_continues_the_same_job_and_remove_discards_it(tmp_path):
+    q = JobQueue(tmp_path, {}, runner=stepping_runner)
+    out = tmp_path / "runs" / "subject" / "heart-1"
+    out.mkdir(parents=True)
+    try:
+        job = q.submit("train_subject", "train subject heart", {"out": str(out), "steps": 30, "sleep": 0.1})
+        end = time.time() + 60
+        while not (out / "checkpoints" / "step-3").is_dir():
+            assert time.time() < end
+            time.sleep(0.05)
+        q.cancel(job["id"])
+        stopped = q.wait(job["id"], 30)
+        assert stopped["status"] == "cancelled" and "Resume" in stopped["error"] and resumable(stopped)
+        steps_before = len((out / "log.jsonl").read_text().splitlines())
+        again = q.resume(job["id"])
+        assert again["id"] == job["id"] and again["status"] == "queued" and again["params"]["resume"] is True
+        done = q.wait(job["id"], 60)
+        assert done["status"] == "done" and not resumable(done)
+        steps = [json.loads(ln)["step"] for ln in (out / "log.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, 31)) and steps_before >= 3  # one log, the curve unbroken
+        with pytest.raises(SmraboothError, match="nothing to resume"):
+            q.resume(job["id"])
+        # remove: a finished job's outputs stay; an unfinished one's run folder goes with it
+        q.remove(job["id"])
+        assert q.get(job["id"]) is None and (out / "subject_lora.safetensors").is_file()
+        out2 = out.with_name("heart-2")
+        out2.mkdir()
+        queued = q.submit("train_subject", "train subject heart", {"out": str(out2), "steps": 50})
+        q.cancel(queued["id"])
+        assert q.wait(queued["id"], 30)["status"] == "cancelled"
+        q.remove(queued["id"])
+        assert not out2.exists() and not (q.folder / f"{queued['id']}.json").exists()
+    finally:
+        q.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "State:\tZ" in status.read_text())  # a zombie has ended
+
+
+def test_the_worker_ends_when_its_app_is_killed(tmp_path):
+    """SIGKILL gives the app no chance to stop its worker: the worker's watchdog ends it within a second."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import sys, time\n"
+        "from smrabooth_ui.jobs import JobQueue\n"
+        "from ui_runners import sleepy_runner\n"
+        "if __name__ == '__main__':\n"
+        f"    q = JobQueue({str(tmp_path / 'work')!r}, {{}}, runner=sleepy_runner)\n"
+        "    job = q.submit('train_subject', 'long', {'sleep': 120})\n"
+        "    while not (q.get(job['id']) or {}).get('worker'):\n"
+        "        time.sleep(0.05)\n"
+        "    print(q.get(job['id'])['worker'], flush=True)\n"
+        "    time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    app = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    worker = int(app.stdout.readline())
+    end = time.time() + 60
+    while not (tmp_path / "work" / "started-long").exists():  # the worker runs the job
+        assert time.time() < end and app.poll() is None
+        time.sleep(0.1)
+    app.kill()
+    app.wait(10)
+    end = time.time() + 10
+    while alive(worker):
+        assert time.time() < end, "the worker outlived its app"
+        time.sleep(0.1)
+    q = JobQueue(tmp_path / "work", {}, runner=sleepy_runner, start=False)  # the next app: interrupted, never done
+    try:
+        assert [j["status"] for j in q.list()] == ["interrupted"]
+    finally:
+        q.stop()
+
+
+def test_a_restart_settles_a_job_the_app_could_not_record(tmp_path):
+    """Never 'done' and 'interrupted' at once: a training whose LoRA is whole is done; else interrupted."""
+    q = JobQueue(tmp_path, {}, runner=stepping_runner, start=False)
+    runs = {}
+    for name, finished in (("a-1", True), ("b-1", False)):
+        out = tmp_path / "runs" / "subject" / name
+        (out / "checkpoints" / "step-2").mkdir(parents=True)
+        (out / "checkpoints" / "step-2" / "state.json").write_text("{}")
+        if finished:
+            (out / "subject_lora.safetensors").write_bytes(b"lora")
+        runs[name] = q.submit("train_subject", name, {"out": str(out), "steps": 5})
+        q._update(runs[name]["id"], status="running", started=time.time())
+    q.stop()  # what a killed app leaves: the jobs still say running
+    for name in runs:
+        q._update(runs[name]["id"], status="running", finished=None, error=None)
+    q = JobQueue(tmp_path, {}, runner=stepping_runner, start=False)
+    try:
+        a, b = q.get(runs["a-1"]["id"]), q.get(runs["b-1"]["id"])
+        assert a["status"] == "done" and a["result"]["lora"].endswith("subject_lora.safetensors") and not resumable(a)
+        assert b["status"] == "interrupted" and resumable(b)
+    finally:
+        q.stop()
 
 
 def test_error_line_is_the_clis():
@@ -167,14 +291,16 @@ def test_subject_upload_prepare_remove_and_queue_training(app):
     assert not (app.wd.subject("heart") / "data" / "masks").exists()
     with pytest.raises(SmraboothError, match="steps must be positive"):
         h.train_subject(app, "heart", 0, 4, 1e-4)
-    with pytest.raises(SmraboothError, match="nothing to resume"):
-        h.train_subject(app, "heart", 3, 4, 1e-4, resume=True)
+    with pytest.raises(SmraboothError, match="nothing to resume: no subject training of heart"):
+        h.resume_training(app, "subject", "heart")
     job = h.train_subject(app, "heart", 3, 4, 1e-4)
     assert job["status"] == "queued" and job["params"]["use_mask"] is False
     assert Path(job["params"]["out"]).parent == app.wd.runs("subject")
     with pytest.raises(SmraboothError, match="already queued"):
         h.train_subject(app, "heart", 3, 4, 1e-4)
-    assert h.train_view(app, "train_subject").status == f"queued: train subject heart ({DEFAULT_RECIPE}, 3 steps)"
+    recipe = app.profile.recipe  # the demo's, on the sprites model
+    assert h.train_view(app, "train_subject").status.startswith(f"queued: train subject heart ({recipe}, 3 steps) · "
+                                                                "takes about")
 
 
 def test_train_view_reads_progress_and_losses_from_the_run_folder(app):
@@ -188,7 +314,9 @@ def test_train_view_reads_progress_and_losses_from_the_run_folder(app):
         (run / "validation" / f"step-{s}.mp4").write_bytes(b"")
     app.queue._update(job["id"], status="running")
     v = h.train_view(app, "train_motion")
-    assert v.progress == 0.75 and v.status == "running: train motion m (4 steps) (75%)"
+    # the time left from the run's own steps (the log's seconds: 1 s per step), with what it rests on
+    assert v.progress == 0.75
+    assert v.status == "running: train motion m (4 steps) · step 3/4 · about 1 s left (measured in this run: 1 s/step)"
     assert {(r["step"], r["term"]) for r in v.losses} == {(s, t) for s in (1, 2, 3) for t in ("flow", "mora")}
     assert v.validation.endswith("step-10.mp4")
 
@@ -218,8 +346,8 @@ def test_the_mask_tool_is_a_queued_job_with_the_clis_masks(tmp_path, sprites_pro
     app = h.UiApp(tmp_path / "work", profile, start_jobs=False)
     try:
         h.add_subject_photos(app, "dog", photos)
-        line = h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1], "a dog")
-        assert line.startswith("queued: masks of dog by the mask tool ('a dog')")
+        assert h.prepare_subject_data(app, "dog", h.MASK_SOURCES[1], "a dog") == ""  # the job's own line says it
+        assert h.mask_tool_view(app, "dog").startswith("mask tool: queued: masks of dog by the mask tool ('a dog')")
         data = app.wd.subject("dog") / "data"
         assert not data.exists() and h.mask_tool_view(app, "dog").startswith("mask tool: queued")  # nothing ran here
         with pytest.raises(SmraboothError, match="already queued"):
@@ -345,3 +473,165 @@ def test_a_recipe_reaches_the_jobs_config_under_the_bundles_sizes(app, test_reci
     app.queue.cancel(job["id"])
     job = h.generate(app, None, None, "a dog", preset="test")
     assert job["params"]["config"]["negative_prompt"] == "blurry"  # the recipe's when the page leaves it
+
+
+# ------------------------------------------------------------------------------------------ the pages' terms
+def test_messages_in_the_pages_terms(tmp_path, monkeypatch):
+    """No command-line flag the page has no control for, no Gradio upload path; the app's own command line is
+    named when only it can help."""
+    from smrabooth_ui.messages import page_terms
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    upload = tmp_path / "gradio" / "0a1b2c" / "notes.png"
+    assert page_terms(f"smrabooth prepare-subject: {upload} is not a readable image (cannot identify {upload})") == \
+        "notes.png is not a readable image (cannot identify notes.png)"
+    too_short = ("clip.mp4 is 0.20 s long: 17 frames at 15 fps need 1.13 s. Use a longer clip, fewer --frames (4k+1), "
+                 "a lower --fps, or --loop to repeat the clip")
+    said = page_terms(too_short)
+    assert "--" not in said and "fewer Frames (4k+1), a lower fps, or an earlier 'Start (s)'" in said
+    assert page_terms("download it and pass it with --aesthetic-head") == \
+        "download it and start the app with it (smrabooth ui --aesthetic-head FILE)"
+    assert page_terms("steps: 'x' (--steps must be positive; see --mixed-precision)") == \
+        "steps: 'x' ('Steps' must be positive; see mixed precision)"
+    assert page_terms(f"{tmp_path}/work/runs/a-1/log.jsonl line 3", tmp_path / "work") == "runs/a-1/log.jsonl line 3"
+
+
+def test_display_names_keep_the_words_the_folders_are_safe(app):
+    from smrabooth_ui.workdir import display_name
+
+    assert display_name("my heart!") == "my heart" and display_name("  Rex (the dog) ") == "Rex the dog"
+    assert display_name("chien d'eau-douce") == "chien d'eau-douce" and display_name("猫 cat") == "猫 cat"
+    with pytest.raises(SmraboothError, match="no letters or digits"):
+        display_name("?!")
+    ex = app.examples
+    h.add_subject_photos(app, "my heart!", ex.subject_images, ex.subject_masks)
+    assert h.prepare_subject_data(app, "my heart!") == "prepared 4 photo(s) of my heart: check the contact sheet"
+    data = app.wd.root / "subjects" / "my_heart" / "data"
+    assert "a picture of V* my heart" in (data / "metadata.csv").read_text()
+    job = h.train_subject(app, "my heart!", 3, 4, 1e-4, validate_every=1)
+    assert job["title"].startswith("train subject my heart (") and job["params"]["validation_prompt"] == \
+        "a picture of V* my heart"
+    assert h.recent_names(app)[0] == "my heart"
+
+
+def test_a_long_job_asks_for_a_second_click_and_says_what_its_estimate_rests_on(app):
+    from smrabooth_ui import eta
+
+    ex = app.examples
+    h.add_subject_photos(app, "heart", ex.subject_images, ex.subject_masks)
+    h.prepare_subject_data(app, "heart")
+    params = {"use_sura": True, "recipe": app.profile.recipe}
+    app.costs.record(eta.cost_key(app.profile, "train_subject", params), per_step=4.0, overhead=30.0)
+    with pytest.raises(h.LongJob, match=r"^Training the subject LoRA \(200 steps\) would take about 13 min 50 s "
+                       r"\(measured on this machine: 4 s/step in 1 earlier job\) on this CPU\. Click Train again") as e:
+        h.train_subject(app, "heart", 200, 16, 5e-4)
+    assert app.queue.list() == []  # nothing queued at the first click
+    with pytest.raises(h.LongJob):  # other settings: another warning
+        h.train_subject(app, "heart", 300, 16, 5e-4, confirm=e.value.token)
+    job = h.train_subject(app, "heart", 200, 16, 5e-4, confirm=e.value.token)
+    # checkpoints every 20 s of estimated work: a resume redoes under a minute even 3x slower
+    assert job["status"] == "queued" and job["params"]["checkpoint_every"] == 5
+    assert not _long(app, 100)  # 100 steps: about 7 min, no question asked
+
+
+def _long(app, steps):
+    from smrabooth_ui import eta
+
+    params = {"use_sura": True, "recipe": app.profile.recipe, "steps": steps}
+    return eta.estimate(app.costs, app.profile, "train_subject", params).seconds > eta.WARN_SECONDS
+
+
+def test_costs_are_measured_from_finished_jobs(tmp_path, sprites_profile):
+    from smrabooth_ui import eta
+
+    run = tmp_path / "run"
+    run.mkdir()
+    # a first call killed after step 3, resumed from step 2: the newest call's steps are 3.5 s apart
+    records = [{"step": 1, "seconds": 9.0}, {"step": 2, "seconds": 10.0}, {"step": 3, "seconds": 11.0},
+               {"step": 3, "seconds": 2.0}, {"step": 4, "seconds": 5.5}, {"step": 5, "seconds": 9.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert [r["step"] for r in eta.call_records(records)] == [3, 4, 5]
+    job = {"kind": "train_motion", "status": "done", "started": 100.0, "finished": 130.0,
+           "params": {"out": str(run), "steps": 5, "use_mora": True, "recipe": "paper"}}
+    assert eta.measure(job) == (3.5, 30.0 - 3.5 * 3)
+    gen = {"kind": "generate", "status": "done", "started": 0.0, "finished": 50.0,
+           "params": {"config": {"steps": 10, "frames": 17, "height": 128, "width": 128, "guidance": 5.0},
+                      "baseline": True, "subject_lora": "x"}, "result": {"result_seconds": 20.0, "baseline_seconds": 20.0}}
+    assert eta.measure(gen) == (2.0, 10.0) and eta.job_steps("generate", gen["params"]) == 20
+    costs = eta.Costs(tmp_path / "costs.json")
+    eta.record_job(costs, sprites_profile, job)
+    eta.record_job(costs, sprites_profile, {**job, "finished": 160.0})  # the newest weighs half
+    key = eta.cost_key(sprites_profile, "train_motion", job["params"])
+    assert key == "sprites|cpu|train_motion:mora|paper|" and costs.get(key)["jobs"] == 2
+    assert costs.get(key)["overhead"] == pytest.approx((19.5 + 49.5) / 2)
+    est = eta.estimate(costs, sprites_profile, "train_motion", job["params"])
+    assert est.seconds == pytest.approx(34.5 + 5 * 3.5) and "in 2 earlier jobs" in est.basis
+    assert eta.checkpoint_every(est, 100, 100) == 5 and eta.checkpoint_every(est, 8, 100) == 2
+    assert eta.checkpoint_every(eta.Estimate(None, "?"), 200, 100) == 50
+    assert eta.duration(42) == "about 42 s" and eta.duration(3725) == "about 1 h 02 min"
+
+
+def test_result_labels_and_cards(app):
+    """A generation says what made it; a no-LoRA one is the plain model and is its own baseline. Cards are
+    fixed boxes with their names and downloads."""
+    assert h.result_labels({"subject_lora": "/w/runs/subject/heart-1/subject_lora.safetensors",
+                            "motion_lora": "/w/runs/motion/spiral-2/motion_lora.safetensors",
+                            "config": {"injection": "sparse"}})[0] == "Result: subject heart-1 + motion spiral-2 (sparse injection)"
+    result, baseline = h.result_labels({"subject_lora": None, "motion_lora": None, "config": {}})
+    assert result == "Result: no LoRA (the plain model)" and "same video" in baseline
+    assert "No finished LoRA yet" in h.library_html(app) and "No video yet" in h.past_generations_html(app)
+    run = app.wd.runs("subject") / "my_heart-1"
+    run.mkdir(parents=True)
+    (run / "subject_lora.safetensors").write_bytes(b"x")
+    from PIL import Image
+
+    Image.new("RGB", (300, 40)).save(run / "thumbnail.png")  # a wide picture: fitted into the box, not cropped
+    cards = h.library_html(app)
+    assert cards.count("<figure class='smra-card'") == 1 and "<figcaption title='subject: my_heart-1'>" in cards
+    assert f"href='/gradio_api/file={run.resolve()}/subject_lora.safetensors'" in cards and "download=" in cards
+    video = app.wd.root / "videos" / "20260101-000000-1"
+    video.mkdir(parents=True)
+    (video / "result.mp4").write_bytes(b"x")
+    (video / "settings.json").write_text(json.dumps({"config": {"prompt": "a <b>V*</b> heart", "seed": 3},
+                                                     "subject_lora": None, "motion_lora": None}))
+    past = h.past_generations_html(app)
+    assert "<figure class='smra-card big'" in past and "a &lt;b&gt;V*&lt;/b&gt; heart · no LoRA · seed 3" in past
+    assert "<video src=" in past and "data-file='result.mp4'" in past and "baseline.mp4" not in past
+
+
+def test_the_job_page_shows_a_readable_log_and_the_newest_steps(app):
+    run = app.wd.runs("subject") / "heart-1"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "flow": 0.5 / s, "sura": -0.25, "lr": 1e-4,
+                                                       "seconds": 2.0 * s}) + "\n" for s in (1, 2, 3)))
+    job = app.queue.submit("train_subject", "train subject heart (paper, 5 steps)",
+                           {"out": str(run), "steps": 5, "use_sura": True, "recipe": "paper"})
+    (app.queue.folder / f"{job['id']}.log").write_text(
+        "--- start\nLoading:   0%|  | 0/5\rLoading: 100%|##| 5/5\n\x1b[ALoading weights: 100%\n\n")
+    app.queue._update(job["id"], status="running", started=time.time())
+    d = h.job_detail(app, job["id"])
+    assert d.log.splitlines() == ["--- start", "Loading: 100%|##| 5/5", "Loading weights: 100%",
+                                  "step 1: flow 0.5, sura -0.25 (2 s)", "step 2: flow 0.25, sura -0.25 (4 s)",
+                                  "step 3: flow 0.1667, sura -0.25 (6 s)"]
+    assert d.can_cancel and not d.can_resume and not d.can_remove and d.progress == 0.6
+    assert "step 3/5 · about 4 s left (measured in this run: 2 s/step)" in d.status
+    assert [label for label, _ in h.job_choices(app)] == [
+        time.strftime("%m-%d %H:%M:%S", time.localtime(job["created"])) + " · train subject heart (paper, 5 steps) · running"]
+
+
+def test_every_job_has_an_estimate_once_one_like_it_ran(tmp_path, sprites_profile):
+    """Evaluations and the mask tool count videos x metrics and photos; measured, they are estimated too."""
+    from smrabooth_ui import eta
+
+    costs = eta.Costs(tmp_path / "costs.json")
+    params = {"items": [{}, {}], "metrics": ["dino_i", "clip_t", "clip_i"], "tracker": "searaft"}
+    assert not eta.estimate(costs, sprites_profile, "evaluate", params).known
+    eta.record_job(costs, sprites_profile, {"kind": "evaluate", "status": "done", "started": 0.0, "finished": 30.0,
+                                            "params": params})
+    est = eta.estimate(costs, sprites_profile, "evaluate", {**params, "items": [{}] * 4})
+    assert est.seconds == pytest.approx(60.0) and "5 s/video and metric" in est.basis
+    mask = {"photos": 3}
+    eta.record_job(costs, sprites_profile, {"kind": "prepare_subject", "status": "done", "started": 0.0,
+                                            "finished": 12.0, "params": mask})
+    assert eta.estimate(costs, sprites_profile, "prepare_subject", {"photos": 5}).text() == \
+        "about 20 s (measured on this machine: 4 s/photo in 1 earlier job)"

@@ -104,7 +104,14 @@ class MotionRecipe:
     window_wrap: str = "fit"  # fit: every start whose window fits; reach: back to 0 once start + window reaches the end
     drop_frames: int = 5  # decoded warm-up frames dropped from each window
     mora_frame_range: str = "matched"  # matched: both frame sets in [0, 255] for SEA-RAFT; authors: prediction [-255, 255]
+    mora_decode: str = "whole"  # whole: the window decoded in one pass; tiled: in 30x52-latent tiles (the authors')
     flow_units: str = "pixels"  # pixels: L1 of flows in pixels; size: x / width and y / height, summed over x and y
+    # Not in the paper (1.0 and "frames" are its method): MoRA only on draws with sigma <= mora_max_sigma (above
+    # ~0.7 the one-step estimate is too blurred to move); its target the reference clip's flows ("frames") or
+    # those of the clip's own clean latent decoded window by window as z0_hat is ("decoded": a target the VAE
+    # can reach; the same as "frames" for a VAE that reconstructs the clip's motion)
+    mora_max_sigma: float = 1.0
+    mora_reference: str = "frames"
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ OFFICIAL = Recipe(
     motion=MotionRecipe(steps=250, batch_size=2, layer_types=("v", "o", "ffn.0", "ffn.2"), shift=1.0,
                         timestep_weight="bell", warmup_steps=0, warmup_factor=1 / 3, max_grad_norm=0.0,
                         debiased=True, window_wrap="reach", flow_units="size", clip_timing="first",
-                        mora_frame_range="authors", lora_dtype="bf16", timestep_rounding="bf16",
+                        mora_frame_range="authors", mora_decode="tiled", lora_dtype="bf16", timestep_rounding="bf16",
                         resize_filter="bilinear"),
     sampler=OFFICIAL_SAMPLER,
 )

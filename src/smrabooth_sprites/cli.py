@@ -12,14 +12,9 @@ from pathlib import Path
 
 from smrabooth.errors import SmraboothError
 
-# Defaults that keep `smrabooth demo` under 10 minutes on 2 CPU cores with the "small" bundle
-# (measured with a random-weight bundle; docs/demo.md).
-DEMO_SUBJECT_STEPS = 200
-DEMO_MOTION_STEPS = 16
-DEMO_GEN_STEPS = 20
-# The bench's motion LoRA steps: on the v6 bundle 400 make a motion LoRA draw its own training clip's path from its
-# own caption, 100 do not (benchmarks/history/official-recipe.md). Meant for a GPU: a MoRA step is seconds on a CPU.
-BENCH_MOTION_STEPS = 400
+from .experiment import BENCH_MOTION_STEPS, DEMO_SETTINGS, ExperimentSettings
+
+BENCH = ExperimentSettings()  # the bench's defaults: the recipe's method as written, the lab's sizes
 
 
 def register(subparsers) -> None:
@@ -38,10 +33,10 @@ def register_demo(subparsers) -> None:
         "held-out motion, generates the combined prompt with sparse LoRA injection and without LoRAs (same seed), "
         "scores both against the ground truth and writes report.html.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(p)
+    _common(p, DEMO_SETTINGS)
     p.add_argument("--out", default="smrabooth-demo", help="output folder")
-    p.add_argument("--subject-steps", type=int, default=DEMO_SUBJECT_STEPS, help="subject LoRA training steps")
-    p.add_argument("--motion-steps", type=int, default=DEMO_MOTION_STEPS, help="motion LoRA training steps")
+    p.add_argument("--subject-steps", type=int, default=DEMO_SETTINGS.subject_steps, help="subject LoRA training steps")
+    p.add_argument("--motion-steps", type=int, default=DEMO_SETTINGS.motion_steps, help="motion LoRA training steps")
     p.add_argument("--seed", type=int, default=0, help="generation seed (the baseline uses the same)")
     p.add_argument("--subject", default="heart", help="held-out subject (heart, star, hexagon, crescent or 0..3)")
     p.add_argument("--motion", default="spiral", help="held-out motion family (figure-eight or spiral)")
@@ -56,16 +51,16 @@ def register_bench(subparsers) -> None:
         description="Runs every (held-out subject, held-out motion) case with every variant and seed, and prints "
         "the paper-style table (variant rows x metric columns, mean ± 95%% interval over cases and seeds).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(s)
+    _common(s, BENCH)
     s.add_argument("--out", required=True, help="output folder (results.json, results.csv, table.md, cases/)")
     s.add_argument("--subjects", default=None,
                    help="N (the first N held-out subjects) or names/indices: heart,star (default: all 4)")
     s.add_argument("--motions", default=None, help="held-out families: figure-eight,spiral (default: both)")
     s.add_argument("--seeds", type=int, default=3, help="generation seeds per case and variant (0..N-1)")
     s.add_argument("--variants", default="full,no_sura,no_mora,base",
-                   help="comma list of: full, no_sura, no_mora, dense, base, tpoint_{5,15,25,45}, "
-                        "early_{0.1,0.5,0.8}, subject_all_layers, motion_all_layers")
-    s.add_argument("--subject-steps", type=int, default=150, help="subject LoRA training steps")
+                   help="comma list of: full, no_sura, no_mora, dense, base, subject_only, motion_only, "
+                        "tpoint_{5,15,25,45}, early_{0.1,0.5,0.8}, subject_all_layers, motion_all_layers")
+    s.add_argument("--subject-steps", type=int, default=BENCH.subject_steps, help="subject LoRA training steps")
     s.add_argument("--motion-steps", type=int, default=BENCH_MOTION_STEPS,
                    help="motion LoRA training steps (fewer than about 400 do not reproduce even the LoRA's own clips)")
     s.add_argument("--no-subject-stills", action="store_true",
@@ -74,19 +69,28 @@ def register_bench(subparsers) -> None:
     s.add_argument("--resume", action="store_true",
                    help="continue in --out instead of refusing it: reuse its trained LoRAs (e.g. to add variants) "
                         "and keep the videos and scores of an earlier call with the same settings")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="cases run at once, one process each (e.g. 8 on one GPU: the lab's models are small); CPU "
+                        "threads are split between them; each case's log is in OUT/parts/<case>/log.txt")
     s.set_defaults(func=run_bench)
 
 
-def _common(p) -> None:
+def _common(p, defaults: ExperimentSettings) -> None:
     p.add_argument("--model", default=None, help="SMRA-Sprites bundle folder (default: the one shipped with "
                    "smrabooth_sprites)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train and generate")
-    p.add_argument("--gen-steps", type=int, default=DEMO_GEN_STEPS, help="denoising steps per video")
-    p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale")
-    p.add_argument("--lr", type=float, default=5e-4, help="LoRA learning rate (both LoRAs)")
-    p.add_argument("--recipe", default="paper", choices=["paper", "official"],
+    p.add_argument("--gen-steps", type=int, default=defaults.gen_steps, help="denoising steps per video")
+    p.add_argument("--guidance", type=float, default=defaults.guidance, help="classifier-free guidance scale")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="LoRA learning rate (both LoRAs)")
+    p.add_argument("--recipe", default=defaults.recipe, choices=["paper", "official"],
                    help="the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, lr, sizes) "
                         "on top; the videos are sampled with the lab's own sampler either way")
+    p.add_argument("--subject-layers", default=",".join(defaults.subject_layer_types or ()) or None,
+                   help="layer types the subject LoRA is trained on, e.g. q,k,ffn.0 (\"\": the recipe's)")
+    p.add_argument("--mora-max-sigma", type=float, default=defaults.mora_max_sigma,
+                   help="MoRA only at training draws with sigma at most this (1: every draw)")
+    p.add_argument("--mora-reference", default=defaults.mora_reference, choices=["frames", "decoded"],
+                   help="MoRA's target: the clip's frames' flows, or those of its latent decoded as the estimate is")
     p.add_argument("--no-motion-fidelity", action="store_true",
                    help="skip the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
@@ -120,7 +124,9 @@ def _settings(args, out: Path, subject_steps: int, motion_steps: int):
     return settings_for_bundle(ExperimentSettings(
         model=str(model), out=str(out), subject_steps=subject_steps, motion_steps=motion_steps,
         gen_steps=args.gen_steps, guidance=args.guidance, lr=args.lr, device=args.device,
-        progress=not args.no_progress, motion_fidelity=not args.no_motion_fidelity, recipe=args.recipe))
+        progress=not args.no_progress, motion_fidelity=not args.no_motion_fidelity, recipe=args.recipe,
+        subject_layer_types=args.subject_layers or None, mora_max_sigma=args.mora_max_sigma,
+        mora_reference=args.mora_reference))
 
 
 def run_demo(args) -> int:
@@ -164,12 +170,18 @@ def run_bench(args) -> int:
     cases = make_cases(parse_subjects(args.subjects), parse_motions(args.motions))
     if args.seeds < 1:
         raise SmraboothError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise SmraboothError(f"--jobs must be at least 1, got {args.jobs}")
     settings = _settings(args, Path(args.out), args.subject_steps, args.motion_steps)
     out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
                       command="bench sprites")
+    seeds, stills = list(range(args.seeds)), not args.no_subject_stills
     try:
-        table = runs.run_bench(settings, cases, variants, list(range(args.seeds)), out, resume=args.resume,
-                               subject_stills=not args.no_subject_stills)
+        if args.jobs > 1 and len(cases) > 1:
+            table = runs.run_bench_parallel(settings, cases, variants, seeds, out, min(args.jobs, len(cases)),
+                                            resume=args.resume, subject_stills=stills)
+        else:
+            table = runs.run_bench(settings, cases, variants, seeds, out, resume=args.resume, subject_stills=stills)
     except BaseException:
         restore_out(out)  # a run set aside by --overwrite comes back; a resumable one stays otherwise
         raise

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
-from smrabooth.recipes import PAPER
+from smrabooth.recipes import PAPER, get_recipe
 
-from .cli import BENCH_MOTION_STEPS
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
 
@@ -134,6 +133,9 @@ def _variants() -> dict[str, Variant]:
         Variant("no_mora", motion="plain", description="motion LoRA trained without MoRA"),
         Variant("dense", injection="dense", description="both LoRAs on every layer at constant scale 1"),
         Variant("base", subject=None, motion=None, description="no LoRA (the floor)"),
+        # one LoRA alone, where sparse injection puts it: which of the two a difference comes from
+        Variant("subject_only", motion=None, description="the subject LoRA alone (SuRA), sparse injection"),
+        Variant("motion_only", subject=None, description="the motion LoRA alone (MoRA), sparse injection"),
     ]
     v += [Variant(f"tpoint_{t}", t_point_paper=t, description=f"T_point {t} of {_PAPER.steps}")
           for t in (5, 15, 25, 45)]
@@ -163,6 +165,11 @@ def parse_variants(text: str | list | None) -> list[Variant]:
 
 
 # --------------------------------------------------------------------------------------------- settings
+# The bench's motion LoRA steps: on the v6 bundle 400 make a motion LoRA draw its own training clip's path from its
+# own caption, 100 do not (benchmarks/history/official-recipe.md). Meant for a GPU: a MoRA step is seconds on a CPU.
+BENCH_MOTION_STEPS = 400
+
+
 @dataclass
 class ExperimentSettings:
     """Everything but the cases and variants; sizes come from the bundle (sprites.json)."""
@@ -184,17 +191,46 @@ class ExperimentSettings:
     motion_fidelity: bool = True  # the SEA-RAFT-tracked measure (the slowest part of scoring on a CPU)
     cache_dir: str | None = None  # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
     recipe: str = "paper"  # the trainers' recipe (the lab's results so far are the paper's; official: --recipe)
+    # on top of the recipe (None / its values: the recipe's own); docs/bench-sprites.md, "Diagnosis", says why
+    subject_layer_types: tuple[str, ...] | None = None  # where the subject LoRA is trained
+    mora_max_sigma: float = 1.0  # MoRA only at draws with sigma at most this
+    mora_reference: str = "frames"  # or "decoded": MoRA's target is what the bundle's VAE makes of the clip
     # filled from the bundle
     size: int = 128
     frames: int = 17
     fps: float = 15.0
 
     def validate(self) -> ExperimentSettings:
+        from smrabooth.align.mora import MORA_REFERENCES
+        from smrabooth.lora.targets import parse_layer_types
+
+        get_recipe(self.recipe)
+        if self.subject_layer_types is not None:
+            self.subject_layer_types = parse_layer_types(self.subject_layer_types)
+        if not 0 < self.mora_max_sigma <= 1:
+            raise SmraboothError(f"--mora-max-sigma must be in (0, 1], got {self.mora_max_sigma}")
+        if self.mora_reference not in MORA_REFERENCES:
+            raise SmraboothError(f"--mora-reference {self.mora_reference!r}: choose {', '.join(MORA_REFERENCES)}")
         for k in ("subject_steps", "motion_steps", "gen_steps", "subject_rank", "motion_rank", "subject_images",
                   "motion_clips"):
             if getattr(self, k) < 1:
                 raise SmraboothError(f"{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
         return self
+
+
+# The demo's settings: `smrabooth demo` and the web app on this world (docs/demo.md). A held-out subject and
+# motion trained and generated in about 4 minutes on 2 CPU cores; chosen from the diagnosis in
+# docs/bench-sprites.md: the subject LoRA trained where sparse injection applies it (q, k, ffn.0), MoRA against
+# what the bundle's VAE can show of the clip (`mora_reference="decoded"`) and only where the one-step estimate
+# is sharp and a MoRA step is affordable on a CPU (sigma <= 0.2, 1 draw in 20 under shift 5).
+DEMO_SETTINGS = ExperimentSettings(subject_steps=200, motion_steps=400, gen_steps=20, recipe="paper",
+                                   subject_layer_types=("q", "k", "ffn.0"), mora_max_sigma=0.2,
+                                   mora_reference="decoded")
+
+
+def demo_settings(model: str | None = None, device: str = "cpu", **changes) -> ExperimentSettings:
+    """`DEMO_SETTINGS` on a bundle (default: the shipped one; sizes from its sprites.json), with `changes`."""
+    return settings_for_bundle(replace(DEMO_SETTINGS, model=str(resolve_bundle(model)), device=device, **changes))
 
 
 def resolve_bundle(model: str | None) -> Path:
@@ -260,6 +296,12 @@ def _run_settings(settings: ExperimentSettings, run: Path) -> dict:
             "gradient_checkpointing": settings.device != "cpu", "save_dtype": "fp32", "cache_dir": settings.cache_dir}
 
 
+# The MoRA decode stores its activations: the lab's VAE at 128 px needs little memory, and recomputing them
+# (the trainer's default, for Wan at 832x480) made a MoRA step 1.5x slower on the CPU (16.2 s against 10.7 s
+# under load, scripts/diagnose_mora.py's machine; the same values).
+LAB_VAE_CHECKPOINTING = "none"
+
+
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
     """The motion LoRA's training settings under `settings.recipe`: `motion_steps` steps of its one motion LoRA,
     the MoRA window that fits the bundle's clips."""
@@ -270,7 +312,22 @@ def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Pat
         settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
         alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
         fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
-        window=window, drop_frames=drop, window_stride=stride, **_run_settings(settings, run))
+        window=window, drop_frames=drop, window_stride=stride, mora_max_sigma=settings.mora_max_sigma,
+        mora_reference=settings.mora_reference, vae_checkpointing=LAB_VAE_CHECKPOINTING,
+        **_run_settings(settings, run))
+
+
+def subject_train_config(settings: ExperimentSettings, subject_dir: Path, run: Path, use_sura: bool):
+    """The subject LoRA's training settings under `settings.recipe`, with the lab's steps, rank, lr and size
+    and the bundle's DINOv2 as SuRA's encoder."""
+    from smrabooth.train.subject import SubjectTrainConfig
+
+    model_dir = Path(settings.model).resolve()
+    layers = {"layer_types": settings.subject_layer_types} if settings.subject_layer_types else {}
+    return SubjectTrainConfig.from_recipe(
+        settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
+        alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(model_dir / "dinov2"),
+        use_sura=use_sura, projector_width=256, **layers, **_run_settings(settings, run))
 
 
 def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,
@@ -294,10 +351,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     model_dir = str(Path(settings.model).resolve())
     start = time.time()
     if which == "subject":
-        cfg = SubjectTrainConfig.from_recipe(
-            settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
-            alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(Path(model_dir) / "dinov2"),
-            use_sura=kind == "sura", projector_width=256, **_run_settings(settings, run))
+        cfg = subject_train_config(settings, subject_dir, run, use_sura=kind == "sura")
         log(f"[{case.name}] training the subject LoRA ({'SuRA' if kind == 'sura' else 'no SuRA'}, "
             f"{cfg.steps} steps)")
         train_subject(cfg, models.pipe, models.dinov2 if kind == "sura" else None, model_id=model_dir,
@@ -434,7 +488,7 @@ def run_subject_stills(settings: ExperimentSettings, case: Case, kinds: list[str
 
 
 def experiment_header(settings: ExperimentSettings, cases: list[Case], variants: list[Variant], seeds: list[int]) -> dict:
-    s = asdict(settings)
+    s = json.loads(json.dumps(asdict(settings)))  # as results.json holds it (tuples as lists), for --resume
     s.pop("progress")
     return {"settings": s, "cases": [c.name for c in cases], "variants": {v.name: asdict(v) for v in variants},
             "seeds": seeds, "mora_window": dict(zip(("window", "drop", "stride"), mora_window(settings.frames)))}
@@ -442,6 +496,8 @@ def experiment_header(settings: ExperimentSettings, cases: list[Case], variants:
 
 __all__ = [
     "BACKGROUND_ORDER",
+    "BENCH_MOTION_STEPS",
+    "DEMO_SETTINGS",
     "VARIANTS",
     "Case",
     "CaseResult",
@@ -449,6 +505,7 @@ __all__ = [
     "Variant",
     "case_dir",
     "default_background",
+    "demo_settings",
     "experiment_header",
     "generation_config",
     "make_cases",

@@ -169,6 +169,36 @@ def finished_rows(out: Path, header: dict, rows: str = "rows", group: str = "var
 
 
 STILL_COLUMNS = ["dino_i", "fg_color"]
+LOWER_IS_BETTER = ("bg_dist",)
+
+
+def paired_wins(rows: list[dict], columns: list[str], against: str = "base") -> dict:
+    """{variant: {column: [wins, ties, losses]}}: each (case, seed) of a variant against the same case and seed
+    of `against` (the no-LoRA floor by default), per column (bg_dist: lower wins). Variants without such pairs
+    are left out."""
+    floor = {(r["case"], r["seed"]): r for r in rows if r["variant"] == against}
+    out: dict = {}
+    for r in rows:
+        other = floor.get((r["case"], r["seed"]))
+        if r["variant"] == against or other is None:
+            continue
+        counts = out.setdefault(r["variant"], {c: [0, 0, 0] for c in columns})
+        for c in columns:
+            a, b = r.get(c), other.get(c)
+            if a is None or b is None:
+                continue
+            sign = (a > b) - (a < b)
+            counts[c][1 - (-sign if c in LOWER_IS_BETTER else sign)] += 1
+    return out
+
+
+def wins_table(wins: dict, columns: list[str], against: str = "base") -> str:
+    """Markdown: per variant and column, 'wins / ties / losses' against `against` over its (case, seed) pairs."""
+    head = f"| variant (against {against}: wins / ties / losses) | " + " | ".join(columns) + " |"
+    lines = [head, "|---|" + "---:|" * len(columns)]
+    for v, counts in wins.items():
+        lines.append(f"| {v} | " + " | ".join("/".join(map(str, counts[c])) for c in columns) + " |")
+    return "\n".join(lines)
 
 
 def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict,
@@ -181,18 +211,23 @@ def write_bench_results(out: Path, header: dict, rows: list[dict], trained: dict
     summary = summarize(rows, columns, group="variant")
     text = format_table(summary, columns, digits=_digits, first="variant")
     md = format_table(summary, columns, labels={c: c for c in columns}, digits=_digits, markdown=True, first="variant")
-    stills = {}
+    extra = {}
+    wins = paired_wins(rows, columns)
+    if wins:
+        extra["wins"] = wins
+        md += ("\n\nEach (case, seed) against the same case and seed without LoRAs (base): how many it beats, ties "
+               "and loses on each measure (bg_dist: lower beats).\n\n" + wins_table(wins, columns))
     if still_rows:
-        stills["still_summary"] = summarize(still_rows, STILL_COLUMNS, group="lora")
-        stills["still_rows"] = still_rows
+        extra["still_summary"] = summarize(still_rows, STILL_COLUMNS, group="lora")
+        extra["still_rows"] = still_rows
         text += "\n\nsubject LoRA alone, one-frame stills\n" + format_table(
-            stills["still_summary"], STILL_COLUMNS, digits=_digits, first="subject LoRA")
+            extra["still_summary"], STILL_COLUMNS, digits=_digits, first="subject LoRA")
         md += ("\n\nThe subject LoRA alone: one-frame stills of its own caption ('a picture of V* <shape>'), the "
                "LoRA on all its layers at scale 1, mean ± 95% interval over cases and seeds.\n\n" + format_table(
-                   stills["still_summary"], STILL_COLUMNS, labels={c: c for c in STILL_COLUMNS}, digits=_digits,
+                   extra["still_summary"], STILL_COLUMNS, labels={c: c for c in STILL_COLUMNS}, digits=_digits,
                    markdown=True, first="subject LoRA"))
     (out / "results.json").write_text(json.dumps({**header, "trained": trained, "summary": summary, "rows": rows,
-                                                  **stills}, indent=1) + "\n")
+                                                  **extra}, indent=1) + "\n")
     keys = ["case", "subject", "family", "background", "variant", "seed", "t_point", *BENCH_COLUMNS,
             "family_detected", "bg_detected", "gen_seconds", "video"]
     with open(out / "results.csv", "w", newline="") as f:

@@ -5,9 +5,11 @@ scored, with a report) and `run_bench` (cases x variants x seeds, scored into a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from .experiment import (
@@ -20,6 +22,8 @@ from .experiment import (
     run_subject_stills,
 )
 from .report import RUN_FILE, finished_rows, write_bench_results, write_demo_report
+
+PARTS = "parts"  # <out>/parts/<case>/: one process's results (run.json, results.json, log.txt) with --jobs
 
 
 def _print(message: str) -> None:
@@ -100,4 +104,66 @@ def run_bench(settings: ExperimentSettings, cases: list[Case], variants: list[Va
             still_rows += run_subject_stills(settings, case, still_kinds, seeds, models, scorer, log=log,
                                              done=done_stills.get(case.name))
         table = write_bench_results(out, header, rows, trained, still_rows)
+    return table
+
+
+def _bench_part(settings: dict, case: dict, variants: list[str], seeds: list[int], part: str, resume: bool,
+                subject_stills: bool, threads: int) -> dict:
+    """One case of a parallel bench, in its own process: its results go to `part` (its log to part/log.txt), its
+    LoRAs and videos to the shared <out>/cases/<case>/ as in a serial run."""
+    import contextlib
+    import sys
+
+    import torch
+
+    from .report import prepare_out
+
+    torch.set_num_threads(threads)
+    part_dir = prepare_out(part, overwrite=False, resume=True)
+    with open(part_dir / "log.txt", "a") as log_file, contextlib.redirect_stdout(log_file), \
+            contextlib.redirect_stderr(log_file):
+        run_bench(ExperimentSettings(**settings), [Case(**case)], [VARIANTS[v] for v in variants], seeds,
+                        part_dir, resume=resume, subject_stills=subject_stills, log=lambda m: print(m, flush=True))
+        sys.stdout.flush()
+    return json.loads((part_dir / "results.json").read_text())
+
+
+def run_bench_parallel(settings: ExperimentSettings, cases: list[Case], variants: list[Variant], seeds: list[int],
+                       out: Path, jobs: int, resume: bool = False, subject_stills: bool = True,
+                       log: Callable[[str], None] = _print) -> dict:
+    """`run_bench` with one process per case, `jobs` at a time (several processes share one GPU well: the
+    lab's models are small, a step is launch-bound). Each process writes <out>/parts/<case>/ (results and
+    log.txt) and the shared <out>/cases/<case>/; the merged results are written to `out` as `run_bench` writes
+    them, after every finished case. CPU threads are split between the processes."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from smrabooth.errors import SmraboothError
+
+    (out / RUN_FILE).write_text(json.dumps({"command": "bench sprites", "cases": [c.name for c in cases],
+                                            "variants": [v.name for v in variants], "jobs": jobs}) + "\n")
+    header = experiment_header(settings, cases, variants, seeds)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    names = [v.name for v in variants]
+    parts: dict[str, dict] = {}
+    start = time.time()
+    table: dict = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        pending = {pool.submit(_bench_part, asdict(settings), asdict(case), names, seeds, str(out / PARTS / case.name),
+                               resume, subject_stills, threads): case for case in cases}
+        log(f"{len(cases)} cases in {jobs} processes ({threads} CPU threads each); logs in {out / PARTS}/<case>/log.txt")
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                case = pending.pop(future)
+                try:
+                    parts[case.name] = future.result()
+                except Exception as e:  # noqa: BLE001  (any failure of a part: its own log has the traceback)
+                    raise SmraboothError(f"case {case.name} failed ({type(e).__name__}: {e}); see "
+                                         f"{out / PARTS / case.name / 'log.txt'}") from None
+                log(f"case {case.name} done ({len(parts)}/{len(cases)}, {time.time() - start:.0f} s)")
+                ordered = [parts[c.name] for c in cases if c.name in parts]
+                table = write_bench_results(out, header, [r for p in ordered for r in p["rows"]],
+                                            {c: t for p in ordered for c, t in p["trained"].items()},
+                                            [r for p in ordered for r in p.get("still_rows", [])])
     return table

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from smrabooth.data.segment import DEFAULT_DETECTOR, DEFAULT_SAM
 from smrabooth.errors import SmraboothError
@@ -29,6 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help="the mask tool's GroundingDINO (hub id or folder)")
     p.add_argument("--sam", default=DEFAULT_SAM, help="the mask tool's SAM (hub id or folder)")
+    p.add_argument("--cotracker-checkpoint", default=None,
+                   help="CoTracker3's scaled_offline.pth: the Evaluate page's Motion Fidelity with the paper's tracker")
+    p.add_argument("--cotracker-repo", default=None, help="a clone of facebookresearch/co-tracker (if not installed)")
+    p.add_argument("--aesthetic-head", default=None, help="LAION's sa_0_4_vit_l_14_linear.pth: Aesthetic Quality")
     p.set_defaults(func=run)
 
 
@@ -69,20 +75,44 @@ def run(args) -> int:
 
         if not torch.cuda.is_available():
             raise SmraboothError("--device cuda: no CUDA device is available here; use --device cpu")
-    from .app import CSS, build_app
+    for flag in ("cotracker_checkpoint", "cotracker_repo", "aesthetic_head"):
+        path = getattr(args, flag)
+        if path and not Path(path).exists():
+            raise SmraboothError(f"--{flag.replace('_', '-')} {path} does not exist")
+    from .app import build_app, page_css, page_i18n
     from .handlers import UiApp
     from .profile import resolve_profile
 
-    profile = replace(resolve_profile(args.model, args.device), detector=args.detector, sam=args.sam)
+    profile = replace(resolve_profile(args.model, args.device), detector=args.detector, sam=args.sam,
+                      cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
+                      aesthetic_head=args.aesthetic_head)
+    stop_on_signals()
     app = UiApp(args.workdir, profile)
-    demo = build_app(app)
-    print(f"smrabooth ui: {profile.label} on {profile.device}; work folder {app.wd.root}", flush=True)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, auth=auth, css=CSS, show_error=True,
-                    allowed_paths=[str(app.wd.root)], footer_links=[])
+        demo = build_app(app)
+        print(f"smrabooth ui: {profile.label} on {profile.device}; work folder {app.wd.root}", flush=True)
+        demo.launch(server_name=args.host, server_port=args.port, auth=auth, css=page_css(), show_error=True,
+                    allowed_paths=[str(app.wd.root)], footer_links=[], i18n=page_i18n())
+    except KeyboardInterrupt:
+        pass
     finally:
-        app.close()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
+        app.close()  # the running job is marked interrupted and the worker ended before the app exits
+        print("smrabooth ui: stopped", flush=True)
     return 0
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, a service manager, a container stop), SIGHUP and SIGINT stop the app as Ctrl+C does: the
+    server closes and `app.close()` ends the worker, instead of the process dying with its worker left running.
+    SIGINT too, since an app started in the background by a script inherits SIGINT ignored and would otherwise
+    stay deaf to it."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,20 +4,33 @@ worker process.
 Each job is a JSON file in <workdir>/jobs/ (id, kind, params, status, error, result), written
 atomically by the app process only, so a reloaded page, or a restarted app, finds every job where it
 was. The worker is one child process (spawned, so a crash or a cancel never takes the app down); it
-runs `runner(job, profile, workdir)` for each job and sends back its result. Cancel terminates the
-worker; the next job starts a fresh one. Trainers checkpoint as they go, so a cancelled or interrupted
-training continues with "resume".
+runs `runner(job, profile, workdir)` for each job and sends back its result.
 
-Statuses: queued -> running -> done | failed | cancelled; a job that was running when the app stopped
-is marked interrupted at the next start. A failed job's error is the one line the CLI prints for the
-same failure ("smrabooth train-subject: error: ...").
+One at a time, by locks rather than by convention:
+- the app holds <workdir>/jobs/app.lock for as long as it runs: a second app on the same work folder
+  refuses to start, naming the first one's process;
+- the worker holds <workdir>/jobs/worker.lock while it lives, and a new worker waits for it: even a
+  worker left over from an app that was killed never runs beside another.
+
+The worker never outlives the app: it ignores Ctrl+C (the app decides what becomes of the job), is
+terminated by the app when the app stops (SIGTERM or SIGINT), and a watchdog thread ends it when the app's
+process is gone (killed with SIGKILL, crashed).
+
+Statuses: queued -> running -> done | failed | cancelled | interrupted. A job that was running when the app
+stopped is interrupted (at shutdown, or at the next start when the app could not record it). A stopped
+training (cancelled, interrupted, failed) continues from its last checkpoint with `resume`, which queues the
+same job again; `remove` deletes a job that is not running (and what an unfinished one left behind). A failed
+job's error is the one line the CLI prints for the same failure ("smrabooth train-subject: error: ...").
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import threading
 import time
 import traceback
@@ -32,12 +45,16 @@ from smrabooth.errors import SmraboothError
 COMMANDS = {"prepare_subject": "prepare-subject", "train_subject": "train-subject", "train_motion": "train-motion",
             "generate": "generate", "evaluate": "evaluate"}
 FINISHED = ("done", "failed", "cancelled", "interrupted")
+TRAININGS = ("train_subject", "train_motion")
+FINAL_LORA = {"train_subject": "subject_lora.safetensors", "train_motion": "motion_lora.safetensors"}
+INTERRUPTED = "interrupted: the app stopped while this job ran"
+OWN_FOLDER = ("train_subject", "train_motion", "generate", "evaluate")  # kinds whose "out" folder is the job's own
 
 
 def write_json(path: Path, data: dict) -> None:
     """Atomic: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -55,10 +72,53 @@ def error_line(kind: str, error: BaseException) -> str:
     return f"smrabooth {command}: {type(error).__name__}: {error} (the job's log has the traceback)"
 
 
+def resumable(job: dict) -> bool:
+    """A stopped training with a checkpoint and no final LoRA: `resume` continues it."""
+    from smrabooth.train.common import list_checkpoints
+
+    if job["kind"] not in TRAININGS or job["status"] not in ("cancelled", "interrupted", "failed"):
+        return False
+    run = Path(job["params"]["out"])
+    return bool(list_checkpoints(run)) and not (run / FINAL_LORA[job["kind"]]).exists()
+
+
+# ------------------------------------------------------------------------------------------------- locks
+class FileLock:
+    """An exclusive flock on a file holding the holder's pid; released when the holder's process ends."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd = Path(path), None
+
+    def acquire(self, block: bool = False) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return True
+
+    def holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+
+# ------------------------------------------------------------------------------------------------ worker
 def run_logged(runner: Callable, job: dict, profile: dict, workdir: str) -> dict:
     """Run one job with its prints going to jobs/<id>.log; never raises: a failure becomes the result."""
     log = Path(workdir) / "jobs" / f"{job['id']}.log"
     with open(log, "a", buffering=1) as f, redirect_stdout(f), redirect_stderr(f):
+        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {job['title']} (worker {os.getpid()})", flush=True)
         try:
             return {"status": "done", "result": runner(job, profile, workdir) or {}}
         except BaseException as e:
@@ -68,8 +128,33 @@ def run_logged(runner: Callable, job: dict, profile: dict, workdir: str) -> dict
             return {"status": "failed", "error": error_line(job["kind"], e)}
 
 
+def watch_parent(poll: float = 0.5) -> None:
+    """End this process as soon as the process that started it is gone (a killed app leaves no worker)."""
+    parent = multiprocessing.parent_process()
+    first = os.getppid()
+
+    def watch():
+        while True:
+            gone = os.getppid() != first
+            if parent is not None and parent.sentinel is not None:
+                from multiprocessing.connection import wait
+
+                gone = gone or bool(wait([parent.sentinel], timeout=poll))
+            else:
+                time.sleep(poll)
+            if gone:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="smrabooth-watch-parent", daemon=True).start()
+
+
 def worker_main(conn, runner: Callable, profile: dict, workdir: str) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole terminal; the app decides
+    watch_parent()
+    lock = FileLock(Path(workdir) / "jobs" / "worker.lock")
+    lock.acquire(block=True)  # a worker of an app that was killed may still be finishing a step
+    conn.send({"worker": os.getpid()})
     while True:
         try:
             job = conn.recv()
@@ -84,26 +169,56 @@ def default_runner(job: dict, profile: dict, workdir: str) -> dict:
     return run_job(job, profile, workdir)
 
 
+# ------------------------------------------------------------------------------------------------- queue
 class JobQueue:
     """Jobs on disk, run one at a time by a background thread through one worker process."""
 
-    def __init__(self, workdir, profile: dict, runner: Callable = default_runner, start: bool = True):
+    def __init__(self, workdir, profile: dict, runner: Callable = default_runner, start: bool = True,
+                 on_finish: Callable[[dict], None] | None = None):
         self.folder = Path(workdir) / "jobs"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.workdir, self.profile, self.runner = str(workdir), profile, runner
+        self.workdir, self.profile, self.runner, self.on_finish = str(workdir), profile, runner, on_finish
+        self.app_lock = FileLock(self.folder / "app.lock")
+        if not self.app_lock.acquire():
+            raise SmraboothError(f"another smrabooth ui (process {self.app_lock.holder()}) uses the work folder "
+                                 f"{Path(workdir).resolve()}: stop it, or start this one with another --workdir")
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._cancel: set[str] = set()
         self._proc = self._conn = None
-        for job in self.list():  # a job that was running when the app stopped did not finish
+        self.worker_pid: int | None = None
+        self._wait_for_old_worker()
+        for job in self.list():  # a job that was running when the app stopped did not finish here
             if job["status"] == "running":
-                self._update(job["id"], status="interrupted", finished=time.time(),
-                             error="interrupted: the app stopped while this job ran (a training resumes from its "
-                                   "last checkpoint with Resume)")
+                self._settle_unrecorded(job)
         self._thread = None
         if start:
             self.start()
+
+    def _wait_for_old_worker(self, timeout: float = 15) -> None:
+        """A worker of an app that was killed ends within a second (watch_parent); wait for it, then end it."""
+        lock = FileLock(self.folder / "worker.lock")
+        end = time.time() + timeout
+        while not lock.acquire():
+            pid = lock.holder()
+            if time.time() > end and pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        lock.release()
+
+    def _settle_unrecorded(self, job: dict) -> None:
+        """A job left 'running' by an app that could not record its end (killed): done when its output is
+        whole, else interrupted."""
+        final = Path(job["params"].get("out", "")) / FINAL_LORA.get(job["kind"], "")
+        if job["kind"] in TRAININGS and final.is_file():
+            self._update(job["id"], status="done", finished=final.stat().st_mtime, error=None,
+                         result={"lora": str(final), "run": job["params"]["out"]}, note="finished after the app stopped")
+        else:
+            self._update(job["id"], status="interrupted", finished=time.time(), error=INTERRUPTED)
 
     # ------------------------------------------------------------------ records
     def path(self, job_id: str) -> Path:
@@ -115,12 +230,15 @@ class JobQueue:
         return read_json(self.path(job_id))
 
     def list(self, kind: str | None = None) -> list[dict]:
-        jobs = [j for p in self.folder.glob("*.json") if (j := read_json(p))]
+        jobs = [j for p in self.folder.glob("*.json") if (j := read_json(p)) and "kind" in j]
         return sorted((j for j in jobs if kind is None or j["kind"] == kind), key=lambda j: j["created"])
 
     def latest(self, kind: str) -> dict | None:
         jobs = self.list(kind)
         return jobs[-1] if jobs else None
+
+    def running(self) -> dict | None:
+        return next((j for j in self.list() if j["status"] == "running"), None)
 
     def _update(self, job_id: str, **fields) -> dict:
         with self._lock:
@@ -148,13 +266,48 @@ class JobQueue:
             self._cancel.add(job_id)
         return job
 
+    def resume(self, job_id: str) -> dict:
+        """Queue a stopped training again; it continues from its last checkpoint, its log and curves intact."""
+        job = self.get(job_id)
+        if job is None:
+            raise SmraboothError(f"no job {job_id}")
+        if not resumable(job):
+            raise SmraboothError(f"nothing to resume: {job['title']} is {job['status']}" + (
+                "" if job["kind"] not in TRAININGS else " and has no checkpoint to continue from"))
+        params = {**job["params"], "resume": True}
+        job = self._update(job_id, status="queued", params=params, error=None, finished=None,
+                           resumed=(job.get("resumed") or 0) + 1, queued_at=time.time())
+        self._wake.set()
+        return job
+
+    def remove(self, job_id: str) -> dict:
+        """Delete a job that is not running; what an unfinished one left behind (its run, video or report
+        folder) goes too, a finished job's outputs stay."""
+        job = self.get(job_id)
+        if job is None:
+            raise SmraboothError(f"no job {job_id}")
+        if job["status"] == "running":
+            raise SmraboothError(f"{job['title']} is running: cancel it first")
+        if job["status"] != "done" and job["kind"] in OWN_FOLDER and job["params"].get("out"):
+            out = Path(job["params"]["out"]).resolve()
+            if Path(self.workdir).resolve() in out.parents:  # never anything outside the work folder
+                shutil.rmtree(out, ignore_errors=True)
+                flow = out.parent / f"{out.name}.flow.mp4"
+                flow.unlink(missing_ok=True)
+        for suffix in (".json", ".log", ".progress"):
+            (self.folder / f"{job_id}{suffix}").unlink(missing_ok=True)
+        return job
+
     def progress(self, job_id: str) -> dict:
         """What the job reported while it ran (tasks.report_progress): e.g. {'step': 3, 'steps': 20}."""
         return read_json(self.folder / f"{job_id}.progress") or {}
 
     def log_tail(self, job_id: str, lines: int = 20) -> str:
         p = self.folder / f"{job_id}.log"
-        return "\n".join(p.read_text(errors="replace").splitlines()[-lines:]) if p.is_file() else ""
+        if not p.is_file():
+            return ""
+        text = p.read_bytes().decode(errors="replace")  # not read_text: its newline translation turns \r into \n
+        return "\n".join(text.split("\n")[-lines:])
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -163,11 +316,17 @@ class JobQueue:
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop with the app: the running job becomes interrupted (a training resumes from its checkpoint), the
+        worker is ended and waited for, and the work folder is free for the next app."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=15)
         self._end_worker()
+        job = self.running()
+        if job is not None:  # the loop could not record it (it was stuck): the next start would
+            self._update(job["id"], status="interrupted", finished=time.time(), error=INTERRUPTED)
+        self.app_lock.release()
 
     def wait(self, job_id: str, timeout: float = 600) -> dict:
         """Block until the job has finished (tests and scripts)."""
@@ -201,6 +360,7 @@ class JobQueue:
             self._proc.start()
             child.close()
             self._conn = parent
+            self.worker_pid = self._proc.pid
         return self._proc, self._conn
 
     def _end_worker(self) -> None:
@@ -212,28 +372,43 @@ class JobQueue:
                 self._proc.join(5)
         self._proc = self._conn = None
 
+    def _finish(self, job_id: str, **fields) -> None:
+        job = self._update(job_id, finished=time.time(), **fields)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job)
+            except Exception:  # noqa: BLE001 - bookkeeping (measured costs) must never stop the queue
+                traceback.print_exc()
+
     def _run(self, job: dict) -> None:
-        self._update(job["id"], status="running", started=time.time())
         proc, conn = self._worker()
-        conn.send(self.get(job["id"]))
+        self._update(job["id"], status="running", started=time.time(), worker=proc.pid)
+        conn.send(self.get(job["id"]))  # read once the worker holds its lock
         while True:
-            if job["id"] in self._cancel or self._stop.is_set():
+            if self._stop.is_set():  # the app stops: the job did not finish, nor was it cancelled
+                self._end_worker()
+                self._update(job["id"], status="interrupted", finished=time.time(), error=INTERRUPTED)
+                return
+            if job["id"] in self._cancel:
                 self._end_worker()
                 self._cancel.discard(job["id"])
-                self._update(job["id"], status="cancelled", finished=time.time(),
-                             error="cancelled (a training resumes from its last checkpoint with Resume)")
+                self._finish(job["id"], status="cancelled",
+                             error="cancelled" + (" (Resume continues from its last checkpoint)"
+                                                  if job["kind"] in TRAININGS else ""))
                 return
             if conn.poll(0.2):
                 try:
-                    outcome = conn.recv()
+                    message = conn.recv()
                 except (EOFError, OSError):
-                    outcome = None
-                if outcome is not None:
-                    self._update(job["id"], finished=time.time(), **outcome)
+                    message = None
+                if message is not None and "worker" in message:  # the worker holds its lock: it runs the job
+                    continue
+                if message is not None:
+                    self._finish(job["id"], **message)
                     return
             if not proc.is_alive() and not conn.poll(0):
                 self._end_worker()
-                self._update(job["id"], status="failed", finished=time.time(),
+                self._finish(job["id"], status="failed",
                              error=f"smrabooth {COMMANDS.get(job['kind'], job['kind'])}: the worker process "
                                    f"stopped (exit code {proc.exitcode}); see the job's log")
                 return

@@ -39,6 +39,11 @@ class ModelProfile:
     eval_dino: str | None = None  # DINO-I model (None: the evaluator's default)
     detector: str = DEFAULT_DETECTOR  # the mask tool's GroundingDINO (hub id or folder)
     sam: str = DEFAULT_SAM  # the mask tool's SAM
+    recipe: str = DEFAULT_RECIPE  # the recipe the pages start from
+    use_mora: bool = True  # the Motion page's MoRA box to start with
+    cotracker_checkpoint: str | None = None  # Motion Fidelity's CoTracker3 (smrabooth ui --cotracker-checkpoint)
+    cotracker_repo: str | None = None
+    aesthetic_head: str | None = None  # Aesthetic Quality's LAION head (smrabooth ui --aesthetic-head)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,21 +106,38 @@ def wan_profile(model: str, device: str) -> ModelProfile:
     return ModelProfile(model=model, device=device, sprites=False, encoder=DINOV2_GIANT, flow_model=SEARAFT_SPRING_M)
 
 
+def sprites_demo_settings(model: str, device: str):
+    """`smrabooth demo`'s settings on this bundle (steps, recipe, MoRA, learning rate, sizes): the one place the
+    app takes the sprite world's defaults from. They are read from the demo command's own defaults, so a
+    change of the demo's settings reaches the app unchanged. Returns (ExperimentSettings, use_mora)."""
+    import argparse
+
+    cli, exp = sprites_module("cli"), sprites_module("experiment")
+    parser = argparse.ArgumentParser()
+    cli.register_demo(parser.add_subparsers(dest="command"))
+    d = parser.parse_args(["demo"])
+    settings = exp.settings_for_bundle(exp.ExperimentSettings(
+        model=model, device=device, subject_steps=d.subject_steps, motion_steps=d.motion_steps, gen_steps=d.gen_steps,
+        guidance=d.guidance, lr=d.lr, recipe=d.recipe))
+    return settings, not getattr(d, "no_mora", False)
+
+
 def sprites_profile(model: str, device: str) -> ModelProfile:
-    """The bundle's clip size, frames and fps; the demo's training settings (smrabooth demo)."""
+    """The bundle's clip size, frames and fps; the demo's training settings (sprites_demo_settings)."""
     exp = sprites_module("experiment")
-    settings = exp.settings_for_bundle(exp.ExperimentSettings(model=model, device=device))
+    settings, use_mora = sprites_demo_settings(model, device)
     window, drop, stride = exp.mora_window(settings.frames)
     size = settings.size
     return ModelProfile(
         model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
-        flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"),
+        flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"), recipe=settings.recipe,
+        use_mora=use_mora,
         subject={"steps": settings.subject_steps, "rank": settings.subject_rank, "alpha": settings.subject_rank,
-                 "lr": settings.lr, "resolution": size, "checkpoint_every": 25, "projector_width": 256,
+                 "lr": settings.lr, "resolution": size, "projector_width": 256,
                  "validation_frames": settings.frames, "validation_steps": settings.gen_steps},
         motion={"steps": settings.motion_steps, "rank": settings.motion_rank, "alpha": settings.motion_rank,
                 "lr": settings.lr, "frames": settings.frames, "height": size, "width": size, "fps": settings.fps,
-                "checkpoint_every": 25, "window": window, "window_stride": stride, "drop_frames": drop,
+                "window": window, "window_stride": stride, "drop_frames": drop,
                 "validation_steps": settings.gen_steps},
         generate={"frames": settings.frames, "height": size, "width": size, "steps": settings.gen_steps,
                   "guidance": settings.guidance, "fps": settings.fps})

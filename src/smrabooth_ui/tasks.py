@@ -33,6 +33,19 @@ def report_progress(workdir: str, job_id: str, **fields) -> None:
     write_json(Path(workdir) / "jobs" / f"{job_id}.progress", {**fields, "time": time.time()})
 
 
+class StepClock:
+    """A generation's progress file: the step, and when the first step ended (the ETA's rate is measured
+    from there, past the first step's warm-up)."""
+
+    def __init__(self, workdir: str, job_id: str, steps: int):
+        self.workdir, self.job_id, self.steps, self.first = workdir, job_id, steps, None
+
+    def step(self, done: int, **fields) -> None:
+        now = time.time()
+        self.first = self.first or now
+        report_progress(self.workdir, self.job_id, step=done, steps=self.steps, first_step_time=self.first, **fields)
+
+
 def run_job(job: dict, profile: dict, workdir: str) -> dict:
     tasks = {"prepare_subject": prepare_subject_task, "train_subject": train_subject_task,
              "train_motion": train_motion_task, "generate": generate_task, "evaluate": evaluate_task}
@@ -63,7 +76,7 @@ def prepare_subject_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     uploads, out = wd.inside(p["uploads"]), wd.inside(p["out"])
     detector = GroundingDinoDetector.from_pretrained(profile.detector, None, device=profile.device)
     sam = SamSegmenter.from_pretrained(profile.sam, None, device=profile.device)
-    results = prepare_subject([uploads], p["name"], out, object_prompt=p.get("object_prompt") or None,
+    results = prepare_subject([uploads], p.get("label") or p["name"], out, object_prompt=p.get("object_prompt") or None,
                               segmenter=TextPromptedSegmenter(detector, sam, MaskSettings()), overwrite=True,
                               log=lambda msg: print(msg, flush=True), adopt_unmarked=True)
     left_out = {r.source.name: r.note for r in results if r.file_name is None}
@@ -139,11 +152,16 @@ def train_motion_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     stage = profile.train_config("motion", recipe)
     frames, fps = int(p.get("frames") or stage.frames), float(p.get("fps") or stage.fps)  # the clip's trim
     window = {}
-    if profile.sprites:  # the MoRA window the lab fits to its short clips
+    if profile.sprites:  # the MoRA window the lab fits to its short clips, and its split of a two-phase recipe
+        from smrabooth.recipes import get_recipe
+
         from .profile import sprites_module
 
         size, drop, stride = sprites_module("experiment").mora_window(frames)
         window = {"window": size, "drop_frames": drop, "window_stride": stride}
+        steps = int(p["steps"])
+        if get_recipe(recipe).motion.spatial_steps:  # as the lab's motion_train_config: half spatial, half motion
+            window.update(spatial_steps=steps // 2, temporal_steps=steps - steps // 2)
     cfg = profile.train_config(
         "motion", recipe, model=profile.model, data=str(wd.inside(p["data"])), out=str(wd.inside(p["out"])),
         steps=int(p["steps"]), rank=int(p["rank"]), alpha=float(p["rank"]), lr=float(p["lr"]), frames=frames, fps=fps,
@@ -181,11 +199,11 @@ def generate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     renders = [("result", loras["subject"], loras["motion"])]
     if p.get("baseline") and any(loras.values()):
         renders.append(("baseline", None, None))
-    total = config.steps * len(renders)
+    clock = StepClock(str(wd.root), job["id"], config.steps * len(renders))
     written = {}
     for n, (name, subject, motion) in enumerate(renders):
         def on_step(i, scales, n=n, name=name):
-            report_progress(str(wd.root), job["id"], step=n * config.steps + i + 1, steps=total, video=name)
+            clock.step(n * config.steps + i + 1, video=name)
 
         start = time.time()
         result = generate(pipe, config, subject, motion, progress=False, on_step=on_step, lora_paths=paths)
@@ -198,6 +216,11 @@ def generate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
             s = result.schedule
             written["schedule"] = {"t_point": s.t_point, "subject_early": s.subject_early,
                                    "subject_late": s.subject_late, "motion": s.motion}
+    if p.get("baseline") and not any(loras.values()):  # no LoRA: the result is the baseline, same seed
+        import shutil
+
+        shutil.copyfile(out / "result.mp4", out / "baseline.mp4")
+        written["baseline"], written["baseline_is_result"] = str(out / "baseline.mp4"), True
     from dataclasses import asdict
 
     settings = {"model": profile.model, "config": asdict(config), "subject_lora": paths["subject"],
@@ -229,7 +252,9 @@ def evaluate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
         raise SmraboothError("no metric could run: " + "; ".join(f"{LABELS[k]}: {v}" for k, v in skipped.items()))
     kw = {"dino_model": profile.eval_dino} if profile.eval_dino else {}
     settings = EvalSettings(device=profile.device, local_files_only=True if profile.sprites else None,
-                            searaft_model=profile.flow_model, **kw)
+                            tracker=p.get("tracker") or "auto", searaft_model=profile.flow_model,
+                            cotracker_checkpoint=profile.cotracker_checkpoint, cotracker_repo=profile.cotracker_repo,
+                            aesthetic_head=profile.aesthetic_head, **kw)
     ev = Evaluator(settings, metrics, warn=lambda msg: print(f"warning: {msg}", flush=True))
     rows = ev.run(items)
     skipped.update(ev.skipped)

@@ -39,6 +39,20 @@ def safe_name(text: str, what: str = "name", max_len: int = 64) -> str:
     return name
 
 
+def display_name(text: str, what: str = "name", max_len: int = 64) -> str:
+    """A name as captions and titles show it: the words the user typed, without punctuation or symbols
+    ('my heart!' -> 'my heart', 'Rex (dog)' -> 'Rex dog'); letters of any script, digits, spaces, ' and -.
+    The folder holding it is named by `safe_name` instead ('my_heart')."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", str(text or ""))
+    kept = "".join(c if c.isalnum() or c in " '-" else " " for c in text)
+    name = " ".join(kept.split()).strip(" '-")[:max_len].strip(" '-")
+    if not name:
+        raise SmraboothError(f"{what} {text!r} has no letters or digits: use e.g. 'dog' or 'dance_1'")
+    return name
+
+
 def upload_path(f) -> Path:
     """The local path of an uploaded file: Gradio gives a str path (older versions an object with .name)."""
     return Path(f) if isinstance(f, (str, os.PathLike)) else Path(f.name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InternalError, SmraboothError
 from ..recipes import PAPER
@@ -139,6 +140,7 @@ def _pair_flows(frames: torch.Tensor, flow_fn: FlowFn, chunk: int | None = None)
 
 
 FLOW_UNITS = ("pixels", "size")
+MORA_REFERENCES = ("frames", "decoded")
 
 
 def flow_l1(pred_flows: torch.Tensor, ref_flows: torch.Tensor, units: str = "pixels") -> torch.Tensor:
@@ -192,25 +194,89 @@ def reference_flows(frames: torch.Tensor, flow_fn: FlowFn, batch_size: int = 8) 
     return torch.cat(flows)
 
 
+@torch.no_grad()
+def decoded_window_flows(vae, latent: torch.Tensor, starts, flow_fn: FlowFn, window: int = _WINDOW,
+                         drop: int = _DROP) -> dict[int, torch.Tensor]:
+    """MoRA's reference for `mora_reference="decoded"`: per window start, the flows between the kept frames of
+    the clean latent (16, T, h, w) decoded exactly as the one-step estimate is. With it the clean latent scores
+    0, whatever the VAE loses of the clip's motion (a VAE that keeps it gives the reference frames' flows)."""
+    return {s: reference_flows(decode_window(vae, latent[None], s, window, drop, checkpoint=False)[0], flow_fn)
+            for s in starts}
+
+
 # The range of the decoded frames handed to the flow model, whose inputs are [0, 1] (compute_flow: x 255).
 # matched: the decode's [-1, 1] mapped to [0, 1], as the reference frames. authors (their code): the decode's
 # [-1, 1] as it is, so SEA-RAFT sees the prediction in [-255, 255] and the reference in [0, 255].
 MORA_FRAME_RANGES = ("matched", "authors")
 
 
+# How the window is decoded. whole: in one pass (diffusers' vae.decode). tiled (the authors' pipeline, DiffSynth's
+# default): spatial tiles of TILE latents every TILE_STRIDE, each decoded alone, blended with linear ramps over the
+# overlaps and clamped; each tile's mid-block attention sees only its tile, so the frames differ from a whole
+# decode (at their 576x320, four tiles of up to 30x52 latents).
+MORA_DECODES = ("whole", "tiled")
+TILE, TILE_STRIDE = (30, 52), (15, 26)
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Where the tiles along one axis start: every `stride`, until one reaches the end (the last may be cut)."""
+    return [s for s in range(0, size, stride) if not (s - stride >= 0 and s - stride + tile >= size)]
+
+
+def _ramp_mask(h: int, w: int, open_sides: tuple[bool, bool, bool, bool], border: tuple[int, int]) -> torch.Tensor:
+    """(h, w) blend weights of one tile: 1 inside, a linear ramp (1/b .. 1) over `border` pixels on each side that
+    meets another tile (top, bottom, left, right); the smaller of the two axes' weights."""
+    def axis(n, low, high, b):
+        x = torch.ones(n)
+        ramp = (torch.arange(b) + 1) / b
+        if low:
+            x[:b] = ramp
+        if high:
+            x[-b:] = ramp.flip(0)
+        return x
+    rows = axis(h, open_sides[0], open_sides[1], border[0])[:, None].expand(h, w)
+    cols = axis(w, open_sides[2], open_sides[3], border[1])[None, :].expand(h, w)
+    return torch.minimum(rows, cols)
+
+
+def decode_tiled(decode, latents: torch.Tensor) -> torch.Tensor:
+    """`decode` (latents (B, C, T, h, w) -> video (B, 3, F, s*h, s*w), unclamped) tile by tile (MORA_DECODES,
+    tiled), blended into the whole frame and clamped to [-1, 1]; differentiable."""
+    H, W = latents.shape[-2:]
+    values = weight = 0.0
+    for h in tile_starts(H, TILE[0], TILE_STRIDE[0]):
+        for w in tile_starts(W, TILE[1], TILE_STRIDE[1]):
+            tile = decode(latents[..., h:h + TILE[0], w:w + TILE[1]])
+            scale = tile.shape[-1] // latents[..., w:w + TILE[1]].shape[-1]
+            border = ((TILE[0] - TILE_STRIDE[0]) * scale, (TILE[1] - TILE_STRIDE[1]) * scale)
+            mask = _ramp_mask(*tile.shape[-2:], (h > 0, h + TILE[0] < H, w > 0, w + TILE[1] < W), border)
+            mask = mask.to(tile.device, tile.dtype)
+            pad = (w * scale, W * scale - w * scale - tile.shape[-1], h * scale, H * scale - h * scale - tile.shape[-2])
+            values = values + F.pad(tile * mask, pad)
+            weight = weight + F.pad(mask.expand_as(tile[:, :1]), pad)
+    return (values / weight).clamp(-1, 1)
+
+
 def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP, checkpoint: bool = True,
-                  store_last: int = 0, frame_range: str = "matched"):
+                  store_last: int = 0, frame_range: str = "matched", decode: str = "whole"):
     """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W), in
-    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES). checkpoint / store_last:
-    `decode_latents_differentiable`'s."""
+    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES); `decode`: MORA_DECODES.
+    checkpoint / store_last: `decode_latents_differentiable`'s."""
     from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
 
     _check_window(window, drop)
     if frame_range not in MORA_FRAME_RANGES:
         raise SmraboothError(f"--mora-frame-range {frame_range!r}: choose {', '.join(MORA_FRAME_RANGES)}")
+    if decode not in MORA_DECODES:
+        raise SmraboothError(f"--mora-decode {decode!r}: choose {', '.join(MORA_DECODES)}")
     if start < 0 or start + window > latents.shape[2]:
         raise InternalError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
-    video = decode_latents_differentiable(vae, latents[:, :, start : start + window], checkpoint=checkpoint,
-                                          store_last=store_last)
+
+    def whole(z, clamp=True):
+        return decode_latents_differentiable(vae, z, checkpoint=checkpoint, clamp=clamp, store_last=store_last)
+
+    z = latents[:, :, start : start + window]
+    # tiles unclamped, their blend clamped (as theirs: a tile's value past 1 still pulls its neighbour's)
+    video = decode_tiled(lambda t: whole(t, clamp=False), z) if decode == "tiled" else whole(z)
     kept = video[:, :, drop:]
     return to_unit_frames(kept) if frame_range == "matched" else kept.permute(0, 2, 1, 3, 4)

@@ -144,14 +144,14 @@ class Wan21(Backbone):
         return encode_video_latent(pipe.vae, frames)
 
     def decode_window(self, vae, latents: torch.Tensor, start: int, window: int, drop: int, checkpoint="block",
-                      store_last: int = 0, frame_range: str = "matched") -> torch.Tensor:
+                      store_last: int = 0, frame_range: str = "matched", tiling: str = "whole") -> torch.Tensor:
         """MoRA's differentiable decode of latents[start:start+window] (Wan's causal VAE: the first `drop` decoded
         frames are warm-up), kept frames (B, F, 3, H, W) in [0, 1] (or [-1, 1]: frame_range `authors`); both Wan
-        VAEs (align.mora, models.vae_decode)."""
+        VAEs (align.mora, models.vae_decode); `tiling`: align.mora.MORA_DECODES."""
         from ..align.mora import decode_window
 
         return decode_window(vae, latents, start, window, drop, checkpoint=checkpoint, store_last=store_last,
-                             frame_range=frame_range)
+                             frame_range=frame_range, decode=tiling)
 
     def encode_captions(self, pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
         """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files."""

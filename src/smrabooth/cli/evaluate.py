@@ -8,8 +8,9 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
 
 
 def register(subparsers) -> None:
+    from ..metrics.motion_fidelity import LENGTH_RULES as MF_LENGTHS
     from ..metrics.motion_fidelity import VARIANTS as MF_VARIANTS
-    from ..metrics.runner import METRICS
+    from ..metrics.runner import METRICS, TRACKERS
 
     p = subparsers.add_parser("evaluate", help="score videos with the paper's nine metrics; write table + reports",
                               description="Score generated videos (CLIP-T, CLIP-I, DINO-I, Motion Fidelity, Subject "
@@ -52,11 +53,17 @@ def register(subparsers) -> None:
     o.add_argument("--mf-support-grid", action="store_true",
                    help="CoTracker: also track its 6x6 support grid (the reference adds it only with a mask)")
     o.add_argument("--mf-box", help="x0,y0,x1,y1: only query points in this box (pixels of the generated video)")
-    o.add_argument("--mf-length", choices=["error", "resample"], default="error",
-                   help="what to do when the reference video has another frame count")
-    o.add_argument("--mf-drop-occluded", action="store_true", help="drop tracks occluded at any frame")
-    o.add_argument("--tracker", choices=["auto", "cotracker", "searaft"], default="auto",
-                   help="auto: CoTracker3 if --cotracker-checkpoint is given, else SEA-RAFT flow chaining")
+    o.add_argument("--mf-length", choices=list(MF_LENGTHS), default="first",
+                   help="a reference with more frames than the generated video: first (its first frames, as the "
+                   "paper compares 49 generated frames with the clips' first 49), resample (spread over the "
+                   "generated length) or error")
+    o.add_argument("--mf-drop-occluded", action="store_true",
+                   help="leave out each video's tracks occluded at any frame (the identity still pairs tracks by "
+                   "query point)")
+    o.add_argument("--tracker", choices=list(TRACKERS), default="auto",
+                   help="auto: CoTracker3 (the paper's) when --cotracker-checkpoint is given or torch.hub has it "
+                   "cached, else Motion Fidelity is skipped with the reason; searaft: the built-in SEA-RAFT flow "
+                   "chaining (not comparable with the paper's numbers)")
     o.add_argument("--cotracker-checkpoint", help="local CoTracker3 checkpoint (e.g. scaled_offline.pth)")
     o.add_argument("--cotracker-repo", help="local clone of facebookresearch/co-tracker (if not pip-installed)")
     o.add_argument("--searaft-model", help="SEA-RAFT checkpoint (hub id or local path) for the built-in tracker")
@@ -259,6 +266,9 @@ def run(args, tracker=None) -> int:
 
     check_args(args)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if "motion_fidelity" in metrics and args.tracker == "searaft" and not args.searaft_model:
+        from ..errors import SmraboothError
+        raise SmraboothError("--tracker searaft needs --searaft-model (a SEA-RAFT checkpoint: hub id or folder)")
     items = items_from_args(args)
     check_inputs(items, metrics)
     settings = settings_from_args(args)

@@ -94,6 +94,8 @@ def encode_frame_latents(vae, frames: torch.Tensor, chunk: int = 8) -> torch.Ten
 @dataclass
 class MotionExample:
     latent: torch.Tensor  # (16, T, h, w), normalised
-    flows: torch.Tensor | None  # (F-1, 2, H, W): SEA-RAFT flows between adjacent reference frames
+    # (F-1, 2, H, W): SEA-RAFT flows between adjacent reference frames; MoRA with mora_reference="decoded":
+    # {window start: flows of the clean latent's decoded window} (align.mora.decoded_window_flows)
+    flows: torch.Tensor | dict | None
     text: str
     frame_latents: torch.Tensor | None = None  # (F, 16, 1, h, w): each frame as a one-frame video (spatial phase)

@@ -3,7 +3,8 @@
 One block's q projection of self-attention, in each format:
   diffusers  transformer.blocks.0.attn1.to_q.lora_A.weight
   comfyui    diffusion_model.blocks.0.self_attn.q.lora_A.weight   (+ ...self_attn.q.alpha)
-  diffsynth  blocks.0.self_attn.q.lora_A.default.weight
+  diffsynth  blocks.0.self_attn.q.lora_A.default.weight   (peft's adapter name: the SMRABooth authors' trainers
+             write spatial_lora / temporal_lora there)
 
 Scale conventions differ, and that is what usually breaks LoRAs moved between tools:
 - diffusers/peft apply B @ A * alpha / rank, alpha stored in the file's adapter metadata;
@@ -39,7 +40,7 @@ _TO_DIFFUSERS = {v: k for k, v in _TO_ORIGINAL.items()}
 
 _DIFFUSERS_KEY = re.compile(r"^(?:transformer\.)?(blocks\.\d+\.[\w.]+?)\.lora_([AB])\.weight$")
 _COMFY_KEY = re.compile(r"^diffusion_model\.(blocks\.\d+\.[\w.]+?)\.(?:lora_([AB])\.weight|(alpha))$")
-_DIFFSYNTH_KEY = re.compile(r"^(blocks\.\d+\.[\w.]+?)\.lora_([AB])\.default\.weight$")
+_DIFFSYNTH_KEY = re.compile(r"^(blocks\.\d+\.(?:self_attn|cross_attn|ffn)\.[\w.]+?)\.lora_([AB])\.(\w+)\.weight$")
 
 
 def detect_format(keys) -> str | None:
@@ -49,7 +50,8 @@ def detect_format(keys) -> str | None:
         return None
     if all(k.startswith("diffusion_model.") for k in keys):
         return "comfyui"
-    if all(".default.weight" in k for k in keys if ".lora_" in k) and any(".lora_" in k for k in keys):
+    lora_keys = [k for k in keys if ".lora_" in k]
+    if lora_keys and all(_DIFFSYNTH_KEY.match(k) for k in lora_keys):
         return "diffsynth"
     if any(_DIFFUSERS_KEY.match(k) for k in keys):
         return "diffusers"
@@ -89,6 +91,8 @@ def to_canonical(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[st
                 continue
             module, ab = _split_module(m.group(1), _TO_DIFFUSERS, fmt), m.group(2)
         elif fmt == "diffsynth":
+            if ".lora_" not in key:  # the SMRABooth authors' subject files also hold their SuRA projector (unused here)
+                continue
             m = _DIFFSYNTH_KEY.match(key)
             if not m:
                 raise SmraboothError(f"unexpected tensor {key!r} in a DiffSynth LoRA file")

@@ -18,6 +18,16 @@ Variants (x100, the scale the papers print):
 
 A zero-length step (a static point) has no direction: its cosine counts as 0 instead of the NaN the
 released code produces.
+
+The identity of the released formula pairs a generated track with the reference track of the same query
+point (both videos are tracked on the same grid). When tracks are dropped (`drop_occluded`), each track
+keeps the index of its query point, so the identity still removes exactly the pairs of one query point.
+
+Length of the reference (`length`): the paper compares 49 generated frames with motion clips read as their
+first 49 frames at the file's own rate (the authors' training reads clips that way, with no resampling), so
+"first" (default) compares the generated video with the reference's first frames; a reference shorter
+than the generated video is an error. "resample" spreads the reference uniformly over the generated
+length instead; "error" demands equal lengths.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import torch
 from ..errors import SmraboothError
 
 VARIANTS = ("released", "two-sided", "reference-to-generated")
+LENGTH_RULES = ("first", "resample", "error")
 # CoTracker's predictor lays its query grid in the model's input resolution (H, W) and maps the tracks back
 COTRACKER_RESOLUTION = (384, 512)
 
@@ -66,8 +77,10 @@ def tracklet_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ntc,mtc->nm", da, db) / da.shape[1]
 
 
-def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: str = "released") -> float:
-    """Tracks as (N, T, 2) xy positions in pixels; returns the score x100."""
+def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: str = "released",
+                    generated_ids: torch.Tensor | None = None, reference_ids: torch.Tensor | None = None) -> float:
+    """Tracks as (N, T, 2) xy positions in pixels; returns the score x100. `generated_ids`, `reference_ids`:
+    the query point of each track (default: its row), which the released formula's identity pairs."""
     if variant not in VARIANTS:
         raise SmraboothError(f"motion fidelity variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if generated.shape[1] < 2:
@@ -76,10 +89,17 @@ def motion_fidelity(generated: torch.Tensor, reference: torch.Tensor, variant: s
         c = tracklet_correlation(generated, reference)  # (n_gen, m_ref)
         score = 0.5 * (c.max(dim=1).values.mean() + c.max(dim=0).values.mean())
     else:
-        rows, cols = (generated, reference) if variant == "released" else (reference, generated)
+        gen_ids = torch.arange(len(generated)) if generated_ids is None else torch.as_tensor(generated_ids)
+        ref_ids = torch.arange(len(reference)) if reference_ids is None else torch.as_tensor(reference_ids)
+        if len(gen_ids) != len(generated) or len(ref_ids) != len(reference):
+            raise SmraboothError("motion fidelity: one query point id per track is needed")
+        rows, cols, row_ids, col_ids = ((generated, reference, gen_ids, ref_ids) if variant == "released"
+                                        else (reference, generated, ref_ids, gen_ids))
         c = tracklet_correlation(rows, cols)
-        # the released code subtracts a square identity (equal track counts); eye(n, m) is the same there
-        c = c - torch.eye(*c.shape, dtype=c.dtype)
+        # the released code subtracts a square identity: the pairs of one query point (with equal track
+        # counts and no track dropped, eye(n)); pairs by query point, so dropping a track shifts nothing
+        same_point = row_ids.reshape(-1, 1) == col_ids.reshape(1, -1)
+        c = c - same_point.to(c.dtype)
         score = c.max(dim=1).values.mean()
     return float(score) * 100
 
@@ -96,26 +116,44 @@ def rescale_tracks(tracks: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[
     return tracks * torch.tensor([sx, sy], dtype=tracks.dtype)
 
 
-def _keep_visible(tracks, visible):
+def _visible_throughout(visible, count: int) -> torch.Tensor:
+    """Indices of the tracks visible at every frame ((N, T) bool, or None: all)."""
     if visible is None:
-        return tracks
-    keep = visible.all(dim=1)
-    if not keep.any():
+        return torch.arange(count)
+    keep = torch.nonzero(visible.all(dim=1)).flatten()
+    if not len(keep):
         raise SmraboothError("motion fidelity: every track is occluded at some frame; rerun without --mf-drop-occluded")
-    return tracks[keep]
+    return keep
+
+
+def match_reference_length(ref_frames: np.ndarray, num_frames: int, length: str = "first") -> np.ndarray:
+    """The reference frames compared with a generated video of `num_frames` frames, under the length rule
+    `length` (module docstring)."""
+    if length not in LENGTH_RULES:
+        raise SmraboothError(f"motion fidelity length rule must be one of {', '.join(LENGTH_RULES)}, got {length!r}")
+    if len(ref_frames) == num_frames:
+        return ref_frames
+    if length == "resample":
+        return match_length(ref_frames, num_frames)
+    if length == "first" and len(ref_frames) > num_frames:
+        return ref_frames[:num_frames]
+    if length == "first":
+        raise SmraboothError(f"motion fidelity compares the generated video's {num_frames} frames with the reference's "
+                             f"first {num_frames}, but the reference has only {len(ref_frames)}; give the full "
+                             "reference clip, or pass --mf-length resample to spread it over the generated length")
+    raise SmraboothError(f"motion fidelity compares videos frame by frame, but the generated video has "
+                         f"{num_frames} frames and the reference {len(ref_frames)}; pass --mf-length first (the "
+                         "reference's first frames, the paper's setup) or resample, or trim the videos")
 
 
 def motion_fidelity_videos(gen_frames: np.ndarray, ref_frames: np.ndarray, tracker, grid_size: int = 55,
-                           box=None, variant: str = "released", length: str = "error",
+                           box=None, variant: str = "released", length: str = "first",
                            drop_occluded: bool = False) -> float:
     """Track a grid on frame 0 of both videos with `tracker(frames, queries) -> (tracks (T,N,2), visible (T,N))`
-    and score them. `length`: "error" (default) or "resample" for videos with different frame counts."""
-    if len(gen_frames) != len(ref_frames):
-        if length != "resample":
-            raise SmraboothError(f"motion fidelity compares videos frame by frame, but the generated video has "
-                                 f"{len(gen_frames)} frames and the reference {len(ref_frames)}; pass "
-                                 "--mf-length resample to resample the reference, or trim the videos")
-        ref_frames = match_length(ref_frames, len(gen_frames))
+    and score them. `length`: how a reference of another frame count is matched (LENGTH_RULES).
+    `drop_occluded`: leave out the tracks of each video that are occluded at some frame, keeping the query
+    point of every track for the identity."""
+    ref_frames = match_reference_length(ref_frames, len(gen_frames), length)
     gh, gw = gen_frames.shape[1:3]
     rh, rw = ref_frames.shape[1:3]
     q_gen = grid_queries(gh, gw, grid_size, box)
@@ -125,8 +163,9 @@ def motion_fidelity_videos(gen_frames: np.ndarray, ref_frames: np.ndarray, track
     tg, vg = tracker(gen_frames, q_gen)
     tr, vr = tracker(ref_frames, q_ref)
     tg, tr = tg.transpose(0, 1).float().cpu(), tr.transpose(0, 1).float().cpu()  # (N, T, 2)
+    gen_ids, ref_ids = torch.arange(len(tg)), torch.arange(len(tr))
     if drop_occluded:
-        tg = _keep_visible(tg, None if vg is None else vg.transpose(0, 1).cpu())
-        tr = _keep_visible(tr, None if vr is None else vr.transpose(0, 1).cpu())
+        gen_ids = _visible_throughout(None if vg is None else vg.transpose(0, 1).cpu(), len(tg))
+        ref_ids = _visible_throughout(None if vr is None else vr.transpose(0, 1).cpu(), len(tr))
     tr = rescale_tracks(tr, (rh, rw), (gh, gw))
-    return motion_fidelity(tg, tr, variant)
+    return motion_fidelity(tg[gen_ids], tr[ref_ids], variant, gen_ids, ref_ids)

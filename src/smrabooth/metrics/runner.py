@@ -31,6 +31,7 @@ NEEDS = {"clip_t": ("prompt", "--prompts FILE or the manifest's prompt column"),
 MODEL_OF = {"clip_t": "clip", "clip_i": "clip", "temporal_consistency": "clip", "dino_i": "dino",
             "subject_consistency": "subject", "pickscore": "pickscore", "aesthetic": "aesthetic",
             "imaging": "imaging", "motion_fidelity": "tracker"}
+TRACKERS = ("auto", "cotracker", "searaft")
 
 
 @dataclass
@@ -62,9 +63,9 @@ class EvalSettings:
     mf_grid: int = 55
     mf_support_grid: bool = False
     mf_box: tuple[float, float, float, float] | None = None
-    mf_length: str = "error"
+    mf_length: str = "first"  # first | resample | error (motion_fidelity.LENGTH_RULES)
     mf_drop_occluded: bool = False
-    tracker: str = "auto"  # auto | cotracker | searaft
+    tracker: str = "auto"  # auto (CoTracker3 when given or cached, else skipped) | cotracker | searaft
     cotracker_checkpoint: str | None = None
     cotracker_repo: str | None = None
     searaft_model: str | None = None
@@ -148,20 +149,33 @@ class Evaluator:
         raise KeyError(key)
 
     def _load_tracker(self):
-        from .tracking import FlowTracker, load_cotracker, searaft_flow_fn
+        """CoTracker3 unless the SEA-RAFT tracker is asked for by name: `auto` uses CoTracker3 when its checkpoint
+        is given or cached by torch.hub, and otherwise skips Motion Fidelity with the reason (never another
+        tracker in silence: the two trackers' scores differ by tens of points)."""
+        from .tracking import FlowTracker, cached_cotracker, load_cotracker, searaft_flow_fn
 
         s = self.s
-        if s.tracker == "cotracker" or (s.tracker == "auto" and s.cotracker_checkpoint):
-            tracker = load_cotracker(s.cotracker_checkpoint, s.cotracker_repo, s.device, s.mf_support_grid)
-            self.tracker_used = f"CoTracker ({Path(s.cotracker_checkpoint).name})"
+        if s.tracker not in TRACKERS:
+            raise ModelLoadError(f"tracker {s.tracker!r}: choose one of {', '.join(TRACKERS)}")
+        if s.tracker in ("auto", "cotracker"):
+            checkpoint, repo = s.cotracker_checkpoint, s.cotracker_repo
+            if checkpoint is None:
+                checkpoint, cached_code = cached_cotracker()
+                repo = repo or cached_code
+            if checkpoint is None:
+                raise ModelLoadError(
+                    "Motion Fidelity is scored with CoTracker3, the paper's tracker, and none is given or cached: pass "
+                    "--cotracker-checkpoint FILE (scaled_offline.pth) and --cotracker-repo DIR, or --tracker searaft "
+                    "for the built-in SEA-RAFT tracker (its numbers are not comparable with the paper's)")
+            tracker = load_cotracker(checkpoint, repo, s.device, s.mf_support_grid)
+            self.tracker_used = f"CoTracker3 ({Path(checkpoint).name})"
             return tracker
         try:
             from ..models.searaft import load_searaft
         except ImportError as e:
             raise ModelLoadError(f"the built-in tracker needs smrabooth.models.searaft ({e})") from None
         if not s.searaft_model:
-            raise ModelLoadError("motion fidelity needs a tracker: pass --searaft-model (built-in tracker) or "
-                                 "--cotracker-checkpoint (CoTracker3)")
+            raise ModelLoadError("--tracker searaft needs --searaft-model (a SEA-RAFT checkpoint, hub id or folder)")
         model = load_searaft(s.searaft_model, device=s.device, local_files_only=s.local_files_only)
         self.tracker_used = f"SEA-RAFT flow chaining ({s.searaft_model})"
         return FlowTracker(searaft_flow_fn(model, s.searaft_iters), device=s.device, progress=True)

@@ -5,9 +5,10 @@
   |f + b|^2 > alpha (|f|^2 + |b|^2) + beta) or it leaves the frame; its position keeps following the
   flow (outside the frame: the flow at the nearest border pixel), never clamped to the border, so every
   track has a value at every frame and a point that leaves keeps its direction of travel.
-- `load_cotracker`: CoTracker3 (the paper's tracker) from the user's own checkout and checkpoint. Its code
-  and weights are non-commercial, so smrabooth never ships or downloads them. It is queried at exactly the
-  points the reference call `predictor(video, grid_size=55)` tracks, with no support grid.
+- `load_cotracker`: CoTracker3 (the paper's tracker) from the user's own checkout and checkpoint, or the
+  ones torch.hub has cached (`cached_cotracker`). Its code and weights are non-commercial, so smrabooth
+  never ships or downloads them. It is queried at exactly the points the reference call
+  `predictor(video, grid_size=55)` tracks, with no support grid.
 
 A tracker is a callable `(frames uint8 (T, H, W, 3), queries (N, 2) xy on frame 0) -> (tracks (T, N, 2),
 visible (T, N) bool)`.
@@ -94,23 +95,54 @@ class CoTrackerTracker:
         return tracks[0], visible[0].bool()
 
 
+COTRACKER3_CHECKPOINT = "scaled_offline.pth"  # the offline CoTracker3 the paper's numbers use
+
+
+def cached_cotracker() -> tuple[Path | None, Path | None]:
+    """(checkpoint, code folder) of a CoTracker3 that torch.hub has already fetched on this machine
+    (`torch.hub.load("facebookresearch/co-tracker", "cotracker3_offline")` stores both in torch.hub's folder),
+    each None when absent. Nothing is downloaded."""
+    hub = Path(torch.hub.get_dir())
+    checkpoint = hub / "checkpoints" / COTRACKER3_CHECKPOINT
+    code = next((p for p in sorted(hub.glob("facebookresearch_co-tracker_*")) if (p / "cotracker").is_dir()), None)
+    return (checkpoint if checkpoint.is_file() else None), code
+
+
 def load_cotracker(checkpoint, repo_dir=None, device=None, support_grid: bool = False) -> CoTrackerTracker:
-    """CoTracker3 from a local clone of facebookresearch/co-tracker (`repo_dir`, or installed as `cotracker`)
-    and a local checkpoint (e.g. scaled_offline.pth)."""
+    """CoTracker3 (offline) from a local clone of facebookresearch/co-tracker (`repo_dir`, or installed as
+    `cotracker`) and a local checkpoint (scaled_offline.pth). Anything that is not CoTracker3 (a CoTracker2
+    checkpoint, a checkout older than CoTracker3, a damaged file) raises ModelLoadError naming it, so the
+    metric is skipped with that reason instead of scored by another tracker."""
     device = resolve_device(device)
     if repo_dir is not None:
         if not Path(repo_dir).is_dir():
             raise ModelLoadError(f"CoTracker checkout {repo_dir} does not exist")
-        sys.path.insert(0, str(repo_dir))
+        if str(repo_dir) not in sys.path:
+            sys.path.insert(0, str(repo_dir))
     if checkpoint is None or not Path(checkpoint).is_file():
         raise ModelLoadError(f"CoTracker checkpoint {checkpoint} does not exist; pass --cotracker-checkpoint FILE")
     try:
         from cotracker.predictor import CoTrackerPredictor
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - an import of someone else's checkout: any failure means "not usable"
         raise ModelLoadError(f"cannot import cotracker ({e}); clone facebookresearch/co-tracker and pass "
                              "--cotracker-repo DIR") from None
+    name = Path(checkpoint).name
     try:
         predictor = CoTrackerPredictor(checkpoint=str(checkpoint), offline=True, window_len=60)
-    except TypeError:  # CoTracker2 signature
-        predictor = CoTrackerPredictor(checkpoint=str(checkpoint))
+    except TypeError:  # a predictor without `offline`: a checkout from before CoTracker3
+        raise ModelLoadError(f"the cotracker code found ({_where(CoTrackerPredictor)}) predates CoTracker3; use a "
+                             "current clone of facebookresearch/co-tracker (--cotracker-repo DIR)") from None
+    except Exception as e:  # noqa: BLE001 - the checkout's loader raises RuntimeError, KeyError, pickle errors ...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{name} is not a CoTracker3 offline checkpoint (e.g. a CoTracker2 one?): "
+                             f"{type(e).__name__}: {first}; pass CoTracker3's {COTRACKER3_CHECKPOINT}") from None
     return CoTrackerTracker(predictor.to(device).eval(), device, support_grid)
+
+
+def _where(obj) -> str:
+    import inspect
+
+    try:
+        return str(Path(inspect.getfile(obj)).parent.parent)
+    except (TypeError, OSError):
+        return "cotracker"

@@ -7,6 +7,8 @@ hidden state (after DINOv2's final layer norm) is returned without the CLS and r
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -58,9 +60,36 @@ def build_tiny_dinov2(hidden_size: int = 32, seed: int = 0):
 
 
 # How an image is resized to DINOv2's input. antialias: bicubic with antialiasing, clamped to [0, 1], then
-# normalised. bicubic (the authors' code): normalised, then plain bicubic interpolation (no antialiasing, no
-# clamp; a 512 -> 448 resize then samples the image instead of averaging it).
+# normalised; the position table resampled to the patch grid by transformers at each call (bicubic). bicubic (the
+# authors' code): normalised, then plain bicubic interpolation (no antialiasing, no clamp; a 512 -> 448 resize then
+# samples the image instead of averaging it), and the position table resampled as their loader does it (timm's
+# resample_abs_pos_embed: bicubic WITH antialiasing, 37x37 -> 32x32 for the hub's ViT-g at 448).
 ENCODER_RESIZES = ("antialias", "bicubic")
+
+
+@contextlib.contextmanager
+def antialiased_positions(encoder):
+    """While inside, `encoder` (a transformers Dinov2Model) resamples its position table to the input's patch grid
+    with antialiased bicubic interpolation, as the authors' loader does once; the model is left as it was."""
+    embeddings = encoder.embeddings
+    patch = encoder.config.patch_size
+
+    def interpolate_pos_encoding(tokens, height, width):
+        table = embeddings.position_embeddings
+        old = int((table.shape[1] - 1) ** 0.5)
+        new = (height // patch, width // patch)
+        if (old, old) == new:
+            return table
+        grid = table[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+        grid = F.interpolate(grid, size=new, mode="bicubic", align_corners=False, antialias=True)
+        grid = grid.permute(0, 2, 3, 1).reshape(1, -1, table.shape[-1]).to(table.dtype)
+        return torch.cat([table[:, :1], grid], dim=1)
+
+    embeddings.interpolate_pos_encoding = interpolate_pos_encoding  # an instance attribute shadows the method
+    try:
+        yield encoder
+    finally:
+        del embeddings.interpolate_pos_encoding
 
 
 @torch.no_grad()
@@ -79,7 +108,11 @@ def dinov2_patch_features(encoder, images: torch.Tensor, grid: tuple[int, int],
     else:
         x = F.interpolate((images.float() - mean) / std, size=size, mode="bicubic", align_corners=False)
     x = x.to(encoder.device, encoder.dtype)
-    hidden = encoder(pixel_values=x).last_hidden_state
+    if resize == "antialias":
+        hidden = encoder(pixel_values=x).last_hidden_state
+    else:
+        with antialiased_positions(encoder):
+            hidden = encoder(pixel_values=x).last_hidden_state
     skip = 1 + getattr(encoder.config, "num_register_tokens", 0)
     tokens = hidden[:, skip:]
     return tokens.reshape(x.shape[0], grid[0], grid[1], -1).float()

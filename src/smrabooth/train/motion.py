@@ -34,9 +34,12 @@ import torch
 
 from ..align.mora import (
     FLOW_UNITS,
+    MORA_DECODES,
     MORA_FRAME_RANGES,
+    MORA_REFERENCES,
     WINDOW_WRAPS,
     decode_window,
+    decoded_window_flows,
     mora_loss,
     one_step_z0,
     reference_flows,
@@ -125,6 +128,8 @@ class MotionTrainConfig:
     mora_frame_range: str = setting(_R.mora_frame_range, "what SEA-RAFT sees: matched = the decoded prediction in "
                                     "[0, 255] like the reference; authors = the prediction in [-255, 255], the "
                                     "reference in [0, 255] (their code)", choices=MORA_FRAME_RANGES)
+    mora_decode: str = setting(_R.mora_decode, "how MoRA decodes its window: whole = one pass; tiled = in 30x52-latent "
+                               "tiles blended over their overlaps (the authors' pipeline)", choices=MORA_DECODES)
     layer_types: tuple[str, ...] = _R.layer_types
     shift: float = _R.shift
     timestep_weight: str = setting(_R.timestep_weight, choices=TIMESTEP_WEIGHTS)
@@ -149,6 +154,12 @@ class MotionTrainConfig:
                                choices=WINDOW_WRAPS)
     flow_units: str = setting(_R.flow_units, "MoRA's L1 in pixels, or size: x per width plus y per height (the "
                               "authors')", choices=FLOW_UNITS)
+    mora_max_sigma: float = setting(_R.mora_max_sigma, "MoRA only on draws with sigma at most this (1: every draw, "
+                                    "the paper; near sigma 1 the one-step estimate is a blur that does not move)")
+    mora_reference: str = setting(_R.mora_reference, "MoRA's target: frames = the flows of the reference clip's "
+                                  "frames (the paper); decoded = of the clip's clean latent decoded window by window "
+                                  "as the estimate is (reachable through a VAE that loses fast motion)",
+                                  choices=MORA_REFERENCES)
     seed: int = 0
     gradient_checkpointing: bool = True
     vae_checkpointing: str = setting(
@@ -208,8 +219,11 @@ class MotionTrainConfig:
         check_choice("--flow-units", self.flow_units, FLOW_UNITS)
         if self.expert is not None:
             check_choice("--expert", self.expert, EXPERT_CHOICES)
+        check_choice("--mora-reference", self.mora_reference, MORA_REFERENCES)
+        check_number("--mora-max-sigma", self.mora_max_sigma, 0, 1, low_open=True)
         check_choice("--clip-timing", self.clip_timing, CLIP_TIMINGS)
         check_choice("--mora-frame-range", self.mora_frame_range, MORA_FRAME_RANGES)
+        check_choice("--mora-decode", self.mora_decode, MORA_DECODES)
         check_number("--frames", self.frames, 1, 1001, integer=True)
         check_frame_count(self.frames)
         check_multiple("--height", self.height, 16, 16, 2048)
@@ -298,20 +312,22 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
                   debias_frame: int | None = None, predict=None, decode=decode_window) -> dict[str, torch.Tensor]:
     """{'flow', 'debiased' (cfg.debiased, at latent frame `debias_frame`), 'mora' (cfg.use_mora), 'loss'} for one
     clip at one sigma; MoRA on the window at latent `start`. `weight`: the timestep weight, applied to 'flow' and
-    'debiased' (logged as they enter the loss), never to MoRA. `predict`: _velocity's; `decode`: the backbone's
-    differentiable window decode (Backbone.decode_window)."""
-    u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds, predict)
+    frames = decode(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
+                    store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range, tiling=cfg.mora_decode)
+    ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
+                                                                              cfg.drop_frames)
     losses = {"flow": weight * ((u - target) ** 2).mean()}
     losses["loss"] = losses["flow"]
     if cfg.debiased:
         losses["debiased"] = weight * debiased_loss(u[0], target[0], debias_frame, cfg.debias_beta)
         losses["loss"] = losses["loss"] + losses["debiased"]
-    if not cfg.use_mora:
+    if not cfg.use_mora or (cfg.mora_max_sigma < 1 and float(sigma.max()) > cfg.mora_max_sigma):
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
     frames = decode(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
-                    store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range)
-    ref = window_ref_flows(ex.flows, start, cfg.window, cfg.drop_frames)
+                    store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range, tiling=cfg.mora_decode)
+    ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
+                                                                              cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
     losses["loss"] = losses["loss"] + cfg.mora_weight * losses["mora"]
     return losses
@@ -422,6 +438,9 @@ def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id
     text_on_device = {t: e.to(device, trainees.first.dtype) for t, e in embeds.items()}
     on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text,
                                None if e.frame_latents is None else e.frame_latents.to(device)) for e in examples]
+    if cfg.use_mora and cfg.mora_reference == "decoded":  # per window start, computed once (a few decodes)
+        for e in on_device:
+            e.flows = decoded_window_flows(vae, e.latent, starts, flow_fn, cfg.window, cfg.drop_frames)
 
     def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         phase, temporal_step = cfg.phase_of(step)

@@ -18,7 +18,7 @@ from .common import CONFIG_FILE, STAGES, STATE_FILE, SUMMARY_FILE, load_modules,
 TARGETS = {"vae": "vae", "dit": "transformer", "dinov2": "dinov2", "searaft": "searaft"}
 # the data settings of each stage, recorded in sprites.json
 RECORDED = ("frames", "size", "clips", "sprite_weight", "pool", "image_fraction", "stills", "sprite_scale",
-            "partial_captions", "seed")
+            "partial_captions", "decoder_only", "seed")
 
 
 def model_parts(models) -> dict:

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "so a subject LoRA trained on images starts from something the DiT can draw)")
     p.add_argument("--stills", type=int, default=0,
                    help="dit: distinct stills, rendered and encoded once per call (0: 10,000 with --image-fraction)")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="vae: train only the decoder, on the frozen encoder's latents (needs --init-from): the "
+                        "bundle's DiT stays valid")
     p.add_argument("--sprite-scale", type=float, default=1.0,
                    help="dit: multiply the clips' sprite radius (cut where the motion would leave the frame), so "
                         "videos have room for the designs the subject photos show")
@@ -79,7 +82,7 @@ def stage_config(args, stage: str) -> StageConfig:
                        ema=args.ema, init_from=args.init_from, pool=args.pool,
                        sprite_weight=args.sprite_weight, frames=args.frames,
                        image_fraction=args.image_fraction, stills=args.stills, sprite_scale=args.sprite_scale,
-                       partial_captions=args.partial_captions)
+                       partial_captions=args.partial_captions, decoder_only=args.decoder_only)
 
 
 def run(args) -> int:

@@ -85,9 +85,12 @@ class StageConfig:
     pool: int = 0  # dit: render and encode this many clips once per call, then train from GPU-resident latents
     image_fraction: float = 0.0  # dit: share of steps that train on one-frame stills instead of clips
     stills: int = 0  # dit: distinct stills, encoded once per call (0: 10,000 when image_fraction > 0)
-    sprite_scale: float = 1.0  # dit: clips' sprite radius x this, cut to what the motion leaves (world.sample_motion)
+    sprite_scale: float = 1.0  # vae, dit: clips' sprite radius x this, cut to what the motion leaves (world.sample_motion)
     partial_captions: float = 0.0  # dit: each of colour, texture, motion left out of a caption with this probability
     init_from: str = ""  # vae, dit: start from this bundle's VAE / transformer (e.g. to continue a shipped one)
+    # vae: train the decoder alone (post_quant_conv + decoder) on the posterior means of the frozen encoder: the
+    # latent space, and so the DiT trained on it, stays valid (needs init_from; its latent statistics are kept)
+    decoder_only: bool = False
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> StageConfig:
@@ -114,6 +117,9 @@ class StageConfig:
             raise SmraboothError(f"--sprite-scale {self.sprite_scale}: a positive factor (1: the world's sizes)")
         if not 0.0 <= self.partial_captions <= 1.0:
             raise SmraboothError(f"--partial-captions {self.partial_captions}: a probability in [0, 1]")
+        if self.decoder_only and (self.stage != "vae" or not self.init_from):
+            raise SmraboothError("--decoder-only is a vae option and needs --init-from BUNDLE (the encoder and latent "
+                                 "statistics it keeps)")
         if self.image_fraction and not self.stills:
             self.stills = 10_000
         if self.mixed_precision not in ("auto", "bf16", "no"):

@@ -2,7 +2,9 @@
 
     loss = |x_hat - x|_1 + (x_hat - x)^2 + kl_weight * KL(q(z|x) || N(0, I))      (means over elements)
 
-x is the clip in [-1, 1], (B, 3, F, H, W); z is sampled from the posterior. With `--sprite-weight W`
+x is the clip in [-1, 1], (B, 3, F, H, W); z is sampled from the posterior. With `--decoder-only` (and
+`--init-from BUNDLE`) only the decoder trains, on the frozen encoder's posterior means, and the bundle's latent
+statistics are kept: a sharper decoder for a DiT that stays valid. With `--sprite-weight W`
 the reconstruction terms weight the sprite's region by 1 + W (`pixel_region`: the 8x8 cells the sprite
 touches in any frame of a latent frame, so a smeared sprite costs as much as a missing one): a sprite
 covers a few percent of a frame, and the plain loss is met well enough by painting the background alone (what the
@@ -43,8 +45,8 @@ RECON_FILE = "reconstruction.json"
 RECON_CLIPS = 16
 
 
-def vae_item(seed: int, frames: int, size: int) -> dict:
-    clip = sample_clip(seed, "train", frames, size)
+def vae_item(seed: int, frames: int, size: int, sprite_scale: float = 1.0) -> dict:
+    clip = sample_clip(seed, "train", frames, size, sprite_scale=sprite_scale)
     return {"frames": clip.frames, "masks": clip.masks}  # uint8 (F, H, W, 3), bool (F, H, W)
 
 
@@ -62,14 +64,22 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
     if cfg.init_from:
         load_bundle_weights(vae, cfg.init_from, "vae")
     vae = vae.to(device).requires_grad_(True)
+    kept_stats = None
+    if cfg.decoder_only:  # the encoder fixes the latent space the DiT was trained on
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+        config = json.loads((Path(cfg.init_from) / "vae" / "config.json").read_text())
+        kept_stats = {k: config[k] for k in ("latents_mean", "latents_std")}
     autocast = autocast_enabled(cfg.mixed_precision, device)
 
     def step(batch: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         x = to_video(batch["frames"], device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            mean, logvar = encode_moments(vae, x)
+            with torch.set_grad_enabled(not cfg.decoder_only):
+                mean, logvar = encode_moments(vae, x)
             noise = torch.randn(mean.shape, generator=gen).to(device)
-            z = mean + torch.exp(0.5 * logvar) * noise
+            # decoder only: the posterior mean, what the trainers encode and the DiT learns to produce
+            z = mean if cfg.decoder_only else mean + torch.exp(0.5 * logvar) * noise
             # no final clamp: its gradient is zero outside [-1, 1], so a pixel pushed past it never comes back
             rec = decode_raw_latents(vae, z, checkpoint="none", clamp=False)
         rec, mean, logvar = rec.float(), mean.float(), logvar.float()
@@ -87,7 +97,7 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         return {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr, "sprite_l1": sprite_l1}
 
     def finish() -> None:
-        stats = measure_latent_stats(vae, cfg.frames, cfg.size, cfg.stats_clips, device)
+        stats = dict(kept_stats) if kept_stats else measure_latent_stats(vae, cfg.frames, cfg.size, cfg.stats_clips, device)
         apply_latent_stats(vae, stats)
         state = torch.load(cfg.stage_dir / "state.pt", map_location="cpu", weights_only=True)
         stats["step"] = int(state["step"])
@@ -101,9 +111,10 @@ def build_vae_stage(cfg: StageConfig, device: torch.device) -> StageParts:
         (cfg.stage_dir / RECON_FILE).write_text(json.dumps(errors) + "\n")
         print("vae reconstruction L1 per frame, sprite pixels: " + " ".join(f"{v:.2f}" for v in errors["sprite"]))
 
-    stream = ClipStream(functools.partial(vae_item, frames=cfg.frames, size=cfg.size), STREAM_BASE["vae"],
-                        cfg.clips)
-    return StageParts(modules={"vae": vae}, params=list(vae.parameters()), stream=stream, step=step, finish=finish)
+    stream = ClipStream(functools.partial(vae_item, frames=cfg.frames, size=cfg.size, sprite_scale=cfg.sprite_scale),
+                        STREAM_BASE["vae"], cfg.clips)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    return StageParts(modules={"vae": vae}, params=params, stream=stream, step=step, finish=finish)
 
 
 def stats_batches(frames: int, size: int, n_clips: int, device: torch.device, batch: int):
