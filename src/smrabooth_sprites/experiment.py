@@ -337,7 +337,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     return its pipeline and encoders as they found them, so one loaded bundle serves every run."""
     from smrabooth.lora.files import run_lora_files
     from smrabooth.train.motion import train_motion
-    from smrabooth.train.subject import SubjectTrainConfig, train_subject
+    from smrabooth.train.subject import train_subject
 
     from .bundle import load_bundle
 

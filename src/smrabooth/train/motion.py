@@ -312,10 +312,10 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
                   debias_frame: int | None = None, predict=None, decode=decode_window) -> dict[str, torch.Tensor]:
     """{'flow', 'debiased' (cfg.debiased, at latent frame `debias_frame`), 'mora' (cfg.use_mora), 'loss'} for one
     clip at one sigma; MoRA on the window at latent `start`. `weight`: the timestep weight, applied to 'flow' and
-    frames = decode(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
-                    store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range, tiling=cfg.mora_decode)
-    ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
-                                                                              cfg.drop_frames)
+    'debiased' (logged as they enter the loss), never to MoRA. No 'mora' above `cfg.mora_max_sigma`; under
+    `mora_reference="decoded"` `ex.flows` is `decoded_window_flows`' {start: flows}. `predict`: _velocity's;
+    `decode`: the backbone's differentiable window decode (Backbone.decode_window)."""
+    u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds, predict)
     losses = {"flow": weight * ((u - target) ** 2).mean()}
     losses["loss"] = losses["flow"]
     if cfg.debiased:
