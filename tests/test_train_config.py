@@ -64,6 +64,7 @@ MOTION_FLAGS = {
     "expert": (["--expert", "high"], "high"),
     "clip_timing": (["--clip-timing", "resample"], "resample"),
     "mora_frame_range": (["--mora-frame-range", "matched"], "matched"), "mora_decode": (["--mora-decode", "whole"], "whole"),
+    "mora_reference": (["--mora-reference", "decoded"], "decoded"), "mora_max_sigma": (["--mora-max-sigma", "0.5"], 0.5),
     "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }

@@ -299,8 +299,9 @@ def test_decode_settings_reach_the_mora_decode(tmp_path, motion_dir, monkeypatch
 
     seen, decode = [], Wan21.decode_window
     monkeypatch.setattr(Wan21, "decode_window", lambda self, *a, **k: seen.append(k) or decode(self, *a, **k))
-    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2, mora_frame_range="authors")
-    assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors"}]
+    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2, mora_frame_range="authors",
+          mora_decode="tiled")
+    assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors", "tiling": "tiled"}]
 
 
 def test_bad_input(tmp_path, motion_dir):

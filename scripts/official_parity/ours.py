@@ -480,7 +480,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
             stack.enter_context(patched(M, name, fn))
         # the trainer decodes MoRA's window through its backbone (Wan21.decode_window calls align.mora's)
         stack.enter_context(patched(Wan21, "decode_window",
-                                    lambda self, *a, tiling="whole", **k: decode_window(*a, decode=tiling, **k)))
+                                    lambda self, *a, **k: decode_window(*a, **k)))
         stack.enter_context(recorder.active())
         stack.enter_context(Replay(queues))
         M.train_motion(cfg, pipe, flow_model, model_id=MODEL_ID, flow_id="parity-searaft", progress=False)
@@ -490,7 +490,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
         for _sample, ts, _ in samples:
             if "window" in ts and ts["window"].shape[2] == cfg.window:
                 frames = real["decode_window"](pipe.vae, ts["window"].to(pipe.vae.dtype), 0, cfg.window,
-                                               cfg.drop_frames, checkpoint="none", decode=cfg.mora_decode)
+                                               cfg.drop_frames, checkpoint="none", tiling=cfg.mora_decode)
                 captured["decode_of_theirs"].append(frames[0].float())
     return {"samples": recorder.samples, "steps": recorder.steps, "inputs": recorder.inputs, "two_phase": two_phase,
             **captured}

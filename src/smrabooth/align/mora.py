@@ -258,17 +258,17 @@ def decode_tiled(decode, latents: torch.Tensor) -> torch.Tensor:
 
 
 def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP, checkpoint: bool = True,
-                  store_last: int = 0, frame_range: str = "matched", decode: str = "whole"):
+                  store_last: int = 0, frame_range: str = "matched", tiling: str = "whole"):
     """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W), in
-    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES); `decode`: MORA_DECODES.
+    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES); `tiling`: MORA_DECODES.
     checkpoint / store_last: `decode_latents_differentiable`'s."""
     from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
 
     _check_window(window, drop)
     if frame_range not in MORA_FRAME_RANGES:
         raise SmraboothError(f"--mora-frame-range {frame_range!r}: choose {', '.join(MORA_FRAME_RANGES)}")
-    if decode not in MORA_DECODES:
-        raise SmraboothError(f"--mora-decode {decode!r}: choose {', '.join(MORA_DECODES)}")
+    if tiling not in MORA_DECODES:
+        raise SmraboothError(f"--mora-decode {tiling!r}: choose {', '.join(MORA_DECODES)}")
     if start < 0 or start + window > latents.shape[2]:
         raise InternalError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
 
@@ -277,6 +277,6 @@ def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW,
 
     z = latents[:, :, start : start + window]
     # tiles unclamped, their blend clamped (as theirs: a tile's value past 1 still pulls its neighbour's)
-    video = decode_tiled(lambda t: whole(t, clamp=False), z) if decode == "tiled" else whole(z)
+    video = decode_tiled(lambda t: whole(t, clamp=False), z) if tiling == "tiled" else whole(z)
     kept = video[:, :, drop:]
     return to_unit_frames(kept) if frame_range == "matched" else kept.permute(0, 2, 1, 3, 4)

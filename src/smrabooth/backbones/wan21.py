@@ -151,7 +151,7 @@ class Wan21(Backbone):
         from ..align.mora import decode_window
 
         return decode_window(vae, latents, start, window, drop, checkpoint=checkpoint, store_last=store_last,
-                             frame_range=frame_range, decode=tiling)
+                             frame_range=frame_range, tiling=tiling)
 
     def encode_captions(self, pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
         """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files."""
