@@ -3,6 +3,7 @@
 #
 #   ./dev.sh demo [smrabooth demo options]    # e.g. ./dev.sh demo --overwrite
 #   ./dev.sh test [pytest options]            # e.g. ./dev.sh test -x tests/test_video.py
+#   ./dev.sh lint [ruff options]              # ruff check src tests scripts benchmarks (pyproject.toml's rules)
 #
 # Creates .venv when it is missing; installs torch (the CPU wheel when there is no NVIDIA GPU, so pip does
 # not pull a multi-GB CUDA build; the default build when nvidia-smi exists) and this project with its test
@@ -17,7 +18,7 @@ STAMP="$VENV/.smrabooth-installed"
 die() { echo "dev.sh: $*" >&2; exit 1; }
 
 usage() {
-    echo "usage: ./dev.sh demo [smrabooth demo options] | ./dev.sh test [pytest options]" >&2
+    echo "usage: ./dev.sh demo [smrabooth demo options] | ./dev.sh test [pytest options] | ./dev.sh lint [ruff options]" >&2
     exit 2
 }
 
@@ -25,7 +26,7 @@ usage() {
 command_name=$1
 shift
 case "$command_name" in
-    demo|test) ;;
+    demo|test|lint) ;;
     -h|--help|help) usage ;;
     *) echo "dev.sh: unknown command '$command_name'" >&2; usage ;;
 esac
@@ -71,4 +72,5 @@ fi
 case "$command_name" in
     demo) exec "$VENV/bin/smrabooth" demo --out demo/ "$@" ;;
     test) exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    lint) exec "$VENV/bin/python" -m ruff check src tests scripts benchmarks "$@" ;;
 esac

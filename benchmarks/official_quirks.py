@@ -185,8 +185,8 @@ def main(argv=None) -> int:
     print(f"mask    {m['masks']} masks at 512: their rule {m['cells_authors']:.0f} subject cells of 4096, the binary "
           f"mask through the same grid resize {m['cells_binary_bilinear']:.0f} (+{100 * m['extra_cells_vs_binary']:.1f}%"
           f" on average, at most +{100 * m['max_extra_cells_vs_binary']:.0f}%); area rule weight {m['area_weight_sum']:.0f}")
-    print(f"dinov2  {im['images']} images: plain bicubic 448 vs antialiased, PSNR {im['dinov2_input_psnr_plain_vs_antialias']:.1f} dB"
-          f" (lowest {im['dinov2_input_psnr_min']:.1f})")
+    print(f"dinov2  {im['images']} images: plain bicubic 448 vs antialiased, "
+          f"PSNR {im['dinov2_input_psnr_plain_vs_antialias']:.1f} dB (lowest {im['dinov2_input_psnr_min']:.1f})")
     print(f"resize  bilinear vs bicubic: images PSNR {im['resize_psnr_bilinear_vs_bicubic']:.1f} dB, "
           f"clips {c['resize_psnr_bilinear_vs_bicubic']:.1f} dB ({c['clips']} clips)")
     still = f["mora_loss_still_prediction"]
@@ -194,8 +194,9 @@ def main(argv=None) -> int:
           f"{f['epe_on_sprite_matched']:.2f} px in [0, 255], {f['epe_on_sprite_authors_range']:.2f} px in [-255, 255]; "
           f"their MoRA loss of a perfect prediction {f['mora_loss_perfect_prediction_authors_range']:.3g} "
           f"({100 * f['mora_loss_perfect_prediction_authors_range'] / still:.0f}% of a still prediction's, {still:.3g})")
+    share = 100 * f["mora_loss_reference_offset"] / f["mora_loss_still_prediction_windows"]
     print(f"offset  their reference frames vs the matching ones: MoRA loss of a perfect prediction "
-          f"{f['mora_loss_reference_offset']:.3g} ({100 * f['mora_loss_reference_offset'] / f['mora_loss_still_prediction_windows']:.0f}% "
+          f"{f['mora_loss_reference_offset']:.3g} ({share:.0f}% "
           f"of a still prediction's, {f['mora_loss_still_prediction_windows']:.3g})")
     print("bf16    share of entries a bf16 AdamW step leaves unchanged: "
           + ", ".join(f"{k} {100 * v:.0f}%" for k, v in b.items()))

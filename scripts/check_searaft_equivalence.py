@@ -152,7 +152,8 @@ def main():
             print(
                 f"size {h}x{w} iters {iters}: max|flow| {scale:.3f} px; max abs error over all {iters + 1} "
                 f"predictions: flow {flow_err:.3e} px (relative {flow_err / scale:.2e}), info {info_err:.3e}; "
-                f"compute_flow (scale {config.scale}) vs official calc_flow {final_err:.3e} px; input gradient relative error {grad_err:.2e} "
+                f"compute_flow (scale {config.scale}) vs official calc_flow {final_err:.3e} px; "
+                f"input gradient relative error {grad_err:.2e} "
                 f"(official {t1 - t0:.1f}s, ours {t2 - t1:.1f}s)"
             )
     print(f"worst max abs flow error: {worst:.3e} px")

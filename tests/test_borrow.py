@@ -142,3 +142,52 @@ def test_training_into_empty_lora_layers_leaves_no_adapter_behind(tmp_path, fres
     motion_tests.train(tmp_path, pipe, flow_model, steps=2, recipe=recipe, **two_phases)
     assert snapshot(pipe, flow_model) == before
     np.testing.assert_array_equal(generate(pipe, VIDEO, progress=False).frames, fresh_frames)
+
+
+def denoiser_snapshot(pipe):
+    """What borrowing may change in any backbone's pipeline: its components, their modules' train flags and
+    parameters' devices, dtypes and requires_grad, the denoisers' peft configs."""
+    from smrabooth.backbones import backbone_of
+
+    backbone = backbone_of(pipe)
+    parts = {n: getattr(pipe, n) for n in backbone.components if getattr(pipe, n, None) is not None}
+    return {"ids": {n: id(m) for n, m in parts.items()},
+            "modules": [(n, k, type(m).__name__, m.training) for n, c in parts.items() for k, m in c.named_modules()],
+            "params": [(n, k, p.device, p.dtype, p.requires_grad) for n, c in parts.items()
+                       for k, p in c.named_parameters()],
+            "peft": [getattr(m, "peft_config", None) for m in backbone.denoisers(pipe).values()]}
+
+
+@pytest.mark.parametrize("case", ["zeroscope-subject", "zeroscope-motion", "wan2.2-a14b-subject"])
+def test_every_backbones_trainers_return_the_pipeline_as_they_found_it(tmp_path, case):
+    """The U-Net's trainers and the A14B experts go through train/session.py as Wan2.1's do: after training, normally
+    or after an error, the same pipeline generates exactly what it did before (the U-Net's text encoder is moved
+    and brought back, not dropped)."""
+    import warnings
+
+    from smrabooth.backbones import BACKBONES
+    from smrabooth.backbones.zeroscope import UnetGenerateConfig
+
+    warnings.filterwarnings("ignore", message=".*TextToVideoSDPipeline has been deprecated.*")
+    name, kind = case.rsplit("-", 1)
+    pipe = BACKBONES[name].build_tiny()
+    video = (UnetGenerateConfig(prompt="a V* ball", frames=2, height=64, width=64, steps=2, seed=1)
+             if name == "zeroscope" else VIDEO)
+    fresh = generate(pipe, video, progress=False).frames
+    before = denoiser_snapshot(pipe)
+    if name == "zeroscope":
+        import test_unet
+
+        subject_tests.make_subject_folder(tmp_path / "subject")
+        motion_tests.make_motion_folder(tmp_path / "motion")
+        if kind == "subject":
+            test_unet.train_unet_subject(test_unet.subject_config(tmp_path, steps=2), pipe, build_tiny_dinov2(),
+                                         model_id="tiny", progress=False)
+        else:
+            test_unet.train_unet_motion(test_unet.motion_config(tmp_path, steps=1), pipe, motion_tests.tiny_flow_model(),
+                                        model_id="tiny", progress=False)
+    else:
+        subject_tests.make_subject_folder(tmp_path / "subject")
+        subject_tests.train(tmp_path, pipe, steps=2, gradient_checkpointing=True)
+    assert denoiser_snapshot(pipe) == before
+    np.testing.assert_array_equal(generate(pipe, video, progress=False).frames, fresh)

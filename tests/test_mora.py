@@ -13,7 +13,7 @@ from smrabooth.align import (
     window_ref_flows,
     window_source_frames,
 )
-from smrabooth.errors import SmraboothError
+from smrabooth.errors import InternalError, SmraboothError
 from smrabooth.models.vae_decode import (
     decode_latents_differentiable,
     denormalize_latents,
@@ -80,7 +80,7 @@ def test_one_step_z0_inverts_flow_matching_per_batch_sigma():
     z_t = (1 - s) * z0 + s * eps
     torch.testing.assert_close(one_step_z0(z_t, eps - z0, sigma), z0)  # true velocity -> z0 back
     torch.testing.assert_close(one_step_z0(z_t[:1], (eps - z0)[:1], 0.1), z0[:1])  # float sigma
-    with pytest.raises(SmraboothError):
+    with pytest.raises(InternalError):  # an internal invariant, not the user's input
         one_step_z0(z_t, eps - z0, torch.tensor([0.1, 0.5]))
 
 
@@ -107,7 +107,7 @@ def test_window_ref_flows_slices_matching_pairs():
     sl = window_ref_flows(flows, 6)
     assert sl.shape == (15, 2, 3, 3)
     assert sl[:, 0, 0, 0].tolist() == list(range(29, 44))
-    with pytest.raises(SmraboothError, match="valid_window_starts"):
+    with pytest.raises(InternalError, match="valid_window_starts"):
         window_ref_flows(flows, 8)
 
 
@@ -117,7 +117,6 @@ def test_window_ref_flows_slices_matching_pairs():
         lambda: valid_window_starts(5),
         lambda: valid_window_starts(13, window=0),
         lambda: valid_window_starts(13, stride=0),
-        lambda: window_source_frames(-1),
         lambda: window_source_frames(0, window=6, drop=20),
         lambda: window_source_frames(0, window=1, drop=0),
     ],
@@ -125,6 +124,13 @@ def test_window_ref_flows_slices_matching_pairs():
 def test_bad_window_arguments_raise(call):
     with pytest.raises(SmraboothError):
         call()
+
+
+def test_a_broken_invariant_is_not_a_user_error():
+    """No setting reaches a negative window start: it is a bug (InternalError), never reported as bad input."""
+    with pytest.raises(InternalError) as e:
+        window_source_frames(-1)
+    assert not isinstance(e.value, SmraboothError)
 
 
 def test_window_frame_mapping_on_tiny_vae(vae):
@@ -172,7 +178,7 @@ def test_mora_loss_zero_on_reference_positive_otherwise(flow_net):
     expected = (flow_net(other[:-1], other[1:]) - ref).abs().mean()
     torch.testing.assert_close(mora_loss(other, ref, flow_net), expected)
     assert expected > 0
-    with pytest.raises(SmraboothError):
+    with pytest.raises(InternalError):
         mora_loss(frames, ref[:-1], flow_net)
     with pytest.raises(SmraboothError):
         reference_flows(frames[:1], flow_net)
@@ -277,7 +283,7 @@ def test_checkpointed_decode_gradient_matches_stock_decode_autograd(vae):
 
 
 def test_decode_rejects_wrong_latent_shape(vae):
-    with pytest.raises(SmraboothError, match="expected latents"):
+    with pytest.raises(InternalError, match="expected latents"):
         decode_latents_differentiable(vae, torch.randn(1, 4, 2, 2, 2))
 
 

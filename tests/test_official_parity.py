@@ -15,8 +15,8 @@ import pytest
 sys.path[:0] = [str(Path(__file__).parents[1] / "scripts" / "official_parity"),
                 str(Path(__file__).parents[1] / "scripts")]
 
-from fixture import FIXTURE, prepare_inputs, run_fixture
-from rows import print_table
+from fixture import FIXTURE, prepare_inputs, run_fixture  # noqa: E402  (found through the sys.path line above)
+from rows import print_table  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_file(), reason="no parity fixture")
 

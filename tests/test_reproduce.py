@@ -50,7 +50,8 @@ def dataset(tmp_path_factory):
 
 def settings(root: Path, out: str = "exp") -> dict:
     return {
-        "data": str(root / "data"), "model": str(root / "model"), "out": str(root / out), "methods": ("wan", "no_mora"), "seeds": (0,),
+        "data": str(root / "data"), "model": str(root / "model"), "out": str(root / out), "methods": ("wan", "no_mora"),
+        "seeds": (0,),
         "subject_args": f"--steps 2 --rank 4 --alpha 4 --resolution 64 --projector-width 16 --encoder {root / 'dinov2'} "
                      f"--no-gradient-checkpointing --checkpoint-every 1 --save-dtype fp32 --cache-dir {root / 'cache'}",
         "motion_args": f"--steps 2 --rank 4 --alpha 4 --frames 5 --height 32 --width 32 --no-gradient-checkpointing "
@@ -180,3 +181,32 @@ def test_two_workers_killed_mid_plan_resume_and_write_complete_tables(dataset):
                     "loras/dit/subject/ball-sura"} | ball
     text = dry_run_text(out, jobs, gpus=2)
     assert f"total        {len(jobs)} jobs,     {len(todo)} to do" in text
+
+
+def test_jobs_carry_the_settings_their_command_resolves_and_run_them(dataset, tmp_path):
+    """Each job holds its command's resolved settings (trainer config, GenerateConfig, evaluation settings) and the
+    runner runs those, re-parsing no argv: a generate job whose carried config says 9 frames writes 9 frames though
+    its argv says 5."""
+    import dataclasses
+
+    from smrabooth.cli import build_parser
+    from smrabooth.cli.train import resolve_train_config
+    from smrabooth.reproduce import Runner, Worker
+    from smrabooth.sampling import GenerateConfig
+    from smrabooth.video import read_video
+
+    cfg = ReproduceConfig(**settings(dataset, out=str(tmp_path / "exp")))
+    jobs = plan(cfg)
+    motion = next(j for j in jobs if j.kind == "motion")
+    by_hand = resolve_train_config("motion", build_parser().parse_args(
+        [motion.spec["command"], *motion.spec["argv"], "--out", "x"]))
+    assert motion.extra["config"] == dataclasses.replace(by_hand, out=None)
+    assert motion.extra["config"].steps == 2 and motion.extra["config"].use_mora is False
+    assert motion.spec["config"]["recipe"] == "paper"  # the resolved settings are part of the job's digest
+    generate = next(j for j in jobs if j.kind == "generate" and not j.needs)
+    assert isinstance(generate.extra["config"], GenerateConfig) and generate.extra["config"].frames == 5
+    assert next(j for j in jobs if j.kind == "evaluate").extra["settings"].header()
+
+    generate.extra["config"] = dataclasses.replace(generate.extra["config"], frames=9)
+    Runner(cfg, tmp_path / "exp", Worker(), log=lambda *a: None).run(generate, "digest", {})
+    assert len(read_video(tmp_path / "exp" / generate.name).frames) == 9

@@ -361,8 +361,8 @@ def issue34_files(root, w, raw, key_b, tr):
         w[name] = root / f"{name}.yaml"
         w[name].write_text(text)
     wan = {"lora_int8": ({**raw, key_b: raw[key_b].to(torch.int8)}, {}),
-           "lora_dup": ({**raw, "blocks.0.attn1.to_q.lora_A.weight": raw["transformer.blocks.0.attn1.to_q.lora_A.weight"].clone()},
-                        {}),
+           "lora_dup": ({**raw, "blocks.0.attn1.to_q.lora_A.weight":
+                         raw["transformer.blocks.0.attn1.to_q.lora_A.weight"].clone()}, {}),
            "lora_meta_list": (raw, {"smrabooth": "[1, 2]"}),
            "lora_meta_base": (raw, {"smrabooth": json.dumps({"base": "wan"})}),
            "lora_rank0": ({k: v[:0] if k.endswith("lora_A.weight") else v[:, :0] for k, v in raw.items()}, {}),

@@ -31,8 +31,8 @@ SUBJECT_FLAGS = {
     "timestep_weight": (["--timestep-weight", "none"], "none"), "batch_size": (["--batch-size", "3"], 3),
     "gradient_accumulation": (["--gradient-accumulation", "2"], 2), "warmup_steps": (["--warmup-steps", "2"], 2),
     "warmup_factor": (["--warmup-factor", "0.5"], 0.5), "mask_rule": (["--mask-rule", "area"], "area"),
-    "train_projector": (["--train-projector"], True), "lora_dtype": (["--lora-dtype", "fp32"], "fp32"),
-    "timestep_rounding": (["--timestep-rounding", "none"], "none"),
+    "train_projector": (["--train-projector"], True), "expert": (["--expert", "low"], "low"),
+    "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
     "encoder_resize": (["--encoder-resize", "antialias"], "antialias"),
 }
@@ -61,8 +61,10 @@ MOTION_FLAGS = {
     "spatial_rank": (["--spatial-rank", "4"], 4), "spatial_alpha": (["--spatial-alpha", "2"], 2.0),
     "debiased": (["--no-debiased"], False), "debias_beta": (["--debias-beta", "0.5"], 0.5),
     "window_wrap": (["--window-wrap", "fit"], "fit"), "flow_units": (["--flow-units", "pixels"], "pixels"),
+    "expert": (["--expert", "high"], "high"),
     "clip_timing": (["--clip-timing", "resample"], "resample"),
     "mora_frame_range": (["--mora-frame-range", "matched"], "matched"), "mora_decode": (["--mora-decode", "whole"], "whole"),
+    "mora_reference": (["--mora-reference", "decoded"], "decoded"), "mora_max_sigma": (["--mora-max-sigma", "0.5"], 0.5),
     "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
 }

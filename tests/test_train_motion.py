@@ -295,12 +295,13 @@ def test_cache_is_reused(tmp_path, motion_dir, monkeypatch):
 
 
 def test_decode_settings_reach_the_mora_decode(tmp_path, motion_dir, monkeypatch):
-    from smrabooth.train import motion
+    from smrabooth.backbones.wan21 import Wan21  # the trainer decodes through the backbone's window decode
 
-    seen, decode = [], motion.decode_window
-    monkeypatch.setattr(motion, "decode_window", lambda *a, **k: seen.append(k) or decode(*a, **k))
-    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2, mora_frame_range="authors")
-    assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors"}]
+    seen, decode = [], Wan21.decode_window
+    monkeypatch.setattr(Wan21, "decode_window", lambda self, *a, **k: seen.append(k) or decode(self, *a, **k))
+    train(tmp_path, steps=1, vae_checkpointing="frame", vae_store_frames=2, mora_frame_range="authors",
+          mora_decode="tiled")
+    assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors", "tiling": "tiled"}]
 
 
 def test_bad_input(tmp_path, motion_dir):

@@ -574,9 +574,10 @@ def test_costs_are_measured_from_finished_jobs(tmp_path, sprites_profile):
 def test_result_labels_and_cards(app):
     """A generation says what made it; a no-LoRA one is the plain model and is its own baseline. Cards are
     fixed boxes with their names and downloads."""
-    assert h.result_labels({"subject_lora": "/w/runs/subject/heart-1/subject_lora.safetensors",
-                            "motion_lora": "/w/runs/motion/spiral-2/motion_lora.safetensors",
-                            "config": {"injection": "sparse"}})[0] == "Result: subject heart-1 + motion spiral-2 (sparse injection)"
+    labels = h.result_labels({"subject_lora": "/w/runs/subject/heart-1/subject_lora.safetensors",
+                              "motion_lora": "/w/runs/motion/spiral-2/motion_lora.safetensors",
+                              "config": {"injection": "sparse"}})
+    assert labels[0] == "Result: subject heart-1 + motion spiral-2 (sparse injection)"
     result, baseline = h.result_labels({"subject_lora": None, "motion_lora": None, "config": {}})
     assert result == "Result: no LoRA (the plain model)" and "same video" in baseline
     assert "No finished LoRA yet" in h.library_html(app) and "No video yet" in h.past_generations_html(app)

@@ -1,5 +1,5 @@
-"""The U-Net variant on a tiny ZeroScope (TextToVideoSDPipeline): RAA, epsilon z0, trainers, LoRA files,
-generation against the stock pipeline, and the three commands end to end."""
+"""The U-Net variant on a tiny ZeroScope (TextToVideoSDPipeline): RAA, epsilon z0, trainers, LoRA files, the
+injection schedule, and the three commands end to end (frames against the stock pipeline: test_backbones.py)."""
 
 import math
 import warnings
@@ -23,7 +23,7 @@ from smrabooth.lora.unet import (
     unet_lora_from_peft,
 )
 from smrabooth.models.dinov2 import build_tiny_dinov2
-from smrabooth.models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline, model_kind
+from smrabooth.models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline
 from smrabooth.train.common import read_log
 from smrabooth.train.unet import (
     UnetMotionConfig,
@@ -202,12 +202,6 @@ def test_motion_training_resumes_exactly_and_gradients_reach_only_the_temporal_l
 
 
 # ---------------------------------------------------------------- generation
-def _stock(pipe, prompt="a V* ball on the grass", **kw):
-    out = pipe(prompt, num_frames=3, height=64, width=64, num_inference_steps=4,
-               generator=torch.Generator().manual_seed(3), output_type="np", **kw).frames[0]
-    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-
-
 def _random_lora(unet, kind, seed=0):
     from smrabooth.lora.unet import LOCATIONS
 
@@ -220,30 +214,8 @@ def _random_lora(unet, kind, seed=0):
     return lora
 
 
-def test_generation_equals_stock_pipeline_without_and_with_merged_loras(zs_pipe):
-    from smrabooth.sampling_unet import UnetGenerateConfig, generate_unet
-
-    cfg = UnetGenerateConfig(prompt="a V* ball on the grass", frames=3, height=64, width=64, steps=4, seed=3)
-    ours = generate_unet(zs_pipe, cfg, progress=False).frames
-    assert np.abs(ours.astype(int) - _stock(zs_pipe).astype(int)).max() <= 1
-
-    subject, motion = _random_lora(zs_pipe.unet, "subject"), _random_lora(zs_pipe.unet, "motion", seed=1)
-    before = {k: v.clone() for k, v in zs_pipe.unet.state_dict().items()}
-    dense = generate_unet(zs_pipe, UnetGenerateConfig(**{**cfg.__dict__, "injection": "dense"}), subject, motion,
-                          progress=False).frames
-    assert all(torch.equal(before[k], v) for k, v in zs_pipe.unet.state_dict().items())  # returned as found
-    assert np.abs(dense.astype(int) - ours.astype(int)).max() > 5
-    # reference: the LoRAs merged into the weights by hand, W + alpha/r B A, through the stock pipeline
-    with torch.no_grad():
-        for lora in (subject, motion):
-            for m in lora.modules:
-                a, b = lora.tensors[f"{m}.lora_A.weight"], lora.tensors[f"{m}.lora_B.weight"]
-                zs_pipe.unet.get_submodule(m).weight += lora.alpha / lora.rank * b @ a
-    assert np.abs(dense.astype(int) - _stock(zs_pipe).astype(int)).max() <= 1
-
-
 def test_sparse_schedule_sets_the_subject_scale_per_step(zs_pipe):
-    from smrabooth.sampling_unet import UnetGenerateConfig, generate_unet, t_point_for_timesteps
+    from smrabooth.backbones.zeroscope import UnetGenerateConfig, generate_unet, t_point_for_timesteps
 
     subject = _random_lora(zs_pipe.unet, "subject")
     seen = []
@@ -279,15 +251,6 @@ def test_lora_files_and_mismatch_errors(tmp_path, zs_pipe, tiny_pipe):
     bigger = build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(block_out_channels=(48, 64)))
     with pytest.raises(SmraboothError, match="another model size"):
         check_unet_lora_fits(back, bigger.unet, "s.safetensors")
-
-
-def test_model_kind(tmp_path):
-    (tmp_path / "z").mkdir()
-    (tmp_path / "z" / "model_index.json").write_text('{"_class_name": "TextToVideoSDPipeline"}')
-    assert model_kind(tmp_path / "z") == "unet"
-    assert model_kind("cerspense/zeroscope_v2_576w") == "unet"
-    assert model_kind("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") == "wan"
-    assert model_kind("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", backbone="unet") == "unet"
 
 
 def test_three_commands_end_to_end_on_a_saved_tiny_zeroscope(tmp_path, capsys):

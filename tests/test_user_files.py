@@ -289,9 +289,13 @@ def test_reproduce_hashes_files_read_outside_the_data_and_refuses_an_empty_repor
     shutil.copy(dog / "images" / "00.png", shared / "00.png")
     (dog / "metadata.csv").write_text("video,mask,prompt\nshared/00.png,masks/00.png,a picture of sks dog\n")
     make_motion_folder(data / "motion_customized" / "video" / "glide", n_frames=12)
+    from smrabooth.models.dinov2 import build_tiny_dinov2
+
+    build_tiny_dinov2().save_pretrained(tmp_path / "dino")  # the plan checks every job's settings, --encoder too
     cfg = ReproduceConfig(data=str(data), model=str(tiny_model_dir), out=str(tmp_path / "exp"), methods=("no_mora",),
                           seeds=(0,), offline=True, recipe="paper",
-                          subject_args="--steps 1 --resolution 32 --encoder x", motion_args="--steps 1 --frames 5 "
+                          subject_args=f"--steps 1 --resolution 32 --encoder {tmp_path / 'dino'}",
+                          motion_args="--steps 1 --frames 5 "
                           "--height 32 --width 32", generate_args="--frames 5 --height 32 --width 32")
     spec = next(j.spec for j in plan(cfg) if j.kind == "subject")
     photo(shared / "00.png")

@@ -347,6 +347,7 @@ def pipeline_for(dtype: str):
 def run_subject(exchange: Path, th: dict, work: Path, dtype: str = "fp32") -> dict:
     """Our `train_subject` (official recipe) on their draws (`th`: compare.their_stage); returns what it computed."""
     import smrabooth.train.subject as S
+    from smrabooth.backbones.wan21 import Wan21
     from smrabooth.models.dinov2 import load_dinov2
     from smrabooth.recipes import NUM_TRAIN_TIMESTEPS
 
@@ -362,7 +363,7 @@ def run_subject(exchange: Path, th: dict, work: Path, dtype: str = "fp32") -> di
         **config_overrides(S.SubjectTrainConfig, dtype))
     captured = {"tokens": [], "latents": [], "draws": []}
     real_add, real_projector = S.add_lora_adapter, S.build_projector
-    real_tokens, real_encode = S.tokens_on_grid, S.encode_image_latent
+    real_tokens, real_encode = S.tokens_on_grid, Wan21.encode_image
 
     def add_lora_adapter(transformer, name, *a, **k):
         params = real_add(transformer, name, *a, **k)
@@ -379,17 +380,18 @@ def run_subject(exchange: Path, th: dict, work: Path, dtype: str = "fp32") -> di
         captured["tokens"].append(out[0].float().clone())
         return out
 
-    def encode_image_latent(*a, **k):
-        out = real_encode(*a, **k)
+    def encode_image(self, *a, **k):  # the trainer encodes through its backbone (Wan21.encode_image)
+        out = real_encode(self, *a, **k)
         captured["latents"].append(out.float().clone())
         return out
 
     recorder = Recorder(pipe.transformer)
     with contextlib.ExitStack() as stack:
         for name, fn in (("add_lora_adapter", add_lora_adapter), ("build_projector", build_projector),
-                         ("tokens_on_grid", tokens_on_grid), ("encode_image_latent", encode_image_latent),
+                         ("tokens_on_grid", tokens_on_grid),
                          ("sample_timesteps", recording_sample_timesteps(S.sample_timesteps, captured["draws"]))):
             stack.enter_context(patched(S, name, fn))
+        stack.enter_context(patched(Wan21, "encode_image", encode_image))
         stack.enter_context(recorder.active())
         stack.enter_context(Replay(queues))
         S.train_subject(cfg, pipe, encoder, model_id=MODEL_ID, progress=False)
@@ -402,6 +404,7 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
     reads the reference flows their window read (documented difference: the index their code reads them at,
     docs/parity.md); everything else is ours."""
     import smrabooth.train.motion as M
+    from smrabooth.backbones.wan21 import Wan21
     from smrabooth.models.searaft import load_searaft
     from smrabooth.recipes import NUM_TRAIN_TIMESTEPS
 
@@ -475,16 +478,19 @@ def run_motion(exchange: Path, th: dict, work: Path, info: dict, dtype: str = "f
                          ("reference_flows", reference_flows), ("mora_loss", mora_loss),
                          ("sample_timesteps", recording_sample_timesteps(M.sample_timesteps, captured["draws"]))):
             stack.enter_context(patched(M, name, fn))
+        # the trainer decodes MoRA's window through its backbone (Wan21.decode_window calls align.mora's)
+        stack.enter_context(patched(Wan21, "decode_window",
+                                    lambda self, *a, **k: decode_window(*a, **k)))
         stack.enter_context(recorder.active())
         stack.enter_context(Replay(queues))
         M.train_motion(cfg, pipe, flow_model, model_id=MODEL_ID, flow_id="parity-searaft", progress=False)
     # our decode of the very latents their MoRA decoded (the decode alone, whatever came before it)
     captured["decode_of_theirs"] = []
     with torch.no_grad():
-        for sample, ts, _ in samples:
+        for _sample, ts, _ in samples:
             if "window" in ts and ts["window"].shape[2] == cfg.window:
                 frames = real["decode_window"](pipe.vae, ts["window"].to(pipe.vae.dtype), 0, cfg.window,
-                                               cfg.drop_frames, checkpoint="none", decode=cfg.mora_decode)
+                                               cfg.drop_frames, checkpoint="none", tiling=cfg.mora_decode)
                 captured["decode_of_theirs"].append(frames[0].float())
     return {"samples": recorder.samples, "steps": recorder.steps, "inputs": recorder.inputs, "two_phase": two_phase,
             **captured}

@@ -106,7 +106,9 @@ def apply_dict(config, values: dict, source: str = "settings"):
         raise SmraboothError(f"{source}: key {short_repr(odd[0])} is not a setting name (names are text)")
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}; known: {', '.join(sorted(fields))}")
+        more = " ..." if len(unknown) > 5 else ""
+        raise SmraboothError(f"{source}: unknown setting(s) {', '.join(unknown[:5])}{more}; "
+                             f"known: {', '.join(sorted(fields))}")
     typed = {k: _typed(v, fields[k].type if isinstance(fields[k].type, str) else getattr(fields[k].type, "__name__",
                                                                                          str(fields[k].type)),
                        k, source) for k, v in values.items()}
@@ -114,7 +116,8 @@ def apply_dict(config, values: dict, source: str = "settings"):
 
 
 def write_yaml(config, path: str | os.PathLike) -> None:
+    """A settings dataclass (or a plain dict of settings) as YAML, written atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(config if isinstance(config, dict) else to_dict(config), sort_keys=False))
     os.replace(tmp, path)

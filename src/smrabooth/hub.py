@@ -17,6 +17,10 @@ import socket
 import sys
 from urllib.parse import urlparse
 
+from .logs import get_logger
+
+log = get_logger(__name__)
+
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -79,7 +83,6 @@ def check_hub_reachable(names) -> bool:
         socket.create_connection(_endpoint(), timeout=PROBE_TIMEOUT_S).close()
         return True
     except OSError as e:
-        print(f"warning: the model hub is not reachable ({e}); using only models already downloaded",
-              file=sys.stderr)
+        log.warning(f"the model hub is not reachable ({e}); using only models already downloaded")
         go_offline()
         return False

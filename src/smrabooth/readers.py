@@ -13,10 +13,12 @@ import io
 import json
 import os
 import reprlib
-import sys
 from pathlib import Path
 
 from .errors import SmraboothError
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 # The largest image smrabooth decodes: Pillow's own refusal threshold, about 179 megapixels (a 30000 x 30000
 # PNG would take 2.7 GB as RGB).
@@ -51,8 +53,8 @@ def decode_text(data: bytes, path, warn: bool = True) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         if warn:
-            print(f"warning: {path} is not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); read as Latin-1: "
-                  f"save it as UTF-8 if characters look wrong", file=sys.stderr)
+            log.warning(f"{path} is not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); read as Latin-1: "
+                        f"save it as UTF-8 if characters look wrong")
         return data.decode("latin-1")
 
 

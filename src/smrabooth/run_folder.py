@@ -28,7 +28,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import SmraboothError
+from .logs import get_logger
 from .readers import is_inside
+
+log = get_logger(__name__)
 
 MARKER = ".smrabooth.json"
 LOCK = ".lock"  # train/lock.py's: a live trainer's, never an entry of the run
@@ -187,8 +190,6 @@ def commit(folder, owned: Callable[[str], bool] | None = None) -> Path:
     """Swap a staging folder in for its target (the old folder is removed only now); a folder that is not staging
     is left as it is. Returns the target. An old folder that came to hold an entry its command did not write while
     the new run was made (`owned`, as check_replaceable's) is kept at `.<name>.replaced`, with a warning."""
-    import sys
-
     folder = Path(folder)
     if not is_staging(folder):
         return folder
@@ -201,8 +202,8 @@ def commit(folder, owned: Callable[[str], bool] | None = None) -> Path:
     if replaced.exists():
         foreign = _foreign(replaced, owned)
         if foreign:
-            print(f"warning: the run replaced in {target} had come to hold {foreign[0]}; it is kept, with the old "
-                  f"run, in {replaced}", file=sys.stderr)
+            log.warning(f"the run replaced in {target} had come to hold {foreign[0]}; it is kept, with the old "
+                        f"run, in {replaced}")
         else:
             shutil.rmtree(replaced, ignore_errors=True)
     return target
@@ -274,14 +275,12 @@ def restore_aside(out) -> None:
 def abandon(out) -> None:
     """A call replacing `out` failed: its staging folder is dropped, or kept (with a line saying how to finish it)
     when it holds a checkpoint of a training run; the run in `out` is unchanged either way."""
-    import sys
-
     staging = staging_path(out)
     if not staging.is_dir() or not (staging / MARKER).is_file():
         return
     if any((staging / "checkpoints").glob("step-*")):
-        print(f"warning: the run in {out} is unchanged; the new run's checkpoints are in {staging}: "
-              f"--resume --out {staging} finishes it and then puts it in place of {out}", file=sys.stderr)
+        log.warning(f"the run in {out} is unchanged; the new run's checkpoints are in {staging}: "
+              f"--resume --out {staging} finishes it and then puts it in place of {out}")
         return
     shutil.rmtree(staging, ignore_errors=True)
 

@@ -1,14 +1,16 @@
-"""Text-to-video sampling with subject and motion LoRAs (docs/method.md stage 3).
-
-The loop is WanPipeline's Wan2.1 loop (same prompt encoding, latent noise, CFG and decoding, so with
-no LoRA and the model's scheduler it gives stock `WanPipeline` frames), with one addition: before
-each step the LoRA scales are set from an `InjectionSchedule`.
+"""Text-to-video generation with subject and motion LoRAs (docs/method.md stage 3): the settings, the LoRA
+injection and the generation API. Each backbone runs its own sampler (backbones/): Wan's is WanPipeline's loop
+(both Wan2.2 A14B experts, the boundary, TI2V-5B's per-token timesteps), ZeroScope's the stock
+TextToVideoSDPipeline; with no LoRA either gives its stock pipeline's frames. Before each step the LoRA scales
+are set from an `InjectionSchedule`.
 
 LoRAs run in one of two modes (`lora_mode`):
 - "merged" (default on a GPU): scale x B.A is added into the base weights of the layers each LoRA acts
   on (lora/merge.py) and re-merged only when a scale changes; a step then costs what a step without
   LoRAs costs. The base weights are restored afterwards, bit for bit.
 - "adapter" (default on the CPU): peft adapters beside the weights, scales set per step.
+On Wan2.2 A14B each LoRA file goes into the expert it was trained for (`subject_experts`/`motion_experts`
+"trained"; a file that names no expert goes into both), and both modes run per expert.
 Speed options, each off by default and measured in benchmarks/: `compile` (regional torch.compile of
 the repeated blocks), `cfg_batch` (both guidance passes in one batched forward), `attention` (a backend of
 diffusers' attention dispatcher), `cache` (a step cache through diffusers' cache hooks), and for memory
@@ -17,13 +19,14 @@ diffusers' attention dispatcher), `cache` (a step cache through diffusers' cache
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
+from .backbones.base import MAIN
 from .errors import SmraboothError
 from .lora.files import LoraWeights
 from .lora.inject import PeftState, load_loras_into_transformer, set_lora_scales
@@ -44,6 +47,9 @@ LORA_MODES = ("merged", "adapter")
 # fidelity for speed (benchmarks/). diffusers' TaylorSeer hook was tried and left out: with its default
 # module identifiers it skips nothing in a Wan transformer.
 CACHES = ("first-block",)
+# Which Wan2.2 A14B expert(s) a LoRA goes into: trained = the expert its file records (a file that records
+# none: both; docs/method.md, Wan2.2), or high, low, both for every file given.
+EXPERT_PLACEMENTS = ("trained", "high", "low", "both")
 
 
 @dataclass
@@ -58,6 +64,7 @@ class GenerateConfig:
     width: int = 832
     steps: int = 50
     guidance: float = 5.0
+    guidance_2: float | None = None  # Wan2.2 A14B's low-noise expert (None: `guidance`, as WanPipeline)
     seed: int = 0
     scheduler: str | None = None  # None: the scheduler saved with the model
     shift: float | None = None  # None: the scheduler's own (euler: the paper's)
@@ -73,6 +80,8 @@ class GenerateConfig:
     injection: str = _PAPER.injection
     subject_layers: tuple[str, ...] = _PAPER.subject_layers
     motion_layers: tuple[str, ...] = _PAPER.motion_layers
+    subject_experts: str = "trained"  # Wan2.2 A14B: the expert(s) the subject LoRA goes into (EXPERT_PLACEMENTS)
+    motion_experts: str = "trained"
     fps: float = 16.0
     max_sequence_length: int = 512
     # execution: how the same video is computed (speed and memory), not what it shows
@@ -81,10 +90,10 @@ class GenerateConfig:
     cfg_batch: bool = False  # conditional and unconditional passes in one batched forward
     attention: str | None = None  # a diffusers attention backend (None: the default, torch SDPA)
     cache: str | None = None  # a diffusers step cache, e.g. "first-block" or "first-block:0.05"
-    offload: bool = False  # move the text encoder to the CPU once the prompt is encoded
+    offload: bool = False  # the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU
     vae_tiling: bool = False  # decode the video in tiles (less memory)
 
-    def validate(self) -> "GenerateConfig":
+    def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number
 
         check_number("--frames", self.frames, 1, MAX_FRAMES, integer=True)
@@ -97,6 +106,7 @@ class GenerateConfig:
             check_multiple(f"--{name}", getattr(self, name), 16, 16, MAX_SIDE)
         check_number("--steps", self.steps, 1, 1000, integer=True)
         check_number("--guidance", self.guidance, 0, 100)
+        check_number("--guidance-2", self.guidance_2, 0, 100, optional=True)
         check_number("--seed", self.seed, 0, 2**63 - 1, integer=True)
         check_number("--shift", self.shift, 0, 100, low_open=True, optional=True)
         check_number("--t-point", self.t_point, 0, self.steps, integer=True, optional=True)
@@ -114,6 +124,10 @@ class GenerateConfig:
             raise SmraboothError(f"--scheduler {self.scheduler!r}: choose from {', '.join(SCHEDULERS)}")
         if self.injection not in INJECTIONS:
             raise SmraboothError(f"--injection {self.injection!r}: choose from {', '.join(INJECTIONS)}")
+        for name in ("subject_experts", "motion_experts"):
+            if getattr(self, name) not in EXPERT_PLACEMENTS:
+                raise SmraboothError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: choose from "
+                                     f"{', '.join(EXPERT_PLACEMENTS)}")
         if self.lora_mode is not None and self.lora_mode not in LORA_MODES:
             raise SmraboothError(f"--lora-mode {self.lora_mode!r}: choose from {', '.join(LORA_MODES)}")
         if self.cache is not None:
@@ -164,45 +178,128 @@ def resolve_lora_mode(pipe, config: GenerateConfig) -> str:
     """'merged' on a GPU, 'adapter' on the CPU, unless the config names one."""
     if config.lora_mode is not None:
         return config.lora_mode
-    return "merged" if pipe.transformer.device.type == "cuda" else "adapter"
+    from .backbones import backbone_of
+
+    return "merged" if backbone_of(pipe).generation_device(pipe).type == "cuda" else "adapter"
 
 
-def attach_loras(pipe, config: GenerateConfig, subject: LoraWeights | None, motion: LoraWeights | None,
-                 paths: dict[str, str] | None = None, mode: str = "adapter"):
-    """Put the LoRAs into `pipe.transformer` (sparse or dense): peft adapters (returns their layers) or,
-    with mode 'merged', a `MergedLoras` whose weights go in at the first `set_scales`."""
-    paths = paths or {}
-    sparse = config.injection == "sparse"
-    loras = {}
-    if subject is not None:
-        loras["subject"] = (subject, config.subject_layers if sparse else None)
-    if motion is not None:
-        loras["motion"] = (motion, config.motion_layers if sparse else None)
-    if not loras:
+def _as_files(weights) -> list[LoraWeights]:
+    if weights is None:
         return []
-    if mode == "merged":
-        return merge_loras(pipe.transformer, loras, paths)
-    return load_loras_into_transformer(pipe.transformer, loras, paths)
+    return list(weights) if isinstance(weights, (list, tuple)) else [weights]
+
+
+def place_loras(experts: tuple[str, ...], name: str, weights, placement: str = "trained",
+                paths: list[str] | None = None) -> dict[str, tuple[LoraWeights, str | None]]:
+    """The file (and its path) each denoiser gets of LoRA `name`, given as one or several files (one per A14B
+    expert). One denoiser: one file. Two experts, placement 'trained': each file into the expert it records,
+    a file that records none into both; 'high', 'low', 'both': one file, into those experts."""
+    files = _as_files(weights)
+    paths = list(paths or []) + [None] * len(files)
+    flag = f"--{name}-lora"
+    if not files:
+        return {}
+    if experts == (MAIN,):
+        if len(files) > 1:
+            raise SmraboothError(f"{flag}: {len(files)} files, but this model has one transformer: give one file "
+                                 f"(several are for Wan2.2 A14B's two experts)")
+        return {MAIN: (files[0], paths[0])}
+    if placement != "trained":
+        if len(files) > 1:
+            raise SmraboothError(f"{flag}: --{name}-experts {placement} places one file; got {len(files)}")
+        targets = experts if placement == "both" else (placement,)
+        return {e: (files[0], paths[0]) for e in targets}
+    placed: dict[str, tuple[LoraWeights, str | None]] = {}
+    for file, path in zip(files, paths):
+        made_for = file.info.get("expert")
+        for expert in (made_for,) if made_for in experts else experts:
+            if expert in placed:
+                raise SmraboothError(f"{flag}: two files for the {expert}-noise expert ({placed[expert][1] or 'one'} "
+                                     f"and {path or 'another'}); give one file per expert")
+            placed[expert] = (file, path)
+    return placed
+
+
+@dataclass
+class AttachedLoras:
+    """The LoRAs of one generation, per denoiser: peft LoRA layers (adapter mode) or a `MergedLoras`."""
+
+    handles: dict[str, object] = field(default_factory=dict)
+
+    def set_scales(self, scales: dict[str, float], expert: str | None = None) -> None:
+        """Scales for the next step, in every denoiser or only in `expert`, the one that runs it (an idle expert's
+        merged weights are recomputed when it next runs, on the device it runs on)."""
+        for name, handle in self.handles.items():
+            if expert is None or name == expert:
+                set_scales(handle, scales)
+
+    def restore(self) -> None:
+        for handle in self.handles.values():
+            if isinstance(handle, MergedLoras):
+                handle.restore()
+
+    def __bool__(self) -> bool:
+        return any(bool(h) for h in self.handles.values())
+
+    def __iter__(self):  # the LoRA layers of adapter mode, as a list of them was before experts
+        for handle in self.handles.values():
+            if not isinstance(handle, MergedLoras):
+                yield from handle
+
+
+def attach_loras(pipe, config: GenerateConfig, subject, motion, paths: dict | None = None,
+                 mode: str = "adapter") -> AttachedLoras:
+    """Put the LoRAs (each one file, or a list of per-expert files) into the pipeline's denoisers (sparse or
+    dense): peft adapters, or with mode 'merged' `MergedLoras` whose weights go in at the first `set_scales`."""
+    from .backbones import backbone_of
+
+    paths = paths or {}
+    denoisers = backbone_of(pipe).denoisers(pipe)
+    sparse = config.injection == "sparse"
+    per_expert: dict[str, dict] = {}
+    per_expert_paths: dict[str, dict] = {}
+    for name, weights, placement, layers in (
+            ("subject", subject, config.subject_experts, config.subject_layers if sparse else None),
+            ("motion", motion, config.motion_experts, config.motion_layers if sparse else None)):
+        given = paths.get(name)
+        given = [given] if isinstance(given, str) else given
+        for expert, (w, path) in place_loras(tuple(denoisers), name, weights, placement, given).items():
+            per_expert.setdefault(expert, {})[name] = (w, layers)
+            if path:
+                per_expert_paths.setdefault(expert, {})[name] = path
+    attached = AttachedLoras()
+    for expert, loras in per_expert.items():
+        module = denoisers[expert]
+        attach = merge_loras if mode == "merged" else load_loras_into_transformer
+        attached.handles[expert] = attach(module, loras, per_expert_paths.get(expert, {}))
+    return attached
 
 
 def adapter_names(pipe) -> set[str]:
     return set(getattr(pipe.transformer, "peft_config", {}) or {})
 
 
-def detach_loras(pipe, loras=None, before: PeftState | None = None) -> None:
-    """Undo `attach_loras`: merged weights restored; the transformer's adapters, peft layers and config as
-    `before` recorded them before attaching (a `PeftState`), or without it every adapter deleted."""
-    if isinstance(loras, MergedLoras):
+def detach_loras(pipe, loras=None, before=None) -> None:
+    """Undo `attach_loras`: merged weights restored; each denoiser's adapters, peft layers and config as `before`
+    recorded them before attaching (a `PeftState`, or a list of them), or without it every adapter deleted."""
+    from .backbones import backbone_of
+
+    if isinstance(loras, (MergedLoras, AttachedLoras)):
         loras.restore()
     if before is not None:
-        before.restore()
-    elif names := sorted(adapter_names(pipe)):
-        pipe.transformer.delete_adapters(names)
+        for state in before if isinstance(before, (list, tuple)) else [before]:
+            state.restore()
+        return
+    for module in backbone_of(pipe).denoisers(pipe).values():
+        if names := sorted(getattr(module, "peft_config", {}) or {}):
+            module.delete_adapters(names)
 
 
-def set_scales(loras, scales: dict[str, float]) -> None:
-    """Scales of attached LoRAs (either mode) for the next step."""
-    if isinstance(loras, MergedLoras):
+def set_scales(loras, scales: dict[str, float], expert: str | None = None) -> None:
+    """Scales of attached LoRAs (either mode) for the next step (of the denoiser `expert`, when given)."""
+    if isinstance(loras, AttachedLoras):
+        loras.set_scales(scales, expert)
+    elif isinstance(loras, MergedLoras):
         loras.set_scales(scales)
     elif loras:
         set_lora_scales(loras, scales)
@@ -269,26 +366,29 @@ def check_attention_backend(name: str) -> None:
 
 @contextmanager
 def execution_options(pipe, config: GenerateConfig):
-    """The attention backend, step cache and compilation of one generation; all undone afterwards."""
-    transformer = pipe.transformer
+    """The attention backend, step cache and compilation of one generation, on every denoiser; all undone
+    afterwards."""
+    from .backbones import backbone_of
+
     with ExitStack() as stack:
         if config.attention:
             from diffusers.models.attention_dispatch import attention_backend
 
             stack.enter_context(attention_backend(config.attention))
-        if config.cache:
-            transformer.enable_cache(make_cache_config(config.cache))
-            stack.callback(transformer.disable_cache)
         if config.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
             was_tiling = bool(getattr(pipe.vae, "use_tiling", False))
             pipe.vae.enable_tiling()
             stack.callback(lambda: None if was_tiling else pipe.vae.disable_tiling())
-        if config.compile:
-            blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]
-            fresh = [b for b in blocks if getattr(b, "_compiled_call_impl", None) is None]
-            # the cache hooks run outside the compiled graph (torch.compiler.disable), so no full graph then
-            transformer.compile_repeated_blocks(fullgraph=not config.cache)
-            stack.callback(lambda: [setattr(b, "_compiled_call_impl", None) for b in fresh])
+        for transformer in backbone_of(pipe).denoisers(pipe).values():
+            if config.cache:
+                transformer.enable_cache(make_cache_config(config.cache))
+                stack.callback(transformer.disable_cache)
+            if config.compile:
+                blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]
+                fresh = [b for b in blocks if getattr(b, "_compiled_call_impl", None) is None]
+                # the cache hooks run outside the compiled graph (torch.compiler.disable), so no full graph then
+                transformer.compile_repeated_blocks(fullgraph=not config.cache)
+                stack.callback(lambda fresh=fresh: [setattr(b, "_compiled_call_impl", None) for b in fresh])
         yield
 
 
@@ -327,81 +427,15 @@ def sample_video(
     prompt_embeds: torch.Tensor | None = None,
     negative_embeds: torch.Tensor | None = None,
 ) -> SampleResult:
-    """Denoise one video; attached LoRAs (`lora_layers`, from `attach_loras`, either mode) get their scales
-    set every step.
+    """Denoise one video with the pipeline's backbone sampler; attached LoRAs (`lora_layers`, from
+    `attach_loras`, either mode) get their scales set every step.
 
     Precomputed `prompt_embeds`/`negative_embeds` skip the text encoder (trainers free it early).
     """
-    config = config.validate()
-    device = pipe.transformer.device
-    do_cfg = config.guidance > 1.0
+    from .backbones import backbone_of
 
-    with ExitStack() as restore:
-        # 1. prompt embeddings (with --offload the text encoder visits the GPU only for this)
-        if prompt_embeds is None:
-            restore.callback(pipe.text_encoder.to, next(pipe.text_encoder.parameters()).device)
-            prompt_embeds, negative_embeds = encode_prompts(pipe, config, device, do_cfg)
-        return _denoise_and_decode(pipe, config, lora_layers, progress, on_step, output_type, prompt_embeds,
-                                   negative_embeds)
-
-
-def _denoise_and_decode(pipe, config, lora_layers, progress, on_step, output_type, prompt_embeds,
-                        negative_embeds) -> SampleResult:
-    from tqdm.auto import tqdm
-
-    transformer = pipe.transformer
-    device = transformer.device
-    do_cfg = config.guidance > 1.0
-    prompt_embeds = prompt_embeds.to(device, transformer.dtype)
-    if negative_embeds is not None:
-        negative_embeds = negative_embeds.to(device, transformer.dtype)
-    if do_cfg and config.cfg_batch:
-        both_embeds = torch.cat([prompt_embeds, negative_embeds])
-
-    # 2. sigmas and the per-step LoRA scales
-    scheduler = make_scheduler(pipe, config.scheduler, config.shift)
-    set_scheduler_steps(scheduler, config.steps, device)
-    sigmas = step_sigmas(scheduler, config.steps)
-    schedule = schedule_for(config, sigmas)
-
-    # 3. initial noise, drawn on the CPU as WanPipeline does
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    latents = pipe.prepare_latents(1, transformer.config.in_channels, config.height, config.width, config.frames,
-                                   torch.float32, device, generator)
-
-    # 4. denoising: scales, model (both CFG passes), Euler/UniPC step
-    scheduler.set_begin_index(0)
-    for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
-        scales = schedule.scales_at(i)
-        set_scales(lora_layers, scales)
-        if on_step is not None:
-            on_step(i, scales)
-        model_input = latents.to(transformer.dtype)
-        context = {"step_index": i, "sigma": float(scheduler.sigmas[i]), "num_inference_steps": config.steps}
-        if do_cfg and config.cfg_batch:
-            with transformer.cache_context("cfg", **context):
-                both = transformer(torch.cat([model_input, model_input]), t.expand(2), both_embeds,
-                                   return_dict=False)[0]
-            velocity, uncond = both.chunk(2)
-            velocity = uncond + config.guidance * (velocity - uncond)
-        else:
-            timestep = t.expand(latents.shape[0])
-            with transformer.cache_context("cond", **context):
-                velocity = transformer(model_input, timestep, prompt_embeds, return_dict=False)[0]
-            if do_cfg:
-                with transformer.cache_context("uncond", **context):
-                    uncond = transformer(model_input, timestep, negative_embeds, return_dict=False)[0]
-                velocity = uncond + config.guidance * (velocity - uncond)
-        latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
-    if not torch.isfinite(latents).all():
-        raise SmraboothError("the denoised latents hold NaN or Inf (a LoRA with non-finite values, or scales "
-                             "too large?): no video written")
-
-    # 5. decode
-    if output_type == "latent":
-        return SampleResult(latents, schedule, sigmas)
-    frames = decode_latents(pipe, latents)
-    return SampleResult((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), schedule, sigmas)
+    return backbone_of(pipe).sample_video(pipe, config, lora_layers, progress, on_step, output_type, prompt_embeds,
+                                          negative_embeds)
 
 
 def decode_latents(pipe, latents: torch.Tensor) -> np.ndarray:
@@ -416,38 +450,53 @@ def decode_latents(pipe, latents: torch.Tensor) -> np.ndarray:
 
 def generate(
     pipe,
-    config: GenerateConfig,
-    subject_lora: LoraWeights | None = None,
-    motion_lora: LoraWeights | None = None,
+    config,
+    subject_lora=None,
+    motion_lora=None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
-    lora_paths: dict[str, str] | None = None,
+    lora_paths: dict | None = None,
 ) -> SampleResult:
-    """Python API of `smrabooth generate`: attach the LoRAs, sample, and leave the pipeline as it was
-    (adapters deleted, merged weights restored, cache/compile/attention backend undone), whatever happens:
-    a LoRA that does not fit, a NaN, an interruption."""
-    config = config.validate()
-    loras, before = None, PeftState(pipe.transformer)
+    """Python API of `smrabooth generate`, on any backbone's pipeline (`config`: its generate_config_class):
+    attach the LoRAs (each one file, or a list of per-expert files), sample, and leave the pipeline as it was."""
+    from .backbones import backbone_of
+
+    return backbone_of(pipe).generate(pipe, config, subject_lora, motion_lora, progress, on_step, lora_paths)
+
+
+def generate_wan(pipe, config: GenerateConfig, subject_lora=None, motion_lora=None, progress: bool = True,
+                 on_step=None, lora_paths=None) -> SampleResult:
+    """Wan's generate: adapters deleted, merged weights restored, cache/compile/attention backend undone in
+    every denoiser, whatever happens: a LoRA that does not fit, a NaN, an interruption."""
+    from .backbones import backbone_of
+
+    backbone = backbone_of(pipe)
+    config = backbone.check_generate(config.validate())
+    loras = None
+    before = [PeftState(m) for m in backbone.denoisers(pipe).values()]
     try:
         with execution_options(pipe, config):
             loras = attach_loras(pipe, config, subject_lora, motion_lora, lora_paths,
                                  mode=resolve_lora_mode(pipe, config))
             return sample_video(pipe, config, loras, progress=progress, on_step=on_step)
     finally:
-        detach_loras(pipe, loras, before)  # also peft's LoRA layers gone: the transformer's own modules again
+        detach_loras(pipe, loras, before)  # also peft's LoRA layers gone: the transformers' own modules again
 
 
 __all__ = [
-    "GenerateConfig",
     "PRESETS",
+    "AttachedLoras",
+    "GenerateConfig",
     "SampleResult",
     "attach_loras",
     "decode_latents",
     "detach_loras",
     "execution_options",
     "generate",
+    "generate_wan",
     "installed_attention_backends",
     "make_scheduler",
+    "place_loras",
     "sample_video",
     "shifted_linear_sigmas",
 ]

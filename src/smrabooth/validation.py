@@ -181,28 +181,34 @@ def check_device(flag: str, device: str | None) -> str | None:
 
 # ---------------------------------------------------------------- trainers
 def check_train_settings(cfg) -> None:
-    """The settings both trainers have (SubjectTrainConfig, MotionTrainConfig), as their validate() calls it.
+    """The settings every trainer has (Wan's SubjectTrainConfig, MotionTrainConfig and the U-Net's), as their
+    validate() calls it.
     Paths are checked when set (the Python API may leave `model`/`data` to the pipeline it is given)."""
     check_number("--steps", cfg.steps, 1, 10**7, integer=True)
     check_number("--rank", cfg.rank, 1, 4096, integer=True)
     check_number("--alpha", cfg.alpha, 0, 1e5, low_open=True)
     check_number("--lr", cfg.lr, 0, 1, low_open=True)
-    check_number("--shift", cfg.shift, 0, 100, low_open=True)
+    if hasattr(cfg, "shift"):  # the flow-matching trainers' (the U-Net's epsilon schedule has none)
+        check_number("--shift", cfg.shift, 0, 100, low_open=True)
     check_number("--seed", cfg.seed, 0, 2**63 - 1, integer=True)
     check_number("weight_decay", cfg.weight_decay, 0, 10)
     check_number("max_grad_norm", cfg.max_grad_norm, 0, 1e6)
     check_number("--checkpoint-every", cfg.checkpoint_every, 1, 10**7, integer=True)
-    check_number("--validate-every", cfg.validate_every, 0, 10**7, integer=True)
-    check_number("validation_steps", cfg.validation_steps, 1, 1000, integer=True)
+    check_number("--batch-size", cfg.batch_size, 1, 4096, integer=True)
+    check_number("--gradient-accumulation", cfg.gradient_accumulation, 1, 4096, integer=True)
+    if hasattr(cfg, "validate_every"):  # the trainers that render validation videos
+        check_number("--validate-every", cfg.validate_every, 0, 10**7, integer=True)
+        check_number("validation_steps", cfg.validation_steps, 1, 1000, integer=True)
     if cfg.save_dtype not in ("bf16", "fp16", "fp32"):
         raise SmraboothError(f"--save-dtype {cfg.save_dtype!r}: choose bf16, fp16 or fp32")
     from .data.transforms import RESIZE_FILTERS
     from .schedules import TIMESTEP_ROUNDINGS
     from .train.common import LORA_DTYPES
 
-    check_choice("--lora-dtype", cfg.lora_dtype, tuple(LORA_DTYPES))
-    check_choice("--timestep-rounding", cfg.timestep_rounding, TIMESTEP_ROUNDINGS)
-    check_choice("--resize-filter", cfg.resize_filter, RESIZE_FILTERS)
+    if hasattr(cfg, "lora_dtype"):  # the flow-matching trainers (their `official` recipe runs the authors' code)
+        check_choice("--lora-dtype", cfg.lora_dtype, tuple(LORA_DTYPES))
+        check_choice("--timestep-rounding", cfg.timestep_rounding, TIMESTEP_ROUNDINGS)
+        check_choice("--resize-filter", cfg.resize_filter, RESIZE_FILTERS)
     if cfg.mixed_precision not in ("auto", "bf16", "no"):
         raise SmraboothError(f"--mixed-precision {cfg.mixed_precision!r}: choose auto, bf16 or no")
     if cfg.out:

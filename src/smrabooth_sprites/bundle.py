@@ -185,13 +185,13 @@ def read_bundle_info(path: str | os.PathLike) -> dict:
 def load_bundle(path: str | os.PathLike | None = None, device: str | None = None,
                 dtype: str = "fp32") -> SpritesModels:
     """Load a bundle (default: the shipped one) through the same loaders real models use."""
+    from smrabooth.backbones import backbone_for_model
     from smrabooth.models.dinov2 import load_dinov2
     from smrabooth.models.searaft import load_searaft
-    from smrabooth.models.wan import load_wan_pipeline
 
     path = check_bundle_dir(path) if path is not None else bundled_model_dir()
     device = device or "cpu"
-    pipe = load_wan_pipeline(path, dtype=dtype, vae_dtype="fp32", device=device)
+    pipe = backbone_for_model(path).load(path, dtype=dtype, vae_dtype="fp32", device=device)  # any Wan form
     dinov2 = load_dinov2(str(path / "dinov2"), device=device, dtype=torch.float32, local_files_only=True)
     searaft = load_searaft(str(path / "searaft"), device=device).float()
     info = read_bundle_info(path)

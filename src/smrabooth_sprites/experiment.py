@@ -335,18 +335,17 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
     """The cached LoRA of `which` ("subject"/"motion") and `kind` for this case, training it first when it is
     not there. Returns (path, trained_now). `models`: a loaded bundle (loaded here when None); the trainers
     return its pipeline and encoders as they found them, so one loaded bundle serves every run."""
-    from smrabooth.train.motion import FINAL_NAME as MOTION_FINAL
+    from smrabooth.lora.files import run_lora_files
     from smrabooth.train.motion import train_motion
-    from smrabooth.train.subject import FINAL_NAME as SUBJECT_FINAL
     from smrabooth.train.subject import train_subject
 
     from .bundle import load_bundle
 
     run = case_dir(settings, case) / "loras" / (f"{which}_{kind}" + ("" if settings.recipe == "paper" else
                                                                      f"_{settings.recipe}"))
-    final = run / (SUBJECT_FINAL if which == "subject" else MOTION_FINAL)
-    if final.is_file():
-        return final, False
+    files = run_lora_files(run, which)  # one file, or one per Wan2.2 A14B expert
+    if files:
+        return files[0], False
     subject_dir, motion_dir = prepare_case_data(settings, case)
     models = models or load_bundle(settings.model, device=settings.device)
     model_dir = str(Path(settings.model).resolve())
@@ -364,7 +363,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
         train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
                      overwrite=True, progress=settings.progress)
     (run / "time.json").write_text(json.dumps({"seconds": time.time() - start}))
-    return final, True
+    return run_lora_files(run, which)[0], True
 
 
 def generation_config(settings: ExperimentSettings, case: Case, variant: Variant, seed: int):
@@ -393,7 +392,7 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
     `models`: the loaded bundle (loaded here when None), used for training, generation and (unless
     `scorer` is given) scoring. Videos go to <case>/videos/<variant>_s<seed>.mp4. `done`: (variant, seed)
     -> a row scored by an earlier call with the same settings, kept instead of generated again."""
-    from smrabooth.lora.files import load_lora
+    from smrabooth.lora.files import load_lora, with_expert_siblings
     from smrabooth.sampling import generate
     from smrabooth.video import write_video
 
@@ -413,7 +412,7 @@ def run_case(settings: ExperimentSettings, case: Case, variants: list[Variant], 
         for which, kind in (("subject", v.subject), ("motion", v.motion)):
             if kind is not None and (which, kind) not in loras:
                 path, trained = train_lora(settings, case, which, kind, models, log)
-                loras[(which, kind)] = load_lora(path)
+                loras[(which, kind)] = [load_lora(p) for p in with_expert_siblings(path)]
                 if trained:
                     result.trained.append(f"{which}_{kind}")
     subject_dir, motion_dir = prepare_case_data(settings, case)
@@ -455,7 +454,7 @@ def run_subject_stills(settings: ExperimentSettings, case: Case, kinds: list[str
     row of an earlier call with the same settings, kept."""
     from PIL import Image
 
-    from smrabooth.lora.files import load_lora
+    from smrabooth.lora.files import load_lora, with_expert_siblings
     from smrabooth.sampling import GenerateConfig, generate
 
     from .scoring import load_reference
@@ -470,7 +469,8 @@ def run_subject_stills(settings: ExperimentSettings, case: Case, kinds: list[str
         if all((label, seed) in done for seed in seeds):
             rows += [done[(label, seed)] for seed in seeds]
             continue
-        lora = load_lora(train_lora(settings, case, "subject", kind, models, log)[0]) if kind else None
+        lora = [load_lora(p) for p in with_expert_siblings(train_lora(settings, case, "subject", kind, models, log)[0])
+                ] if kind else None
         for seed in seeds:
             if (label, seed) in done:
                 rows.append(done[(label, seed)])

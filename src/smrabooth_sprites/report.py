@@ -117,7 +117,8 @@ th{{background:#f3f3f3}} td.l{{text-align:left}} pre{{background:#f7f7f7;padding
 S* = <b>{e(case.family)}</b> (a held-out motion).</p>
 <div class='row'>
 <figure><figcaption>subject references (SuRA LoRA trained on these)</figcaption><div>{refs}</div></figure>
-<figure><figcaption>reference motion (MoRA LoRA trained on clips like this)</figcaption><img src='{gif(ref_gif)}' alt='reference motion'></figure>
+<figure><figcaption>reference motion (MoRA LoRA trained on clips like this)</figcaption>
+<img src='{gif(ref_gif)}' alt='reference motion'></figure>
 <figure><figcaption>result: both LoRAs, sparse injection</figcaption><img src='{gif(result_gif)}' alt='result'></figure>
 <figure><figcaption>baseline: no LoRA, same seed</figcaption><img src='{gif(baseline_gif)}' alt='baseline'></figure>
 </div>

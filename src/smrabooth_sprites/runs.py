@@ -37,6 +37,7 @@ def make_demo(settings: ExperimentSettings, case: Case, seed: int, out: Path,
     motion, frames.png, metrics.json and report.html. Returns metrics.json's content."""
     from PIL import Image
 
+    from smrabooth.lora.files import run_lora_files
     from smrabooth.video import frame_strip, write_gif, write_video
 
     from .scoring import load_reference
@@ -47,8 +48,9 @@ def make_demo(settings: ExperimentSettings, case: Case, seed: int, out: Path,
     res = run_case(settings, case, variants, [seed], keep_frames=True, log=log)
     rows = {r["variant"]: r for r in res.rows}
     work = Path(settings.out) / "cases" / case.name
-    shutil.copy(work / "loras" / "subject_sura" / "subject_lora.safetensors", out / "subject_lora.safetensors")
-    shutil.copy(work / "loras" / "motion_mora" / "motion_lora.safetensors", out / "motion_lora.safetensors")
+    for kind, run in (("subject", "subject_sura"), ("motion", "motion_mora")):  # one file, or one per A14B expert
+        for path in run_lora_files(work / "loras" / run, kind):
+            shutil.copy(path, out / path.name)
     for name, variant in (("result", "full"), ("baseline", "base")):
         frames = res.videos[(variant, seed)]
         write_video(frames, out / f"{name}.mp4", fps=settings.fps)

@@ -570,12 +570,14 @@ class LibraryEntry:
 def library(app: UiApp, kind: str) -> list[LibraryEntry]:
     """Finished LoRAs of the work folder's runs, newest first, each with a thumbnail."""
     from smrabooth.config import read_yaml
+    from smrabooth.lora.files import run_lora_files
 
     out = []
     for run in sorted(app.wd.runs(kind).iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-        lora = run / f"{kind}_lora.safetensors"
-        if not run.is_dir() or not lora.is_file():
+        files = run_lora_files(run, kind)  # one file, or one per Wan2.2 A14B expert (generate takes both)
+        if not files:
             continue
+        lora = files[0]
         data = read_yaml(run / "config.yaml").get("data") if (run / "config.yaml").is_file() else None
         out.append(LibraryEntry(kind, run.name, lora, data, _thumbnail(run, kind, data)))
     return out

@@ -55,9 +55,9 @@ def run_job(job: dict, profile: dict, workdir: str) -> dict:
 
 
 def load_pipe(profile: ModelProfile):
-    from smrabooth.models.wan import load_wan_pipeline
+    from smrabooth.backbones import backbone_for_model
 
-    return load_wan_pipeline(profile.model, dtype="auto", vae_dtype="fp32", device=profile.device)
+    return backbone_for_model(profile.model).load(profile.model, dtype="auto", vae_dtype="fp32", device=profile.device)
 
 
 def _local(path: str) -> bool | None:
@@ -184,7 +184,7 @@ def train_motion_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
 
 # ---------------------------------------------------------------------------------------------- generation
 def generate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
-    from smrabooth.lora.files import load_lora
+    from smrabooth.lora.files import load_lora, with_expert_siblings
     from smrabooth.sampling import GenerateConfig, generate
     from smrabooth.video import write_video
 
@@ -193,7 +193,8 @@ def generate_task(job: dict, profile: ModelProfile, wd: Workdir) -> dict:
     out = wd.inside(p["out"])
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: str(wd.inside(p[f"{k}_lora"])) if p.get(f"{k}_lora") else None for k in ("subject", "motion")}
-    loras = {k: load_lora(v) if v else None for k, v in paths.items()}
+    # a run's file of one Wan2.2 A14B expert brings the other expert's file with it
+    loras = {k: [load_lora(f) for f in with_expert_siblings(v)] if v else None for k, v in paths.items()}
     pipe = load_pipe(profile)
     renders = [("result", loras["subject"], loras["motion"])]
     if p.get("baseline") and any(loras.values()):

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import SmraboothError
+from ..errors import InternalError, SmraboothError
 from ..recipes import PAPER
 
 _WINDOW, _STRIDE, _DROP = PAPER.motion.window, PAPER.motion.window_stride, PAPER.motion.drop_frames
@@ -45,10 +45,10 @@ def one_step_z0(z_t: torch.Tensor, velocity: torch.Tensor, sigma) -> torch.Tenso
     sigma = torch.as_tensor(sigma, device=z_t.device, dtype=z_t.dtype)
     if sigma.ndim == 1:
         if sigma.shape[0] != z_t.shape[0]:
-            raise SmraboothError(f"one_step_z0: {sigma.shape[0]} sigmas for a batch of {z_t.shape[0]}.")
+            raise InternalError(f"one_step_z0: {sigma.shape[0]} sigmas for a batch of {z_t.shape[0]}.")
         sigma = sigma.view(-1, *([1] * (z_t.ndim - 1)))
     elif sigma.ndim != 0:
-        raise SmraboothError(f"one_step_z0: sigma must be a scalar or (B,), got shape {tuple(sigma.shape)}.")
+        raise InternalError(f"one_step_z0: sigma must be a scalar or (B,), got shape {tuple(sigma.shape)}.")
     return z_t - sigma * velocity
 
 
@@ -104,7 +104,7 @@ def window_source_frames(start: int, window: int = _WINDOW, drop: int = _DROP) -
     """
     _check_window(window, drop)
     if start < 0:
-        raise SmraboothError(f"MoRA window start must be >= 0, got {start}.")
+        raise InternalError(f"MoRA window start must be >= 0, got {start}.")
     return range(4 * start + drop, 4 * start + decoded_frame_count(window))
 
 
@@ -112,7 +112,7 @@ def window_ref_flows(ref_flows: torch.Tensor, start: int, window: int = _WINDOW,
     """Slice a whole clip's cached flows (F_clip-1, 2, H, W) to the window: flows k -> k+1, k kept, k+1 kept."""
     frames = window_source_frames(start, window, drop)
     if frames.stop > ref_flows.shape[0] + 1:
-        raise SmraboothError(
+        raise InternalError(
             f"MoRA window at latent {start} needs source frames up to {frames.stop - 1}, but the reference "
             f"flows cover {ref_flows.shape[0] + 1} frames; pick a start from valid_window_starts()."
         )
@@ -175,7 +175,7 @@ def mora_loss(pred_frames: torch.Tensor, ref_flows: torch.Tensor, flow_fn: FlowF
         raise SmraboothError(f"mora_loss: pred_frames must be (B, F>=2, 3, H, W), got {tuple(pred_frames.shape)}.")
     expected = (pred_frames.shape[1] - 1, 2, *pred_frames.shape[3:])
     if tuple(ref_flows.shape) not in (expected, (pred_frames.shape[0], *expected)):
-        raise SmraboothError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
+        raise InternalError(f"mora_loss: ref_flows must be {expected} for these frames, got {tuple(ref_flows.shape)}.")
     pred_flows = _pair_flows(pred_frames, flow_fn, chunk)
     return flow_l1(pred_flows, ref_flows, units)
 
@@ -258,25 +258,25 @@ def decode_tiled(decode, latents: torch.Tensor) -> torch.Tensor:
 
 
 def decode_window(vae, latents: torch.Tensor, start: int, window: int = _WINDOW, drop: int = _DROP, checkpoint: bool = True,
-                  store_last: int = 0, frame_range: str = "matched", decode: str = "whole"):
+                  store_last: int = 0, frame_range: str = "matched", tiling: str = "whole"):
     """Decode normalised latents[:, :, start:start+window] alone; return the kept frames (B, F, 3, H, W), in
-    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES); `decode`: MORA_DECODES.
+    [0, 1] (frame_range matched) or [-1, 1] (authors: MORA_FRAME_RANGES); `tiling`: MORA_DECODES.
     checkpoint / store_last: `decode_latents_differentiable`'s."""
     from ..models.vae_decode import decode_latents_differentiable, to_unit_frames
 
     _check_window(window, drop)
     if frame_range not in MORA_FRAME_RANGES:
         raise SmraboothError(f"--mora-frame-range {frame_range!r}: choose {', '.join(MORA_FRAME_RANGES)}")
-    if decode not in MORA_DECODES:
-        raise SmraboothError(f"--mora-decode {decode!r}: choose {', '.join(MORA_DECODES)}")
+    if tiling not in MORA_DECODES:
+        raise SmraboothError(f"--mora-decode {tiling!r}: choose {', '.join(MORA_DECODES)}")
     if start < 0 or start + window > latents.shape[2]:
-        raise SmraboothError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
+        raise InternalError(f"MoRA window [{start}, {start + window}) is outside {latents.shape[2]} latent frames.")
 
     def whole(z, clamp=True):
         return decode_latents_differentiable(vae, z, checkpoint=checkpoint, clamp=clamp, store_last=store_last)
 
     z = latents[:, :, start : start + window]
     # tiles unclamped, their blend clamped (as theirs: a tile's value past 1 still pulls its neighbour's)
-    video = decode_tiled(lambda t: whole(t, clamp=False), z) if decode == "tiled" else whole(z)
+    video = decode_tiled(lambda t: whole(t, clamp=False), z) if tiling == "tiled" else whole(z)
     kept = video[:, :, drop:]
     return to_unit_frames(kept) if frame_range == "matched" else kept.permute(0, 2, 1, 3, 4)

@@ -47,14 +47,18 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="smrabooth",
-        description="Customized video generation (subject + motion LoRAs on Wan2.1), after SMRABooth (CVPR 2026).",
+        description="Customized video generation (subject + motion LoRAs on Wan2.1, Wan2.2 and ZeroScope), after "
+        "SMRABooth (CVPR 2026).",
     )
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"smrabooth {__version__}")
     parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback of an unexpected error (also: SMRABOOTH_DEBUG=1); the flag may "
-                        "stand anywhere on the line")
+                        help="print the full traceback of an unexpected error and every debug line (also: "
+                        "SMRABOOTH_DEBUG=1); the flag may stand anywhere on the line")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say what the command is doing (which model and backbone load, and how long it takes); "
+                        "the flag may stand anywhere on the line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
@@ -98,11 +102,13 @@ def debugging(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from ..hub import go_offline, is_offline
+    from ..logs import set_verbosity
     from ..validation import one_line
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     debug = debugging(argv)
-    argv = [a for a in argv if a != "--debug"]
+    set_verbosity(verbose="--verbose" in argv, debug=debug)
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
     if "--offline" in argv or is_offline():
         go_offline()  # before the subcommand imports any hub-aware library
     parser = build_parser()

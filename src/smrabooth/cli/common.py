@@ -1,4 +1,4 @@
-"""Flags shared by the subcommands that load a model (Wan2.1, or ZeroScope for the U-Net variant), and flags
+"""Flags shared by the subcommands that load a model (any backbone: Wan2.1, Wan2.2, ZeroScope), and flags
 generated from a settings dataclass."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ import typing
 
 
 def add_model_args(parser, required: bool = True) -> None:
+    from ..backbones import CHOICES
+
     parser.add_argument("--model", required=required,
-                        help="diffusers-format Wan2.1 T2V model: hub id (Wan-AI/Wan2.1-T2V-1.3B-Diffusers) "
-                        "or local folder; a ZeroScope (TextToVideoSDPipeline) folder runs the U-Net variant")
-    parser.add_argument("--backbone", default="auto", choices=["auto", "wan", "unet"],
-                        help="auto: ZeroScope (U-Net) if the folder's model_index.json says TextToVideoSDPipeline "
-                        "or the hub id names zeroscope, else Wan")
+                        help="diffusers-format text-to-video model, hub id or local folder: Wan2.1 "
+                        "(Wan-AI/Wan2.1-T2V-1.3B-Diffusers), Wan2.2 A14B or TI2V-5B, or ZeroScope (the U-Net variant)")
+    parser.add_argument("--backbone", default="auto", choices=list(CHOICES),
+                        help="auto: what the folder's model_index.json holds (a hub id: by its name); wan: the Wan "
+                        "form the folder holds; unet: zeroscope")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                         help="transformer and text-encoder dtype (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--vae-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="VAE dtype")
@@ -23,42 +25,61 @@ def add_model_args(parser, required: bool = True) -> None:
                         help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
 
 
-def backbone_of(args) -> str:
-    """'wan' or 'unet' for the --model (or the --config file's model) and --backbone of a command."""
+MODEL_FLAGS = ("model", "backbone", "dtype", "vae_dtype", "device", "offline")  # add_model_args's dests
+
+
+def model_settings(args) -> dict:
+    """The model flags of a parsed command (add_model_args): what loads the pipeline, apart from the settings."""
+    return {k: getattr(args, k, None) for k in MODEL_FLAGS}
+
+
+def model_argv(settings: dict) -> list[str]:
+    """`model_settings` back as flags (those that are set)."""
+    argv = []
+    for key, value in settings.items():
+        if value is True:
+            argv.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
+def backbone_of(args):
+    """The `Backbone` of a command's --model (or its --config file's model) and --backbone."""
+    from ..backbones import backbone_for_model
     from ..config import read_yaml
-    from ..models.unet import model_kind
 
     model = getattr(args, "model", None)
     if not model and getattr(args, "config", None):
         model = read_yaml(args.config).get("model")
-    return model_kind(model or "", getattr(args, "backbone", "auto"))
+    return backbone_for_model(model or "", getattr(args, "backbone", "auto"))
 
 
 def load_pipeline_from_args(args, text_encoder_device: str | None = None):
-    """The pipeline of --model/--dtype/--device (Wan, or ZeroScope for the U-Net variant); `text_encoder_device`
-    'cpu' keeps Wan's text encoder there (--offload: it visits the GPU only to encode)."""
-    from ..models.wan import load_wan_pipeline
+    """The pipeline of --model/--dtype/--device through its backbone; `text_encoder_device` 'cpu' keeps Wan's text
+    encoder there (--offload: it visits the GPU only to encode)."""
+    import time
 
-    if backbone_of(args) == "unet":
-        from ..models.unet import load_zeroscope_pipeline
+    from ..logs import get_logger
 
-        return load_zeroscope_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
-                                       local_files_only=True if args.offline else None)
-    return load_wan_pipeline(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
-                             local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
+    log = get_logger(__name__)
+    backbone = backbone_of(args)
+    log.info(f"loading {args.model} as {backbone.title} (dtype {args.dtype}, VAE {args.vae_dtype}, device "
+             f"{args.device or 'auto'})")
+    start = time.time()
+    pipe = backbone.load(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
+                         local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
+    log.info(f"loaded {backbone.title} in {time.time() - start:.1f}s")
+    return pipe
 
 
 def check_model_args(args) -> None:
-    """The model flags, checked before anything loads: --model a Wan (or ZeroScope) folder or a hub id,
-    --device present."""
-    from ..models.unet import check_zeroscope_model_dir
+    """The model flags, checked before anything loads: --model a folder of its backbone or a hub id, --device
+    present."""
     from ..models.wan import check_model_source
     from ..validation import check_device
 
-    if backbone_of(args) == "unet":
-        check_model_source(args.model, "--model", folder_check=check_zeroscope_model_dir)
-    else:
-        check_model_source(args.model, "--model")
+    check_model_source(args.model, "--model", folder_check=backbone_of(args).check_folder)
     check_device("--device", args.device)
 
 
@@ -99,8 +120,8 @@ def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dic
     """One flag per field of the settings dataclass `cls` (fields made with `setting(..., cli=False)` and dicts
     excepted): booleans as --flag/--no-flag, tuples as comma lists, `X | None` taking `none`. Help comes from
     the field (config.setting) or `shared_help`; the default shown is the recipes' value of the `stage`
-    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left out are absent from the parsed namespace
-    (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
+    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left
+    out are absent from the parsed namespace (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
     from ..recipes import RECIPES
 
     hints = typing.get_type_hints(cls)

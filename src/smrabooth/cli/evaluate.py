@@ -24,8 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="videos", help="method name for --videos (table row)")
     p.add_argument("--subject-images", help="folder of reference images (CLIP-I, DINO-I), for --videos")
     p.add_argument("--reference-video", help="motion reference video (Motion Fidelity), for --videos")
-    p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in the order given; folders by name), .json "
-                   "({file name or stem: prompt}) or .csv (video,prompt)")
+    p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in the order given; folders "
+                   "by name), .json ({file name or stem: prompt}) or .csv (video,prompt)")
     p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available; fp16 on GPU)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per model call")
@@ -215,7 +215,8 @@ def settings_from_args(args):
         pickscore_model=args.pickscore_model, pickscore_processor=args.pickscore_processor,
         aesthetic_clip_model=args.aesthetic_clip_model, aesthetic_head=args.aesthetic_head,
         musiq_checkpoint=args.musiq_checkpoint, temporal_pairs=args.temporal_pairs, mf_variant=args.mf_variant,
-        mf_grid=args.mf_grid, mf_support_grid=args.mf_support_grid, mf_box=box, mf_length=args.mf_length, mf_drop_occluded=args.mf_drop_occluded,
+        mf_grid=args.mf_grid, mf_support_grid=args.mf_support_grid, mf_box=box, mf_length=args.mf_length,
+        mf_drop_occluded=args.mf_drop_occluded,
         tracker=args.tracker, cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
         searaft_model=args.searaft_model, searaft_iters=args.searaft_iters)
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..recipes import DEFAULT_RECIPE, PAPER, RECIPES
-from .common import add_model_args, backbone_of, check_model_args, load_pipeline_from_args, use_hub
+from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
 
 _P = PAPER.sampler
 
@@ -18,7 +18,8 @@ _FLAGS = {
     "guidance": float, "seed": int, "scheduler": str, "shift": float, "t_point": int, "reference_t_point": int,
     "subject_scale_early": float, "subject_scale": float, "motion_scale": float, "injection": str,
     "subject_layers": str, "motion_layers": str, "fps": float, "lora_mode": str, "attention": str, "cache": str,
-    "compile": bool, "cfg_batch": bool, "offload": bool, "vae_tiling": bool,
+    "compile": bool, "cfg_batch": bool, "offload": bool, "vae_tiling": bool, "guidance_2": float,
+    "subject_experts": str, "motion_experts": str,
 }
 
 
@@ -26,15 +27,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate",
         help="generate a video (optionally with subject/motion LoRAs)",
-        description="Generate a video with Wan2.1 and optional subject and motion LoRAs, combined by sparse "
-        "LoRA injection (docs/method.md stage 3). Unset flags come from --config, then --preset (by default the "
-        "preset of the recipe the LoRAs were trained with, else official; without LoRAs none), then stock "
-        "WanPipeline defaults.",
+        description="Generate a video with a text-to-video model (Wan2.1, Wan2.2 A14B or TI2V-5B, ZeroScope) and "
+        "optional subject and motion LoRAs, combined by sparse LoRA injection (docs/method.md stage 3). Unset flags "
+        "come from --config, then --preset (Wan: by default the preset of the recipe the LoRAs were trained with, "
+        "else official; without LoRAs none), then the stock pipeline's defaults.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
-    p.add_argument("--subject-lora", help="subject LoRA (.safetensors; diffusers, ComfyUI or DiffSynth keys)")
-    p.add_argument("--motion-lora", help="motion LoRA (.safetensors)")
+    p.add_argument("--subject-lora", nargs="+", metavar="FILE",
+                   help="subject LoRA (.safetensors; diffusers, ComfyUI or DiffSynth keys); on Wan2.2 A14B one file "
+                   "per expert (a training run's subject_lora_high/_low.safetensors)")
+    p.add_argument("--motion-lora", nargs="+", metavar="FILE", help="motion LoRA (.safetensors), as --subject-lora")
     p.add_argument("--prompt", help="text prompt, e.g. 'a V* dog doing the S* dribble on a beach'")
     p.add_argument("--negative-prompt", help="negative prompt (default: empty, as WanPipeline)")
     p.add_argument("--frames", type=int, help=f"number of frames, 4k+1 (default 81; paper {_P.frames})")
@@ -42,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=int, help=f"width in pixels, multiple of 16 (default 832; paper {_P.width})")
     p.add_argument("--steps", type=int, help=f"denoising steps (default 50; paper {_P.steps})")
     p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale (default 5; paper {_P.guidance:g})")
+    p.add_argument("--guidance-2", type=float,
+                   help="Wan2.2 A14B: the low-noise expert's guidance scale (default: --guidance, as WanPipeline)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--scheduler", choices=["euler", "unipc"],
                    help="sampler (default: the model's own; euler = the paper's flow-matching Euler)")
@@ -63,6 +68,12 @@ def register(subparsers) -> None:
                    help=f"layer types of the subject LoRA under sparse injection ({','.join(_P.subject_layers)})")
     p.add_argument("--motion-layers",
                    help=f"layer types of the motion LoRA under sparse injection ({','.join(_P.motion_layers)})")
+    from ..sampling import EXPERT_PLACEMENTS
+
+    for kind in ("subject", "motion"):
+        p.add_argument(f"--{kind}-experts", choices=list(EXPERT_PLACEMENTS),
+                       help=f"Wan2.2 A14B: the expert(s) the {kind} LoRA goes into; trained (default): the one each "
+                       "file was trained for, both for a file that records none (docs/method.md)")
     p.add_argument("--fps", type=float, help=f"frame rate of the mp4 (default 16; paper {_P.fps:g})")
     speed = p.add_argument_group("speed and memory (the same video, computed differently)")
     speed.add_argument("--lora-mode", choices=["merged", "adapter"],
@@ -88,21 +99,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def preset_for(args) -> tuple[str | None, str | None]:
+def preset_for(args, backbone=None) -> tuple[str | None, str | None]:
     """The preset a generation uses, and a line saying why when the user did not pick it (None: nothing to say).
 
-    --preset wins. Without it: no LoRA, no preset (stock WanPipeline's defaults, the baseline the paper compares
+    --preset wins. Without it: no LoRA, no preset (the stock pipeline's defaults, the baseline the paper compares
     with); with LoRAs, the recipe they record (a LoRA file's metadata: the recipe it was trained with); LoRAs
-    that record two different recipes, or none, get the default recipe's."""
+    that record two different recipes, or none, get the default recipe's. A backbone whose sampler takes no
+    recipe preset (ZeroScope) gets none unless --preset asks (and is refused)."""
     from ..lora.files import recorded_recipe
+    from .common import backbone_of
 
     if getattr(args, "preset", None):
         return args.preset, None
+    if not (backbone or backbone_of(args)).takes_presets:
+        return None, None
     loras = {k: p for k, p in (("subject", getattr(args, "subject_lora", None)),
                                ("motion", getattr(args, "motion_lora", None))) if p}
     if not loras:
         return None, None
-    known = {k: r for k, r in ((k, recorded_recipe(p)) for k, p in loras.items()) if r in RECIPES}
+    recorded = {k: {recorded_recipe(p) for p in (ps if isinstance(ps, (list, tuple)) else [ps])} - {None}
+                for k, ps in loras.items()}  # one file, or one per Wan2.2 A14B expert
+    known = {k: next(iter(r)) for k, r in recorded.items() if len(r) == 1 and next(iter(r)) in RECIPES}
     names = sorted(set(known.values()))
     if len(names) == 1:
         which = " and ".join(known) + (" LoRAs were" if len(known) > 1 else " LoRA was")
@@ -113,44 +130,28 @@ def preset_for(args) -> tuple[str | None, str | None]:
     return DEFAULT_RECIPE, f"preset {DEFAULT_RECIPE}: the LoRAs record no recipe (--preset to choose another)"
 
 
-def config_from_args(args):
-    """Defaults <- preset (`preset_for`) <- YAML config <- explicit flags."""
-    from ..config import apply_dict, read_yaml
-    from ..sampling import PRESETS, GenerateConfig
+def config_from_args(args, backbone=None):
+    """The generation settings of the model's backbone: its defaults <- preset (`preset_for`) <- YAML config <-
+    explicit flags; a setting of another backbone's sampler is refused in one line."""
+    import dataclasses
 
-    config = GenerateConfig()
-    preset, _ = preset_for(args)
-    if preset:
-        config = apply_dict(config, PRESETS[preset], f"preset {preset}")
-    if args.config:
-        config = apply_dict(config, read_yaml(args.config), args.config)
-    explicit = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
-    return apply_dict(config, explicit, "flags").validate()
-
-
-# flags of the Wan sampler that a ZeroScope model does not take (its LoRAs sit in disjoint layers; its
-# scheduler is the model's own DDIM; the speed options were built and measured on Wan only)
-_WAN_ONLY = ("scheduler", "shift", "subject_layers", "motion_layers", "lora_mode", "attention", "cache", "compile",
-             "cfg_batch", "offload", "vae_tiling")
-
-
-def unet_config_from_args(args):
-    """The ZeroScope generation settings: U-Net defaults <- YAML config <- explicit flags."""
-    from ..config import apply_dict, read_yaml
+    from ..backbones import BACKBONES
+    from ..config import read_yaml
     from ..errors import SmraboothError
-    from ..sampling_unet import UnetGenerateConfig
+    from .common import backbone_of
 
-    if args.preset:
-        raise SmraboothError(f"--preset {args.preset} is a Wan recipe's sampler; a ZeroScope model takes no preset")
+    backbone = backbone or backbone_of(args)
     settings = read_yaml(args.config) if args.config else {}
     settings.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None})
-    wan_only = [k for k in _WAN_ONLY if k in settings]
-    if wan_only:
-        raise SmraboothError(f"--{wan_only[0].replace('_', '-')} applies to Wan models only; --model {args.model} is a "
-                             f"ZeroScope U-Net (its subject and motion LoRAs already sit in different layers)")
-    if "reference_t_point" in settings:  # the paper's step that t_point maps by noise level
-        settings["paper_t_point"] = settings.pop("reference_t_point")
-    return apply_dict(UnetGenerateConfig(), settings, "flags").validate()
+    own = {f.name for f in dataclasses.fields(backbone.generate_config_class)}
+    for key in settings:
+        others = sorted({b.family_title for b in BACKBONES.values()
+                         if key in {f.name for f in dataclasses.fields(b.generate_config_class)}})
+        if key not in own and others:
+            raise SmraboothError(f"--{key.replace('_', '-')} applies to {' and '.join(others)} models only; --model "
+                                 f"{args.model} is a {backbone.title} model")
+    preset, _ = preset_for(args, backbone)
+    return backbone.generate_config(settings, preset, args.config or "flags")
 
 
 def check_before_loading(args, config):
@@ -176,60 +177,43 @@ def write_outputs(frames, out, save_frames_dir, fps) -> None:
         save_frames(frames, save_frames_dir)
 
 
-def run_unet(args) -> int:
-    from ..lora.unet import load_unet_lora
-    from ..sampling_unet import generate_unet
-
-    config = unet_config_from_args(args)
-    out = check_before_loading(args, config)
-    subject = load_unet_lora(args.subject_lora) if args.subject_lora else None
-    motion = load_unet_lora(args.motion_lora) if args.motion_lora else None
-    use_hub(args, args.model)
-    pipe = load_pipeline_from_args(args)
-    start = time.time()
-    paths = {"subject": args.subject_lora, "motion": args.motion_lora}
-    result = generate_unet(pipe, config, subject, motion, progress=True, lora_paths=paths)
-    write_outputs(result.frames, out, args.save_frames, config.fps)
-    s = result.schedule
-    detail = (f"; subject {s.subject_early}->{s.subject_late} at step {s.t_point}, motion {s.motion}"
-              if subject or motion else "")
-    print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, ZeroScope) in "
-          f"{time.time() - start:.1f}s{detail}")
-    return 0
-
-
 def run(args) -> int:
-    if backbone_of(args) == "unet":
-        return run_unet(args)
     from ..data.tokens import missing_token_warnings
-    from ..lora.files import load_lora, warn_if_other_kind
+    from ..lora.files import warn_if_other_kind
     from ..sampling import generate
+    from .common import backbone_of
 
-    config = config_from_args(args)
+    backbone = backbone_of(args)
+    config = config_from_args(args, backbone)
     out = check_before_loading(args, config)
-    subject = load_lora(args.subject_lora, "--subject-lora") if args.subject_lora else None
-    motion = load_lora(args.motion_lora, "--motion-lora") if args.motion_lora else None
-    warn_if_other_kind(subject, "subject", "--subject-lora")
-    warn_if_other_kind(motion, "motion", "--motion-lora")
-    tokens = {name: w.info.get("token") for name, w in (("subject", subject), ("motion", motion)) if w is not None}
+    loras = {}
+    for kind in ("subject", "motion"):
+        paths = getattr(args, f"{kind}_lora") or []
+        files = [backbone.read_lora(p, f"--{kind}-lora") for p in paths]
+        for weights in files:
+            warn_if_other_kind(weights, kind, f"--{kind}-lora")
+        if files:
+            loras[kind] = files
+    backbone.check_lora_files(config, loras, {k: getattr(args, f"{k}_lora") for k in loras})  # before it loads
+    tokens = {name: files[0].info.get("token") for name, files in loras.items()}
     for line in missing_token_warnings(config.prompt, tokens):  # e.g. a LoRA trained on 'sks', prompted 'V*'
         print(line, file=sys.stderr)
 
-    preset, why = preset_for(args)
+    preset, why = preset_for(args, backbone)
     if why:
         print(why)
     use_hub(args, args.model)
-    pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if config.offload else None)
+    pipe = load_pipeline_from_args(args, text_encoder_device="cpu" if getattr(config, "offload", False) else None)
     start = time.time()
     paths = {"subject": args.subject_lora, "motion": args.motion_lora}
-    result = generate(pipe, config, subject, motion, progress=True, lora_paths=paths)
+    result = generate(pipe, config, loras.get("subject"), loras.get("motion"), progress=True, lora_paths=paths)
     write_outputs(result.frames, out, args.save_frames, config.fps)
     s = result.schedule
-    loras = [n for n, w in (("subject", subject), ("motion", motion)) if w is not None]
     detail = (f"; {config.injection} injection, subject {s.subject_early}->{s.subject_late} at step {s.t_point}, "
               f"motion {s.motion}") if loras else ""
     print(f"wrote {out} ({config.frames} frames, {config.width}x{config.height}, {config.fps:g} fps, "
-          f"{f'preset {preset}' if preset else 'no preset'}) in {time.time() - start:.1f}s{detail}")
+          f"{f'preset {preset}' if preset else 'no preset'}) with {backbone.title} in {time.time() - start:.1f}s"
+          f"{detail}")
     return 0
 
 

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="dataset root: subject_customized/<name>/ and "
                    "motion_customized/video/<motion>/ (or folders of subject and motion folders)")
-    p.add_argument("--model", required=True, help="Wan2.1 model: hub id or local folder")
+    p.add_argument("--model", required=True, help="text-to-video model (Wan2.1, Wan2.2): hub id or local folder")
     p.add_argument("--out", required=True, help="experiment folder (plan.json, loras/, videos/, scores/, tables/)")
     p.add_argument("--methods", default="wan,wan_loras,smrabooth,no_sura,no_mora",
                    help=f"comma-separated rows, from {','.join(METHODS)}")

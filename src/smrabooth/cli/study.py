@@ -8,7 +8,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="study_command", metavar="{build,tally}")
     b = sub.add_parser("build", help="write a self-contained study page from a manifest")
     b.add_argument("--manifest", required=True, help="CSV: method,video,prompt,subject_images,reference_video")
-    b.add_argument("--out", required=True, help="new folder for page/ (index.html, media/: the part to publish), key.json, answers/")
+    b.add_argument("--out", required=True,
+                   help="new folder for page/ (index.html, media/: the part to publish), key.json, answers/")
     b.add_argument("--seed", type=int, default=0, help="seed of the hidden candidate order (the study id is random)")
     b.add_argument("--title", default="Video study")
     b.set_defaults(func=run_build)

@@ -1,34 +1,33 @@
-"""`smrabooth tiny-model`: save the tiny random-weight Wan pipeline to a folder (for trying things out)."""
+"""`smrabooth tiny-model`: save a tiny random-weight model folder of any backbone (for tests and trying things out)."""
 
 from __future__ import annotations
 
+# --kind -> backbone name (wan and zeroscope: the spellings before Wan2.2)
+KINDS = {"wan": "wan2.1", "wan2.1": "wan2.1", "wan2.2-a14b": "wan2.2-a14b", "wan2.2-ti2v": "wan2.2-ti2v",
+         "zeroscope": "zeroscope"}
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("tiny-model", help="write a tiny random-weight Wan2.1 model folder (for tests/demos)")
+    p = subparsers.add_parser("tiny-model", help="write a tiny random-weight model folder (for tests/demos)")
     p.add_argument("--out", required=True, help="folder to create")
-    p.add_argument("--kind", choices=["wan", "zeroscope"], default="wan",
-                   help="wan: a tiny WanPipeline; zeroscope: a tiny TextToVideoSDPipeline (the U-Net variant)")
+    p.add_argument("--kind", choices=list(KINDS), default="wan",
+                   help="wan (Wan2.1), wan2.2-a14b (two experts), wan2.2-ti2v (Wan2.2 VAE), zeroscope (U-Net)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..backbones import BACKBONES
     from ..errors import SmraboothError
-    from ..models.tiny import TinyWanConfig, build_tiny_wan_pipeline
     from ..validation import check_number, check_output_dir
 
     out = check_output_dir("--out", args.out)
     check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
     if out.exists() and any(out.iterdir()):
         raise SmraboothError(f"{out} exists and is not empty: choose another --out")
-    if args.kind == "zeroscope":
-        from ..models.unet import TinyZeroScopeConfig, build_tiny_zeroscope_pipeline
-
-        write_folder(build_tiny_zeroscope_pipeline(TinyZeroScopeConfig(seed=args.seed)), out)
-        print(f"wrote a tiny ZeroScope (U-Net) model to {out} (use it as --model {out})")
-        return 0
-    write_folder(build_tiny_wan_pipeline(TinyWanConfig(seed=args.seed)), out)
-    print(f"wrote a tiny Wan2.1 model to {out} (use it as --model {out})")
+    backbone = BACKBONES[KINDS[args.kind]]
+    write_folder(backbone.build_tiny(seed=args.seed), out)
+    print(f"wrote a tiny {backbone.title} model to {out} (use it as --model {out})")
     return 0
 
 

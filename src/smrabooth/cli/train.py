@@ -14,6 +14,8 @@ from .common import (
     use_hub,
 )
 
+KINDS = ("subject", "motion")
+
 
 def add_run_args(p) -> None:
     """Flags of a training call that are not settings of the run (config.yaml holds those)."""
@@ -24,36 +26,38 @@ def add_run_args(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def config_classes(kind: str) -> list[type]:
+    """The settings classes of `kind`'s trainers over every backbone, Wan's first (one per family)."""
+    from ..backbones import BACKBONES
+
+    return list(dict.fromkeys(b.train_config_class(kind) for b in BACKBONES.values()))
+
+
 def register(subparsers) -> None:
     from ..train.common import TRAIN_SETTING_HELP
-    from ..train.motion import MotionTrainConfig
-    from ..train.subject import SubjectTrainConfig
-    from ..train.unet import UnetMotionConfig, UnetSubjectConfig
 
-    unet_note = (" On a ZeroScope model (the U-Net variant, docs/unet.md) the defaults are the U-Net's "
-                 "(recipes.UNET) and Wan-only settings are refused.")
-
-    p = subparsers.add_parser(
-        "train-subject", help="train a subject LoRA with SuRA (stage 1)",
-        description="Train a subject LoRA on a few images with the masked flow-matching loss plus Subject "
-        "Representation Alignment (docs/method.md stage 1). Every setting is a flag; unset ones come from "
-        "--config, then from --recipe." + unet_note)
-    add_model_args(p, required=False)
-    add_config_arguments(p, SubjectTrainConfig, "subject", TRAIN_SETTING_HELP)
-    add_config_arguments(p, UnetSubjectConfig, skip=_field_names(SubjectTrainConfig))  # the U-Net's own: RAA
-    add_run_args(p)
-    p.set_defaults(func=run_subject)
-
-    p = subparsers.add_parser(
-        "train-motion", help="train a motion LoRA with MoRA (stage 2)",
-        description="Train a motion LoRA on one or more clips with flow matching on the whole video plus Motion "
-        "Representation Alignment through SEA-RAFT (docs/method.md stage 2). Every setting is a flag; unset "
-        "ones come from --config, then from --recipe." + unet_note)
-    add_model_args(p, required=False)
-    add_config_arguments(p, MotionTrainConfig, "motion", TRAIN_SETTING_HELP)
-    add_config_arguments(p, UnetMotionConfig, skip=_field_names(MotionTrainConfig))
-    add_run_args(p)
-    p.set_defaults(func=run_motion)
+    about = {
+        "subject": ("train a subject LoRA with SuRA (stage 1)",
+                    ("Train a subject LoRA on a few images with the masked flow-matching loss plus Subject "
+                     "Representation Alignment (docs/method.md stage 1).")),
+        "motion": ("train a motion LoRA with MoRA (stage 2)",
+                   ("Train a motion LoRA on one or more clips with flow matching on the whole video plus Motion "
+                    "Representation Alignment through SEA-RAFT (docs/method.md stage 2).")),
+    }
+    for kind in KINDS:
+        short, long = about[kind]
+        p = subparsers.add_parser(
+            f"train-{kind}", help=short,
+            description=long + " Every setting is a flag; unset ones come from --config, then from --recipe. The "
+            "model's backbone (Wan2.1, Wan2.2 A14B or TI2V-5B, ZeroScope) picks the trainer; on ZeroScope (the U-Net "
+            "variant, docs/unet.md) the defaults are the U-Net's (recipes.UNET) and Wan-only settings are refused.")
+        add_model_args(p, required=False)
+        seen: set[str] = set()
+        for i, cls in enumerate(config_classes(kind)):
+            add_config_arguments(p, cls, kind if i == 0 else None, TRAIN_SETTING_HELP, skip=seen)
+            seen |= _field_names(cls)
+        add_run_args(p)
+        p.set_defaults(func=run_subject if kind == "subject" else run_motion, kind=kind)
 
 
 REQUIRED = ("model", "data", "out")
@@ -65,15 +69,26 @@ def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _unet_config(cls, wan_cls, args):
-    """The U-Net run's settings; a Wan-only setting given as a flag is refused in one line."""
+def _config(backbone, kind: str, args):
+    """The run's settings for the model's backbone; a setting only another backbone's trainer has, given as a
+    flag, is refused in one line."""
+    from ..backbones import BACKBONES
     from ..errors import SmraboothError
 
-    wan_only = sorted(set(vars(args)) & (_field_names(wan_cls) - _field_names(cls)))
-    if wan_only:
-        raise SmraboothError(f"--{wan_only[0].replace('_', '-')} applies to Wan models only; the model is a "
-                             f"ZeroScope U-Net (docs/unet.md lists its settings)")
+    cls = backbone.train_config_class(kind)
+    for name in sorted(set(vars(args)) - _field_names(cls)):
+        owners = sorted({b.family_title for b in BACKBONES.values() if name in _field_names(b.train_config_class(kind))})
+        if owners:
+            raise SmraboothError(f"--{name.replace('_', '-')} applies to {' and '.join(owners)} models only; the "
+                                 f"model is a {backbone.title} (docs/unet.md lists the U-Net's settings)")
     return config_from_args(cls, args, REQUIRED)
+
+
+def resolve_train_config(kind: str, args):
+    """The settings a `train-<kind>` call runs with (recipe <- --config <- flags, for the backbone of its model)."""
+    cfg = _config(backbone_of(args), kind, args)
+    args.model = cfg.model  # a model named only in --config: its backbone decides from here on
+    return cfg
 
 
 def _dinov2_loader(cfg, args, pipe):
@@ -88,46 +103,6 @@ def _dinov2_loader(cfg, args, pipe):
                            local_files_only=True if args.offline or os.path.isdir(cfg.encoder) else None)
 
     return encoder
-
-
-def run_unet_subject(args) -> int:
-    from ..train.subject import SubjectTrainConfig
-    from ..train.unet import UnetSubjectConfig, train_unet_subject
-
-    cfg = _unet_config(UnetSubjectConfig, SubjectTrainConfig, args)
-    args.model = cfg.model
-    check_model_args(args)
-    use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
-    pipe = load_pipeline_from_args(args)
-    encoder = _dinov2_loader(cfg, args, pipe) if cfg.use_sura else None
-    model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
-    final = train_unet_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
-                               progress=not args.quiet, explicit=given_fields(args, UnetSubjectConfig))
-    print(f"wrote {final}")
-    return 0
-
-
-def run_unet_motion(args) -> int:
-    from ..models.searaft import load_searaft
-    from ..train.motion import MotionTrainConfig
-    from ..train.unet import UnetMotionConfig, train_unet_motion
-
-    cfg = _unet_config(UnetMotionConfig, MotionTrainConfig, args)
-    args.model = cfg.model
-    check_model_args(args)
-    use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
-    pipe = load_pipeline_from_args(args)
-    flow_id = os.path.abspath(cfg.flow_model) if os.path.exists(cfg.flow_model) else cfg.flow_model
-    flow_model = None
-    if cfg.use_mora:
-        flow_model = load_searaft(cfg.flow_model, device=pipe._execution_device,
-                                  local_files_only=True if args.offline else None)
-    model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
-    final = train_unet_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
-                              overwrite=args.overwrite, progress=not args.quiet,
-                              explicit=given_fields(args, UnetMotionConfig))
-    print(f"wrote {final}")
-    return 0
 
 
 def given_fields(args, config_class) -> set[str]:
@@ -149,76 +124,59 @@ def given_fields(args, config_class) -> set[str]:
     return out
 
 
-def run_subject(args) -> int:
-    import torch
-
-    from ..models.dinov2 import load_dinov2
+def run_training(kind: str, args) -> int:
+    """`train-subject` / `train-motion` on any backbone: settings, the run folder and the model flags checked
+    before anything loads, then the backbone's trainer with its frozen helper model (DINOv2 for SuRA, SEA-RAFT
+    for MoRA)."""
     from ..train.common import check_run_dir
-    from ..train.subject import FINAL_NAME as SUBJECT_FINAL
-    from ..train.subject import SubjectTrainConfig, read_subject_items, train_subject
-    from ..train.unet import UnetSubjectConfig
-
-    if backbone_of(args) == "unet":
-        return run_unet_subject(args)
-    unet_only = sorted(set(vars(args)) & (_field_names(UnetSubjectConfig) - _field_names(SubjectTrainConfig)))
-    if unet_only:
-        from ..errors import SmraboothError
-
-        raise SmraboothError(f"--{unet_only[0].replace('_', '-')} applies to ZeroScope (U-Net) models only")
-    cfg = config_from_args(SubjectTrainConfig, args, REQUIRED)
-    args.model = cfg.model
-    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
-        check_run_dir(cfg.out, SUBJECT_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, SubjectTrainConfig), inputs={"--config": args.config})
-        read_subject_items(cfg)  # the data read whole before any model loads
-    check_model_args(args)
-    use_hub(args, cfg.model, cfg.encoder if cfg.use_sura else None)
     from ..train.distributed import process_device
 
+    cfg = resolve_train_config(kind, args)
+    backbone = backbone_of(args)
+    explicit = given_fields(args, type(cfg))
+    backbone.check_train_config(kind, cfg)  # e.g. an --expert this model does not have
+    finals = backbone.final_names(kind, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
+        check_run_dir(cfg.out, finals[0], resume=args.resume, overwrite=args.overwrite, cfg=cfg, explicit=explicit,
+                      inputs={"--config": args.config})
+        if kind == "subject":  # the data read whole before any model loads
+            from ..train.subject import read_subject_items
+
+            read_subject_items(cfg)
+        else:
+            from ..data.folders import read_motion_folder
+
+            read_motion_folder(cfg.data)
+    check_model_args(args)
+    helper = cfg.encoder if kind == "subject" and cfg.use_sura else \
+        cfg.flow_model if kind == "motion" and cfg.use_mora else None
+    use_hub(args, cfg.model, helper)
     args.device = process_device(args.device)  # under a launcher: this process's GPU
     pipe = load_pipeline_from_args(args)
-    encoder = None
-    if cfg.use_sura:
-        def encoder():  # loaded only if some image's DINOv2 features are not cached yet (a first run)
-            dtype = torch.bfloat16 if pipe._execution_device.type == "cuda" else torch.float32
-            return load_dinov2(cfg.encoder, device=pipe._execution_device, dtype=dtype,
-                               local_files_only=True if args.offline or os.path.isdir(cfg.encoder) else None)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
-    final = train_subject(cfg, pipe, encoder, model_id=model_id, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.quiet, explicit=given_fields(args, SubjectTrainConfig))
-    print(f"wrote {final}")
+    common = dict(model_id=model_id, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                  explicit=explicit)
+    trainer = backbone.trainer(kind)
+    if kind == "subject":
+        encoder = _dinov2_loader(cfg, args, pipe) if cfg.use_sura else None
+        trainer(cfg, pipe, encoder, **common)
+    else:
+        from ..models.searaft import load_searaft
+
+        flow_id = os.path.abspath(cfg.flow_model) if os.path.exists(cfg.flow_model) else cfg.flow_model
+        flow_model = None
+        if cfg.use_mora:
+            flow_model = load_searaft(cfg.flow_model, device=pipe._execution_device,
+                                      local_files_only=True if args.offline else None)
+        trainer(cfg, pipe, flow_model, flow_id=flow_id, **common)
+    for name in finals:
+        print(f"wrote {os.path.join(cfg.out, name)}")
     return 0
+
+
+def run_subject(args) -> int:
+    return run_training("subject", args)
 
 
 def run_motion(args) -> int:
-    from ..data.folders import read_motion_folder
-    from ..models.searaft import load_searaft
-    from ..train.common import check_run_dir
-    from ..train.motion import FINAL_NAME as MOTION_FINAL
-    from ..train.motion import MotionTrainConfig, train_motion
-
-    if backbone_of(args) == "unet":
-        return run_unet_motion(args)
-    cfg = config_from_args(MotionTrainConfig, args, REQUIRED)
-    args.model = cfg.model
-    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher, the main process checks (and locks) the folder
-        check_run_dir(cfg.out, MOTION_FINAL, resume=args.resume, overwrite=args.overwrite, cfg=cfg,
-                      explicit=given_fields(args, MotionTrainConfig), inputs={"--config": args.config})
-        read_motion_folder(cfg.data)  # the data's table read before any model loads
-    check_model_args(args)
-    use_hub(args, cfg.model, cfg.flow_model if cfg.use_mora else None)
-    from ..train.distributed import process_device
-
-    args.device = process_device(args.device)  # under a launcher: this process's GPU
-    pipe = load_pipeline_from_args(args)
-    flow_model = None
-    flow_id = os.path.abspath(cfg.flow_model) if os.path.exists(cfg.flow_model) else cfg.flow_model
-    if cfg.use_mora:
-        flow_model = load_searaft(cfg.flow_model, device=pipe._execution_device,
-                                  local_files_only=True if args.offline else None)
-    model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
-    final = train_motion(cfg, pipe, flow_model, model_id=model_id, flow_id=flow_id, resume=args.resume,
-                         overwrite=args.overwrite, progress=not args.quiet,
-                         explicit=given_fields(args, MotionTrainConfig))
-    print(f"wrote {final}")
-    return 0
+    return run_training("motion", args)

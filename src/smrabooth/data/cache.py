@@ -17,6 +17,10 @@ from pathlib import Path
 
 import torch
 
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
 
 def file_digest(path) -> str:
     h = hashlib.sha256()
@@ -98,9 +102,7 @@ def _read_memo(path: Path | None) -> dict:
 
 
 def _warn(message: str) -> None:
-    import sys
-
-    print(f"warning: {message}", file=sys.stderr)
+    log.warning(message)
 
 
 def cache_key(**parts) -> str:
@@ -126,10 +128,12 @@ def cached(cache_dir: Path | None, key: str, compute) -> dict[str, torch.Tensor]
             entry = load_file(str(path))
             if entry and all(v.is_floating_point() and bool(torch.isfinite(v).all()) or not v.is_floating_point()
                              for v in entry.values()):
+                log.debug(f"cache hit: {path}")
                 return entry
             raise ValueError("it holds no tensors, or non-finite ones")
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:  # cut short by a full disk, damaged
             _warn(f"cache entry {path} is damaged ({' '.join(str(e).split())[:120]}); computing it again")
+    log.debug(f"cache miss: computing {path.name}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -13,16 +13,19 @@ import contextlib
 import json
 import math
 import os
-import sys
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import SmraboothError
+from ..logs import get_logger
 from ..readers import short_repr
 from .convert import detect_format, from_canonical, to_canonical
 from .targets import ALL_LAYER_TYPES, layer_type_of, module_suffixes
+
+log = get_logger(__name__)
 
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"  # what diffusers reads
 SMRABOOTH_METADATA_KEY = "smrabooth"
@@ -196,11 +199,13 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
         raise SmraboothError(f"{path}: its alpha {alpha!r} is not a finite non-zero number")
     for key in ("rank", "alpha", "layer_types"):
         info.pop(key, None)
-    odd = next((k for k in ("kind", "token", "recipe", "source_format") if k in info and not isinstance(info[k], str)),
-               None)
+    odd = next((k for k in ("kind", "token", "recipe", "source_format", "expert")
+                if k in info and not isinstance(info[k], str)), None)
     if odd:
         raise SmraboothError(f"{path}: its metadata's {odd} {short_repr(info[odd])} is not text; the file is damaged")
     info["source_format"] = fmt
+    if "expert" not in info and SMRABOOTH_METADATA_KEY not in metadata and expert_from_name(path):
+        info["expert"] = expert_from_name(path)  # another tool's Wan2.2 A14B file: its name says the expert
     weights = LoraWeights(tensors, int(rank), float(alpha), info)
     base = info.get("base")
     if base is not None and not _is_base(base):
@@ -211,6 +216,51 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
     else:
         check_consistent_widths(weights, path)
     return weights
+
+
+def lora_file_format(path) -> str | None:
+    """The key format (convert.FORMATS) of a safetensors file's tensors, None when it is none of them or unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return detect_format(list(f.keys()))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+_EXPERT_IN_NAME = re.compile(r"(?<![a-z0-9])(high|low)(?:[_-]noise)?(?![a-z0-9])", re.IGNORECASE)
+
+
+def expert_from_name(path) -> str | None:
+    """A Wan2.2 A14B expert named in a LoRA file's name, as ComfyUI's and DiffSynth-Studio's files name it
+    (`..._high_noise.safetensors`, `..._low_noise_lora/`, `..._low.safetensors`): their keys carry none."""
+    for name in (Path(path).stem, Path(path).parent.name):  # DiffSynth: output folder ..._high_noise_lora/epoch-4
+        found = {m.group(1).lower() for m in _EXPERT_IN_NAME.finditer(name)}
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
+
+
+def run_lora_files(run_dir, kind: str) -> list[Path]:
+    """The LoRA files a finished training run wrote for `kind` (subject, motion): <kind>_lora.safetensors, or one per
+    trained Wan2.2 A14B expert (<kind>_lora_high/_low.safetensors)."""
+    run_dir = Path(run_dir)
+    single = run_dir / f"{kind}_lora.safetensors"
+    if single.is_file():
+        return [single]
+    return [p for e in ("high", "low") if (p := run_dir / f"{kind}_lora_{e}.safetensors").is_file()]
+
+
+def with_expert_siblings(path) -> list[Path]:
+    """A LoRA file and, when it is one expert's file of a training run (<kind>_lora_high.safetensors), the other
+    expert's file beside it: what one choice of a run's LoRA means on Wan2.2 A14B."""
+    path = Path(path)
+    m = re.match(r"^(.*_lora)_(high|low)$", path.stem)
+    if not m:
+        return [path]
+    other = path.with_name(f"{m.group(1)}_{'low' if m.group(2) == 'high' else 'high'}{path.suffix}")
+    return [path, other] if other.is_file() else [path]
 
 
 def recorded_recipe(path: str | os.PathLike) -> str | None:
@@ -236,7 +286,7 @@ def warn_if_other_kind(weights: LoraWeights | None, kind: str, flag: str) -> Non
     """A motion LoRA given as the subject LoRA (or the reverse) loads, but is probably a mistake."""
     made = weights.info.get("kind") if weights is not None else None
     if made and made != kind:
-        print(f"warning: {flag} is a {made} LoRA (trained by train-{made}), given as the {kind} LoRA", file=sys.stderr)
+        log.warning(f"{flag} is a {made} LoRA (trained by train-{made}), given as the {kind} LoRA")
 
 
 def check_consistent_widths(weights: LoraWeights, path) -> None:
@@ -288,6 +338,7 @@ def describe_lora(weights: LoraWeights) -> str:
     lines = [
         f"format:       {weights.info.get('source_format', 'diffusers')}",
         f"kind:         {weights.info.get('kind', 'unknown')}",
+        *([f"expert:       {weights.info['expert']} noise (Wan2.2 A14B)"] if weights.info.get("expert") else []),
         f"recipe:       {weights.info.get('recipe', 'not recorded')}",
         f"rank:         {weights.rank}",
         f"alpha:        {weights.alpha:g} (scale alpha/rank = {weights.alpha / weights.rank:g})",

@@ -71,32 +71,52 @@ def set_lora_scales(layers, scales: dict[str, float]) -> None:
 
 
 class PeftState:
-    """What peft adapters change in a transformer, to put back: the adapters (added ones deleted, the ones
-    that were active active again), the peft config, the module tree (the layers peft wrapped for an
-    added adapter are the plain layers again) and the parameters' requires_grad (peft freezes the base)."""
+    """What peft adapters change in a model (a Wan transformer, a ZeroScope U-Net), to put back: the adapters
+    (added ones deleted, the ones that were active active again), the peft config, the module tree (the layers
+    peft wrapped for an added adapter are the plain layers again) and the parameters' requires_grad (peft
+    freezes the base). Models without diffusers' adapter methods (UNet3DConditionModel) are handled through
+    peft's layers directly."""
 
     def __init__(self, transformer):
         self.transformer = transformer
         self.had_config = hasattr(transformer, "peft_config")
         self.adapters = list(getattr(transformer, "peft_config", None) or {})
-        self.active = list(transformer.active_adapters()) if self.adapters else []
+        self.active = list(transformer.active_adapters()) if self.adapters and _diffusers_peft(transformer) else []
         self.modules = dict(transformer.named_modules())
         self.requires_grad = [(p, p.requires_grad) for p in transformer.parameters()]
 
     def restore(self) -> None:
         t = self.transformer
         added = [a for a in (getattr(t, "peft_config", None) or {}) if a not in self.adapters]
-        if added:
+        if added and _diffusers_peft(t):
             # out of every LoRA layer, also those that were there before and are put back below (deleting a
             # transformer's last adapter leaves its empty LoRA layers, and a new adapter goes into those)
             t.delete_adapters(added)
             if self.active:
                 t.set_adapters(self.active)
+        elif added:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            for layer in t.modules():
+                if isinstance(layer, BaseTunerLayer):
+                    for name in added:
+                        if name in getattr(layer, "lora_A", {}):
+                            layer.delete_adapter(name)
+            for name in added:
+                t.peft_config.pop(name, None)
         if not self.had_config and hasattr(t, "peft_config"):
-            t.unload_lora()  # the LoRA layers and the peft config, neither of which was there
+            if _diffusers_peft(t):
+                t.unload_lora()  # the LoRA layers and the peft config, neither of which was there
+            else:
+                del t.peft_config
         for name, module in self.modules.items():  # a layer peft wrapped for an added adapter: the layer again
             parent, _, child = name.rpartition(".")
             if name and getattr(t.get_submodule(parent), child, None) is not module:
                 setattr(t.get_submodule(parent), child, module)
         for p, flag in self.requires_grad:
             p.requires_grad_(flag)
+
+
+def _diffusers_peft(model) -> bool:
+    """Whether the model has diffusers' adapter methods (PeftAdapterMixin: Wan's transformer, not the U-Net)."""
+    return hasattr(model, "delete_adapters") and hasattr(model, "active_adapters")

@@ -54,8 +54,9 @@ class MergedLoras:
                     continue
                 weight = self.transformer.get_submodule(path).weight
                 merged = self.base[path].to(weight.device, torch.float32, non_blocking=True, copy=True)
-                for d in deltas:
-                    merged.addmm_(d.up, d.down, alpha=scales.get(d.lora, 0.0) * d.factor)
+                for d in deltas:  # (an expert moved between devices since `merge_loras`: its deltas follow it)
+                    merged.addmm_(d.up.to(merged.device), d.down.to(merged.device),
+                                  alpha=scales.get(d.lora, 0.0) * d.factor)
                 weight.copy_(merged)
         self.scales = dict(scales)
 

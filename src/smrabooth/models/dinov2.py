@@ -39,8 +39,10 @@ def load_dinov2(model: str, device=None, dtype=torch.float32, local_files_only: 
     missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
     if missing or unexpected or mismatched:
+        wrong = mismatched[0] if mismatched else None
+        wrong = wrong[0] if isinstance(wrong, tuple) else wrong  # (name, shapes) or the name
         what = (f"{len(missing)} missing weights (e.g. {missing[0]})" if missing else
-                f"{len(mismatched)} weights of the wrong shape (e.g. {mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]})"
+                f"{len(mismatched)} weights of the wrong shape (e.g. {wrong})"
                 if mismatched else f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
         raise SmraboothError(f"--encoder {model}: not a complete DINOv2: {what}; pass a DINOv2 folder such as "
                              f"{DINOV2_GIANT}")

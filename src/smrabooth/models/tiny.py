@@ -115,3 +115,43 @@ def build_tiny_wan_pipeline(config: TinyWanConfig | None = None):
     return WanPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
     )
+
+
+WAN22_KINDS = ("a14b", "ti2v")
+
+
+def build_tiny_wan22_pipeline(kind: str = "a14b", config: TinyWanConfig | None = None, boundary_ratio: float = 0.875):
+    """A tiny Wan2.2 `WanPipeline` (random weights, fp32, CPU), the same classes and switches as the real ones:
+
+    a14b  Wan2.2-T2V-A14B's form: two experts, `transformer` (high noise) and `transformer_2` (low noise), switched
+          at `boundary_ratio` x 1000 timesteps; Wan2.1's 16-channel VAE.
+    ti2v  Wan2.2-TI2V-5B's form: one transformer on the 48-channel Wan2.2 VAE (residual blocks, 2x2 patchified
+          pixels, 16x spatial compression) with `expand_timesteps` (one timestep per token).
+    """
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+
+    cfg = config or TinyWanConfig()
+    base = build_tiny_wan_pipeline(cfg)
+    if kind == "a14b":
+        torch.manual_seed(cfg.seed + 3)
+        low = WanTransformer3DModel.from_config(base.transformer.config).eval()  # its own random weights
+        return WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+                           transformer=base.transformer, transformer_2=low, scheduler=base.scheduler,
+                           boundary_ratio=boundary_ratio)
+    if kind != "ti2v":
+        raise ValueError(f"tiny Wan2.2 kind {kind!r}: choose from {', '.join(WAN22_KINDS)}")
+    g = torch.Generator().manual_seed(cfg.seed + 4)
+    torch.manual_seed(cfg.seed + 1)
+    vae = AutoencoderKLWan(
+        base_dim=cfg.vae_base_dim, decoder_base_dim=cfg.vae_base_dim, z_dim=48, in_channels=12, out_channels=12,
+        is_residual=True, patch_size=2, dim_mult=list(cfg.vae_dim_mult), num_res_blocks=cfg.vae_num_res_blocks,
+        temperal_downsample=[False, True, True], scale_factor_spatial=16, scale_factor_temporal=4,
+        # latent statistics that are not 0/1, so a missing (de)normalisation shows in every test
+        latents_mean=(torch.randn(48, generator=g) * 0.2).tolist(),
+        latents_std=(0.5 + torch.rand(48, generator=g)).tolist(),
+    ).eval()
+    torch.manual_seed(cfg.seed + 2)
+    transformer = WanTransformer3DModel.from_config({**base.transformer.config, "in_channels": 48,
+                                                     "out_channels": 48}).eval()
+    return WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=vae, transformer=transformer,
+                       scheduler=base.scheduler, expand_timesteps=True)

@@ -6,7 +6,7 @@ each frame on its own (8x spatial, no temporal compression, 4 latent channels), 
 text encoder (1024 wide, 77 tokens) and a DDIM scheduler; 576x320, 24 frames.
 
 `--model` is a hub id or a local folder (`save_pretrained` / `huggingface-cli download`); a local
-folder never touches the network. `model_kind` tells a ZeroScope folder from a Wan one by its
+folder never touches the network. backbones/ tells a ZeroScope folder from a Wan one by its
 model_index.json, so every command takes either without a flag (`--backbone` overrides it).
 `build_tiny_zeroscope_pipeline` builds the same classes with tiny random weights for the tests.
 """
@@ -24,7 +24,6 @@ from .wan import _looks_like_hub_id, default_device, parse_dtype
 
 ZEROSCOPE_576W = "cerspense/zeroscope_v2_576w"
 PIPELINE_CLASS = "TextToVideoSDPipeline"
-BACKBONES = ("auto", "wan", "unet")
 
 # The UNet3DConditionModel of zeroscope_v2_576w (its unet/config.json; diffusers' defaults). Note that
 # UNet3DConditionModel reads `attention_head_dim` as the NUMBER of heads (diffusers issue 2011).
@@ -41,23 +40,6 @@ ZEROSCOPE_SCHEDULER_CONFIG = dict(
     set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
 )
 ZEROSCOPE_SIZE = dict(frames=24, height=320, width=576)
-
-
-def model_kind(model: str | os.PathLike, backbone: str = "auto") -> str:
-    """'wan' or 'unet' for a `--model`: `backbone` when given, else a folder's model_index.json
-    `_class_name` (TextToVideoSDPipeline -> unet), else a hub id naming ZeroScope or ModelScope T2V."""
-    if backbone not in BACKBONES:
-        raise SmraboothError(f"--backbone {backbone!r}: choose from {', '.join(BACKBONES)}")
-    if backbone != "auto":
-        return backbone
-    index = Path(model) / "model_index.json"
-    if index.is_file():
-        from ..readers import read_json
-
-        cls = read_json(index, dict, "model_index.json").get("_class_name")
-        return "unet" if cls == PIPELINE_CLASS else "wan"
-    name = str(model).lower()
-    return "unet" if ("zeroscope" in name or "text-to-video-ms" in name) else "wan"
 
 
 def check_zeroscope_model_dir(path: str | os.PathLike) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from ..errors import SmraboothError
+from ..errors import InternalError, SmraboothError
 
 CACHE_T = 2  # frames of each causal conv's input kept for the next call (diffusers' CACHE_T)
 
@@ -127,7 +127,7 @@ def decode_latents_differentiable(
     decoded as a video's first frame (1 frame).
     """
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
-        raise SmraboothError(
+        raise InternalError(
             f"decode_latents_differentiable: expected latents (B, {vae.config.z_dim}, T, h, w), "
             f"got shape {tuple(latents.shape)}."
         )

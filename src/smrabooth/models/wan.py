@@ -1,4 +1,4 @@
-"""Loading a diffusers-format Wan2.1 text-to-video model (1.3B or 14B), online or offline.
+"""Loading a diffusers-format Wan text-to-video model (Wan2.1 1.3B/14B, Wan2.2 A14B/TI2V-5B), online or offline.
 
 `--model` is a hub id (`Wan-AI/Wan2.1-T2V-1.3B-Diffusers`) or a local folder written by
 `save_pretrained` / `huggingface-cli download`. A local folder never touches the network. The
@@ -34,18 +34,21 @@ def default_device() -> str:
 
 
 def check_wan_model_dir(path: str | os.PathLike) -> None:
-    """Raise a clear error unless `path` is a diffusers-format Wan2.1 text-to-video model folder."""
+    """Raise a clear error unless `path` is a diffusers-format Wan text-to-video model folder (a WanPipeline,
+    with every component its model_index.json lists: Wan2.2 A14B's transformer_2/ too)."""
     path = Path(path)
     index = path / "model_index.json"
-    hint = f"pass a diffusers-format Wan2.1 T2V model, e.g. a folder downloaded from {WAN_1_3B}"
+    hint = f"pass a diffusers-format Wan T2V model, e.g. a folder downloaded from {WAN_1_3B}"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a Wan diffusers model: it has no model_index.json ({hint})")
     from ..readers import read_json
 
-    cls = read_json(index, dict, "model_index.json").get("_class_name")
+    data = read_json(index, dict, "model_index.json")
+    cls = data.get("_class_name")
     if cls != "WanPipeline":
         raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
-    for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+    extra = ("transformer_2",) if isinstance(data.get("transformer_2"), list) and data["transformer_2"][0] else ()
+    for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", *extra):
         if not (path / sub).is_dir():
             raise SmraboothError(f"{path} is missing its {sub}/ folder: the download is incomplete ({hint})")
 
@@ -77,11 +80,13 @@ def load_wan_pipeline(
     device: str | None = None,
     local_files_only: bool | None = None,
     text_encoder_device: str | None = None,
+    folder_check=check_wan_model_dir,
 ):
-    """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors.
+    """Load a `diffusers.WanPipeline` from a local folder or a hub id, with clear errors; `folder_check` checks a
+    folder first (the backbone's).
 
-    `text_encoder_device` ("cpu") keeps the text encoder off the GPU (generation with offload moves it
-    there only to encode the prompt).
+    `text_encoder_device` ("cpu") keeps the text encoder, and Wan2.2 A14B's low-noise expert, off the GPU
+    (generation with offload moves each there only while it runs).
 
     dtype "auto" is bf16 on a GPU and fp32 on the CPU, where bf16 matmuls run several times slower.
     """
@@ -92,7 +97,7 @@ def load_wan_pipeline(
     if dtype == "auto":
         dtype = "bf16" if torch.device(device).type == "cuda" else "fp32"
     dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
-    if check_model_source(model) == "folder":
+    if check_model_source(model, folder_check=folder_check) == "folder":
         local_files_only = True
     if local_files_only is None:
         from ..hub import check_hub_reachable, is_offline
@@ -117,12 +122,16 @@ def load_wan_pipeline(
         first_line = " ".join(str(e).split())[:200] or type(e).__name__
         raise SmraboothError(f"could not load the Wan model {model} ({type(e).__name__}: {first_line}): a config or "
                              "weight file of it is damaged or of another model; download it again") from None
-    if type(pipe.transformer).__name__ != "WanTransformer3DModel":
-        raise SmraboothError(f"{model}: its transformer is a {type(pipe.transformer).__name__}, not Wan2.1's")
+    for name in ("transformer", "transformer_2"):
+        module = getattr(pipe, name, None)
+        if module is not None and type(module).__name__ != "WanTransformer3DModel":
+            raise SmraboothError(f"{model}: its {name} is a {type(module).__name__}, not a WanTransformer3DModel")
     pipe.set_progress_bar_config(disable=True)
     if text_encoder_device is None:
         return pipe.to(device)
     pipe.transformer.to(device)
+    if getattr(pipe, "transformer_2", None) is not None:  # Wan2.2 A14B's low-noise expert, used second
+        pipe.transformer_2.to(text_encoder_device)
     pipe.vae.to(device)
     pipe.text_encoder.to(text_encoder_device)
     return pipe

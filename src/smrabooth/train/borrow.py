@@ -14,7 +14,10 @@ from torch import nn
 
 from ..lora.inject import PeftState
 
-_COMPONENTS = ("text_encoder", "vae", "transformer")  # the pipeline's models a trainer touches
+# the pipeline's models a trainer may touch, of every backbone (backbones.base.Backbone.components); the
+# denoisers among them may get adapters
+_COMPONENTS = ("text_encoder", "vae", "transformer", "transformer_2", "unet")
+_DENOISERS = ("transformer", "transformer_2", "unet")
 
 
 def _first_device(module: nn.Module):
@@ -59,19 +62,20 @@ class _AdapterState:
 
 @contextmanager
 def borrowed(pipe, *models: nn.Module | None):
-    """Within the block, `pipe` (its text encoder, VAE and transformer) and `models` (None ignored) may be
-    changed as training needs; on exit each is as it was: the same component objects in the pipeline, on
-    the same devices, with the same train/eval and requires_grad flags, no added adapters, no gradient
-    checkpointing or compiled blocks that were not there before."""
-    components = {name: getattr(pipe, name, None) for name in _COMPONENTS}
+    """Within the block, `pipe` (its text encoder, VAE and denoisers: Wan's transformer(s) or ZeroScope's U-Net)
+    and `models` (None ignored) may be changed as training needs; on exit each is as it was: the same component
+    objects in the pipeline, on the same devices, with the same train/eval and requires_grad flags, no added
+    adapters, no gradient checkpointing or compiled blocks that were not there before."""
+    components = {name: getattr(pipe, name) for name in _COMPONENTS if hasattr(pipe, name)}
     states = [_ModuleState(m) for m in (*components.values(), *models) if isinstance(m, nn.Module)]
-    adapters = _AdapterState(pipe.transformer)
+    adapters = [_AdapterState(components[n]) for n in _DENOISERS if isinstance(components.get(n), nn.Module)]
     try:
         yield pipe
     finally:
         for name, component in components.items():
             setattr(pipe, name, component)
-        adapters.restore()
+        for adapter in adapters:
+            adapter.restore()
         for state in states:
             state.restore()
 

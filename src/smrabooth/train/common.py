@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -33,8 +32,8 @@ import torch
 from torch import nn
 
 from .. import run_folder
-from ..data.cache import cache_key, cached, model_digest
 from ..errors import SmraboothError
+from ..logs import get_logger
 from ..lora.files import LoraWeights, base_model_info, lora_state_dict_from_peft, save_lora
 from ..lora.targets import module_suffixes
 from .distributed import SINGLE, DataParallel
@@ -51,6 +50,8 @@ from .state import (  # noqa: F401  (JsonlLog, read_log, numpy_rng_state, ...: i
     set_numpy_rng_state,
     set_rng_state,
 )
+
+log = get_logger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 INPUTS_FILE = "inputs.json"  # the absolute path and SHA-256 of every data file the run read
@@ -130,7 +131,8 @@ def _entries(out: Path) -> list[Path]:
 
 # Every entry a trainer writes into its run folder (module docstring): what --overwrite may replace.
 RUN_ENTRIES = {"config.yaml", "log.jsonl", "checkpoints", "validation", "timings.json", "parallel.json", INPUTS_FILE,
-               "subject_lora.safetensors", "motion_lora.safetensors", "spatial_lora.safetensors",
+               *(f"{kind}_lora{expert}.safetensors" for kind in ("subject", "motion", "spatial")
+                 for expert in ("", "_high", "_low")),  # one file, or one per Wan2.2 A14B expert
                "projector.safetensors", "raa.safetensors",
                "time.json"}  # the SMRA-Sprites lab's training time, written beside a run it trained
 
@@ -317,8 +319,8 @@ def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
 
     missing = [t for t in texts if find_token(t, tokens) is None]
     if missing:
-        print(f"warning: {len(missing)} of {len(texts)} captions have no {kind} token ({' or '.join(tokens)}), e.g. "
-              f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with", file=sys.stderr)
+        log.warning(f"{len(missing)} of {len(texts)} captions have no {kind} token ({' or '.join(tokens)}), e.g. "
+                    f"{missing[0]!r}: the {kind} LoRA binds to no word you can prompt with")
 
 
 def finish_run(run_dir: Path) -> Path:
@@ -406,23 +408,6 @@ def export_lora(transformer, adapter: str, path: Path, rank: int, alpha: float, 
     info = {"kind": kind, "base": base_model_info(transformer.config), **(extra_info or {})}
     weights = LoraWeights(lora_state_dict_from_peft(transformer, adapter), rank, alpha, info)
     return save_lora(path, weights, dtype=dtype)
-
-
-def encode_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> umT5 embedding (1, 512, D), cached by the text encoder's and tokenizer's files; run
-    before the text encoder is freed."""
-    out = {}
-    model = model_digest(model_id, ("text_encoder", "tokenizer"), cache_dir)
-    for text in dict.fromkeys(texts):
-        key = cache_key(kind="prompt", model=model, text=text)
-
-        def compute(text=text):
-            emb, _ = pipe.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=512,
-                                        device=pipe._execution_device)
-            return {"embeds": emb.float()}
-
-        out[text] = cached(cache_dir, key, compute)["embeds"]
-    return out
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -549,17 +534,23 @@ def make_validator(pipe, run_dir: Path, prompt_embeds: torch.Tensor, negative_em
                              guidance=PAPER.sampler.guidance, seed=seed, scheduler=PAPER.sampler.scheduler,
                              shift=shift)
 
+    from ..backbones import backbone_of
+
+    denoisers = list(backbone_of(pipe).denoisers(pipe).values())
+
     def validate(step: int) -> None:
         folder = Path(run_dir) / "validation"
         folder.mkdir(exist_ok=True)
-        pipe.transformer.eval()
+        for module in denoisers:
+            module.eval()
         device = pipe._execution_device
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             result = sample_video(pipe, gen_cfg, progress=False,
                                   prompt_embeds=prompt_embeds.to(device, pipe.transformer.dtype),
                                   negative_embeds=negative_embeds.to(device, pipe.transformer.dtype))
         write_video(result.frames, folder / f"step-{step}.mp4", fps=fps)
-        pipe.transformer.train()
+        for module in denoisers:
+            module.train()
 
     return validate
 
@@ -594,7 +585,7 @@ def load_newest_intact(run_dir: Path, transformer, adapter: str | tuple[str, ...
         except Exception as e:  # noqa: BLE001  (safetensors, torch, json and OS errors alike mean "damaged")
             damaged.append(folder.name)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"warning: checkpoint {folder} is damaged ({first}); trying the one before", file=sys.stderr)
+            log.warning(f"checkpoint {folder} is damaged ({first}); trying the one before")
     raise SmraboothError(f"nothing to resume in {run_dir}: every checkpoint is damaged ({', '.join(damaged)})")
 
 

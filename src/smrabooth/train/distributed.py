@@ -27,6 +27,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SmraboothError
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 _LAUNCHER_OFF = []  # set inside `single_process()`: callers that run jobs side by side under a launcher
 
@@ -174,7 +177,6 @@ SINGLE = DataParallel()
 def _recorded_calls(path: Path) -> list[dict]:
     """The calls parallel.json records; a damaged file (cut short, edited) is started again with a warning: it
     is a record of how the run was trained, not something training reads."""
-    import sys
 
     if not path.is_file():
         return []
@@ -184,5 +186,5 @@ def _recorded_calls(path: Path) -> list[dict]:
             return calls
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         pass
-    print(f"warning: {path} is damaged; its record of earlier calls starts again", file=sys.stderr)
+    log.warning(f"{path} is damaged; its record of earlier calls starts again")
     return []

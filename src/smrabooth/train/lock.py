@@ -12,11 +12,13 @@ import atexit
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
 from ..errors import SmraboothError
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 LOCK_NAME = ".lock"
 _held: set[Path] = set()
@@ -85,8 +87,7 @@ def acquire(run_dir) -> Path:
         if holder is not None and holder.get("pid") == os.getpid():
             break  # ours already
         if holder is not None:
-            print(f"warning: {path} was left by a training that is gone (pid {holder.get('pid')}); taking it over",
-                  file=sys.stderr)
+            log.warning(f"{path} was left by a training that is gone (pid {holder.get('pid')}); taking it over")
             path.unlink(missing_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

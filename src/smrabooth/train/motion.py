@@ -27,6 +27,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -46,6 +47,8 @@ from ..align.mora import (
     window_source_frames,
     window_starts,
 )
+from ..backbones import backbone_of
+from ..backbones.wan22 import EXPERT_CHOICES
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..data.motion import (
@@ -53,7 +56,6 @@ from ..data.motion import (
     MotionExample,
     check_frame_count,
     encode_frame_latents,
-    encode_video_latent,
     load_motion_frames,
 )
 from ..data.tokens import MOTION_TOKENS, folder_token
@@ -64,30 +66,26 @@ from ..lora.targets import parse_layer_types
 from ..models.vae_decode import CHECKPOINT_MODES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from ..run_folder import abandons_staging, target_of
+from ..run_folder import abandons_staging
 from ..schedules import TIMESTEP_ROUNDINGS, TIMESTEP_WEIGHTS, training_table
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
-from .borrow import borrowed
 from .common import (
     LORA_DTYPES,
     LoopSettings,
-    PhaseTimes,
     add_lora_adapter,
     add_second_lora_adapter,
     autocast_enabled,
     check_inputs,
     compile_blocks,
     data_files,
-    encode_captions,
-    export_lora,
-    finish_run,
     make_validator,
-    open_run,
     sample_timesteps,
     train_loop,
     warn_untokened_captions,
 )
-from .distributed import DataParallel
+from .denoisers import TrainedDenoisers
+from .session import training_session
+from .subject import EXPERT_HELP, export_files
 
 FINAL_NAME = "motion_lora.safetensors"
 SPATIAL_NAME = "spatial_lora.safetensors"
@@ -106,6 +104,7 @@ class MotionTrainConfig:
     data: str = setting("", "motion folder: *.mp4 + metadata.csv (file_name,text; or the authors' video,prompt)")
     out: str = ""
     recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
+    expert: str | None = setting(None, EXPERT_HELP, choices=EXPERT_CHOICES)
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
@@ -218,6 +217,8 @@ class MotionTrainConfig:
         check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
         check_choice("--window-wrap", self.window_wrap, WINDOW_WRAPS)
         check_choice("--flow-units", self.flow_units, FLOW_UNITS)
+        if self.expert is not None:
+            check_choice("--expert", self.expert, EXPERT_CHOICES)
         check_choice("--mora-reference", self.mora_reference, MORA_REFERENCES)
         check_number("--mora-max-sigma", self.mora_max_sigma, 0, 1, low_open=True)
         check_choice("--clip-timing", self.clip_timing, CLIP_TIMINGS)
@@ -274,7 +275,7 @@ def precompute_examples(cfg: MotionTrainConfig, pipe, flow_fn, items, model_id: 
         def compute(item=item):
             frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop,
                                         timing=cfg.clip_timing, resize_filter=cfg.resize_filter)
-            out = {"latent": encode_video_latent(pipe.vae, frames)}
+            out = {"latent": backbone_of(pipe).encode_video(pipe, frames)}
             if cfg.two_phase:  # phase 1 trains on single frames: each one encoded as a one-frame video
                 out["frame_latents"] = encode_frame_latents(pipe.vae, frames)
             if cfg.use_mora:
@@ -296,22 +297,25 @@ def debiased_loss(u: torch.Tensor, target: torch.Tensor, frame: int, beta: float
     return ((u_d.float() - v_d.float()) ** 2).mean()
 
 
-def _velocity(transformer, z0, sigma, noise, text_embeds):
-    """(u, z_t, target) of flow matching for latents (1, C, T, h, w) at sigma (1,)."""
-    z_t = (1 - sigma) * z0 + sigma * noise
-    u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype), text_embeds,
-                    return_dict=False)[0].float()
-    return u, z_t, noise - z0
+def _velocity(transformer, z0, sigma, noise, text_embeds, predict=None):
+    """(u, z_t, target) of flow matching for latents (1, C, T, h, w) at sigma (1,). `predict(denoiser, z_t, sigma,
+    text)`: the backbone's forward (backbones: Wan2.2 TI2V-5B's per-token timesteps); None: Wan2.1's."""
+    from ..backbones.wan21 import WAN21
+
+    z_t = WAN21.add_noise(z0, noise, sigma)
+    u = (predict or partial(WAN21.predict, None))(transformer, z_t, sigma, text_embeds)
+    return u, z_t, WAN21.training_target(z0, noise, sigma)
 
 
 def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionExample, text_embeds: torch.Tensor,
                   sigma: torch.Tensor, noise: torch.Tensor, start: int | None, weight: torch.Tensor | float = 1.0,
-                  debias_frame: int | None = None) -> dict[str, torch.Tensor]:
+                  debias_frame: int | None = None, predict=None, decode=decode_window) -> dict[str, torch.Tensor]:
     """{'flow', 'debiased' (cfg.debiased, at latent frame `debias_frame`), 'mora' (cfg.use_mora), 'loss'} for one
     clip at one sigma; MoRA on the window at latent `start`. `weight`: the timestep weight, applied to 'flow' and
     'debiased' (logged as they enter the loss), never to MoRA. No 'mora' above `cfg.mora_max_sigma`; under
-    `mora_reference="decoded"` `ex.flows` is `decoded_window_flows`' {start: flows}."""
-    u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds)
+    `mora_reference="decoded"` `ex.flows` is `decoded_window_flows`' {start: flows}. `predict`: _velocity's;
+    `decode`: the backbone's differentiable window decode (Backbone.decode_window)."""
+    u, z_t, target = _velocity(transformer, ex.latent[None], sigma, noise, text_embeds, predict)
     losses = {"flow": weight * ((u - target) ** 2).mean()}
     losses["loss"] = losses["flow"]
     if cfg.debiased:
@@ -320,9 +324,8 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
     if not cfg.use_mora or (cfg.mora_max_sigma < 1 and float(sigma.max()) > cfg.mora_max_sigma):
         return losses
     z0_hat = one_step_z0(z_t, u, sigma)
-    frames = decode_window(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
-                           store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range,
-                           decode=cfg.mora_decode)
+    frames = decode(vae, z0_hat, start, cfg.window, cfg.drop_frames, checkpoint=cfg.vae_checkpointing,
+                    store_last=cfg.vae_store_frames, frame_range=cfg.mora_frame_range, tiling=cfg.mora_decode)
     ref = ex.flows[start] if isinstance(ex.flows, dict) else window_ref_flows(ex.flows, start, cfg.window,
                                                                               cfg.drop_frames)
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk, units=cfg.flow_units)
@@ -331,9 +334,9 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
 
 
 def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-                   weight: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
+                   weight: torch.Tensor | float = 1.0, predict=None) -> dict[str, torch.Tensor]:
     """Phase 1: w(t) * mean (u - v)^2 on one frame (1, C, 1, h, w)."""
-    u, _, target = _velocity(transformer, z0, sigma, noise, text_embeds)
+    u, _, target = _velocity(transformer, z0, sigma, noise, text_embeds, predict)
     flow = weight * ((u - target) ** 2).mean()
     return {"spatial": flow, "loss": flow}
 
@@ -348,33 +351,33 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
     returned as they were given, also on an error (train.borrow): while training, the text encoder waits
     on the CPU and the transformer carries the adapter "motion" (and "spatial" with two phases).
     """
-    with borrowed(pipe, flow_model):
-        return _train_motion(cfg, pipe, flow_model, model_id, flow_id, resume, overwrite, progress, explicit)
+    backbone = backbone_of(pipe)
+
+    def check(cfg):
+        backbone.check_train_config("motion", cfg)
+        if cfg.use_mora and flow_model is None:
+            raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
+
+    with training_session(cfg, pipe, backbone.final_names("motion", cfg)[0], resume, overwrite, explicit,
+                          models=[flow_model], check=check) as run:
+        return _train_motion(run, pipe, backbone, flow_model, model_id, flow_id, progress)
 
 
-def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None, flow_id: str | None, resume: bool,
-                  overwrite: bool, progress: bool, explicit: set[str] | None) -> Path:
+def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id: str | None, progress: bool) -> Path:
     from ..data.folders import read_motion_folder
     from ..models.searaft import compute_flow
 
-    times = PhaseTimes()
-    cfg = cfg.validate()
-    parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel,
-                            explicit=explicit)
-    parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
-    if cfg.use_mora and flow_model is None:
-        raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
-
+    cfg, run_dir, parallel, times = run.cfg, run.run_dir, run.parallel, run.times
+    trainees = TrainedDenoisers.select(backbone, pipe, cfg.expert)
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_motion_folder(cfg.data)
-    check_inputs(run_dir, data_files(cfg.data, items), resume, parallel)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, parallel)
     warn_untokened_captions([it.text for it in items], MOTION_TOKENS, "motion")
-    transformer, vae = pipe.transformer, pipe.vae
-    device = pipe._execution_device
+    vae = pipe.vae
+    device = next(trainees.first.parameters()).device
     texts = [it.text for it in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
-    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    embeds = backbone.encode_captions(pipe, texts, model_id, cache_dir)
     times.mark("captions")
 
     def flow_fn(image1, image2):
@@ -385,24 +388,31 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
     times.mark("precompute")
     if pipe.text_encoder is not None:
         pipe.text_encoder.to("cpu")  # umT5-XXL: 11 GB in bf16, not needed any more
+    if not cfg.validate_every:
+        trainees.park_idle()  # an A14B expert this run does not train (validation videos need both)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     vae.requires_grad_(False)
     if flow_model is not None:
         flow_model.requires_grad_(False).eval()
 
+    seeds = trainees.lora_seeds(cfg.seed)
     lora_dtype = LORA_DTYPES[cfg.lora_dtype]
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed,
-                              dtype=lora_dtype)
+    params = []
+    for expert, module in trainees.experts.items():
+        params += add_lora_adapter(module, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=seeds[expert],
+                                   dtype=lora_dtype)
     adapters: tuple[str, ...] = (ADAPTER,)
     spatial_params = []
     if cfg.two_phase:
         motion_params = params
-        spatial_params = add_second_lora_adapter(transformer, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
-                                                 cfg.spatial_layer_types, seed=cfg.seed + 1, dtype=lora_dtype)
+        for expert, module in trainees.experts.items():
+            spatial_params += add_second_lora_adapter(module, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
+                                                      cfg.spatial_layer_types, seed=seeds[expert] + 1,
+                                                      dtype=lora_dtype)
         params = motion_params + spatial_params  # one AdamW; the idle LoRA gets no gradient, so no update
         adapters = (ADAPTER, SPATIAL_ADAPTER)
-        layers = lora_layers(transformer)
+        layers = [layer for module in trainees.experts.values() for layer in lora_layers(module)]
 
         def set_phase(phase: str) -> None:
             """spatial: the motion LoRA off and frozen, the spatial one trained; temporal: both on, the spatial
@@ -412,17 +422,20 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
                 p.requires_grad_(phase == "temporal")
             for p in spatial_params:
                 p.requires_grad_(phase == "spatial")
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    if cfg.compile:
-        compile_blocks(transformer)
-    transformer.train()
+    for module in trainees.experts.values():
+        if cfg.gradient_checkpointing:
+            module.enable_gradient_checkpointing()
+        if cfg.compile:
+            compile_blocks(module)
+        module.train()
+    transformer = trainees.module  # what checkpoints hold the LoRAs of
+    predict = partial(backbone.predict, pipe)
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
-    sigmas, weights = training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding)
+    sigmas, weights = trainees.sigma_table(*training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding))
     latent_frames = examples[0].latent.shape[1]
     starts = window_starts(latent_frames, cfg.window, cfg.window_stride, cfg.window_wrap) if cfg.use_mora else []
-    text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
+    text_on_device = {t: e.to(device, trainees.first.dtype) for t, e in embeds.items()}
     on_device = [MotionExample(e.latent.to(device), None if e.flows is None else e.flows.to(device), e.text,
                                None if e.frame_latents is None else e.frame_latents.to(device)) for e in examples]
     if cfg.use_mora and cfg.mora_reference == "decoded":  # per window start, computed once (a few decodes)
@@ -439,14 +452,14 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
             if phase == "spatial":  # one random frame of the clip, as a one-frame video
                 frame = int(torch.randint(len(ex.frame_latents), (1,), generator=gen))
                 noise = torch.randn(ex.frame_latents[frame].shape, generator=gen).to(device)[None]
-                losses = spatial_losses(transformer, ex.frame_latents[frame][None], text_on_device[ex.text], sigma,
-                                        noise, weight[0])
+                losses = spatial_losses(trainees.at(sigma), ex.frame_latents[frame][None], text_on_device[ex.text],
+                                        sigma, noise, weight[0], predict)
             else:
                 noise = torch.randn(ex.latent.shape, generator=gen).to(device)
                 debias = int(torch.randint(latent_frames, (1,), generator=gen)) if cfg.debiased else None
                 start = starts[temporal_step % len(starts)] if cfg.use_mora else None
-                losses = motion_losses(cfg, transformer, vae, flow_fn, ex, text_on_device[ex.text], sigma, noise,
-                                       start, weight[0], debias)
+                losses = motion_losses(cfg, trainees.at(sigma), vae, flow_fn, ex, text_on_device[ex.text], sigma,
+                                       noise, start, weight[0], debias, predict, backbone.decode_window)
         if cfg.two_phase:
             losses["phase"] = torch.tensor(1.0 if phase == "spatial" else 2.0)
         return losses
@@ -463,7 +476,7 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
                             validate_every=cfg.validate_every, progress=progress, warmup_steps=cfg.warmup_steps,
                             warmup_factor=cfg.warmup_factor)
     times.mark("setup")
-    train_loop(run_dir, settings, transformer, adapters, params, {}, compute_losses, generator, resume=resume,
+    train_loop(run_dir, settings, transformer, adapters, params, {}, compute_losses, generator, resume=run.resume,
                validate=validate, parallel=parallel)
     times.mark("loop")
     from ..models.wan import parse_dtype
@@ -472,18 +485,14 @@ def _train_motion(cfg: MotionTrainConfig, pipe, flow_model, model_id: str | None
         set_lora_scales(layers, {ADAPTER: 1.0, SPATIAL_ADAPTER: 1.0})
         for p in params:
             p.requires_grad_(True)
-    final = run_dir / FINAL_NAME
-    if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
-        parallel.barrier()
-        return target_of(run_dir) / FINAL_NAME
     token = folder_token([it.text for it in items], MOTION_TOKENS)
-    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "motion", dtype=parse_dtype(cfg.save_dtype),
-                extra_info={"steps": cfg.steps, "mora": cfg.use_mora, "recipe": cfg.recipe, "token": token})
-    if cfg.two_phase:
-        export_lora(transformer, SPATIAL_ADAPTER, run_dir / SPATIAL_NAME, cfg.spatial_rank, cfg.spatial_alpha,
-                    "motion-spatial", dtype=parse_dtype(cfg.save_dtype),
-                    extra_info={"steps": cfg.steps, "recipe": cfg.recipe, "token": token})
-    times.mark("save")
-    times.write(run_dir)
-    parallel.barrier()
-    return finish_run(run_dir) / FINAL_NAME
+
+    def write():
+        dtype = parse_dtype(cfg.save_dtype)
+        export_files(trainees, run_dir, FINAL_NAME, ADAPTER, cfg.rank, cfg.alpha, "motion", dtype,
+                     {"steps": cfg.steps, "mora": cfg.use_mora, "recipe": cfg.recipe, "token": token})
+        if cfg.two_phase:
+            export_files(trainees, run_dir, SPATIAL_NAME, SPATIAL_ADAPTER, cfg.spatial_rank, cfg.spatial_alpha,
+                         "motion-spatial", dtype, {"steps": cfg.steps, "recipe": cfg.recipe, "token": token})
+
+    return run.finish(backbone.final_names("motion", cfg)[0], write)

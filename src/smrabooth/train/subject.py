@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 
 from ..align.sura import build_projector, sura_loss, tokens_on_grid
+from ..backbones import backbone_of
+from ..backbones.wan22 import EXPERT_CHOICES, expert_file_name
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
-from ..data.subject import MASK_RULES, SubjectExample, encode_image_latent, load_image_and_mask, mask_to_latent_grid
+from ..data.subject import MASK_RULES, SubjectExample, load_image_and_mask, mask_to_latent_grid
 from ..data.tokens import SUBJECT_TOKENS, folder_token
 from ..data.transforms import RESIZE_FILTERS
 from ..errors import SmraboothError
@@ -30,34 +32,32 @@ from ..lora.targets import parse_layer_types
 from ..models.dinov2 import ENCODER_RESIZES
 from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from ..run_folder import abandons_staging, target_of
+from ..run_folder import abandons_staging
 from ..schedules import TIMESTEP_ROUNDINGS, TIMESTEP_WEIGHTS, training_table
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
-from .borrow import borrowed
 from .common import (
     LORA_DTYPES,
     LoopSettings,
-    PhaseTimes,
     add_lora_adapter,
     autocast_enabled,
     check_inputs,
     compile_blocks,
     data_files,
-    encode_captions,
     export_lora,
-    finish_run,
     make_validator,
-    open_run,
     sample_timesteps,
     seeded,
     train_loop,
     warn_untokened_captions,
 )
-from .distributed import DataParallel
+from .denoisers import TrainedDenoisers
+from .session import training_session
 
 FINAL_NAME = "subject_lora.safetensors"
 ADAPTER = "subject"
 _R = RECIPES[DEFAULT_RECIPE].subject
+EXPERT_HELP = ("Wan2.2 A14B: the expert(s) the LoRA is trained in, each on its own side of the boundary: high, low "
+               "or both (default: both; one file per expert); models with one transformer take none")
 
 
 @dataclass
@@ -72,6 +72,7 @@ class SubjectTrainConfig:
     out: str = ""
     name: str | None = setting(None, "subject name for a plain image folder (captions: 'a picture of V* NAME')")
     recipe: str = setting(DEFAULT_RECIPE, choices=tuple(RECIPES))
+    expert: str | None = setting(None, EXPERT_HELP, choices=EXPERT_CHOICES)
     steps: int = _R.steps
     rank: int = _R.rank
     alpha: float = _R.alpha
@@ -132,6 +133,8 @@ class SubjectTrainConfig:
         check_number("--warmup-factor", self.warmup_factor, 0, 1, low_open=True)
         check_choice("--timestep-weight", self.timestep_weight, TIMESTEP_WEIGHTS)
         check_choice("--mask-rule", self.mask_rule, MASK_RULES)
+        if self.expert is not None:
+            check_choice("--expert", self.expert, EXPERT_CHOICES)
         check_choice("--encoder-resize", self.encoder_resize, ENCODER_RESIZES)
         check_multiple("--resolution", self.resolution, 16, 16, 2048)
         check_number("--sura-weight", self.sura_weight, 0, 1000)
@@ -184,7 +187,7 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
 
         def compute(image_path=image_path, mask_path=mask_path):
             image, mask = load_image_and_mask(image_path, mask_path, res, cfg.mask_rule, cfg.resize_filter)
-            out = {"latent": encode_image_latent(pipe.vae, image)}
+            out = {"latent": backbone_of(pipe).encode_image(pipe, image)}
             out["mask"] = (mask_to_latent_grid(mask, latent_hw, cfg.mask_rule) if mask is not None
                            else torch.ones(1, 1, *latent_hw))
             if cfg.use_sura:
@@ -219,32 +222,50 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
     are returned as they were given, also on an error (train.borrow): while training, the text encoder
     and DINOv2 wait on the CPU and the transformer carries the adapter "subject".
     """
-    with borrowed(pipe, encoder if isinstance(encoder, torch.nn.Module) else None):
-        return _train_subject(cfg, pipe, encoder, model_id, resume, overwrite, progress, explicit)
+    backbone = backbone_of(pipe)
+
+    def check(cfg):
+        device = backbone.generation_device(pipe)
+        if cfg.cuda_graphs and device.type != "cuda":
+            raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {device.type})")
+        backbone.check_train_config("subject", cfg)
+
+    with training_session(cfg, pipe, final_names(backbone, cfg)[0], resume, overwrite, explicit,
+                          models=[encoder] if isinstance(encoder, torch.nn.Module) else [], check=check) as run:
+        return _train_subject(run, pipe, backbone, encoder, model_id, progress)
 
 
-def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None, resume: bool, overwrite: bool,
-                   progress: bool, explicit: set[str] | None) -> Path:
-    times = PhaseTimes()
-    cfg = cfg.validate()
-    if cfg.cuda_graphs and pipe._execution_device.type != "cuda":
-        raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {pipe._execution_device.type})")
-    parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
-    cfg, run_dir = open_run(cfg, FINAL_NAME, resume=resume, overwrite=overwrite, parallel=parallel,
-                            explicit=explicit)
-    parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's own
+def final_names(backbone, cfg) -> tuple[str, ...]:
+    """The LoRA files of a finished run: subject_lora.safetensors, or one per trained Wan2.2 A14B expert."""
+    return backbone.final_names("subject", cfg)
+
+
+def export_files(trainees: TrainedDenoisers, run_dir: Path, name: str, adapter: str, rank: int, alpha: float,
+                 kind: str, dtype, extra_info: dict) -> list[Path]:
+    """One LoRA file per trained denoiser (with two experts: name_high/name_low, each recording its expert)."""
+    paths = []
+    for expert, module in trainees.experts.items():
+        two = len(trainees.backbone.experts(trainees.pipe)) > 1
+        info = {**extra_info, **({"expert": expert} if two else {})}
+        path = run_dir / (expert_file_name(name, expert) if two else name)
+        paths.append(export_lora(module, adapter, path, rank, alpha, kind, dtype=dtype, extra_info=info))
+    return paths
+
+
+def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress: bool) -> Path:
+    cfg, run_dir, parallel, times = run.cfg, run.run_dir, run.parallel, run.times
+    trainees = TrainedDenoisers.select(backbone, pipe, cfg.expert)
+    device = next(trainees.first.parameters()).device
     if cfg.use_sura and encoder is None:
         raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
 
     model_id = model_id or cfg.model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     items = read_subject_items(cfg)
-    check_inputs(run_dir, data_files(cfg.data, items), resume, parallel)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, parallel)
     warn_untokened_captions([t for _, _, t in items], SUBJECT_TOKENS, "subject")
-    transformer = pipe.transformer
-    device = pipe._execution_device
     texts = [t for _, _, t in items] + ([cfg.validation_prompt, ""] if cfg.validate_every else [])
-    embeds = encode_captions(pipe, texts, model_id, cache_dir)
+    embeds = backbone.encode_captions(pipe, texts, model_id, cache_dir)
     times.mark("captions")
     loaded = {}
 
@@ -262,36 +283,40 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     loaded.clear()  # a model we loaded ourselves is freed, not copied
     if not cfg.validate_every:
         pipe.vae.to("cpu")
+        trainees.park_idle()  # an A14B expert this run does not train (validation videos need both)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     times.mark("offload")
 
-    params = add_lora_adapter(transformer, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=cfg.seed,
-                              dtype=LORA_DTYPES[cfg.lora_dtype])
+    params = []
+    for module, seed in zip(trainees.experts.values(), trainees.lora_seeds(cfg.seed).values()):
+        params += add_lora_adapter(module, ADAPTER, cfg.rank, cfg.alpha, cfg.layer_types, seed=seed,
+                                   dtype=LORA_DTYPES[cfg.lora_dtype])
     modules = {}
     hidden = {}
+    hooks = []
     if cfg.use_sura:
-        dit_dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-        with seeded(cfg.seed + 1):
-            projector = build_projector(dit_dim, examples[0].tokens.shape[-1], cfg.projector_width).to(device)
+        blocks = [backbone.sura_module(module, cfg.sura_layer) for module in trainees.experts.values()]
+        with seeded(cfg.seed + 1):  # one projector, whichever expert runs (it is discarded after training)
+            projector = build_projector(blocks[0][1], examples[0].tokens.shape[-1], cfg.projector_width).to(device)
         modules["projector"] = projector
         if cfg.train_projector:
             params += list(projector.parameters())
         else:  # the authors' code: the projector is not in the optimizer, it stays as initialised
             projector.requires_grad_(False)
-        if not 0 <= cfg.sura_layer < len(transformer.blocks):
-            raise SmraboothError(f"--sura-layer {cfg.sura_layer} is outside 0..{len(transformer.blocks) - 1}")
-        hook = transformer.blocks[cfg.sura_layer].register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o))
+        hooks = [block.register_forward_hook(lambda m, i, o: hidden.__setitem__("h", o)) for block, _ in blocks]
     times.mark("lora")
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    if cfg.compile:
-        compile_blocks(transformer, cfg.cuda_graphs)
-    transformer.train()
+    for module in trainees.experts.values():
+        if cfg.gradient_checkpointing:
+            module.enable_gradient_checkpointing()
+        if cfg.compile:
+            compile_blocks(module, cfg.cuda_graphs)
+        module.train()
+    transformer = trainees.module  # what checkpoints hold the LoRA of
 
     use_autocast = autocast_enabled(cfg.mixed_precision, device)
-    sigmas, weights = training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding)
-    text_on_device = {t: e.to(device, transformer.dtype) for t, e in embeds.items()}
+    sigmas, weights = trainees.sigma_table(*training_table(cfg.shift, cfg.timestep_weight, cfg.timestep_rounding))
+    text_on_device = {t: e.to(device, trainees.first.dtype) for t, e in embeds.items()}
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
                                 None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
 
@@ -300,11 +325,10 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
         sigma, weight = (v.to(device) for v in sample_timesteps(sigmas, weights, 1, gen))
         noise = torch.randn(ex.latent.shape, generator=gen).to(device)
         z0 = ex.latent[None]
-        z_t = (1 - sigma) * z0 + sigma * noise
-        target = noise - z0
+        z_t = backbone.add_noise(z0, noise, sigma)
+        target = backbone.training_target(z0, noise, sigma)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            u = transformer(z_t.to(transformer.dtype), (sigma * 1000).to(transformer.dtype),
-                            text_on_device[ex.text], return_dict=False)[0]
+            u = backbone.predict(pipe, trainees.at(sigma), z_t, sigma, text_on_device[ex.text])
             flow = weight[0] * masked_flow_loss(u, target, ex.mask[None])  # logged as it enters the loss
             losses = {"flow": flow}
             if cfg.use_sura:  # never time-weighted
@@ -326,28 +350,24 @@ def _train_subject(cfg: SubjectTrainConfig, pipe, encoder, model_id: str | None,
     times.mark("setup")
     try:
         train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
-                   resume=resume, validate=validate, parallel=parallel)
+                   resume=run.resume, validate=validate, parallel=parallel)
         times.mark("loop")
     finally:
-        if cfg.use_sura:
+        for hook in hooks:
             hook.remove()  # the hook would keep the last hidden state alive in a reused pipeline
-            hidden.clear()
+        hidden.clear()
     from ..models.wan import parse_dtype
 
-    final = run_dir / FINAL_NAME
-    if not parallel.is_main:  # the main process writes the LoRA; the others wait for it
-        parallel.barrier()
-        return target_of(run_dir) / FINAL_NAME
-    export_lora(transformer, ADAPTER, final, cfg.rank, cfg.alpha, "subject",
-                        dtype=parse_dtype(cfg.save_dtype),
-                        extra_info={"steps": cfg.steps, "sura": cfg.use_sura, "recipe": cfg.recipe,
-                                    "token": folder_token([t for _, _, t in items], SUBJECT_TOKENS)})
-    if "projector" in modules:
-        from safetensors.torch import save_file
+    names = final_names(backbone, cfg)
+    token = folder_token([t for _, _, t in items], SUBJECT_TOKENS)
 
-        save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
-                  str(run_dir / "projector.safetensors"))
-    times.mark("save")
-    times.write(run_dir)
-    parallel.barrier()
-    return finish_run(run_dir) / FINAL_NAME
+    def write():
+        export_files(trainees, run_dir, FINAL_NAME, ADAPTER, cfg.rank, cfg.alpha, "subject", parse_dtype(cfg.save_dtype),
+                     {"steps": cfg.steps, "sura": cfg.use_sura, "recipe": cfg.recipe, "token": token})
+        if "projector" in modules:
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in modules["projector"].state_dict().items()},
+                      str(run_dir / "projector.safetensors"))
+
+    return run.finish(names[0], write)

@@ -28,7 +28,9 @@ Choices (the supplementary gives none of these):
   the same flow count per step as the DiT's MoRA), start cycling 0, 4, 8 (stride 4) so three
   successive steps cover a 24-frame clip. Each frame's decode is checkpointed (recomputed in backward).
 
-Run folders, logs, checkpoints, exact resume and caching are train/common.py's.
+Run folders, logs, checkpoints, exact resume, data-parallel launches, the pipeline handed back as it was found and
+caching are the Wan trainers' (train/session.py, train/common.py), and so are the settings checks
+(validation.check_train_settings).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..align.mora import mora_loss, reference_flows
 from ..align.raa import RAABlock, direct_sura_loss, raa_sura_loss
+from ..backbones.zeroscope import ZEROSCOPE
 from ..config import setting
 from ..data.cache import cache_key, cached, default_cache_dir, file_digest, model_digest
 from ..errors import SmraboothError
@@ -49,17 +52,9 @@ from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..lora.unet import add_unet_adapter, save_unet_lora, unet_lora_from_peft
 from ..recipes import PAPER, UNET
 from ..run_folder import abandons_staging
-from .common import (
-    LoopSettings,
-    PhaseTimes,
-    autocast_enabled,
-    check_inputs,
-    data_files,
-    finish_run,
-    open_run,
-    seeded,
-    train_loop,
-)
+from ..validation import check_choice, check_multiple, check_number, check_train_settings
+from .common import LoopSettings, autocast_enabled, check_inputs, data_files, seeded, train_loop
+from .session import training_session
 from .subject import masked_flow_loss
 
 SUBJECT_FINAL = "subject_lora.safetensors"
@@ -96,6 +91,8 @@ class UnetSubjectConfig:
     weight_decay: float = PAPER.subject.weight_decay
     max_grad_norm: float = PAPER.subject.max_grad_norm
     checkpoint_every: int = 100
+    batch_size: int = PAPER.subject.batch_size  # samples per process per optimizer step (train/distributed.py)
+    gradient_accumulation: int = 1
     save_dtype: str = "bf16"
     cache_dir: str | None = None
 
@@ -105,14 +102,12 @@ class UnetSubjectConfig:
         return cls(**settings)
 
     def validate(self) -> UnetSubjectConfig:
-        if self.resolution % 8:
-            raise SmraboothError(f"--resolution {self.resolution} must be a multiple of 8")
-        if self.steps < 1 or self.rank < 1:
-            raise SmraboothError("--steps and --rank must be positive")
-        if self.raa_block not in RAA_BLOCKS:
-            raise SmraboothError(f"--raa-block {self.raa_block!r}: choose from {', '.join(RAA_BLOCKS)}")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
+        check_train_settings(self)
+        check_multiple("--resolution", self.resolution, 8, 8, 2048)
+        check_number("--encoder-grid", self.encoder_grid, 1, 256, integer=True)
+        check_number("--sura-weight", self.sura_weight, 0, 1000)
+        check_number("--projector-width", self.projector_width, 1, 65536, integer=True)
+        check_choice("--raa-block", self.raa_block, RAA_BLOCKS)
         self.layer_types = parse_layer_types(self.layer_types)
         return self
 
@@ -148,6 +143,8 @@ class UnetMotionConfig:
     weight_decay: float = PAPER.motion.weight_decay
     max_grad_norm: float = PAPER.motion.max_grad_norm
     checkpoint_every: int = 100
+    batch_size: int = PAPER.motion.batch_size  # clips per process per optimizer step (train/distributed.py)
+    gradient_accumulation: int = 1
     save_dtype: str = "bf16"
     cache_dir: str | None = None
 
@@ -156,17 +153,17 @@ class UnetMotionConfig:
         return cls(**settings)
 
     def validate(self) -> UnetMotionConfig:
-        if self.frames < 2:
-            raise SmraboothError(f"--frames {self.frames}: a motion needs at least 2 frames")
-        if self.height % 8 or self.width % 8:
-            raise SmraboothError(f"--height {self.height} and --width {self.width} must be multiples of 8")
-        if self.steps < 1 or self.rank < 1:
-            raise SmraboothError("--steps and --rank must be positive")
+        check_train_settings(self)
+        check_number("--frames", self.frames, 2, 1000, integer=True)
+        check_multiple("--height", self.height, 8, 8, 2048)
+        check_multiple("--width", self.width, 8, 8, 2048)
+        check_number("--fps", self.fps, 0, 240, low_open=True)
+        check_number("--flow-iters", self.flow_iters, 1, 100, integer=True, optional=True)
+        check_number("--mora-weight", self.mora_weight, 0, 1000)
+        check_number("--flow-chunk", self.flow_chunk, 1, 10000, integer=True, optional=True)
         if self.vae_checkpointing not in ("none", "frame"):
             raise SmraboothError(f"--vae-checkpointing {self.vae_checkpointing!r}: the U-Net's per-frame VAE "
                                  f"takes none or frame")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise SmraboothError(f"mixed_precision {self.mixed_precision!r}: choose auto, bf16 or no")
         if self.use_mora:
             window_starts(self.frames, self.window, self.window_stride)
         self.layer_types = parse_layer_types(self.layer_types)
@@ -246,19 +243,6 @@ def disable_block_checkpointing(unet) -> None:
             del block.forward, block._smrabooth_checkpointed
 
 
-def encode_clip_captions(pipe, texts, model_id: str, cache_dir) -> dict[str, torch.Tensor]:
-    """Caption -> CLIP text embedding (1, 77, D), cached by the text encoder's and tokenizer's files."""
-    out = {}
-    model = model_digest(model_id, ("text_encoder", "tokenizer"), cache_dir)
-    for text in dict.fromkeys(texts):
-        def compute(text=text):
-            emb, _ = pipe.encode_prompt(text, pipe._execution_device, 1, False)
-            return {"embeds": emb.float()}
-
-        out[text] = cached(cache_dir, cache_key(kind="prompt-clip", model=model, text=text), compute)["embeds"]
-    return out
-
-
 def _abar(unet_scheduler, device) -> torch.Tensor:
     return unet_scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
 
@@ -269,14 +253,19 @@ def _prepare(cfg, model_id):
     return model_id, cache_dir
 
 
-def _finish(pipe, run_dir, cfg, adapter, final, kind, extra, times):
+def _write_lora(pipe, run_dir, cfg, adapter, final, kind, extra):
     from ..models.wan import parse_dtype
 
     lora = unet_lora_from_peft(pipe.unet, adapter, kind, extra_info={"steps": cfg.steps, **extra})
-    save_unet_lora(run_dir / final, lora, dtype=parse_dtype(cfg.save_dtype))
-    times.mark("save")
-    times.write(run_dir)
-    return finish_run(run_dir) / final
+    return save_unet_lora(run_dir / final, lora, dtype=parse_dtype(cfg.save_dtype))
+
+
+def _needs(model, what: str):
+    def check(cfg):
+        if getattr(cfg, "use_sura", getattr(cfg, "use_mora", False)) and model is None:
+            raise SmraboothError(what)
+
+    return check
 
 
 # ---------------------------------------------------------------- subject
@@ -285,24 +274,29 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
                        overwrite: bool = False, progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a subject LoRA into `cfg.out` on a ZeroScope pipeline; returns the final LoRA path.
     `explicit`: the settings the user gave, compared with a resumed run's (train_subject's).
-    `encoder`: DINOv2, or a function loading it (called only on a cache miss). `pipe.text_encoder` is
-    dropped after the captions are encoded; `pipe.unet` keeps the adapter "subject"."""
+    `encoder`: DINOv2, or a function loading it (called only on a cache miss). `pipe` and an `encoder` model are
+    returned as they were given, also on an error (train.borrow): while training the text encoder waits on the CPU
+    and the U-Net carries the adapter "subject"."""
+    with training_session(cfg, pipe, SUBJECT_FINAL, resume, overwrite, explicit,
+                          models=[encoder] if isinstance(encoder, torch.nn.Module) else [],
+                          check=_needs(encoder, "SuRA needs a DINOv2 encoder (or pass --no-sura)")) as run:
+        return _train_unet_subject(run, pipe, encoder, model_id, progress)
+
+
+def _train_unet_subject(run, pipe, encoder, model_id, progress) -> Path:
     from tqdm.auto import tqdm
 
     from ..data.subject import load_image_and_mask, mask_to_latent_grid
     from ..models.dinov2 import dinov2_patch_features
     from .subject import read_subject_items
 
-    times = PhaseTimes()
-    cfg = cfg.validate()
-    cfg, run_dir = open_run(cfg, SUBJECT_FINAL, resume=resume, overwrite=overwrite, explicit=explicit)
-    if cfg.use_sura and encoder is None:
-        raise SmraboothError("SuRA needs a DINOv2 encoder (or pass --no-sura)")
+    cfg, run_dir, times = run.cfg, run.run_dir, run.times
+    backbone = ZEROSCOPE
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_subject_items(cfg)
-    check_inputs(run_dir, data_files(cfg.data, items), resume)
-    embeds = encode_clip_captions(pipe, [t for _, _, t in items], model_id, cache_dir)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, run.parallel)
+    embeds = backbone.encode_captions(pipe, [t for _, _, t in items], model_id, cache_dir)
     times.mark("captions")
 
     res, sf = cfg.resolution, pipe.vae_scale_factor
@@ -320,10 +314,7 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
 
         def compute(image_path=image_path, mask_path=mask_path):
             image, mask = load_image_and_mask(image_path, mask_path, res)
-            with torch.no_grad():
-                x = (image * 2 - 1)[None].to(vae.device, vae.dtype)
-                latent = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor  # (1, 4, h, w)
-            out = {"latent": latent[0, :, None].float().cpu(),  # (4, 1, h, w): a one-frame video
+            out = {"latent": backbone.encode_image(pipe, image),  # (4, 1, h, w): a one-frame video
                    "mask": mask_to_latent_grid(mask, latent_hw) if mask is not None else torch.ones(1, 1, *latent_hw)}
             if cfg.use_sura:
                 if "encoder" not in loaded:
@@ -335,7 +326,9 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
         examples.append({**cached(cache_dir, key, compute), "text": text})
     loaded.clear()
     times.mark("precompute")
-    pipe.text_encoder = None
+    pipe.text_encoder.to("cpu")
+    if isinstance(encoder, torch.nn.Module):
+        encoder.to("cpu")  # the caller's model: back on its device at the end
     vae.to("cpu")  # the subject loss never decodes
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -343,7 +336,7 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
     params = add_unet_adapter(unet, "subject", cfg.rank, cfg.alpha, "spatial", cfg.layer_types, seed=cfg.seed)
     modules, hidden = {}, {}
     if cfg.use_sura:
-        block, unet_dim = block_of(unet, cfg.raa_block)
+        block, unet_dim = backbone.sura_module(unet, cfg.raa_block)
         with seeded(cfg.seed + 1):
             modules["raa"] = RAABlock(unet_dim, examples[0]["tokens"].shape[-1], cfg.projector_width).to(device)
         params += list(modules["raa"].parameters())
@@ -381,20 +374,25 @@ def train_unet_subject(cfg: UnetSubjectConfig, pipe, encoder=None, model_id: str
                             progress=progress)
     times.mark("setup")
     try:
-        train_loop(run_dir, settings, unet, "subject", params, modules, compute_losses, generator, resume=resume)
+        train_loop(run_dir, settings, unet, "subject", params, modules, compute_losses, generator, resume=run.resume,
+                   parallel=run.parallel)
         times.mark("loop")
     finally:
         if cfg.use_sura:
             hook.remove()
             hidden.clear()
         disable_block_checkpointing(unet)
-    if "raa" in modules:
-        from safetensors.torch import save_file
 
-        save_file({k: v.detach().cpu().contiguous() for k, v in modules["raa"].state_dict().items()},
-                  str(run_dir / "raa.safetensors"))
-    extra = {"sura": cfg.use_sura, "raa": cfg.use_sura and cfg.use_raa}
-    return _finish(pipe, run_dir, cfg, "subject", SUBJECT_FINAL, "subject", extra, times)
+    def write():
+        if "raa" in modules:
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in modules["raa"].state_dict().items()},
+                      str(run_dir / "raa.safetensors"))
+        extra = {"sura": cfg.use_sura, "raa": cfg.use_sura and cfg.use_raa}
+        _write_lora(pipe, run_dir, cfg, "subject", SUBJECT_FINAL, "subject", extra)
+
+    return run.finish(SUBJECT_FINAL, write)
 
 
 # ---------------------------------------------------------------- motion
@@ -409,7 +407,7 @@ def unet_motion_losses(cfg: UnetMotionConfig, unet, vae, flow_fn, ex: dict, text
         losses["loss"] = losses["temporal"]
         return losses
     z0_hat = epsilon_z0(z_t, eps, abar)
-    frames = decode_frames(vae, z0_hat[:, :, start : start + cfg.window], cfg.vae_checkpointing == "frame")
+    frames = ZEROSCOPE.decode_window(vae, z0_hat, start, cfg.window, checkpoint=cfg.vae_checkpointing)
     ref = ex["flows"][start : start + cfg.window - 1]
     losses["mora"] = mora_loss(frames, ref, flow_fn, chunk=cfg.flow_chunk)
     losses["loss"] = losses["temporal"] + cfg.mora_weight * losses["mora"]
@@ -421,23 +419,27 @@ def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: st
                       flow_id: str | None = None, resume: bool = False, overwrite: bool = False,
                       progress: bool = True, explicit: set[str] | None = None) -> Path:
     """Train a motion LoRA (temporal layers) into `cfg.out` on a ZeroScope pipeline; returns its path.
-    `explicit`: the settings the user gave, compared with a resumed run's (train_motion's)."""
+    `explicit`: the settings the user gave, compared with a resumed run's (train_motion's). `pipe` and `flow_model`
+    are returned as they were given (train.borrow)."""
+    with training_session(cfg, pipe, MOTION_FINAL, resume, overwrite, explicit, models=[flow_model],
+                          check=_needs(flow_model, "MoRA needs a SEA-RAFT flow model (or pass --no-mora)")) as run:
+        return _train_unet_motion(run, pipe, flow_model, model_id, flow_id, progress)
+
+
+def _train_unet_motion(run, pipe, flow_model, model_id, flow_id, progress) -> Path:
     from tqdm.auto import tqdm
 
     from ..data.folders import read_motion_folder
     from ..data.motion import load_motion_frames
     from ..models.searaft import compute_flow
 
-    times = PhaseTimes()
-    cfg = cfg.validate()
-    cfg, run_dir = open_run(cfg, MOTION_FINAL, resume=resume, overwrite=overwrite, explicit=explicit)
-    if cfg.use_mora and flow_model is None:
-        raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
+    cfg, run_dir, times = run.cfg, run.run_dir, run.times
+    backbone = ZEROSCOPE
     model_id, cache_dir = _prepare(cfg, model_id)
     unet, vae, device = pipe.unet, pipe.vae, pipe._execution_device
     items = read_motion_folder(cfg.data)
-    check_inputs(run_dir, data_files(cfg.data, items), resume)
-    embeds = encode_clip_captions(pipe, [it.text for it in items], model_id, cache_dir)
+    check_inputs(run_dir, data_files(cfg.data, items), run.resume, run.parallel)
+    embeds = backbone.encode_captions(pipe, [it.text for it in items], model_id, cache_dir)
     times.mark("captions")
 
     def flow_fn(image1, image2):
@@ -454,17 +456,14 @@ def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: st
         def compute(item=item):
             frames = load_motion_frames(item.video_path, cfg.frames, cfg.fps, cfg.height, cfg.width, cfg.loop,
                                         wan_frames=False)
-            with torch.no_grad():
-                x = (frames * 2 - 1).to(vae.device, vae.dtype)
-                latent = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor  # (F, 4, h, w)
-            out = {"latent": latent.permute(1, 0, 2, 3).float().cpu()}  # (4, F, h, w)
+            out = {"latent": backbone.encode_video(pipe, frames)}  # (4, F, h, w)
             if cfg.use_mora:
                 out["flows"] = reference_flows(frames.to(device), flow_fn).float().cpu()
             return out
 
         examples.append({**cached(cache_dir, key, compute), "text": item.text})
     times.mark("precompute")
-    pipe.text_encoder = None
+    pipe.text_encoder.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
     vae.requires_grad_(False)
@@ -496,8 +495,10 @@ def train_unet_motion(cfg: UnetMotionConfig, pipe, flow_model=None, model_id: st
                             progress=progress)
     times.mark("setup")
     try:
-        train_loop(run_dir, settings, unet, "motion", params, {}, compute_losses, generator, resume=resume)
+        train_loop(run_dir, settings, unet, "motion", params, {}, compute_losses, generator, resume=run.resume,
+                   parallel=run.parallel)
         times.mark("loop")
     finally:
         disable_block_checkpointing(unet)
-    return _finish(pipe, run_dir, cfg, "motion", MOTION_FINAL, "motion", {"mora": cfg.use_mora}, times)
+    return run.finish(MOTION_FINAL,
+                      lambda: _write_lora(pipe, run_dir, cfg, "motion", MOTION_FINAL, "motion", {"mora": cfg.use_mora}))
