@@ -108,11 +108,9 @@ def dinov2_patch_features(encoder, images: torch.Tensor, grid: tuple[int, int],
     else:
         x = F.interpolate((images.float() - mean) / std, size=size, mode="bicubic", align_corners=False)
     x = x.to(encoder.device, encoder.dtype)
-    if resize == "antialias":
+    positions = contextlib.nullcontext() if resize == "antialias" else antialiased_positions(encoder)
+    with positions:
         hidden = encoder(pixel_values=x).last_hidden_state
-    else:
-        with antialiased_positions(encoder):
-            hidden = encoder(pixel_values=x).last_hidden_state
     skip = 1 + getattr(encoder.config, "num_register_tokens", 0)
     tokens = hidden[:, skip:]
     return tokens.reshape(x.shape[0], grid[0], grid[1], -1).float()
