@@ -100,10 +100,10 @@ def window_frames(vae, latent: torch.Tensor, start: int, window: int, drop: int)
 
 
 def caption_embeds(settings, pipe, texts):
+    from smrabooth.backbones import backbone_of
     from smrabooth.data.cache import default_cache_dir
-    from smrabooth.train.common import encode_captions
 
-    return encode_captions(pipe, list(dict.fromkeys(texts)), settings.model, default_cache_dir())
+    return backbone_of(pipe).encode_captions(pipe, list(dict.fromkeys(texts)), settings.model, default_cache_dir())
 
 
 # ------------------------------------------------------------------------------------------------- links
