@@ -183,6 +183,16 @@ def link_trivial(clips, shifts=(0, 2, 4, 8, 16, 32)) -> list[dict]:
     return rows
 
 
+def noised_prediction(transformer, z0: torch.Tensor, sigma: float, text: torch.Tensor, seed: int):
+    """The draw both links make: noise from `seed`, z_t = (1 - sigma) z0 + sigma noise, and the model's velocity
+    u at sigma. Returns (noise, z_t, sigma as a (1,) tensor, u)."""
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
+    s = torch.tensor([sigma])
+    z_t = (1 - sigma) * z0 + sigma * noise
+    u = transformer(z_t, s * 1000, text, return_dict=False)[0].float()
+    return noise, z_t, s, u
+
+
 def training_share(sigma: float, shift: float) -> float:
     """Share of training draws (index uniform over the shifted table) with a noise level >= sigma."""
     from smrabooth.schedules import training_sigmas
@@ -191,7 +201,7 @@ def training_share(sigma: float, shift: float) -> float:
 
 
 def link_one_step(settings, models, clips, win, draws: int, sigmas=SIGMAS) -> list[dict]:
-    from smrabooth.align.mora import window_source_frames
+    from smrabooth.align.mora import one_step_z0, window_source_frames
 
     flow_fn = flow_fn_of(models)
     window, drop, _ = win
@@ -210,13 +220,9 @@ def link_one_step(settings, models, clips, win, draws: int, sigmas=SIGMAS) -> li
         for sigma in sigmas:
             acc = []
             for k in range(draws):
-                gen = torch.Generator().manual_seed(1000 * i + k)
-                noise = torch.randn(z0.shape, generator=gen)
-                s = torch.tensor([sigma])
-                z_t = (1 - sigma) * z0 + sigma * noise
                 with torch.no_grad():
-                    u = pipe.transformer(z_t, s * 1000, embeds[c["text"]], return_dict=False)[0].float()
-                    z0_hat = z_t - sigma * u
+                    _, z_t, s, u = noised_prediction(pipe.transformer, z0, sigma, embeds[c["text"]], 1000 * i + k)
+                    z0_hat = one_step_z0(z_t, u, s)
                     f = pair_flows(window_frames(vae, z0_hat[0], 0, window, drop), flow_fn)
                 acc.append({"latent_err": float((z0_hat - z0).norm() / z0.norm()),
                             "sharp": float(f.norm(dim=1)[m].mean()) / clean_mag,
@@ -263,11 +269,7 @@ def link_gradients(settings, models, clips, win, draws: int, sigmas=SIGMAS) -> l
             for sigma in sigmas:
                 acc = []
                 for k in range(draws):
-                    gen = torch.Generator().manual_seed(1000 * i + k)
-                    noise = torch.randn(z0.shape, generator=gen)
-                    s = torch.tensor([sigma])
-                    z_t = (1 - sigma) * z0 + sigma * noise
-                    u = transformer(z_t, s * 1000, embeds[c["text"]], return_dict=False)[0].float()
+                    noise, z_t, s, u = noised_prediction(transformer, z0, sigma, embeds[c["text"]], 1000 * i + k)
                     fm = ((u - (noise - z0)) ** 2).mean()
                     frames = decode_window(vae, one_step_z0(z_t, u, s), 0, window, drop, checkpoint=False)
                     pred = flow_fn(frames[0, :-1], frames[0, 1:])
