@@ -293,6 +293,16 @@ def gen_row(model: str, kind: str, pipe, size: dict, steps: int, dev: Device) ->
             "steps_total_s": round(marks[-1] - marks[0], 2)}  # with an expert's move to the GPU, under --offload
 
 
+def write_results(out: str | None, device_name: str, tiny: bool, results: dict) -> Path | None:
+    """The rows so far as JSON at `out` (a .json path, or a folder for results.json); None: nowhere."""
+    if not out:
+        return None
+    path = Path(out) if out.endswith(".json") else Path(out) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"device": device_name, "tiny": tiny, "rows": results}, indent=1) + "\n")
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="the tiny Wan2.2 models on the CPU (a check of the script)")
@@ -340,14 +350,12 @@ def main():
                     traceback.print_exc()
                     results[row] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}
                 print(f"{row}: {results[row]} ({time.time() - t0:.0f}s)", flush=True)
+                write_results(args.out, device_name, args.tiny, results)  # a process killed later keeps this row
             del pipe, dino, flow
             if dev.cuda:
                 torch.cuda.empty_cache()
     if args.out:
-        out = Path(args.out) if args.out.endswith(".json") else Path(args.out) / "results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"device": device_name, "tiny": args.tiny, "rows": results}, indent=1) + "\n")
-        print(f"wrote {out}", flush=True)
+        print(f"wrote {write_results(args.out, device_name, args.tiny, results)}", flush=True)
     print("\n| row | s/step | vs plain / stock | peak GiB |\n|---|---:|---:|---:|")
     for row, r in results.items():
         if "error" in r:

@@ -5,8 +5,9 @@
 #   scripts/bench_sprites_gpu.sh main OUT      8 cases x 2 seeds: full, no_sura, no_mora, dense, base (VARIANTS),
 #                                               with the diagnosed settings
 #                                               -> OUT/main-table.md, main-results.json, main-results.csv, main-log.txt
-#   scripts/bench_sprites_gpu.sh recipes OUT   `paper` against `official`, each as its recipe is written:
+#   scripts/bench_sprites_gpu.sh recipes OUT   `paper` against `official` (RECIPES), each as its recipe is written:
 #                                               heart and star x figure-eight and spiral x 2 seeds, full, no_mora, base
+#                                               (VARIANTS)
 #                                               -> OUT/{paper,official}-table.md, -results.json, -log.txt
 #   scripts/bench_sprites_gpu.sh mora OUT      a motion LoRA on its own 2 spiral clips (self-reproduction), 400
 #                                               steps, `paper`: no MoRA, MoRA, MoRA with each diagnosed setting
@@ -39,12 +40,13 @@ main)
     for f in table.md results.json results.csv; do cp "$work/main/$f" "$out/main-$f" || true; done
     ;;
 recipes)
-    for recipe in paper official; do
+    for recipe in ${RECIPES:-paper official}; do
         "${limit[@]}" "${bench[@]}" --out "$work/$recipe" --jobs "${JOBS:-4}" --recipe "$recipe" \
-            --subjects heart,star --variants full,no_mora,base --no-subject-stills > "$work-$recipe.log" 2>&1 &
+            --subjects heart,star --variants "${VARIANTS:-full,no_mora,base}" --no-subject-stills \
+            > "$work-$recipe.log" 2>&1 &
     done
     wait
-    for recipe in paper official; do
+    for recipe in ${RECIPES:-paper official}; do
         cp "$work-$recipe.log" "$out/$recipe-log.txt"
         for f in table.md results.json; do cp "$work/$recipe/$f" "$out/$recipe-$f" || true; done
     done
