@@ -426,3 +426,15 @@ def test_parity_script_names_a_wrong_checkout(tmp_path):
     out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=False)
     assert out.returncode != 0 and "pass a checkout of the authors' repository" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_draw_share_is_the_share_of_the_training_table_at_or_below_a_sigma():
+    """Hand-computed: the table is s' = shift s / (1 + (shift - 1) s) at s = 1 - i/1000, i = 0..999, so
+    s' <= m  <=>  s <= m / (shift - (shift - 1) m). shift 1, m 0.2: i >= 800, 200 entries; shift 5, m 0.2:
+    s <= 0.0476, i >= 953, 47 entries; shift 3, m 0.5: s <= 0.25, i >= 750, 250 entries."""
+    from smrabooth.schedules import draw_share
+
+    assert draw_share(0.2, 1.0) == pytest.approx(0.200)
+    assert draw_share(0.2, 5.0) == pytest.approx(0.047)
+    assert draw_share(0.5, 3.0) == pytest.approx(0.250)
+    assert draw_share(1.0, 5.0) == 1.0

@@ -636,3 +636,40 @@ def test_every_job_has_an_estimate_once_one_like_it_ran(tmp_path, sprites_profil
                                             "finished": 12.0, "params": mask})
     assert eta.estimate(costs, sprites_profile, "prepare_subject", {"photos": 5}).text() == \
         "about 20 s (measured on this machine: 4 s/photo in 1 earlier job)"
+
+
+def test_the_sprites_pages_train_with_the_demos_settings(app, monkeypatch):
+    """The app takes the sprite world's training settings from the demo's (DEMO_SETTINGS): where the subject LoRA is
+    trained and MoRA's settings included, the same trainer fields the lab's own runs get; a change there reaches it."""
+    from dataclasses import replace
+
+    from smrabooth_sprites import experiment as exp
+    from smrabooth_ui.profile import resolve_profile
+
+    subject, motion = app.profile.train_config("subject", "paper"), app.profile.train_config("motion", "paper")
+    demo = exp.demo_settings()
+    assert tuple(subject.layer_types) == demo.subject_layer_types == ("q", "k", "ffn.0")
+    assert (motion.mora_max_sigma, motion.mora_reference) == (demo.mora_max_sigma, demo.mora_reference) == (0.2, "decoded")
+    for name, value in exp.lab_motion_settings(demo).items():
+        assert getattr(motion, name) == value, name
+    for name, value in exp.lab_subject_settings(demo).items():
+        assert getattr(subject, name) == (list(value) if isinstance(getattr(subject, name), list) else value), name
+    monkeypatch.setattr(exp, "DEMO_SETTINGS", replace(exp.DEMO_SETTINGS, mora_max_sigma=0.5, subject_steps=7))
+    changed = resolve_profile(None, "cpu")
+    assert (changed.train_config("motion").mora_max_sigma, changed.train_config("subject").steps) == (0.5, 7)
+
+
+def test_a_motion_estimate_counts_mora_on_its_share_of_the_steps(app):
+    """MoRA under --mora-max-sigma 0.2 runs on 47 of 1000 draws (shift 5): a step costs a plain step plus 4.7% of
+    MoRA's extra, not a MoRA step (the reference timings: plain 0.84 s, MoRA 27.5 s a step)."""
+    from smrabooth_ui import eta
+
+    plain, mora = eta.SPRITES_CPU["train_motion:plain"][0], eta.SPRITES_CPU["train_motion:mora"][0]
+    params = {"use_mora": True, "recipe": "paper", "steps": 400, "mora_max_sigma": 0.2}
+    est = eta.estimate(app.costs, app.profile, "train_motion", params)
+    assert est.per_step == pytest.approx(plain + 0.047 * (mora - plain))
+    assert "MoRA on 4.7% of the steps" in est.basis
+    every = eta.estimate(app.costs, app.profile, "train_motion", {**params, "mora_max_sigma": 1.0})
+    assert every.per_step == mora
+    assert eta.cost_key(app.profile, "train_motion", params) != eta.cost_key(app.profile, "train_motion",
+                                                                               {**params, "mora_max_sigma": 1.0})

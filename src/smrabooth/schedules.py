@@ -88,6 +88,13 @@ def t_point_for_sigmas(step_sigmas, t_point: int = _PAPER_SAMPLER.t_point, steps
     return int(np.argmin(np.abs(sigmas - t_point_sigma(t_point, steps, shift))))
 
 
+def draw_share(max_sigma: float, shift: float, rounding: str = "none") -> float:
+    """The share of training draws (index uniform over `training_table`) whose sigma is at most `max_sigma`:
+    how often MoRA runs under --mora-max-sigma (shift 5: 47 of 1000 entries are at or below 0.2)."""
+    sigmas, _ = training_table(shift, "none", rounding)
+    return float((sigmas <= max_sigma).float().mean())
+
+
 @dataclass(frozen=True)
 class InjectionSchedule:
     """Per-step LoRA scales: subject `subject_early` before `t_point`, `subject_late` from it on."""
@@ -106,5 +113,5 @@ class InjectionSchedule:
         return {"subject": subject, "motion": self.motion}
 
 
-__all__ = ["TIMESTEP_WEIGHTS", "InjectionSchedule", "shifted_linear_sigmas", "t_point_for_sigmas", "t_point_sigma",
+__all__ = ["TIMESTEP_WEIGHTS", "InjectionSchedule", "draw_share", "shifted_linear_sigmas", "t_point_for_sigmas", "t_point_sigma",
            "timestep_weights", "training_sigmas"]

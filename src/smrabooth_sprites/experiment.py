@@ -302,19 +302,34 @@ def _run_settings(settings: ExperimentSettings, run: Path) -> dict:
 LAB_VAE_CHECKPOINTING = "none"
 
 
+def lab_motion_settings(settings: ExperimentSettings) -> dict:
+    """The motion trainer's fields the lab puts on top of a recipe: its steps, rank, lr and clip size, the MoRA
+    window that fits the bundle's clips, its MoRA settings and SEA-RAFT (the bench, the demo and the web app
+    alike)."""
+    window, drop, stride = mora_window(settings.frames)
+    return {"steps": settings.motion_steps, "rank": settings.motion_rank, "alpha": float(settings.motion_rank),
+            "lr": settings.lr, "frames": settings.frames, "height": settings.size, "width": settings.size,
+            "fps": settings.fps, "flow_model": str(Path(settings.model).resolve() / "searaft"), "window": window,
+            "drop_frames": drop, "window_stride": stride, "mora_max_sigma": settings.mora_max_sigma,
+            "mora_reference": settings.mora_reference, "vae_checkpointing": LAB_VAE_CHECKPOINTING}
+
+
+def lab_subject_settings(settings: ExperimentSettings) -> dict:
+    """The subject trainer's fields the lab puts on top of a recipe: its steps, rank, lr and size, the bundle's
+    DINOv2 as SuRA's encoder, and where the LoRA is trained when the settings say (else the recipe's)."""
+    layers = {"layer_types": tuple(settings.subject_layer_types)} if settings.subject_layer_types else {}
+    return {"steps": settings.subject_steps, "rank": settings.subject_rank, "alpha": float(settings.subject_rank),
+            "lr": settings.lr, "resolution": settings.size, "encoder": str(Path(settings.model).resolve() / "dinov2"),
+            "projector_width": 256, **layers}
+
+
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
     """The motion LoRA's training settings under `settings.recipe`: `motion_steps` steps of its one motion LoRA,
     the MoRA window that fits the bundle's clips."""
     from smrabooth.train.motion import MotionTrainConfig
 
-    window, drop, stride = mora_window(settings.frames)
-    return MotionTrainConfig.from_recipe(
-        settings.recipe, data=str(motion_dir), steps=settings.motion_steps, rank=settings.motion_rank,
-        alpha=float(settings.motion_rank), frames=settings.frames, height=settings.size, width=settings.size,
-        fps=settings.fps, flow_model=str(Path(settings.model).resolve() / "searaft"), use_mora=use_mora,
-        window=window, drop_frames=drop, window_stride=stride, mora_max_sigma=settings.mora_max_sigma,
-        mora_reference=settings.mora_reference, vae_checkpointing=LAB_VAE_CHECKPOINTING,
-        **_run_settings(settings, run))
+    return MotionTrainConfig.from_recipe(settings.recipe, data=str(motion_dir), use_mora=use_mora,
+                                         **{**_run_settings(settings, run), **lab_motion_settings(settings)})
 
 
 def subject_train_config(settings: ExperimentSettings, subject_dir: Path, run: Path, use_sura: bool):
@@ -322,12 +337,8 @@ def subject_train_config(settings: ExperimentSettings, subject_dir: Path, run: P
     and the bundle's DINOv2 as SuRA's encoder."""
     from smrabooth.train.subject import SubjectTrainConfig
 
-    model_dir = Path(settings.model).resolve()
-    layers = {"layer_types": settings.subject_layer_types} if settings.subject_layer_types else {}
-    return SubjectTrainConfig.from_recipe(
-        settings.recipe, data=str(subject_dir), steps=settings.subject_steps, rank=settings.subject_rank,
-        alpha=float(settings.subject_rank), resolution=settings.size, encoder=str(model_dir / "dinov2"),
-        use_sura=use_sura, projector_width=256, **layers, **_run_settings(settings, run))
+    return SubjectTrainConfig.from_recipe(settings.recipe, data=str(subject_dir), use_sura=use_sura,
+                                          **{**_run_settings(settings, run), **lab_subject_settings(settings)})
 
 
 def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, models=None,

@@ -76,8 +76,24 @@ def variant(kind: str, params: dict) -> str:
     if kind == "train_subject":
         return f"{kind}:{'sura' if params.get('use_sura') else 'plain'}"
     if kind == "train_motion":
-        return f"{kind}:{'mora' if params.get('use_mora') else 'plain'}"
+        if not params.get("use_mora"):
+            return f"{kind}:plain"
+        top = float(params.get("mora_max_sigma") or 1.0)  # MoRA on the draws at or below this sigma only
+        return f"{kind}:mora" + (f"<={top:g}" if top < 1 else "")
     return kind
+
+
+def mora_share(params: dict) -> float:
+    """The share of a motion training's steps that run MoRA: every one, or under --mora-max-sigma the share of
+    its recipe's training table at or below it."""
+    from smrabooth.recipes import get_recipe
+    from smrabooth.schedules import draw_share
+
+    top = float(params.get("mora_max_sigma") or 1.0)
+    if top >= 1:
+        return 1.0
+    motion = get_recipe(params.get("recipe") or "official").motion
+    return draw_share(top, motion.shift, motion.timestep_rounding)
 
 
 def cost_key(profile, kind: str, params: dict) -> str:
@@ -143,6 +159,13 @@ class Costs:
 def reference(profile, kind: str, params: dict) -> tuple[tuple[float, float], str] | None:
     """A reference cost for this job when nothing was measured here: ((per_step, overhead), basis)."""
     v = variant(kind, params)
+    if profile.sprites and profile.device == "cpu" and v.startswith("train_motion:mora<="):
+        # a step without MoRA, plus MoRA's extra on the share of steps that run it
+        (mora, overhead), (plain, _) = SPRITES_CPU["train_motion:mora"], SPRITES_CPU["train_motion:plain"]
+        share = mora_share(params)
+        return (plain + share * (mora - plain), overhead), (
+            f"reference timing of this model on a busy 2-core CPU, MoRA on {share:.1%} of the steps; not measured "
+            f"on this machine yet")
     if profile.sprites and profile.device == "cpu" and v in SPRITES_CPU:
         return SPRITES_CPU[v], "reference timing of this model on a busy 2-core CPU; not measured on this machine yet"
     if not profile.sprites and profile.device == "cuda" and v in WAN_GPU_PAPER:

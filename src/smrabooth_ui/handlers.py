@@ -337,6 +337,8 @@ def train_motion(app: UiApp, name: str, steps, rank, lr, use_mora: bool = True, 
     params = {"name": safe_name(name), "data": str(data), "recipe": recipe, "steps": steps, "rank": rank, "lr": lr,
               "use_mora": bool(use_mora), "frames": trim.get("frames"), "fps": trim.get("fps"),
               "validate_every": validate_every, "validation_prompt": items[0].text if validate_every else None}
+    if use_mora:  # the model's MoRA share of the steps (the demo's, on the sprites): what a step costs
+        params["mora_max_sigma"] = app.profile.train_config("motion", recipe).mora_max_sigma
     return _queue_training(app, "motion", name, params, confirm)
 
 

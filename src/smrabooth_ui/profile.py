@@ -107,38 +107,26 @@ def wan_profile(model: str, device: str) -> ModelProfile:
 
 
 def sprites_demo_settings(model: str, device: str):
-    """`smrabooth demo`'s settings on this bundle (steps, recipe, MoRA, learning rate, sizes): the one place the
-    app takes the sprite world's defaults from. They are read from the demo command's own defaults, so a
-    change of the demo's settings reaches the app unchanged. Returns (ExperimentSettings, use_mora)."""
-    import argparse
-
-    cli, exp = sprites_module("cli"), sprites_module("experiment")
-    parser = argparse.ArgumentParser()
-    cli.register_demo(parser.add_subparsers(dest="command"))
-    d = parser.parse_args(["demo"])
-    settings = exp.settings_for_bundle(exp.ExperimentSettings(
-        model=model, device=device, subject_steps=d.subject_steps, motion_steps=d.motion_steps, gen_steps=d.gen_steps,
-        guidance=d.guidance, lr=d.lr, recipe=d.recipe))
-    return settings, not getattr(d, "no_mora", False)
+    """`smrabooth demo`'s settings on this bundle (`smrabooth_sprites.experiment.DEMO_SETTINGS`: steps, recipe,
+    where the subject LoRA is trained, MoRA's settings, learning rate, sizes): the one place the app takes the
+    sprite world's defaults from, so a change of the demo's settings reaches the app unchanged. Returns
+    (ExperimentSettings, use_mora)."""
+    return sprites_module("experiment").demo_settings(model, device), True
 
 
 def sprites_profile(model: str, device: str) -> ModelProfile:
-    """The bundle's clip size, frames and fps; the demo's training settings (sprites_demo_settings)."""
+    """The bundle's clip size, frames and fps; the demo's training settings (sprites_demo_settings), as the lab's
+    trainers take them (lab_subject_settings, lab_motion_settings)."""
     exp = sprites_module("experiment")
     settings, use_mora = sprites_demo_settings(model, device)
-    window, drop, stride = exp.mora_window(settings.frames)
     size = settings.size
     return ModelProfile(
         model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
         flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"), recipe=settings.recipe,
         use_mora=use_mora,
-        subject={"steps": settings.subject_steps, "rank": settings.subject_rank, "alpha": settings.subject_rank,
-                 "lr": settings.lr, "resolution": size, "projector_width": 256,
-                 "validation_frames": settings.frames, "validation_steps": settings.gen_steps},
-        motion={"steps": settings.motion_steps, "rank": settings.motion_rank, "alpha": settings.motion_rank,
-                "lr": settings.lr, "frames": settings.frames, "height": size, "width": size, "fps": settings.fps,
-                "window": window, "window_stride": stride, "drop_frames": drop,
-                "validation_steps": settings.gen_steps},
+        subject={**exp.lab_subject_settings(settings), "validation_frames": settings.frames,
+                 "validation_steps": settings.gen_steps},
+        motion={**exp.lab_motion_settings(settings), "validation_steps": settings.gen_steps},
         generate={"frames": settings.frames, "height": size, "width": size, "steps": settings.gen_steps,
                   "guidance": settings.guidance, "fps": settings.fps})
 
