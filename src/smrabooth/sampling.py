@@ -28,25 +28,26 @@ import torch
 
 from .backbones.base import MAIN
 from .errors import SmraboothError
+from .logs import get_logger
 from .lora.files import LoraWeights
 from .lora.inject import PeftState, load_loras_into_transformer, set_lora_scales
 from .lora.merge import MergedLoras, merge_loras
 from .lora.targets import parse_layer_types
 from .recipes import PAPER, RECIPES
 from .schedules import InjectionSchedule, shifted_linear_sigmas, t_point_for_sigmas
+from .step_cache import parse_cache
 
 SCHEDULERS = ("euler", "unipc")
 MAX_FRAMES = 1001  # 4k+1 frames; Wan2.1 was trained on 81
+log = get_logger(__name__)
 MAX_SIDE = 2048  # pixels; Wan2.1 was trained up to 1280x720, and larger frames exhaust memory only after minutes
 MAX_SCALE = 10.0  # LoRA scales beyond this only make noise
 INJECTIONS = ("sparse", "dense")
 _PAPER = PAPER.sampler  # the method's settings (the injection); the video settings default to stock WanPipeline's
 LORA_MODES = ("merged", "adapter")
-# diffusers cache hooks a user can pick (--cache NAME[:VALUE]): first-block reuses the rest of the model's
-# residual while the first block's output changes by less than VALUE (relative; default 0.05). It trades
+# diffusers cache hooks a user can pick (--cache NAME[:VALUE], step_cache.py): first-block and mag. They trade
 # fidelity for speed (benchmarks/). diffusers' TaylorSeer hook was tried and left out: with its default
 # module identifiers it skips nothing in a Wan transformer.
-CACHES = ("first-block",)
 # Which Wan2.2 A14B expert(s) a LoRA goes into: trained = the expert its file records (a file that records
 # none: both; docs/method.md, Wan2.2), or high, low, both for every file given.
 EXPERT_PLACEMENTS = ("trained", "high", "low", "both")
@@ -89,7 +90,7 @@ class GenerateConfig:
     compile: bool = False  # regional torch.compile of the transformer blocks
     cfg_batch: bool = False  # conditional and unconditional passes in one batched forward
     attention: str | None = None  # a diffusers attention backend (None: the default, torch SDPA)
-    cache: str | None = None  # a diffusers step cache, e.g. "first-block" or "first-block:0.05"
+    cache: str | None = None  # a diffusers step cache (step_cache.py): "first-block[:0.05]" or "mag[:0.06]"
     offload: bool = False  # the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU
     vae_tiling: bool = False  # decode the video in tiles (less memory)
 
@@ -315,30 +316,6 @@ def schedule_for(config: GenerateConfig, sigmas: list[float]) -> InjectionSchedu
 
 
 # ---------------------------------------------------------------- execution options
-def parse_cache(text: str) -> tuple[str, float | None]:
-    """'first-block' or 'first-block:0.05' -> (name, threshold or None)."""
-    name, _, value = text.partition(":")
-    if name not in CACHES:
-        raise SmraboothError(f"--cache {text!r}: choose from {', '.join(CACHES)} (optionally NAME:THRESHOLD)")
-    if not value:
-        return name, None
-    try:
-        threshold = float(value)
-    except ValueError:
-        raise SmraboothError(f"--cache {text!r}: the threshold after ':' must be a number") from None
-    if not (threshold > 0 and np.isfinite(threshold)):
-        raise SmraboothError(f"--cache {text!r}: the threshold must be a positive number")
-    return name, threshold
-
-
-def make_cache_config(text: str):
-    """A diffusers cache-hook config from 'first-block[:threshold]'."""
-    import diffusers
-
-    _, value = parse_cache(text)
-    return diffusers.FirstBlockCacheConfig(threshold=0.05 if value is None else value)
-
-
 def installed_attention_backends() -> list[str]:
     """diffusers attention backends usable here: installed, and needing no download from the hub."""
     from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
@@ -365,6 +342,43 @@ def check_attention_backend(name: str) -> None:
 
 
 @contextmanager
+def step_caches(denoisers: dict, config: GenerateConfig):
+    """The step cache of `config.cache` on every denoiser, removed afterwards. MagCache reads its stored
+    ratios for this model and schedule, or calibrates them in this run (nothing skipped) and stores them."""
+    from .step_cache import calibration_path, capture_calibration, make_cache_config, read_ratios, write_ratios
+
+    if parse_cache(config.cache)[0] != "mag":
+        for transformer in denoisers.values():
+            transformer.enable_cache(make_cache_config(config.cache, config.steps))
+        try:
+            yield
+        finally:
+            for transformer in denoisers.values():
+                transformer.disable_cache()
+        return
+    if len(denoisers) > 1:
+        raise SmraboothError("--cache mag: a model with two experts (Wan2.2 A14B) is not supported (each expert "
+                             "runs part of the steps); use --cache first-block")
+    (transformer,) = denoisers.values()
+    path = calibration_path(None, transformer, config.steps, config.shift, config.scheduler)
+    ratios = read_ratios(path)
+    if ratios is None:
+        log.warning("MagCache: no ratios for this model and schedule yet: this video calibrates them (nothing is "
+                    "skipped; later videos with this model, step count and shift use them), into %s", path)
+    transformer.enable_cache(make_cache_config(config.cache, config.steps, ratios))
+    try:
+        if ratios is not None:
+            yield
+            return
+        with capture_calibration() as found:
+            yield
+        if found:  # the first context's (cond, or the batched pair): the passes the skips are decided on
+            write_ratios(path, found[0])
+    finally:
+        transformer.disable_cache()
+
+
+@contextmanager
 def execution_options(pipe, config: GenerateConfig):
     """The attention backend, step cache and compilation of one generation, on every denoiser; all undone
     afterwards."""
@@ -379,10 +393,10 @@ def execution_options(pipe, config: GenerateConfig):
             was_tiling = bool(getattr(pipe.vae, "use_tiling", False))
             pipe.vae.enable_tiling()
             stack.callback(lambda: None if was_tiling else pipe.vae.disable_tiling())
-        for transformer in backbone_of(pipe).denoisers(pipe).values():
-            if config.cache:
-                transformer.enable_cache(make_cache_config(config.cache))
-                stack.callback(transformer.disable_cache)
+        denoisers = backbone_of(pipe).denoisers(pipe)
+        if config.cache:
+            stack.enter_context(step_caches(denoisers, config))
+        for transformer in denoisers.values():
             if config.compile:
                 blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]
                 fresh = [b for b in blocks if getattr(b, "_compiled_call_impl", None) is None]

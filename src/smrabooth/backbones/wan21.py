@@ -321,6 +321,7 @@ def _denoise_and_decode(backbone, pipe, config, loras, progress, on_step, output
         set_scheduler_steps,
         step_sigmas,
     )
+    from ..step_cache import drop_cached_pass
 
     denoisers = backbone.denoisers(pipe)
     first = next(iter(denoisers.values()))
@@ -360,6 +361,8 @@ def _denoise_and_decode(backbone, pipe, config, loras, progress, on_step, output
                 model.to(device)
             scales = schedule.scales_at(i)
             set_scales(loras, scales, expert)
+            if config.cache and loras and i and scales != schedule.scales_at(i - 1):
+                drop_cached_pass(model)  # a cached residual of the LoRAs before the switch must not be reused
             if on_step is not None:
                 on_step(i, scales)
             model_input = latents.to(dtype)

@@ -85,8 +85,9 @@ def register(subparsers) -> None:
                        help="both guidance passes in one batched forward (more memory)")
     speed.add_argument("--attention", help="a diffusers attention backend installed here (e.g. _native_cudnn, "
                        "flash); default: torch SDPA")
-    speed.add_argument("--cache", help="step cache through diffusers' hooks: first-block[:THRESHOLD] (default "
-                       "0.05; larger is faster and less faithful; see benchmarks/README.md)")
+    speed.add_argument("--cache", help="step cache through diffusers' hooks: first-block[:THRESHOLD] (default 0.05) "
+                       "or mag[:THRESHOLD] (MagCache, default 0.06; the first video of a model and schedule "
+                       "calibrates it); larger is faster and less faithful; see benchmarks/README.md")
     speed.add_argument("--offload", action="store_true", default=None,
                        help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
     speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
