@@ -97,6 +97,10 @@ def main() -> int:
     started = time.time()
 
     def appearance(frames, ref) -> dict:
+        if len(frames) < 2:  # --gen-set frames=1: the video's prompt as one frame, scored as a still
+            s = scorer.score_still(frames[0], ref)
+            return {"dino_i": s["dino_i"], "fg_color": s["fg_color"], "fg_first": s["fg_color"],
+                    "fg_last": s["fg_color"]}
         s = scorer.score(frames, ref)
         return {"dino_i": s["dino_i"], "fg_color": s["fg_color"],
                 "fg_first": foreground_colour_similarity(frames[:4], ref.images, ref.masks),
