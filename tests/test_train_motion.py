@@ -390,3 +390,23 @@ def test_mora_max_sigma_and_decoded_reference(tmp_path, motion_dir):
     _, final = train(tmp_path, mora_reference="decoded", mora_max_sigma=0.5, steps=4)
     rows = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "loss" in r]
     assert final.is_file() and len(rows) == 4 and any("mora" not in r for r in rows)
+
+
+def test_captions_without_a_token_give_a_file_that_loads(tmp_path, motion_dir):
+    """Captions with no S* (the trainer warns) used to write `token: null` into the file's metadata, which the
+    loader then refused as damaged: a trained LoRA no command could read."""
+    (motion_dir / "metadata.csv").write_text("file_name,text\nclip_0.mp4,a ball sliding right\n")
+    _, path = train(tmp_path, use_mora=False, steps=1)
+    lora = load_lora(path)
+    assert "token" not in lora.info and lora.info["kind"] == "motion"
+    # a file written before the fix (token: null) loads too, without a token
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from smrabooth.lora.files import SMRABOOTH_METADATA_KEY
+
+    with safe_open(str(path), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    metadata[SMRABOOTH_METADATA_KEY] = json.dumps({**json.loads(metadata[SMRABOOTH_METADATA_KEY]), "token": None})
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata)
+    assert "token" not in load_lora(tmp_path / "old.safetensors").info

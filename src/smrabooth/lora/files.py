@@ -199,6 +199,8 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
         raise SmraboothError(f"{path}: its alpha {alpha!r} is not a finite non-zero number")
     for key in ("rank", "alpha", "layer_types"):
         info.pop(key, None)
+    if "token" in info and info["token"] is None:  # trained on captions without a token (files before 2026-12-05)
+        del info["token"]
     odd = next((k for k in ("kind", "token", "recipe", "source_format", "expert")
                 if k in info and not isinstance(info[k], str)), None)
     if odd:

@@ -246,7 +246,8 @@ def export_files(trainees: TrainedDenoisers, run_dir: Path, name: str, adapter: 
     paths = []
     for expert, module in trainees.experts.items():
         two = len(trainees.backbone.experts(trainees.pipe)) > 1
-        info = {**extra_info, **({"expert": expert} if two else {})}
+        info = {**{k: v for k, v in extra_info.items() if v is not None},  # e.g. no token: captions without one
+                **({"expert": expert} if two else {})}
         path = run_dir / (expert_file_name(name, expert) if two else name)
         paths.append(export_lora(module, adapter, path, rank, alpha, kind, dtype=dtype, extra_info=info))
     return paths
