@@ -76,7 +76,7 @@ def median_after_warmup(times: list[float]) -> float:
     return float(np.median(times[min(2, len(times) // 2):])) if times else float("nan")
 
 
-def run_subject(recipe: str, steps: int, tmp: Path, dev: Device, tiny: bool) -> dict:
+def run_subject(recipe: str, steps: int, tmp: Path, dev: Device, tiny: bool, **settings) -> dict:
     from bench_subject_train import subject_folder
 
     from smrabooth.train.subject import SubjectTrainConfig, train_subject
@@ -86,17 +86,17 @@ def run_subject(recipe: str, steps: int, tmp: Path, dev: Device, tiny: bool) -> 
     cfg = SubjectTrainConfig.from_recipe(recipe, model="bench", data=str(subject_folder(tmp / f"subject-{recipe}")),
                                          out=str(tmp / f"run-subject-{recipe}"), steps=steps,
                                          checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"),
-                                         save_dtype="fp32", **extra)
+                                         save_dtype="fp32", **extra, **settings)
     dev.reset_peak()
     t0 = time.time()
     train_subject(cfg, pipe, encoder, model_id="bench", progress=False)
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     return {"steps": steps, "batch": cfg.batch_size, "wall_s": round(time.time() - t0, 1),
             "s_per_step": median_after_warmup(step_times(log)), "peak_GiB": dev.peak_gib(),
-            "loss_last": log[-1]["loss"]}
+            "loss_last": log[-1]["loss"], "lora": str(Path(cfg.out) / "subject_lora.safetensors")}
 
 
-def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Device, tiny: bool) -> dict:
+def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Device, tiny: bool, **settings) -> dict:
     """One run; with two phases, step time and peak memory per phase (peaks: between successive loss calls)."""
     from bench_motion_train import motion_folder, synthetic_frames
 
@@ -113,7 +113,7 @@ def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Devi
     cfg = MotionTrainConfig.from_recipe(recipe, model="bench", data=str(motion_folder(tmp / f"motion-{recipe}")),
                                         out=str(tmp / f"run-motion-{recipe}"), steps=steps,
                                         checkpoint_every=max(steps, 1), cache_dir=str(tmp / "cache"),
-                                        save_dtype="fp32", **size,
+                                        save_dtype="fp32", **size, **settings,
                                         **({"spatial_steps": spatial_steps, "temporal_steps": steps}
                                            if phases else {}))
     peaks: dict[str, float] = {} if dev.cuda else {"spatial": float("nan"), "temporal": float("nan")}
@@ -142,7 +142,8 @@ def run_motion(recipe: str, steps: int, spatial_steps: int, tmp: Path, dev: Devi
     log = [json.loads(ln) for ln in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     if not phases:
         return {f"motion-{recipe}": {"steps": steps, "batch": cfg.batch_size, "wall_s": round(wall, 1),
-                                 "s_per_step": median_after_warmup(step_times(log)), "peak_GiB": peaks["temporal"]}}
+                                 "s_per_step": median_after_warmup(step_times(log)), "peak_GiB": peaks["temporal"],
+                                 "lora": str(Path(cfg.out) / "motion_lora.safetensors")}}
     out = {}
     for name, code in (("spatial", 1.0), ("temporal", 2.0)):
         out[f"motion-{name}"] = {"steps": phases[name], "batch": cfg.batch_size, "wall_s": round(wall, 1),

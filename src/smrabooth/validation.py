@@ -201,6 +201,11 @@ def check_train_settings(cfg) -> None:
         check_number("validation_steps", cfg.validation_steps, 1, 1000, integer=True)
     if cfg.save_dtype not in ("bf16", "fp16", "fp32"):
         raise SmraboothError(f"--save-dtype {cfg.save_dtype!r}: choose bf16, fp16 or fp32")
+    if hasattr(cfg, "memory"):  # the Wan trainers' speed policy (train/memory.py)
+        from .train.memory import MEMORY_MODES
+
+        if cfg.memory not in MEMORY_MODES:
+            raise SmraboothError(f"--memory {cfg.memory!r}: choose {', '.join(MEMORY_MODES)}")
     from .data.transforms import RESIZE_FILTERS
     from .schedules import TIMESTEP_ROUNDINGS
     from .train.common import LORA_DTYPES

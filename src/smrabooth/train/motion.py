@@ -84,6 +84,7 @@ from .common import (
     warn_untokened_captions,
 )
 from .denoisers import TrainedDenoisers
+from .memory import MEMORY_MODES, apply_memory_policy
 from .session import training_session
 from .subject import EXPERT_HELP, export_files
 
@@ -161,6 +162,9 @@ class MotionTrainConfig:
                                   "as the estimate is (reachable through a VAE that loses fast motion)",
                                   choices=MORA_REFERENCES)
     seed: int = 0
+    memory: str = setting("auto", "speed against memory (train/memory.py): auto = the fastest settings that fit "
+                          "the free GPU memory; low = the least memory; max = the fastest. A speed flag you give "
+                          "is kept", choices=MEMORY_MODES)
     gradient_checkpointing: bool = True
     vae_checkpointing: str = setting(
         "block", "what the MoRA decode recomputes in backward (models/vae_decode.py): nothing (fastest, most "
@@ -357,6 +361,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
         backbone.check_train_config("motion", cfg)
         if cfg.use_mora and flow_model is None:
             raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
+        return apply_memory_policy(cfg, "motion", next(iter(backbone.denoisers(pipe).values())),
+                                   backbone.generation_device(pipe), explicit)
 
     with training_session(cfg, pipe, backbone.final_names("motion", cfg)[0], resume, overwrite, explicit,
                           models=[flow_model], check=check) as run:

@@ -49,13 +49,13 @@ class TrainingRun:
 def training_session(cfg, pipe, final_name: str, resume: bool = False, overwrite: bool = False,
                      explicit: set[str] | None = None, models=(), check=None) -> Iterator[TrainingRun]:
     """Borrow `pipe` and `models` (train.borrow), validate `cfg` (then `check(cfg)`, what the trainer refuses
-    before anything is written), open the run folder for this process's share of a data-parallel launch
-    (train.distributed); yields the `TrainingRun`."""
+    before anything is written; it may return `cfg` with settings it settled), open the run folder for this
+    process's share of a data-parallel launch (train.distributed); yields the `TrainingRun`."""
     with borrowed(pipe, *models):
         times = PhaseTimes()
         cfg = cfg.validate()
         if check is not None:
-            check(cfg)
+            cfg = check(cfg) or cfg  # a check may also settle settings (train.memory's speed settings)
         parallel = DataParallel.from_launcher(cfg.batch_size, cfg.gradient_accumulation)
         cfg, run_dir = open_run(cfg, final_name, resume=resume, overwrite=overwrite, parallel=parallel,
                                 explicit=explicit)

@@ -51,6 +51,7 @@ from .common import (
     warn_untokened_captions,
 )
 from .denoisers import TrainedDenoisers
+from .memory import MEMORY_MODES, apply_memory_policy
 from .session import training_session
 
 FINAL_NAME = "subject_lora.safetensors"
@@ -103,6 +104,9 @@ class SubjectTrainConfig:
                                   "clamped; bicubic = normalised, then plain bicubic (the authors')",
                                   choices=ENCODER_RESIZES)
     seed: int = 0
+    memory: str = setting("auto", "speed against memory (train/memory.py): auto = the fastest settings that fit "
+                          "the free GPU memory; low = the least memory; max = the fastest. A speed flag you give "
+                          "is kept", choices=MEMORY_MODES)
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
     cuda_graphs: bool = setting(False, "--compile with CUDA graphs: about 2x faster steps on a GPU (the step is "
@@ -229,6 +233,7 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         if cfg.cuda_graphs and device.type != "cuda":
             raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {device.type})")
         backbone.check_train_config("subject", cfg)
+        return apply_memory_policy(cfg, "subject", next(iter(backbone.denoisers(pipe).values())), device, explicit)
 
     with training_session(cfg, pipe, final_names(backbone, cfg)[0], resume, overwrite, explicit,
                           models=[encoder] if isinstance(encoder, torch.nn.Module) else [], check=check) as run:

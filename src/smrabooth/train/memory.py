@@ -1,0 +1,124 @@
+"""--memory low|auto|max: the trainers' speed settings picked from the device and its free memory.
+
+The speed settings change how a step is computed, not what it computes (the same LoRA: gradient checkpointing
+and MoRA's decode checkpointing recompute the same values; compile and CUDA graphs change the float rounding
+only, 0.12% after 40 steps, benchmarks/README.md). Each trainer has tiers, fastest first, each with the peak
+memory measured at the 1.3B size on the shapes the benchmarks name (benchmarks/README.md, 2026-11-24/28):
+
+- low: today's low-memory settings (gradient checkpointing; MoRA's decode checkpointed per block);
+- auto (the default): on a GPU the fastest tier whose estimated extra memory (the measured peak above the
+  model's weights, scaled by this run's tokens and the model's width x depth) fits in 90% of the free memory;
+  on a CPU no checkpointing and no compilation (recomputing only slows a CPU);
+- max: the fastest tier, whatever the memory.
+
+A setting the user gave (a CLI flag, or a value other than its default from Python) is never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import SmraboothError
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
+MEMORY_MODES = ("low", "auto", "max")
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    settings: dict
+    peak_gib: float  # measured at the reference shapes (REFERENCE), model weights included
+
+
+# Wan2.1 1.3B (30 blocks, width 1536), bf16 weights: 2.9 GiB with the VAE
+REFERENCE = {"blocks": 30, "width": 1536, "weights_gib": 2.9,
+             "subject_tokens": 1024,  # one 512x512 image
+             "motion_tokens": 13 * 36 * 20}  # 49 frames at 576x320
+TIERS = {
+    "subject": [
+        Tier("cuda-graphs", {"gradient_checkpointing": False, "compile": True, "cuda_graphs": True}, 7.3),
+        Tier("compile", {"gradient_checkpointing": False, "compile": True}, 6.8),
+        Tier("low", {"gradient_checkpointing": True}, 6.8),
+    ],
+    "motion": [
+        Tier("store-4", {"gradient_checkpointing": False, "compile": True, "vae_checkpointing": "frame",
+                         "vae_store_frames": 4}, 68.2),
+        Tier("store-3", {"gradient_checkpointing": False, "compile": True, "vae_checkpointing": "frame",
+                         "vae_store_frames": 3}, 61.1),
+        Tier("frame", {"gradient_checkpointing": False, "compile": True, "vae_checkpointing": "frame"}, 49.5),
+        Tier("low", {"gradient_checkpointing": True, "vae_checkpointing": "block"}, 20.4),
+    ],
+}
+CPU_SETTINGS = {"gradient_checkpointing": False}
+
+
+def run_tokens(kind: str, cfg) -> int:
+    """The DiT's tokens per sample of this run (Wan: 8x spatial VAE, 2x2 patches, 4 frames per latent)."""
+    if kind == "subject":
+        return (cfg.resolution // 16) ** 2
+    return (1 + (cfg.frames - 1) // 4) * (cfg.height // 16) * (cfg.width // 16)
+
+
+def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int) -> float:
+    """The tier's memory above the model's weights, scaled from the reference run to this one."""
+    scale = tokens / REFERENCE[f"{kind}_tokens"] * (blocks * width) / (REFERENCE["blocks"] * REFERENCE["width"])
+    return (tier.peak_gib - REFERENCE["weights_gib"]) * scale
+
+
+def choose(kind: str, memory: str, device: torch.device, free_gib: float | None, tokens: int, blocks: int,
+           width: int, validating: bool = False) -> tuple[dict, str]:
+    """(settings, why) for `kind` (subject | motion) under `memory`."""
+    if memory not in MEMORY_MODES:
+        raise SmraboothError(f"--memory {memory!r}: choose {', '.join(MEMORY_MODES)}")
+    tiers = [t for t in TIERS[kind] if not (validating and t.settings.get("cuda_graphs"))]  # graphs + validation: no
+    if memory == "low":
+        return dict(tiers[-1].settings), "--memory low"
+    if device.type != "cuda":
+        return dict(CPU_SETTINGS), f"--memory {memory} on {device.type}: no checkpointing, no compilation"
+    if memory == "max":
+        return dict(tiers[0].settings), "--memory max"
+    for tier in tiers:
+        need = extra_gib(tier, kind, tokens, blocks, width)
+        if free_gib is not None and need <= 0.9 * free_gib:
+            return dict(tier.settings), (f"--memory auto: {free_gib:.1f} GiB free, tier '{tier.name}' needs about "
+                                         f"{need:.1f} GiB more")
+    return dict(tiers[-1].settings), f"--memory auto: {free_gib:.1f} GiB free, the low-memory tier"
+
+
+def apply_memory_policy(cfg, kind: str, transformer, device: torch.device, explicit: set[str] | None = None):
+    """`cfg` with the speed settings `cfg.memory` picks, except those the user gave: in `explicit` (the CLI's
+    flags) or, from Python, set to other than the field's default. Logs what it picked."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    free = torch.cuda.mem_get_info(device)[0] / GIB if device.type == "cuda" else None
+    settings, why = choose(kind, cfg.memory, device, free, run_tokens(kind, cfg),
+                           transformer.config.num_layers,
+                           transformer.config.num_attention_heads * transformer.config.attention_head_dim,
+                           validating=bool(cfg.validate_every))
+
+    def given(name):
+        return name in (explicit or ()) or getattr(cfg, name) != fields[name].default
+
+    picked = {k: v for k, v in settings.items() if k in fields and not given(k)}
+    if picked:  # on a GPU a warning line, so that every run says how it computes (config.yaml records it)
+        shown = " ".join(_flag(k, v) for k, v in picked.items())
+        (log.warning if device.type == "cuda" else log.info)("%s: %s", why, shown)
+    cfg = dataclasses.replace(cfg, **picked)
+    cfg.compile = cfg.compile or getattr(cfg, "cuda_graphs", False)
+    return cfg
+
+
+def _flag(name: str, value) -> str:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
+
+
+__all__ = ["MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "run_tokens"]

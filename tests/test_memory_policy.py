@@ -1,0 +1,73 @@
+"""--memory low|auto|max (train/memory.py): which speed settings each device and free memory gets, that a setting
+the user gave is kept, and that the picked settings train the same LoRA as the same flags given by hand."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_train_subject import config, make_subject_folder, train
+
+from smrabooth.config import read_yaml
+from smrabooth.errors import SmraboothError
+from smrabooth.lora.files import load_lora
+from smrabooth.train.memory import apply_memory_policy, choose, extra_gib, run_tokens
+
+CUDA, CPU = torch.device("cuda"), torch.device("cpu")
+MOTION_1P3B = dict(tokens=13 * 36 * 20, blocks=30, width=1536)  # the measured run: 49 frames at 576x320
+
+
+@pytest.mark.parametrize("free,tier", [(80, "store-4"), (70, "store-3"), (60, "frame"), (52, "frame"), (20, "low")])
+def test_motion_tiers_by_free_memory(free, tier):
+    """Extra memory of each tier at the measured 1.3B run: peak - 2.9 GiB of weights (store-4 65.3, store-3 58.2,
+    frame 46.6); a tier is taken when it fits 90% of the free memory (80 -> 72, 70 -> 63, 60 -> 54, 52 -> 46.8)."""
+    from smrabooth.train.memory import TIERS
+
+    settings, why = choose("motion", "auto", CUDA, free, **MOTION_1P3B)
+    assert settings == next(t.settings for t in TIERS["motion"] if t.name == tier)
+    assert str(free) in why
+
+
+def test_scaling_by_tokens_and_model_size():
+    from smrabooth.train.memory import TIERS
+
+    graphs = TIERS["subject"][0]
+    assert extra_gib(graphs, "subject", 1024, 30, 1536) == pytest.approx(7.3 - 2.9)
+    # 14B (40 blocks, width 5120): 4.44x the 1.3B's blocks x width; a 1024x1024 image: 4x the tokens
+    assert extra_gib(graphs, "subject", 4096, 40, 5120) == pytest.approx(4.4 * 4 * 40 * 5120 / (30 * 1536))
+    assert run_tokens("motion", SimpleNamespace(frames=49, height=320, width=576)) == 13 * 20 * 36
+    assert run_tokens("subject", SimpleNamespace(resolution=512)) == 1024
+
+
+def test_modes_devices_and_validation():
+    assert choose("subject", "low", CUDA, 80, 1024, 30, 1536)[0] == {"gradient_checkpointing": True}
+    assert choose("subject", "max", CUDA, 1, 1024, 30, 1536)[0]["cuda_graphs"] is True
+    assert choose("subject", "auto", CUDA, 80, 1024, 30, 1536, validating=True)[0].get("cuda_graphs") is None
+    assert choose("motion", "auto", CPU, None, 1000, 30, 1536)[0] == {"gradient_checkpointing": False}
+    with pytest.raises(SmraboothError, match="--memory 'fast'"):
+        choose("motion", "fast", CUDA, 80, 1000, 30, 1536)
+    with pytest.raises(SmraboothError, match="--memory 'fast'"):
+        config(Path("/tmp"), memory="fast").validate()
+
+
+def test_a_setting_the_user_gave_is_kept(tiny_pipe, tmp_path):
+    tr = tiny_pipe.transformer
+    cfg = config(tmp_path, gradient_checkpointing=True)  # the field's default: the policy may change it
+    assert apply_memory_policy(cfg, "subject", tr, CPU).gradient_checkpointing is False
+    assert apply_memory_policy(cfg, "subject", tr, CPU, explicit={"gradient_checkpointing"}).gradient_checkpointing
+    low = config(tmp_path, gradient_checkpointing=True, memory="low")
+    assert apply_memory_policy(low, "subject", tr, CPU).gradient_checkpointing is True
+    compiled = config(tmp_path, compile=True)  # not the default: given from Python, kept
+    assert apply_memory_policy(compiled, "subject", tr, CPU).compile is True
+
+
+def test_the_picked_settings_train_the_same_lora_and_are_recorded(tmp_path):
+    """auto on a CPU turns checkpointing off: the run records it, and trains the LoRA the flag trains."""
+    make_subject_folder(tmp_path / "subject")
+    _, auto = train(tmp_path, steps=2, gradient_checkpointing=True, out=str(tmp_path / "auto"))
+    _, low = train(tmp_path, steps=2, gradient_checkpointing=True, memory="low", out=str(tmp_path / "low"))
+    saved = read_yaml(tmp_path / "auto" / "config.yaml")
+    assert (saved["memory"], saved["gradient_checkpointing"]) == ("auto", False)
+    assert read_yaml(tmp_path / "low" / "config.yaml")["gradient_checkpointing"] is True
+    a, b = load_lora(auto), load_lora(low)
+    assert all(torch.allclose(a.tensors[k], b.tensors[k], atol=1e-6) for k in a.tensors)
