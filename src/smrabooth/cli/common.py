@@ -199,13 +199,14 @@ def field_names(cls) -> set[str]:
 
 def settings_given(cls, args) -> tuple[dict, dict, str | None]:
     """The settings of `cls` a command was given: (those of its --config file, those of its flags, the file's
-    path). A flag left out is absent (add_config_arguments's SUPPRESS); --model (add_model_args: None when not
-    given) counts only when given."""
+    path). A flag left out is absent (add_config_arguments's SUPPRESS); a command's own flag named as a field
+    without a flag (`setting(cli=False)`, e.g. the sprites demo's --out) is not that setting; --model
+    (add_model_args: None when not given) counts only when given."""
     from ..config import read_yaml
 
-    names = field_names(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
     flags = {k: v for k, v in vars(args).items() if k in names and k != "model"}
-    if "model" in names and getattr(args, "model", None):
+    if "model" in field_names(cls) and getattr(args, "model", None):
         flags["model"] = args.model
     path = getattr(args, "config", None)
     return (read_yaml(path) if path else {}), flags, path
