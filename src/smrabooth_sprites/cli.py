@@ -87,12 +87,17 @@ def check_device(device: str) -> None:
         raise SmraboothError("--device cuda: no CUDA device is available here; use --device cpu")
 
 
+def settings_from_args(args, out: Path | str = "") -> ExperimentSettings:
+    """The flags over the command's defaults (DEMO_SETTINGS, or the bench's), checked; the bundle not yet read."""
+    return config_from_args(ExperimentSettings, args, base=replace(args.settings_defaults, out=str(out)))
+
+
 def _settings(args, out: Path):
-    """The run's settings: the flags over the command's defaults (DEMO_SETTINGS, or the bench's), checked, then
-    the bundle (resolved and checked: its sizes fill the settings) and the device."""
+    """The run's settings (`settings_from_args`), then the bundle (resolved and checked: its sizes fill the
+    settings) and the device."""
     from .experiment import resolve_bundle, settings_for_bundle
 
-    settings = config_from_args(ExperimentSettings, args, base=replace(args.settings_defaults, out=str(out)))
+    settings = settings_from_args(args, out)
     settings.model = str(resolve_bundle(settings.model or None))
     check_device(settings.device)
     if not settings.progress:  # also the libraries' "Loading weights" bars, which would fill a log

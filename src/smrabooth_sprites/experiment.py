@@ -177,7 +177,7 @@ class ExperimentSettings:
     `smrabooth bench sprites` have a flag for each field but the bundle's sizes and the lab's fixed choices (made
     from these fields; their defaults: DEMO_SETTINGS, and this class's own for the bench)."""
 
-    model: str = setting("", "SMRA-Sprites bundle folder (default: the one shipped with smrabooth_sprites)")
+    model: str = setting("", "SMRA-Sprites bundle folder (unset: the one shipped with smrabooth_sprites)")
     out: str = setting("", cli=False)  # the run's work folder (the commands' --out, or a folder inside it)
     subject_steps: int = setting(150, "subject LoRA training steps")
     motion_steps: int = setting(BENCH_MOTION_STEPS, "motion LoRA training steps (fewer than about 400 do not "

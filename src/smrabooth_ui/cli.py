@@ -78,8 +78,12 @@ def check_port(port: int) -> int:
     return check_number("--port", port, 1, 65535, integer=True)
 
 
+def settings_from_args(args) -> UiSettings:
+    return config_from_args(UiSettings, args)
+
+
 def run(args) -> int:
-    s = config_from_args(UiSettings, args)
+    s = settings_from_args(args)
     auth = parse_auth(s.auth)
     try:
         import gradio  # noqa: F401

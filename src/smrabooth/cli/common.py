@@ -113,7 +113,7 @@ def _show(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    return text if len(text) <= 40 else f"{text[:30]}..."  # a preset's long negative prompt
+    return text if len(text) <= 80 else f"{text[:30]}..."  # a preset's negative prompt of 300 characters
 
 
 def field_default(f: dataclasses.Field, defaults=None):
