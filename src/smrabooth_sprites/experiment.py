@@ -19,9 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from smrabooth.config import setting
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
-from smrabooth.config import setting
 from smrabooth.recipes import PAPER, RECIPES, get_recipe
 
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
