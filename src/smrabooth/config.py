@@ -2,8 +2,9 @@
 
 Each stage has one dataclass of settings (e.g. `sampling.GenerateConfig`). A YAML file holds a
 subset of its fields; command-line flags override the file; unknown keys are an error. A field made
-with `setting(default, help)` carries its command-line help (and flag name, choices) with it, so the
-trainers' flags are generated from their dataclasses (cli/common.py, add_config_arguments).
+with `setting(default, help)` carries its command-line help (and flag name, choices) with it, so every
+command's settings flags are generated from their dataclasses (cli/common.py, add_config_arguments) and read
+back by one function (config_from_args): each default, help text, choice list and check lives on the field.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from .errors import SmraboothError
 
 
 def setting(default=dataclasses.MISSING, help: str = "", *, flag: str | None = None, choices=None,
-            default_factory=dataclasses.MISSING, cli: bool = True):
+            default_factory=dataclasses.MISSING, cli: bool = True, group: str | None = None,
+            required: bool = False, metavar: str | None = None):
     """A settings field with its command-line help. `flag`: the flag's name where it is not the field's
-    (use_sura -> --sura/--no-sura); `cli=False`: set only from YAML or Python, no flag."""
-    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli}
+    (use_sura -> --sura/--no-sura); `cli=False`: set only from YAML or Python, no flag; `group`: the section of
+    --help it is listed in; `required`: the command refuses to run without the flag; `metavar`: how --help
+    names the value (e.g. x0,y0,x1,y1)."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "cli": cli, "group": group, "required": required,
+                "metavar": metavar}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .backbones.base import MAIN
+from .config import setting
 from .errors import SmraboothError
 from .logs import get_logger
 from .lora.files import LoraWeights
@@ -53,46 +54,69 @@ LORA_MODES = ("merged", "adapter")
 EXPERT_PLACEMENTS = ("trained", "high", "low", "both")
 
 
+SPEED = "speed and memory (the same video, computed differently)"  # a section of generate --help
+
+
 @dataclass
 class GenerateConfig:
-    """Every setting of one generation. The video and sampler defaults are stock WanPipeline's, the LoRA
+    """Every setting of one generation (`smrabooth generate` has a flag for each, made from these fields; a
+    --config YAML file holds any of them). The video and sampler defaults are stock WanPipeline's, the LoRA
     injection's the paper's; PRESETS[name] holds every setting of a recipe's sampler."""
 
-    prompt: str = ""
-    negative_prompt: str | None = None
-    frames: int = 81
-    height: int = 480
-    width: int = 832
-    steps: int = 50
-    guidance: float = 5.0
-    guidance_2: float | None = None  # Wan2.2 A14B's low-noise expert (None: `guidance`, as WanPipeline)
-    seed: int = 0
-    scheduler: str | None = None  # None: the scheduler saved with the model
-    shift: float | None = None  # None: the scheduler's own (euler: the paper's)
+    prompt: str = setting("", "text prompt, e.g. 'a V* dog doing the S* dribble on a beach'")
+    negative_prompt: str | None = setting(None, "negative prompt (none: empty, as WanPipeline)")
+    frames: int = setting(81, "number of frames, 4k+1")
+    height: int = setting(480, "height in pixels, multiple of 16")
+    width: int = setting(832, "width in pixels, multiple of 16")
+    steps: int = setting(50, "denoising steps")
+    guidance: float = setting(5.0, "classifier-free guidance scale")
+    guidance_2: float | None = setting(None, "Wan2.2 A14B: the low-noise expert's guidance scale (none: --guidance, "
+                                       "as WanPipeline)")
+    seed: int = setting(0, "random seed")
+    scheduler: str | None = setting(None, "sampler (none: the scheduler saved with the model; euler: the paper's "
+                                    "flow-matching Euler)", choices=SCHEDULERS)
+    shift: float | None = setting(None, f"sigma shift (none: the scheduler's own; euler's {_PAPER.shift:g})")
     # t_point None: the step whose sigma is closest to that of step `reference_t_point` of the reference
     # schedule (`reference_steps` Euler steps with `reference_shift`, a recipe's own sampler)
-    t_point: int | None = None
-    reference_t_point: int = _PAPER.t_point
-    reference_steps: int = _PAPER.steps
-    reference_shift: float = _PAPER.shift
-    subject_scale_early: float = _PAPER.subject_scale_early
-    subject_scale: float = _PAPER.subject_scale
-    motion_scale: float = _PAPER.motion_scale
-    injection: str = _PAPER.injection
-    subject_layers: tuple[str, ...] = _PAPER.subject_layers
-    motion_layers: tuple[str, ...] = _PAPER.motion_layers
-    subject_experts: str = "trained"  # Wan2.2 A14B: the expert(s) the subject LoRA goes into (EXPERT_PLACEMENTS)
-    motion_experts: str = "trained"
-    fps: float = 16.0
-    max_sequence_length: int = 512
+    t_point: int | None = setting(None, "first step with the full subject scale (none: the step of the noise level "
+                                  f"of --reference-t-point; paper: step {_PAPER.t_point} of {_PAPER.steps} at shift "
+                                  f"{_PAPER.shift:g})")
+    reference_t_point: int = setting(_PAPER.t_point, f"T_point as a step of the preset's own {_PAPER.steps}-step "
+                                     "schedule, mapped to --steps by noise level")
+    reference_steps: int = setting(_PAPER.steps, cli=False)
+    reference_shift: float = setting(_PAPER.shift, cli=False)
+    subject_scale_early: float = setting(_PAPER.subject_scale_early, "subject LoRA scale before --t-point")
+    subject_scale: float = setting(_PAPER.subject_scale, "subject LoRA scale from --t-point on")
+    motion_scale: float = setting(_PAPER.motion_scale, "motion LoRA scale")
+    injection: str = setting(_PAPER.injection, "sparse: the paper's layer split and timing; dense: both LoRAs "
+                             "everywhere, constant", choices=INJECTIONS)
+    subject_layers: tuple[str, ...] = setting(_PAPER.subject_layers, "layer types of the subject LoRA under sparse "
+                                              "injection")
+    motion_layers: tuple[str, ...] = setting(_PAPER.motion_layers, "layer types of the motion LoRA under sparse "
+                                             "injection")
+    subject_experts: str = setting("trained", "Wan2.2 A14B: the expert(s) the subject LoRA goes into; trained: the "
+                                   "one each file was trained for, both for a file that records none (docs/method.md)",
+                                   choices=EXPERT_PLACEMENTS)
+    motion_experts: str = setting("trained", "Wan2.2 A14B: the expert(s) the motion LoRA goes into, as "
+                                  "--subject-experts", choices=EXPERT_PLACEMENTS)
+    fps: float = setting(16.0, "frame rate of the mp4")
+    max_sequence_length: int = setting(512, cli=False)
     # execution: how the same video is computed (speed and memory), not what it shows
-    lora_mode: str | None = None  # merged | adapter; None: merged on a GPU, adapter on the CPU
-    compile: bool = False  # regional torch.compile of the transformer blocks
-    cfg_batch: bool = False  # conditional and unconditional passes in one batched forward
-    attention: str | None = None  # a diffusers attention backend (None: the default, torch SDPA)
-    cache: str | None = None  # a diffusers step cache (step_cache.py): "first-block[:0.05]" or "mag[:0.06]"
-    offload: bool = False  # the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU
-    vae_tiling: bool = False  # decode the video in tiles (less memory)
+    lora_mode: str | None = setting(None, "merged: LoRAs added into the weights, re-merged at the switch step (no "
+                                    "per-step cost); adapter: peft layers with per-step scales; none: merged on a "
+                                    "GPU, adapter on the CPU", choices=LORA_MODES, group=SPEED)
+    compile: bool = setting(False, "torch.compile the repeated transformer blocks (GPU; compiles during the first "
+                            "step)", group=SPEED)
+    cfg_batch: bool = setting(False, "both guidance passes in one batched forward (more memory)", group=SPEED)
+    attention: str | None = setting(None, "a diffusers attention backend installed here (e.g. _native_cudnn, "
+                                    "flash); none: torch SDPA", group=SPEED)
+    cache: str | None = setting(None, "step cache through diffusers' hooks (step_cache.py): first-block[:THRESHOLD] "
+                                "(threshold 0.05 if not given) or mag[:THRESHOLD] (MagCache, 0.06; the first video "
+                                "of a model and schedule calibrates it); larger is faster and less faithful; see "
+                                "benchmarks/README.md", group=SPEED)
+    offload: bool = setting(False, "the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU except while "
+                            "they work (saves ~11 GB of GPU memory)", group=SPEED)
+    vae_tiling: bool = setting(False, "decode the video in tiles (less memory)", group=SPEED)
 
     def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from smrabooth.cli.common import add_config_arguments, config_from_args
 from smrabooth.errors import SmraboothError
 
-from .experiment import BENCH_MOTION_STEPS, DEMO_SETTINGS, ExperimentSettings
+from .experiment import DEMO_SETTINGS, ExperimentSettings
 
 BENCH = ExperimentSettings()  # the bench's defaults: the recipe's method as written, the lab's sizes
 
@@ -33,14 +35,13 @@ def register_demo(subparsers) -> None:
         "held-out motion, generates the combined prompt with sparse LoRA injection and without LoRAs (same seed), "
         "scores both against the ground truth and writes report.html.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(p, DEMO_SETTINGS)
+    add_config_arguments(p, ExperimentSettings, defaults=DEMO_SETTINGS)
     p.add_argument("--out", default="smrabooth-demo", help="output folder")
-    p.add_argument("--subject-steps", type=int, default=DEMO_SETTINGS.subject_steps, help="subject LoRA training steps")
-    p.add_argument("--motion-steps", type=int, default=DEMO_SETTINGS.motion_steps, help="motion LoRA training steps")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
     p.add_argument("--seed", type=int, default=0, help="generation seed (the baseline uses the same)")
     p.add_argument("--subject", default="heart", help="held-out subject (heart, star, hexagon, crescent or 0..3)")
     p.add_argument("--motion", default="spiral", help="held-out motion family (figure-eight or spiral)")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_demo, settings_defaults=DEMO_SETTINGS)
 
 
 def register_bench(subparsers) -> None:
@@ -51,8 +52,9 @@ def register_bench(subparsers) -> None:
         description="Runs every (held-out subject, held-out motion) case with every variant and seed, and prints "
         "the paper-style table (variant rows x metric columns, mean ± 95%% interval over cases and seeds).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(s, BENCH)
+    add_config_arguments(s, ExperimentSettings, defaults=BENCH)
     s.add_argument("--out", required=True, help="output folder (results.json, results.csv, table.md, cases/)")
+    s.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
     s.add_argument("--subjects", default=None,
                    help="N (the first N held-out subjects) or names/indices: heart,star (default: all 4)")
     s.add_argument("--motions", default=None, help="held-out families: figure-eight,spiral (default: both)")
@@ -60,9 +62,6 @@ def register_bench(subparsers) -> None:
     s.add_argument("--variants", default="full,no_sura,no_mora,base",
                    help="comma list of: full, no_sura, no_mora, dense, base, subject_only, motion_only, "
                         "tpoint_{5,15,25,45}, early_{0.1,0.5,0.8}, subject_all_layers, motion_all_layers")
-    s.add_argument("--subject-steps", type=int, default=BENCH.subject_steps, help="subject LoRA training steps")
-    s.add_argument("--motion-steps", type=int, default=BENCH_MOTION_STEPS,
-                   help="motion LoRA training steps (fewer than about 400 do not reproduce even the LoRA's own clips)")
     s.add_argument("--no-subject-stills", action="store_true",
                    help="skip the second table: one-frame stills of 'a picture of V* <shape>' with each subject "
                         "LoRA alone and without one (whether a LoRA learned the subject, apart from the video)")
@@ -72,29 +71,7 @@ def register_bench(subparsers) -> None:
     s.add_argument("--jobs", type=int, default=1,
                    help="cases run at once, one process each (e.g. 8 on one GPU: the lab's models are small); CPU "
                         "threads are split between them; each case's log is in OUT/parts/<case>/log.txt")
-    s.set_defaults(func=run_bench)
-
-
-def _common(p, defaults: ExperimentSettings) -> None:
-    p.add_argument("--model", default=None, help="SMRA-Sprites bundle folder (default: the one shipped with "
-                   "smrabooth_sprites)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train and generate")
-    p.add_argument("--gen-steps", type=int, default=defaults.gen_steps, help="denoising steps per video")
-    p.add_argument("--guidance", type=float, default=defaults.guidance, help="classifier-free guidance scale")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="LoRA learning rate (both LoRAs)")
-    p.add_argument("--recipe", default=defaults.recipe, choices=["paper", "official"],
-                   help="the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, lr, sizes) "
-                        "on top; the videos are sampled with the lab's own sampler either way")
-    p.add_argument("--subject-layers", default=",".join(defaults.subject_layer_types or ()) or None,
-                   help="layer types the subject LoRA is trained on, e.g. q,k,ffn.0 (\"\": the recipe's)")
-    p.add_argument("--mora-max-sigma", type=float, default=defaults.mora_max_sigma,
-                   help="MoRA only at training draws with sigma at most this (1: every draw)")
-    p.add_argument("--mora-reference", default=defaults.mora_reference, choices=["frames", "decoded"],
-                   help="MoRA's target: the clip's frames' flows, or those of its latent decoded as the estimate is")
-    p.add_argument("--no-motion-fidelity", action="store_true",
-                   help="skip the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
-    p.add_argument("--overwrite", action="store_true", help="replace an --out folder that holds a previous run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=run_bench, settings_defaults=BENCH)
 
 
 def recipe_line(settings) -> str:
@@ -110,23 +87,26 @@ def check_device(device: str) -> None:
         raise SmraboothError("--device cuda: no CUDA device is available here; use --device cpu")
 
 
-def _settings(args, out: Path, subject_steps: int, motion_steps: int):
-    from .experiment import ExperimentSettings, resolve_bundle, settings_for_bundle
+def settings_from_args(args, out: Path | str = "") -> ExperimentSettings:
+    """The flags over the command's defaults (DEMO_SETTINGS, or the bench's), checked; the bundle not yet read."""
+    return config_from_args(ExperimentSettings, args, base=replace(args.settings_defaults, out=str(out)))
 
-    model = resolve_bundle(args.model)
-    check_device(args.device)
-    if args.no_progress:  # also the libraries' "Loading weights" bars, which would fill a log
+
+def _settings(args, out: Path):
+    """The run's settings (`settings_from_args`), then the bundle (resolved and checked: its sizes fill the
+    settings) and the device."""
+    from .experiment import resolve_bundle, settings_for_bundle
+
+    settings = settings_from_args(args, out)
+    settings.model = str(resolve_bundle(settings.model or None))
+    check_device(settings.device)
+    if not settings.progress:  # also the libraries' "Loading weights" bars, which would fill a log
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
 
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
-    return settings_for_bundle(ExperimentSettings(
-        model=str(model), out=str(out), subject_steps=subject_steps, motion_steps=motion_steps,
-        gen_steps=args.gen_steps, guidance=args.guidance, lr=args.lr, device=args.device,
-        progress=not args.no_progress, motion_fidelity=not args.no_motion_fidelity, recipe=args.recipe,
-        subject_layer_types=args.subject_layers or None, mora_max_sigma=args.mora_max_sigma,
-        mora_reference=args.mora_reference))
+    return settings_for_bundle(settings)
 
 
 def run_demo(args) -> int:
@@ -144,7 +124,7 @@ def run_demo(args) -> int:
         raise SmraboothError("--motion: name one held-out motion family")
     case = Case(subjects[0], family[0], default_background(HELDOUT_SUBJECTS[subjects[0]]))
     # resolve the bundle before touching --out, so a bad --model leaves nothing behind
-    settings = _settings(args, Path(args.out) / "work", args.subject_steps, args.motion_steps)
+    settings = _settings(args, Path(args.out) / "work")
     out = prepare_out(args.out, args.overwrite, inputs={"--model": settings.model})
     try:
         metrics = make_demo(settings, case, args.seed, out)
@@ -172,7 +152,7 @@ def run_bench(args) -> int:
         raise SmraboothError(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise SmraboothError(f"--jobs must be at least 1, got {args.jobs}")
-    settings = _settings(args, Path(args.out), args.subject_steps, args.motion_steps)
+    settings = _settings(args, Path(args.out))
     out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
                       command="bench sprites")
     seeds, stills = list(range(args.seeds)), not args.no_subject_stills

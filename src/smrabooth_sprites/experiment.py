@@ -19,9 +19,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from smrabooth.config import setting
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.targets import ALL_LAYER_TYPES
-from smrabooth.recipes import PAPER, get_recipe
+from smrabooth.recipes import PAPER, RECIPES, get_recipe
 
 from .folders import combined_prompt, subject_text, write_motion_folder, write_subject_folder
 from .world import COLORS, HELDOUT_MOTIONS, HELDOUT_SUBJECTS, SpriteDesign, sample_family_clips
@@ -172,49 +173,64 @@ BENCH_MOTION_STEPS = 400
 
 @dataclass
 class ExperimentSettings:
-    """Everything but the cases and variants; sizes come from the bundle (sprites.json)."""
+    """Everything but the cases and variants; sizes come from the bundle (sprites.json). `smrabooth demo` and
+    `smrabooth bench sprites` have a flag for each field but the bundle's sizes and the lab's fixed choices (made
+    from these fields; their defaults: DEMO_SETTINGS, and this class's own for the bench)."""
 
-    model: str = ""  # bundle folder
-    out: str = ""
-    subject_steps: int = 150
-    motion_steps: int = BENCH_MOTION_STEPS
-    gen_steps: int = 20
-    guidance: float = _PAPER.guidance
-    subject_rank: int = 16
-    motion_rank: int = 16
-    lr: float = 5e-4  # short runs on a small model: 5x the paper's
-    subject_images: int = 4
-    motion_clips: int = 2
-    data_seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
-    motion_fidelity: bool = True  # the SEA-RAFT-tracked measure (the slowest part of scoring on a CPU)
-    cache_dir: str | None = None  # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
-    recipe: str = "paper"  # the trainers' recipe (the lab's results so far are the paper's; official: --recipe)
+    model: str = setting("", "SMRA-Sprites bundle folder (unset: the one shipped with smrabooth_sprites)")
+    out: str = setting("", cli=False)  # the run's work folder (the commands' --out, or a folder inside it)
+    subject_steps: int = setting(150, "subject LoRA training steps")
+    motion_steps: int = setting(BENCH_MOTION_STEPS, "motion LoRA training steps (fewer than about 400 do not "
+                                "reproduce even the LoRA's own clips)")
+    gen_steps: int = setting(20, "denoising steps per video")
+    guidance: float = setting(_PAPER.guidance, "classifier-free guidance scale")
+    subject_rank: int = setting(16, cli=False)
+    motion_rank: int = setting(16, cli=False)
+    lr: float = setting(5e-4, "LoRA learning rate (both LoRAs)")  # short runs on a small model: 5x the paper's
+    subject_images: int = setting(4, cli=False)
+    motion_clips: int = setting(2, cli=False)
+    data_seed: int = setting(0, cli=False)
+    device: str = setting("cpu", "where to train and generate", choices=("cpu", "cuda"))
+    progress: bool = setting(True, "progress bars")
+    motion_fidelity: bool = setting(True, "the SEA-RAFT-tracked motion fidelity (the slowest measure on a CPU)")
+    # latents/features/flows cache; None: the trainers' (SMRABOOTH_CACHE or ~/.cache)
+    cache_dir: str | None = setting(None, cli=False)
+    recipe: str = setting("paper", "the trainers' recipe (docs/method.md, Recipes); the lab's settings (steps, rank, "
+                          "lr, sizes) on top; the videos are sampled with the lab's own sampler either way",
+                          choices=tuple(RECIPES))  # the lab's results so far are the paper's
     # on top of the recipe (None / its values: the recipe's own); docs/bench-sprites.md, "Diagnosis", says why
-    subject_layer_types: tuple[str, ...] | None = None  # where the subject LoRA is trained
-    mora_max_sigma: float = 1.0  # MoRA only at draws with sigma at most this
-    mora_reference: str = "frames"  # or "decoded": MoRA's target is what the bundle's VAE makes of the clip
+    subject_layer_types: tuple[str, ...] | None = setting(
+        None, 'layer types the subject LoRA is trained on, e.g. q,k,ffn.0 ("" or none: the recipe\'s)',
+        flag="subject_layers")
+    mora_max_sigma: float = setting(1.0, "MoRA only at training draws with sigma at most this (1: every draw)")
+    mora_reference: str = setting("frames", "MoRA's target: the clip's frames' flows, or those of its latent decoded "
+                                  "as the estimate is", choices=("frames", "decoded"))
     # filled from the bundle
-    size: int = 128
-    frames: int = 17
-    fps: float = 15.0
+    size: int = setting(128, cli=False)
+    frames: int = setting(17, cli=False)
+    fps: float = setting(15.0, cli=False)
 
     def validate(self) -> ExperimentSettings:
         from smrabooth.align.mora import MORA_REFERENCES
         from smrabooth.lora.targets import parse_layer_types
+        from smrabooth.validation import check_choice, check_number
 
         get_recipe(self.recipe)
+        if self.subject_layer_types in ("", "none", ()):
+            self.subject_layer_types = None  # the recipe's
         if self.subject_layer_types is not None:
             self.subject_layer_types = parse_layer_types(self.subject_layer_types)
-        if not 0 < self.mora_max_sigma <= 1:
-            raise SmraboothError(f"--mora-max-sigma must be in (0, 1], got {self.mora_max_sigma}")
-        if self.mora_reference not in MORA_REFERENCES:
-            raise SmraboothError(f"--mora-reference {self.mora_reference!r}: choose {', '.join(MORA_REFERENCES)}")
-        for k in ("subject_steps", "motion_steps", "gen_steps", "subject_rank", "motion_rank", "subject_images",
-                  "motion_clips"):
-            if getattr(self, k) < 1:
-                raise SmraboothError(f"{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
+        check_number("--mora-max-sigma", self.mora_max_sigma, 0, 1, low_open=True)
+        check_choice("--mora-reference", self.mora_reference, MORA_REFERENCES)
+        check_choice("--device", self.device, ("cpu", "cuda"))
+        for k in ("subject_steps", "motion_steps"):
+            check_number("--" + k.replace("_", "-"), getattr(self, k), 1, 10**7, integer=True)
+        check_number("--gen-steps", self.gen_steps, 1, 1000, integer=True)
+        check_number("--guidance", self.guidance, 0, 100)
+        check_number("--lr", self.lr, 0, 1, low_open=True)
+        for k in ("subject_rank", "motion_rank", "subject_images", "motion_clips"):
+            check_number(k, getattr(self, k), 1, 4096, integer=True)
+        check_number("data_seed", self.data_seed, 0, 2**63 - 1, integer=True)
         return self
 
 

@@ -6,13 +6,44 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from smrabooth.cli.common import add_config_arguments, config_from_args
+from smrabooth.config import setting
 from smrabooth.data.segment import DEFAULT_DETECTOR, DEFAULT_SAM
 from smrabooth.errors import SmraboothError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class UiSettings:
+    """The settings of `smrabooth ui` (a flag for each, made from these fields): the server, the model the pages
+    start from, and the optional tools of the mask and Evaluate pages."""
+
+    model: str | None = setting(None, "Wan2.1 model (hub id or folder) or an SMRA-Sprites bundle folder (none: the "
+                                "bundled SMRA-Sprites model)")
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: every network interface)")
+    port: int = setting(7860, "TCP port to listen on")
+    workdir: str = setting("smrabooth-work", "where uploads, runs, videos and reports are kept")
+    auth: str | None = setting(None, "user:pass required to open the app (Gradio's login)")
+    device: str | None = setting(None, "none: cuda if available", choices=("cpu", "cuda"))
+    detector: str = setting(DEFAULT_DETECTOR, "the mask tool's GroundingDINO (hub id or folder)")
+    sam: str = setting(DEFAULT_SAM, "the mask tool's SAM (hub id or folder)")
+    cotracker_checkpoint: str | None = setting(None, "CoTracker3's scaled_offline.pth: the Evaluate page's Motion "
+                                               "Fidelity with the paper's tracker")
+    cotracker_repo: str | None = setting(None, "a clone of facebookresearch/co-tracker (if not installed)")
+    aesthetic_head: str | None = setting(None, "LAION's sa_0_4_vit_l_14_linear.pth: Aesthetic Quality")
+
+    def validate(self) -> UiSettings:
+        from smrabooth.validation import check_choice
+
+        parse_auth(self.auth)
+        check_port(self.port)
+        if self.device is not None:
+            check_choice("--device", self.device, ("cpu", "cuda"))
+        return self
 
 
 def register(subparsers) -> None:
@@ -21,20 +52,7 @@ def register(subparsers) -> None:
         description="Serve the smrabooth web app (Gradio). With no --model it runs on the bundled SMRA-Sprites "
         "model, with an example subject and motion from the sprite world.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None,
-                   help="Wan2.1 model (hub id or folder) or an SMRA-Sprites bundle folder (default: the bundled "
-                        "SMRA-Sprites model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network interface)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--workdir", default="smrabooth-work", help="where uploads, runs, videos and reports are kept")
-    p.add_argument("--auth", default=None, help="user:pass required to open the app (Gradio's login)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="the mask tool's GroundingDINO (hub id or folder)")
-    p.add_argument("--sam", default=DEFAULT_SAM, help="the mask tool's SAM (hub id or folder)")
-    p.add_argument("--cotracker-checkpoint", default=None,
-                   help="CoTracker3's scaled_offline.pth: the Evaluate page's Motion Fidelity with the paper's tracker")
-    p.add_argument("--cotracker-repo", default=None, help="a clone of facebookresearch/co-tracker (if not installed)")
-    p.add_argument("--aesthetic-head", default=None, help="LAION's sa_0_4_vit_l_14_linear.pth: Aesthetic Quality")
+    add_config_arguments(p, UiSettings)
     p.set_defaults(func=run)
 
 
@@ -55,43 +73,47 @@ def host_warning(host: str) -> str | None:
 
 
 def check_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise SmraboothError(f"--port {port} is not a TCP port (1..65535)")
-    return port
+    from smrabooth.validation import check_number
+
+    return check_number("--port", port, 1, 65535, integer=True)
+
+
+def settings_from_args(args) -> UiSettings:
+    return config_from_args(UiSettings, args)
 
 
 def run(args) -> int:
-    auth = parse_auth(args.auth)
-    check_port(args.port)
+    s = settings_from_args(args)
+    auth = parse_auth(s.auth)
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise SmraboothError('the web app needs Gradio: pip install "smrabooth[ui]"') from None
-    warning = host_warning(args.host)
+    warning = host_warning(s.host)
     if warning:
         print(warning if auth is None else warning.split("; pass --auth")[0], file=sys.stderr, flush=True)
-    if args.device == "cuda":
+    if s.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise SmraboothError("--device cuda: no CUDA device is available here; use --device cpu")
     for flag in ("cotracker_checkpoint", "cotracker_repo", "aesthetic_head"):
-        path = getattr(args, flag)
+        path = getattr(s, flag)
         if path and not Path(path).exists():
             raise SmraboothError(f"--{flag.replace('_', '-')} {path} does not exist")
     from .app import build_app, page_css, page_i18n
     from .handlers import UiApp
     from .profile import resolve_profile
 
-    profile = replace(resolve_profile(args.model, args.device), detector=args.detector, sam=args.sam,
-                      cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
-                      aesthetic_head=args.aesthetic_head)
+    profile = replace(resolve_profile(s.model, s.device), detector=s.detector, sam=s.sam,
+                      cotracker_checkpoint=s.cotracker_checkpoint, cotracker_repo=s.cotracker_repo,
+                      aesthetic_head=s.aesthetic_head)
     stop_on_signals()
-    app = UiApp(args.workdir, profile)
+    app = UiApp(s.workdir, profile)
     try:
         demo = build_app(app)
         print(f"smrabooth ui: {profile.label} on {profile.device}; work folder {app.wd.root}", flush=True)
-        demo.launch(server_name=args.host, server_port=args.port, auth=auth, css=page_css(), show_error=True,
+        demo.launch(server_name=s.host, server_port=s.port, auth=auth, css=page_css(), show_error=True,
                     allowed_paths=[str(app.wd.root)], footer_links=[], i18n=page_i18n())
     except KeyboardInterrupt:
         pass

@@ -17,7 +17,8 @@ A `Backbone` is a stateless description of one family of diffusers pipelines. Ev
   captions     `encode_captions` (cached text embeddings)
   SuRA         `sura_module(denoiser, where)`: the module whose output SuRA aligns, and its width
   LoRA         `layer_types` (short name -> module suffixes), `read_lora`, `describe_lora`, `lora_file_is_mine`
-  sampler      `generate_config_class`, `generate(pipe, config, subject, motion, ...)`, `sample_video`
+  sampler      `generate_config_class`, `generate_defaults`, `check_generate`, `generate(pipe, config, subject,
+               motion, ...)`, `sample_video`
   training     `train_config_class(kind)`, `trainer(kind)`, `final_names(kind, cfg)`
 
 A new backbone is one module in this package with a `Backbone` subclass, registered in `BACKBONES`
@@ -128,8 +129,17 @@ class Backbone:
 
     # ------------------------------------------------------------ generation
     generate_config_class: type = object
-    takes_presets: bool = False  # whether generate_config takes a recipe's sampler preset (recipes.py)
+    takes_presets: bool = False  # whether generate_defaults takes a recipe's sampler preset (recipes.py)
     generate_only: tuple[str, ...] = ()  # GenerateConfig fields of other backbones this one refuses
+
+    def generate_defaults(self, preset: str | None = None):
+        """The `generate_config_class` instance a generation starts from (with a recipe's sampler `preset` where
+        `takes_presets`); a --config file and the flags go on top (cli/common.py config_from_args)."""
+        raise NotImplementedError
+
+    def check_generate(self, config):
+        """What this model adds to the settings' own validate() (e.g. sizes its VAE divides); returns `config`."""
+        return config
 
     def generate(self, pipe, config, subject=None, motion=None, progress=True, on_step=None, lora_paths=None):
         raise NotImplementedError

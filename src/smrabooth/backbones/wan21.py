@@ -208,15 +208,14 @@ class Wan21(Backbone):
     generate_only = ()
     takes_presets = True
 
-    def generate_config(self, settings: dict, preset: str | None = None, sources: str = "flags"):
-        """GenerateConfig from stock defaults <- a recipe's preset <- `settings` (a file's, then flags)."""
+    def generate_defaults(self, preset: str | None = None):
+        """The GenerateConfig a generation starts from: stock defaults <- a recipe's preset (a --config file and
+        the flags go on top: cli/common.py config_from_args, then `check_generate`)."""
         from ..config import apply_dict
         from ..sampling import PRESETS, GenerateConfig
 
         config = GenerateConfig()
-        if preset:
-            config = apply_dict(config, PRESETS[preset], f"preset {preset}")
-        return self.check_generate(apply_dict(config, settings, sources).validate())
+        return apply_dict(config, PRESETS[preset], f"preset {preset}") if preset else config
 
     def check_generate(self, config):
         """What this model adds to GenerateConfig.validate(): frame sizes its VAE and patches divide, and the

@@ -248,12 +248,10 @@ class ZeroScope(Backbone):
     # ------------------------------------------------------------ generation
     generate_config_class = UnetGenerateConfig
 
-    def generate_config(self, settings: dict, preset: str | None = None, sources: str = "flags"):
-        from ..config import apply_dict
-
+    def generate_defaults(self, preset: str | None = None):
         if preset:
             raise SmraboothError(f"--preset {preset} is a Wan recipe's sampler; a ZeroScope model takes no preset")
-        return apply_dict(UnetGenerateConfig(), settings, sources).validate()
+        return UnetGenerateConfig()
 
     def generate(self, pipe, config, subject=None, motion=None, progress=True, on_step=None, lora_paths=None):
         return generate_unet(pipe, config, subject, motion, progress, on_step, lora_paths)

@@ -112,34 +112,72 @@ def _show(value) -> str:
         return ",".join(map(str, value))
     if isinstance(value, bool):
         return "on" if value else "off"
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 80 else f"{text[:30]}..."  # a preset's negative prompt of 300 characters
+
+
+def field_default(f: dataclasses.Field, defaults=None):
+    """The default of field `f`: `defaults`'s value (an instance holding a command's own defaults), else the
+    dataclass's (MISSING when it has none)."""
+    if defaults is not None:
+        return getattr(defaults, f.name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def default_text(f: dataclasses.Field, stage: str | None = None, defaults=None, presets: dict | None = None) -> str:
+    """The default --help shows for field `f`: the recipes' values of `stage` where they differ, else the default,
+    followed by the values `presets` ({name: {field: value}}) give it. '' for a setting a run must be given."""
+    from ..recipes import RECIPES
+
+    recipe_values = {name: getattr(getattr(r, stage), f.name) for name, r in RECIPES.items()
+                     if stage and hasattr(getattr(r, stage), f.name)}
+    if len(set(map(_show, recipe_values.values()))) > 1:
+        return "the recipe's: " + ", ".join(f"{n} {_show(v)}" for n, v in recipe_values.items())
+    value = field_default(f, defaults)
+    text = "" if value is dataclasses.MISSING else _show(value)
+    preset_values = {name: p[f.name] for name, p in (presets or {}).items() if f.name in p}
+    if any(_show(v) != text for v in preset_values.values()):  # where a preset changes the default
+        shown = set(map(_show, preset_values.values()))
+        text += ("; " if text else "") + ("presets: " + shown.pop() if len(shown) == 1 else
+                                          "preset " + ", ".join(f"{n} {_show(v)}" for n, v in preset_values.items()))
+    return text
+
+
+def _group(parser, title: str | None):
+    """The argument group `title` of `parser` (made on first use); the parser itself for None."""
+    if title is None:
+        return parser
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
 
 
 def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dict | None = None,
-                         skip=()) -> None:
+                         skip=(), defaults=None, presets: dict | None = None) -> None:
     """One flag per field of the settings dataclass `cls` (fields made with `setting(..., cli=False)` and dicts
     excepted): booleans as --flag/--no-flag, tuples as comma lists, `X | None` taking `none`. Help comes from
     the field (config.setting) or `shared_help`; the default shown is the recipes' value of the `stage`
-    ('subject', 'motion') where the field is a recipe's. `skip`: field names that have a flag already. Flags left
-    out are absent from the parsed namespace (argparse.SUPPRESS), so `config_from_args` tells them from a file's values."""
-    from ..recipes import RECIPES
-
+    ('subject', 'motion') where the field is a recipe's, else `defaults`'s (an instance of `cls` holding the
+    command's defaults, e.g. the sprites demo's) or the dataclass's, with the values of `presets` (generate
+    --preset) beside it. `skip`: field names that have a flag already. Flags left out are absent from the parsed
+    namespace (argparse.SUPPRESS), so `config_from_args` tells them from a file's values. The parser keeps its
+    sources in `parser.settings_sources` (tests walk every command's flags against them)."""
     hints = typing.get_type_hints(cls)
+    parser.settings_sources = [*getattr(parser, "settings_sources", []), (cls, defaults, stage, presets)]
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if not f.metadata.get("cli", True) or hint is dict or f.name in skip:
             continue
         help = f.metadata.get("help") or (shared_help or {}).get(f.name, "")
-        recipe_values = {name: getattr(getattr(r, stage), f.name) for name, r in RECIPES.items()
-                         if stage and hasattr(getattr(r, stage), f.name)}
-        if len(set(map(_show, recipe_values.values()))) > 1:
-            default = "the recipe's: " + ", ".join(f"{n} {_show(v)}" for n, v in recipe_values.items())
-        else:
-            default = _show(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        default = default_text(f, stage, defaults, presets)
         shown = f" (default: {default})" if default else ""  # '' for the settings a run must be given
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help}{shown}".lstrip()}
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+        target = _group(parser, f.metadata.get("group"))
         if hint is bool:
-            parser.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
+            target.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
             continue
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         optional = type(None) in typing.get_args(hint)
@@ -148,31 +186,64 @@ def add_config_arguments(parser, cls, stage: str | None = None, shared_help: dic
             kwargs["type"] = _parse_optional(base) if optional else base
         if typing.get_origin(base) is tuple:
             kwargs["metavar"] = "A,B,..."
+        if f.metadata.get("metavar"):
+            kwargs["metavar"] = f.metadata["metavar"]
         if f.metadata.get("choices"):
             kwargs["choices"] = list(f.metadata["choices"])
-        parser.add_argument(_flag(f), **kwargs)
+        target.add_argument(_flag(f), **kwargs)
 
 
-def config_from_args(cls, args, required: tuple[str, ...] = ()):
-    """The settings of `cls` from, in order of precedence: the flags given, --config YAML, the recipe (the
-    flag's, else the file's, else the default) and `cls`'s own defaults; validated. `cls.from_recipe`
-    builds the recipe's defaults. `required`: fields that must be set by a flag or the file."""
-    from ..config import apply_dict, read_yaml
+def field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def settings_given(cls, args) -> tuple[dict, dict, str | None]:
+    """The settings of `cls` a command was given: (those of its --config file, those of its flags, the file's
+    path). A flag left out is absent (add_config_arguments's SUPPRESS); a command's own flag named as a field
+    without a flag (`setting(cli=False)`, e.g. the sprites demo's --out) is not that setting; --model
+    (add_model_args: None when not given) counts only when given."""
+    from ..config import read_yaml
+
+    names = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
+    flags = {k: v for k, v in vars(args).items() if k in names and k != "model"}
+    if "model" in field_names(cls) and getattr(args, "model", None):
+        flags["model"] = args.model
+    path = getattr(args, "config", None)
+    return (read_yaml(path) if path else {}), flags, path
+
+
+def config_from_args(cls, args, required: tuple[str, ...] = (), base=None):
+    """The settings of `cls` from, in order of precedence: the flags given, --config YAML, then `base` (the
+    command's defaults: e.g. generate's preset, the sprites demo's settings); without `base`, the recipe (the
+    flag's, else the file's, else the default) where `cls.from_recipe` builds one, else `cls`'s own defaults.
+    Validated. `required`: fields that must be set by a flag or the file."""
+    from ..config import apply_dict
     from ..errors import SmraboothError
     from ..recipes import DEFAULT_RECIPE
 
-    names = {f.name for f in dataclasses.fields(cls)}
-    flags = {k: v for k, v in vars(args).items() if k in names and k != "model"}  # --model: None when not given
-    if "model" in names and getattr(args, "model", None):
-        flags["model"] = args.model
-    path = getattr(args, "config", None)
-    from_file = read_yaml(path) if path else {}
-    recipe = flags.get("recipe") or from_file.get("recipe") or DEFAULT_RECIPE
-    if not isinstance(recipe, str):
-        raise SmraboothError(f"{path}: recipe: {recipe!r} is not a recipe name")
-    config = apply_dict(cls.from_recipe(recipe), from_file, str(path))
+    from_file, flags, path = settings_given(cls, args)
+    if base is None and hasattr(cls, "from_recipe"):
+        recipe = flags.get("recipe") or from_file.get("recipe") or DEFAULT_RECIPE
+        if not isinstance(recipe, str):
+            raise SmraboothError(f"{path}: recipe: {recipe!r} is not a recipe name")
+        base = cls.from_recipe(recipe)
+    config = apply_dict(cls() if base is None else base, from_file, str(path))
     config = apply_dict(config, flags, "flags")
     for name in required:
         if not getattr(config, name):
             raise SmraboothError(f"--{name.replace('_', '-')} is required (as a flag or in --config)")
     return config.validate()
+
+
+def refuse_other_backbones(given, backbone, config_class_of, hint: str = "") -> None:
+    """A setting (`given`: field names from flags or a file) that only another backbone's settings class has
+    (`config_class_of(backbone)`: the trainer's or the sampler's) is one line naming the backbones it applies to."""
+    from ..backbones import BACKBONES
+    from ..errors import SmraboothError
+
+    own = field_names(config_class_of(backbone))
+    for name in sorted(set(given) - own):
+        owners = sorted({b.family_title for b in BACKBONES.values() if name in field_names(config_class_of(b))})
+        if owners:
+            raise SmraboothError(f"--{name.replace('_', '-')} applies to {' and '.join(owners)} models only; the "
+                                 f"model is a {backbone.title}{hint}")

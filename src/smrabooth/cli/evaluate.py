@@ -8,9 +8,8 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
 
 
 def register(subparsers) -> None:
-    from ..metrics.motion_fidelity import LENGTH_RULES as MF_LENGTHS
-    from ..metrics.motion_fidelity import VARIANTS as MF_VARIANTS
-    from ..metrics.runner import METRICS, TRACKERS
+    from ..metrics.runner import METRICS, EvalSettings
+    from .common import add_config_arguments
 
     p = subparsers.add_parser("evaluate", help="score videos with the paper's nine metrics; write table + reports",
                               description="Score generated videos (CLIP-T, CLIP-I, DINO-I, Motion Fidelity, Subject "
@@ -27,47 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--prompts", help="prompts for --videos: .txt (one line per video, in the order given; folders "
                    "by name), .json ({file name or stem: prompt}) or .csv (video,prompt)")
     p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available; fp16 on GPU)")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per model call")
     p.add_argument("--offline", action="store_true", help="never contact the hub (also: HF_HUB_OFFLINE=1)")
     p.add_argument("--report-videos", choices=["auto", "embed", "link", "none"], default="auto",
                    help="videos in report.html: embed (one portable file), link (paths relative to --out), none; "
                    "auto embeds them when together they take at most 64 MB, else links them")
-    m = p.add_argument_group("models (hub id or local folder)")
-    m.add_argument("--clip-model", default="openai/clip-vit-base-patch32", help="CLIP-T, CLIP-I, temporal consistency")
-    m.add_argument("--dino-model", default="facebook/dinov2-base",
-                   help="DINO-I: facebook/dinov2-{small,base,large,giant}, or facebook/dino-vits16 (DreamVideo)")
-    m.add_argument("--subject-model", default="facebook/dino-vitb16", help="subject consistency (VBench: DINO ViT-B/16)")
-    m.add_argument("--pickscore-model", default="yuvalkirstain/PickScore_v1")
-    m.add_argument("--pickscore-processor", default="laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
-    m.add_argument("--aesthetic-clip-model", default="openai/clip-vit-large-patch14")
-    m.add_argument("--aesthetic-head", help="LAION sa_0_4_vit_l_14_linear.pth (required for aesthetic)")
-    m.add_argument("--musiq-checkpoint", help="pyiqa MUSIQ-SPAQ checkpoint file (imaging; else pyiqa's default)")
-    o = p.add_argument_group("metric options")
-    o.add_argument("--temporal-pairs", choices=["adjacent", "all"], default="adjacent")
-    o.add_argument("--mf-variant", choices=list(MF_VARIANTS), default="released",
-                   help="released: the released script's score, which the paper's numbers follow (per generated "
-                   "track its best reference track, identity subtracted); two-sided: Eq. 5 as written, halved; "
-                   "reference-to-generated: the released formula with the roles swapped")
-    o.add_argument("--mf-grid", type=int, default=55, help="query grid size on frame 0 (CoTracker's grid_size)")
-    o.add_argument("--mf-support-grid", action="store_true",
-                   help="CoTracker: also track its 6x6 support grid (the reference adds it only with a mask)")
-    o.add_argument("--mf-box", help="x0,y0,x1,y1: only query points in this box (pixels of the generated video)")
-    o.add_argument("--mf-length", choices=list(MF_LENGTHS), default="first",
-                   help="a reference with more frames than the generated video: first (its first frames, as the "
-                   "paper compares 49 generated frames with the clips' first 49), resample (spread over the "
-                   "generated length) or error")
-    o.add_argument("--mf-drop-occluded", action="store_true",
-                   help="leave out each video's tracks occluded at any frame (the identity still pairs tracks by "
-                   "query point)")
-    o.add_argument("--tracker", choices=list(TRACKERS), default="auto",
-                   help="auto: CoTracker3 (the paper's) when --cotracker-checkpoint is given or torch.hub has it "
-                   "cached, else Motion Fidelity is skipped with the reason; searaft: the built-in SEA-RAFT flow "
-                   "chaining (not comparable with the paper's numbers)")
-    o.add_argument("--cotracker-checkpoint", help="local CoTracker3 checkpoint (e.g. scaled_offline.pth)")
-    o.add_argument("--cotracker-repo", help="local clone of facebookresearch/co-tracker (if not pip-installed)")
-    o.add_argument("--searaft-model", help="SEA-RAFT checkpoint (hub id or local path) for the built-in tracker")
-    o.add_argument("--searaft-iters", type=int, default=None)
+    add_config_arguments(p, EvalSettings)  # the metrics' settings (the report's header): one flag per field
     p.set_defaults(func=run)
 
 
@@ -199,62 +162,44 @@ def items_from_args(args) -> list:
 
 
 def settings_from_args(args):
-    from ..errors import SmraboothError
+    """The metrics' settings of an evaluate call (its flags over EvalSettings' defaults; --offline: local files
+    only), validated."""
     from ..metrics.runner import EvalSettings
+    from .common import config_from_args
 
-    box = None
-    if args.mf_box:
-        try:
-            box = tuple(float(x) for x in args.mf_box.split(","))
-            assert len(box) == 4
-        except (ValueError, AssertionError):
-            raise SmraboothError(f"--mf-box must be x0,y0,x1,y1 in pixels, got {args.mf_box!r}") from None
-    return EvalSettings(
-        device=args.device, batch_size=args.batch_size, local_files_only=True if args.offline else None,
-        clip_model=args.clip_model, dino_model=args.dino_model, subject_model=args.subject_model,
-        pickscore_model=args.pickscore_model, pickscore_processor=args.pickscore_processor,
-        aesthetic_clip_model=args.aesthetic_clip_model, aesthetic_head=args.aesthetic_head,
-        musiq_checkpoint=args.musiq_checkpoint, temporal_pairs=args.temporal_pairs, mf_variant=args.mf_variant,
-        mf_grid=args.mf_grid, mf_support_grid=args.mf_support_grid, mf_box=box, mf_length=args.mf_length,
-        mf_drop_occluded=args.mf_drop_occluded,
-        tracker=args.tracker, cotracker_checkpoint=args.cotracker_checkpoint, cotracker_repo=args.cotracker_repo,
-        searaft_model=args.searaft_model, searaft_iters=args.searaft_iters)
+    return config_from_args(EvalSettings, args, base=EvalSettings(local_files_only=True if args.offline else None))
 
 
-def check_args(args) -> None:
-    """Every setting of evaluate, before any video is read or model loaded."""
-    from ..validation import check_device, check_number, check_output_dir, check_readable
+def check_args(args, settings) -> None:
+    """What evaluate reads and writes, before any video is read or model loaded: --out, the device, the files the
+    settings name and the inputs."""
+    from ..validation import check_device, check_output_dir, check_readable
 
     check_output_dir("--out", args.out)
-    check_number("--batch-size", args.batch_size, 1, 4096, integer=True)
-    check_number("--mf-grid", args.mf_grid, 2, 1000, integer=True)
-    check_number("--searaft-iters", args.searaft_iters, 1, 100, integer=True, optional=True)
-    check_device("--device", args.device)
-    for flag in ("aesthetic_head", "musiq_checkpoint", "cotracker_checkpoint"):
-        if getattr(args, flag, None):
-            check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "file")
-    if getattr(args, "cotracker_repo", None):
-        check_readable("--cotracker-repo", args.cotracker_repo, "folder")
+    check_device("--device", settings.device)
+    for name in ("aesthetic_head", "musiq_checkpoint", "cotracker_checkpoint"):
+        if getattr(settings, name):
+            check_readable("--" + name.replace("_", "-"), getattr(settings, name), "file")
+    if settings.cotracker_repo:
+        check_readable("--cotracker-repo", settings.cotracker_repo, "folder")
     for flag in ("subject_images", "reference_video", "prompts", "manifest"):
         if getattr(args, flag, None):
             check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "path")
 
 
-MODEL_FLAGS = ("clip_model", "dino_model", "subject_model", "pickscore_model", "pickscore_processor",
-               "aesthetic_clip_model", "searaft_model")
-# the model flags each of the runner's models (metrics.runner.MODEL_OF) reads: only the chosen metrics' models
+# the settings each of the runner's models (metrics.runner.MODEL_OF) reads: only the chosen metrics' models
 # are looked up on the hub (a run with local models only makes no network request)
 FLAGS_OF_MODEL = {"clip": ("clip_model",), "dino": ("dino_model",), "subject": ("subject_model",),
                   "pickscore": ("pickscore_model", "pickscore_processor"), "aesthetic": ("aesthetic_clip_model",),
                   "tracker": ("searaft_model",)}
 
 
-def hub_models(args, metrics) -> list[str]:
-    """The model names (flags' values) the chosen metrics load."""
+def hub_models(settings, metrics) -> list[str]:
+    """The model names (settings' values) the chosen metrics load."""
     from ..metrics.runner import MODEL_OF
 
-    flags = dict.fromkeys(f for m in metrics for f in FLAGS_OF_MODEL.get(MODEL_OF.get(m), ()))
-    return [getattr(args, f, None) for f in flags]
+    names = dict.fromkeys(f for m in metrics for f in FLAGS_OF_MODEL.get(MODEL_OF.get(m), ()))
+    return [getattr(settings, f, None) for f in names]
 
 
 def run(args, tracker=None) -> int:
@@ -264,15 +209,15 @@ def run(args, tracker=None) -> int:
     from ..metrics.runner import LABELS, Evaluator, check_inputs
     from .common import use_hub
 
-    check_args(args)
+    settings = settings_from_args(args)
+    check_args(args, settings)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if "motion_fidelity" in metrics and args.tracker == "searaft" and not args.searaft_model:
+    if "motion_fidelity" in metrics and settings.tracker == "searaft" and not settings.searaft_model:
         from ..errors import SmraboothError
         raise SmraboothError("--tracker searaft needs --searaft-model (a SEA-RAFT checkpoint: hub id or folder)")
     items = items_from_args(args)
     check_inputs(items, metrics)
-    settings = settings_from_args(args)
-    use_hub(args, *hub_models(args, metrics))
+    use_hub(args, *hub_models(settings, metrics))
     ev = Evaluator(settings, metrics, tracker=tracker, warn=lambda msg: print(f"warning: {msg}", flush=True))
     rows = ev.run(items)
     if len(ev.skipped) == len(metrics):

@@ -7,30 +7,21 @@ import sys
 import time
 from pathlib import Path
 
-from ..recipes import DEFAULT_RECIPE, PAPER, RECIPES
-from .common import add_model_args, check_model_args, load_pipeline_from_args, use_hub
-
-_P = PAPER.sampler
-
-# flag -> GenerateConfig field; flags left unset fall back to the preset, then the defaults
-_FLAGS = {
-    "prompt": str, "negative_prompt": str, "frames": int, "height": int, "width": int, "steps": int,
-    "guidance": float, "seed": int, "scheduler": str, "shift": float, "t_point": int, "reference_t_point": int,
-    "subject_scale_early": float, "subject_scale": float, "motion_scale": float, "injection": str,
-    "subject_layers": str, "motion_layers": str, "fps": float, "lora_mode": str, "attention": str, "cache": str,
-    "compile": bool, "cfg_batch": bool, "offload": bool, "vae_tiling": bool, "guidance_2": float,
-    "subject_experts": str, "motion_experts": str,
-}
+from ..recipes import DEFAULT_RECIPE, RECIPES
+from .common import add_config_arguments, add_model_args, check_model_args, load_pipeline_from_args, use_hub
 
 
 def register(subparsers) -> None:
+    from ..sampling import PRESETS, GenerateConfig
+
     p = subparsers.add_parser(
         "generate",
         help="generate a video (optionally with subject/motion LoRAs)",
         description="Generate a video with a text-to-video model (Wan2.1, Wan2.2 A14B or TI2V-5B, ZeroScope) and "
-        "optional subject and motion LoRAs, combined by sparse LoRA injection (docs/method.md stage 3). Unset flags "
-        "come from --config, then --preset (Wan: by default the preset of the recipe the LoRAs were trained with, "
-        "else official; without LoRAs none), then the stock pipeline's defaults.",
+        "optional subject and motion LoRAs, combined by sparse LoRA injection (docs/method.md stage 3). Every setting "
+        "is a flag and a key of a --config YAML file (docs/generation.md); unset ones come from --config, then "
+        "--preset (Wan: by default the preset of the recipe the LoRAs were trained with, else official; without "
+        "LoRAs none), then the stock pipeline's defaults (ZeroScope: its own, docs/unet.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_args(p)
@@ -38,63 +29,13 @@ def register(subparsers) -> None:
                    help="subject LoRA (.safetensors; diffusers, ComfyUI or DiffSynth keys); on Wan2.2 A14B one file "
                    "per expert (a training run's subject_lora_high/_low.safetensors)")
     p.add_argument("--motion-lora", nargs="+", metavar="FILE", help="motion LoRA (.safetensors), as --subject-lora")
-    p.add_argument("--prompt", help="text prompt, e.g. 'a V* dog doing the S* dribble on a beach'")
-    p.add_argument("--negative-prompt", help="negative prompt (default: empty, as WanPipeline)")
-    p.add_argument("--frames", type=int, help=f"number of frames, 4k+1 (default 81; paper {_P.frames})")
-    p.add_argument("--height", type=int, help=f"height in pixels, multiple of 16 (default 480; paper {_P.height})")
-    p.add_argument("--width", type=int, help=f"width in pixels, multiple of 16 (default 832; paper {_P.width})")
-    p.add_argument("--steps", type=int, help=f"denoising steps (default 50; paper {_P.steps})")
-    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale (default 5; paper {_P.guidance:g})")
-    p.add_argument("--guidance-2", type=float,
-                   help="Wan2.2 A14B: the low-noise expert's guidance scale (default: --guidance, as WanPipeline)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--scheduler", choices=["euler", "unipc"],
-                   help="sampler (default: the model's own; euler = the paper's flow-matching Euler)")
-    p.add_argument("--shift", type=float, help=f"sigma shift (default: the scheduler's own; euler {_P.shift:g})")
-    p.add_argument("--t-point", type=int,
-                   help="first step with the full subject scale (default: the step of the noise level of "
-                   f"--reference-t-point; paper: step {_P.t_point} of {_P.steps} at shift {_P.shift:g})")
-    p.add_argument("--reference-t-point", type=int,
-                   help=f"T_point as a step of the preset's own {_P.steps}-step schedule, mapped to --steps by "
-                   f"noise level (default {_P.t_point})")
-    p.add_argument("--subject-scale-early", type=float,
-                   help=f"subject LoRA scale before --t-point (default {_P.subject_scale_early:g})")
-    p.add_argument("--subject-scale", type=float,
-                   help=f"subject LoRA scale from --t-point on (default {_P.subject_scale:g})")
-    p.add_argument("--motion-scale", type=float, help=f"motion LoRA scale (default {_P.motion_scale:g})")
-    p.add_argument("--injection", choices=["sparse", "dense"],
-                   help="sparse: paper's layer split and timing (default); dense: both LoRAs everywhere, constant")
-    p.add_argument("--subject-layers",
-                   help=f"layer types of the subject LoRA under sparse injection ({','.join(_P.subject_layers)})")
-    p.add_argument("--motion-layers",
-                   help=f"layer types of the motion LoRA under sparse injection ({','.join(_P.motion_layers)})")
-    from ..sampling import EXPERT_PLACEMENTS
-
-    for kind in ("subject", "motion"):
-        p.add_argument(f"--{kind}-experts", choices=list(EXPERT_PLACEMENTS),
-                       help=f"Wan2.2 A14B: the expert(s) the {kind} LoRA goes into; trained (default): the one each "
-                       "file was trained for, both for a file that records none (docs/method.md)")
-    p.add_argument("--fps", type=float, help=f"frame rate of the mp4 (default 16; paper {_P.fps:g})")
-    speed = p.add_argument_group("speed and memory (the same video, computed differently)")
-    speed.add_argument("--lora-mode", choices=["merged", "adapter"],
-                       help="merged: LoRAs added into the weights, re-merged at the switch step (no per-step "
-                       "cost); adapter: peft layers with per-step scales (default: merged on a GPU, adapter on CPU)")
-    speed.add_argument("--compile", action="store_true", default=None,
-                       help="torch.compile the repeated transformer blocks (GPU; compiles during the first step)")
-    speed.add_argument("--cfg-batch", action="store_true", default=None,
-                       help="both guidance passes in one batched forward (more memory)")
-    speed.add_argument("--attention", help="a diffusers attention backend installed here (e.g. _native_cudnn, "
-                       "flash); default: torch SDPA")
-    speed.add_argument("--cache", help="step cache through diffusers' hooks: first-block[:THRESHOLD] (default 0.05) "
-                       "or mag[:THRESHOLD] (MagCache, default 0.06; the first video of a model and schedule "
-                       "calibrates it); larger is faster and less faithful; see benchmarks/README.md")
-    speed.add_argument("--offload", action="store_true", default=None,
-                       help="keep the text encoder on the CPU except while it encodes (saves ~11 GB of GPU memory)")
-    speed.add_argument("--vae-tiling", action="store_true", default=None, help="decode the video in tiles")
+    # ZeroScope's settings are a subset of Wan's (their defaults its own): one flag each, from GenerateConfig
+    add_config_arguments(p, GenerateConfig, presets=PRESETS)
     p.add_argument("--preset", choices=list(RECIPES),
                    help="a recipe's inference settings (default: the recipe the LoRAs record, else "
                    f"{DEFAULT_RECIPE}; without LoRAs, none: stock WanPipeline's)")
-    p.add_argument("--config", help="YAML file of generation settings (flags override it)")
+    p.add_argument("--config", help="YAML file of generation settings, any of the flags above as keys (prompt: ..., "
+                   "steps: 30); flags override it, and it overrides --preset")
     p.add_argument("--out", required=True, help="output .mp4 path")
     p.add_argument("--save-frames", help="also write PNG frames into this folder")
     p.set_defaults(func=run)
@@ -133,26 +74,19 @@ def preset_for(args, backbone=None) -> tuple[str | None, str | None]:
 
 def config_from_args(args, backbone=None):
     """The generation settings of the model's backbone: its defaults <- preset (`preset_for`) <- YAML config <-
-    explicit flags; a setting of another backbone's sampler is refused in one line."""
-    import dataclasses
-
-    from ..backbones import BACKBONES
-    from ..config import read_yaml
-    from ..errors import SmraboothError
-    from .common import backbone_of
+    explicit flags (cli/common.py config_from_args); a setting of another backbone's sampler is refused in one
+    line."""
+    from ..sampling import GenerateConfig
+    from .common import backbone_of, refuse_other_backbones, settings_given
+    from .common import config_from_args as settings_from
 
     backbone = backbone or backbone_of(args)
-    settings = read_yaml(args.config) if args.config else {}
-    settings.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None})
-    own = {f.name for f in dataclasses.fields(backbone.generate_config_class)}
-    for key in settings:
-        others = sorted({b.family_title for b in BACKBONES.values()
-                         if key in {f.name for f in dataclasses.fields(b.generate_config_class)}})
-        if key not in own and others:
-            raise SmraboothError(f"--{key.replace('_', '-')} applies to {' and '.join(others)} models only; --model "
-                                 f"{args.model} is a {backbone.title} model")
+    from_file, flags, _ = settings_given(GenerateConfig, args)  # Wan's fields: every backbone's (and more)
+    refuse_other_backbones([*from_file, *flags], backbone, lambda b: b.generate_config_class,
+                           f" model (--model {args.model})")
     preset, _ = preset_for(args, backbone)
-    return backbone.generate_config(settings, preset, args.config or "flags")
+    return backbone.check_generate(settings_from(backbone.generate_config_class, args,
+                                                 base=backbone.generate_defaults(preset)))
 
 
 def check_before_loading(args, config):

@@ -10,7 +10,9 @@ from .common import (
     backbone_of,
     check_model_args,
     config_from_args,
+    field_names,
     load_pipeline_from_args,
+    refuse_other_backbones,
     use_hub,
 )
 
@@ -55,7 +57,7 @@ def register(subparsers) -> None:
         seen: set[str] = set()
         for i, cls in enumerate(config_classes(kind)):
             add_config_arguments(p, cls, kind if i == 0 else None, TRAIN_SETTING_HELP, skip=seen)
-            seen |= _field_names(cls)
+            seen |= field_names(cls)
         add_run_args(p)
         p.set_defaults(func=run_subject if kind == "subject" else run_motion, kind=kind)
 
@@ -63,25 +65,12 @@ def register(subparsers) -> None:
 REQUIRED = ("model", "data", "out")
 
 
-def _field_names(cls) -> set[str]:
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(cls)}
-
-
 def _config(backbone, kind: str, args):
     """The run's settings for the model's backbone; a setting only another backbone's trainer has, given as a
     flag, is refused in one line."""
-    from ..backbones import BACKBONES
-    from ..errors import SmraboothError
-
-    cls = backbone.train_config_class(kind)
-    for name in sorted(set(vars(args)) - _field_names(cls)):
-        owners = sorted({b.family_title for b in BACKBONES.values() if name in _field_names(b.train_config_class(kind))})
-        if owners:
-            raise SmraboothError(f"--{name.replace('_', '-')} applies to {' and '.join(owners)} models only; the "
-                                 f"model is a {backbone.title} (docs/unet.md lists the U-Net's settings)")
-    return config_from_args(cls, args, REQUIRED)
+    refuse_other_backbones(vars(args), backbone, lambda b: b.train_config_class(kind),
+                           " model (docs/unet.md lists the U-Net's settings)")
+    return config_from_args(backbone.train_config_class(kind), args, REQUIRED)
 
 
 def resolve_train_config(kind: str, args):

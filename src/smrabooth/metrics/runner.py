@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..config import setting
 from ..errors import SmraboothError
 from ..video import read_video
 from .common import ModelLoadError, list_images, read_image
+from .motion_fidelity import LENGTH_RULES as MF_LENGTHS
+from .motion_fidelity import VARIANTS as MF_VARIANTS
 
 METRICS = ["clip_t", "clip_i", "dino_i", "motion_fidelity", "subject_consistency", "temporal_consistency",
            "pickscore", "aesthetic", "imaging"]
@@ -43,36 +46,90 @@ class EvalItem:
     reference_video: Path | None = None
 
 
+MODELS = "models (hub id or local folder)"  # sections of evaluate --help
+OPTIONS = "metric options"
+TEMPORAL_PAIRS = ("adjacent", "all")
+
+
 @dataclass
 class EvalSettings:
-    """Every choice the paper leaves open; all of it is printed in the report header."""
+    """Every choice the paper leaves open; all of it is printed in the report header. `smrabooth evaluate` has a
+    flag for each (made from these fields)."""
 
-    device: str | None = None
-    batch_size: int = 32
-    local_files_only: bool | None = None
-    clip_model: str = "openai/clip-vit-base-patch32"
-    dino_model: str = "facebook/dinov2-base"
-    subject_model: str = "facebook/dino-vitb16"
-    pickscore_model: str = "yuvalkirstain/PickScore_v1"
-    pickscore_processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-    aesthetic_clip_model: str = "openai/clip-vit-large-patch14"
-    aesthetic_head: str | None = None
-    musiq_checkpoint: str | None = None
-    temporal_pairs: str = "adjacent"
-    mf_variant: str = "released"
-    mf_grid: int = 55
-    mf_support_grid: bool = False
-    mf_box: tuple[float, float, float, float] | None = None
-    mf_length: str = "first"  # first | resample | error (motion_fidelity.LENGTH_RULES)
-    mf_drop_occluded: bool = False
-    tracker: str = "auto"  # auto (CoTracker3 when given or cached, else skipped) | cotracker | searaft
-    cotracker_checkpoint: str | None = None
-    cotracker_repo: str | None = None
-    searaft_model: str | None = None
-    searaft_iters: int | None = None
+    device: str | None = setting(None, "cuda or cpu (none: cuda if available; fp16 on a GPU)")
+    batch_size: int = setting(32, "frames per model call")
+    local_files_only: bool | None = setting(None, cli=False)  # evaluate --offline: True
+    clip_model: str = setting("openai/clip-vit-base-patch32", "CLIP-T, CLIP-I, temporal consistency", group=MODELS)
+    dino_model: str = setting("facebook/dinov2-base", "DINO-I: facebook/dinov2-{small,base,large,giant}, or "
+                              "facebook/dino-vits16 (DreamVideo)", group=MODELS)
+    subject_model: str = setting("facebook/dino-vitb16", "subject consistency (VBench: DINO ViT-B/16)", group=MODELS)
+    pickscore_model: str = setting("yuvalkirstain/PickScore_v1", "PickScore", group=MODELS)
+    pickscore_processor: str = setting("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "PickScore's processor", group=MODELS)
+    aesthetic_clip_model: str = setting("openai/clip-vit-large-patch14", "aesthetic quality's CLIP", group=MODELS)
+    aesthetic_head: str | None = setting(None, "LAION sa_0_4_vit_l_14_linear.pth (required for aesthetic)",
+                                         group=MODELS)
+    musiq_checkpoint: str | None = setting(None, "pyiqa MUSIQ-SPAQ checkpoint file (imaging; none: pyiqa's default)",
+                                           group=MODELS)
+    temporal_pairs: str = setting("adjacent", "frame pairs of temporal consistency", choices=TEMPORAL_PAIRS,
+                                  group=OPTIONS)
+    mf_variant: str = setting("released", "released: the released script's score, which the paper's numbers follow "
+                              "(per generated track its best reference track, identity subtracted); two-sided: Eq. 5 "
+                              "as written, halved; reference-to-generated: the released formula with the roles "
+                              "swapped", choices=MF_VARIANTS, group=OPTIONS)
+    mf_grid: int = setting(55, "query grid size on frame 0 (CoTracker's grid_size)", group=OPTIONS)
+    mf_support_grid: bool = setting(False, "CoTracker: also track its 6x6 support grid (the reference adds it only "
+                                    "with a mask)", group=OPTIONS)
+    mf_box: tuple[float, float, float, float] | None = setting(
+        None, "only query points in this box (pixels of the generated video)", metavar="x0,y0,x1,y1", group=OPTIONS)
+    mf_length: str = setting("first", "a reference with more frames than the generated video: first (its first "
+                             "frames, as the paper compares 49 generated frames with the clips' first 49), resample "
+                             "(spread over the generated length) or error", choices=MF_LENGTHS, group=OPTIONS)
+    mf_drop_occluded: bool = setting(False, "leave out each video's tracks occluded at any frame (the identity still "
+                                     "pairs tracks by query point)", group=OPTIONS)
+    tracker: str = setting("auto", "auto: CoTracker3 (the paper's) when --cotracker-checkpoint is given or torch.hub "
+                           "has it cached, else Motion Fidelity is skipped with the reason; searaft: the built-in "
+                           "SEA-RAFT flow chaining (not comparable with the paper's numbers)", choices=TRACKERS,
+                           group=OPTIONS)
+    cotracker_checkpoint: str | None = setting(None, "local CoTracker3 checkpoint (e.g. scaled_offline.pth)",
+                                               group=OPTIONS)
+    cotracker_repo: str | None = setting(None, "local clone of facebookresearch/co-tracker (if not pip-installed)",
+                                         group=OPTIONS)
+    searaft_model: str | None = setting(None, "SEA-RAFT checkpoint (hub id or local path) for the built-in tracker",
+                                        group=OPTIONS)
+    searaft_iters: int | None = setting(None, "SEA-RAFT refinement iterations (none: the checkpoint's own)",
+                                        group=OPTIONS)
+
+    def validate(self) -> EvalSettings:
+        """The values themselves (numbers, choices, the box); the files they name are checked by the command."""
+        from ..validation import check_choice, check_number
+
+        check_number("--batch-size", self.batch_size, 1, 4096, integer=True)
+        check_number("--mf-grid", self.mf_grid, 2, 1000, integer=True)
+        check_number("--searaft-iters", self.searaft_iters, 1, 100, integer=True, optional=True)
+        check_choice("--temporal-pairs", self.temporal_pairs, TEMPORAL_PAIRS)
+        check_choice("--mf-variant", self.mf_variant, MF_VARIANTS)
+        check_choice("--mf-length", self.mf_length, MF_LENGTHS)
+        check_choice("--tracker", self.tracker, TRACKERS)
+        if self.mf_box is not None:
+            self.mf_box = parse_box(self.mf_box)
+        return self
 
     def header(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def parse_box(box) -> tuple[float, float, float, float]:
+    """--mf-box: 'x0,y0,x1,y1' (or four numbers) in pixels, finite, x0 < x1 and y0 < y1."""
+    import math
+
+    try:
+        values = tuple(float(x) for x in (box.split(",") if isinstance(box, str) else box))
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or not (values[0] < values[2] and
+                                                                             values[1] < values[3]):
+        raise SmraboothError(f"--mf-box must be x0,y0,x1,y1 in pixels (finite, x0 < x1, y0 < y1), got {box!r}")
+    return values
 
 
 def check_inputs(items: list[EvalItem], metrics: list[str]) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import setting
+from ..recipes import DEFAULT_RECIPE
+
 STAGES = ("train", "generate", "evaluate")
 STAGE_OF = {"subject": "train", "motion": "train", "generate": "generate", "evaluate": "evaluate"}
 
@@ -94,23 +97,56 @@ TABLES = {"table1": "Table 1: methods", "ablation": "Ablation"}
 
 
 # ---------------------------------------------------------------- settings
+def _stage_args(command: str):
+    return setting("", f"flags for every `smrabooth {command}` job, as one quoted string", metavar="ARGS")
+
+
 @dataclass
 class ReproduceConfig:
-    data: str
-    model: str
-    out: str
-    methods: tuple[str, ...] = ("wan", "wan_loras", "smrabooth", "no_sura", "no_mora")
-    seeds: tuple[int, ...] = (0,)
-    recipe: str | None = None  # forwarded as --recipe to the trainers and generate when they have it
-    prompts: str | None = None  # JSON list of {subject, motion, prompt} (`smrabooth prompts`); None: as it builds
-    per_pair: int = 1
-    backgrounds: str | None = None
-    exclude: str | None = None
-    subject_args: str = ""
-    motion_args: str = ""
-    generate_args: str = ""
-    evaluate_args: str = ""
-    offline: bool = False
+    """The settings of an experiment (`smrabooth reproduce` has a flag for each, made from these fields)."""
+
+    data: str = setting("", "dataset root: subject_customized/<name>/ and motion_customized/video/<motion>/ (or "
+                        "folders of subject and motion folders)", required=True)
+    model: str = setting("", "text-to-video model (Wan2.1, Wan2.2): hub id or local folder", required=True)
+    out: str = setting("", "experiment folder (plan.json, loras/, videos/, scores/, tables/)", required=True)
+    methods: tuple[str, ...] = setting(("wan", "wan_loras", "smrabooth", "no_sura", "no_mora"),
+                                       f"comma-separated rows, from {','.join(METHODS)}")
+    seeds: tuple[int, ...] = setting((0,), "comma-separated generation seeds")
+    # forwarded as --recipe to the trainers and generate when they have it
+    recipe: str | None = setting(None, "training and sampling recipe, forwarded to the trainers and generate (none: "
+                                 f"theirs, {DEFAULT_RECIPE})")
+    prompts: str | None = setting(None, "test prompts: JSON from `smrabooth prompts` (none: built from the data)")
+    per_pair: int = setting(1, "prompts per subject-motion pair when building them")
+    backgrounds: str | None = setting(None, "scenes for built prompts, one per line")
+    exclude: str | None = setting(None, "subject,motion pairs to leave out, one per line")
+    subject_args: str = _stage_args("train-subject")
+    motion_args: str = _stage_args("train-motion")
+    generate_args: str = _stage_args("generate")
+    evaluate_args: str = _stage_args("evaluate")
+    offline: bool = setting(False, "never contact the hub (passed to every job)")
+
+    def validate(self) -> ReproduceConfig:
+        """Seeds and methods as the command line writes them (0,1,2) become tuples; numbers are checked. The
+        methods' names, the recipe and the stages' flags are checked by `plan`, which resolves every job."""
+        from ..errors import SmraboothError
+        from ..validation import check_number
+
+        for name in ("data", "model", "out"):
+            if not getattr(self, name):
+                raise SmraboothError(f"--{name} is required")
+        if isinstance(self.methods, str):
+            self.methods = tuple(m.strip() for m in self.methods.split(",") if m.strip())
+        if isinstance(self.seeds, str):
+            try:
+                self.seeds = tuple(int(s) for s in self.seeds.split(",") if s.strip())
+            except ValueError:
+                raise SmraboothError(f"--seeds {self.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        if not self.seeds:
+            raise SmraboothError("--seeds is empty")
+        for seed in self.seeds:
+            check_number("--seeds", seed, 0, 2**63 - 1, integer=True)
+        check_number("--per-pair", self.per_pair, 1, 1000, integer=True)
+        return self
 
 
 @dataclass

@@ -104,6 +104,7 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
     from ..config import to_dict
     from ..data.folders import read_motion_folder, read_subject_folder
 
+    cfg = cfg.validate()
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown or not cfg.methods:
         raise SmraboothError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from "
