@@ -117,6 +117,9 @@ class GenerateConfig:
     offload: bool = setting(False, "the text encoder (and Wan2.2 A14B's idle expert) wait on the CPU except while "
                             "they work (saves ~11 GB of GPU memory)", group=SPEED)
     vae_tiling: bool = setting(False, "decode the video in tiles (less memory)", group=SPEED)
+    fast: bool = setting(False, "the speed settings that keep the video within 30 dB of the exact one (measured: "
+                         "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag:0.25 (first-block:0.05 "
+                         "on Wan2.2 A14B) unless you give --cache or --lora-mode", group=SPEED)
 
     def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number
@@ -502,6 +505,29 @@ def generate(
     return backbone_of(pipe).generate(pipe, config, subject_lora, motion_lora, progress, on_step, lora_paths)
 
 
+# --fast's step cache: MagCache at its floor on the sprites model, 44.6 / 41.6 dB (mean / worst) against the exact
+# video, 0.45x stock's time per 1.3B video (benchmarks/README.md, 2026-12-05); A14B's two experts take first-block
+FAST_CACHE, FAST_CACHE_TWO_EXPERTS = "mag:0.25", "first-block:0.05"
+
+
+def fast_settings(pipe, config: GenerateConfig) -> GenerateConfig:
+    """`config` with what --fast adds: LoRAs merged, compile on a GPU, the step cache; a cache or LoRA mode the
+    config names is kept."""
+    from dataclasses import replace
+
+    from .backbones import backbone_of
+
+    if not config.fast:
+        return config
+    backbone = backbone_of(pipe)
+    changes = {"compile": config.compile or backbone.generation_device(pipe).type == "cuda"}
+    if config.cache is None:
+        changes["cache"] = FAST_CACHE_TWO_EXPERTS if backbone.two_experts else FAST_CACHE
+    if config.lora_mode is None:
+        changes["lora_mode"] = "merged"
+    return replace(config, **changes)
+
+
 def generate_wan(pipe, config: GenerateConfig, subject_lora=None, motion_lora=None, progress: bool = True,
                  on_step=None, lora_paths=None) -> SampleResult:
     """Wan's generate: adapters deleted, merged weights restored, cache/compile/attention backend undone in
@@ -509,7 +535,7 @@ def generate_wan(pipe, config: GenerateConfig, subject_lora=None, motion_lora=No
     from .backbones import backbone_of
 
     backbone = backbone_of(pipe)
-    config = backbone.check_generate(config.validate())
+    config = fast_settings(pipe, backbone.check_generate(config.validate()))
     loras = None
     before = [PeftState(m) for m in backbone.denoisers(pipe).values()]
     try:
