@@ -415,3 +415,34 @@ def test_cache_writes_through_a_temporary_of_its_own(tmp_path):
     assert torch.equal(out["x"], torch.arange(3.0))
     assert torch.equal(cached(tmp_path, key, lambda: pytest.fail("computed again"))["x"], torch.arange(3.0))
     assert not list(tmp_path.glob(f".{key}.safetensors.*.tmp"))
+
+
+def test_still_frames_train_on_the_photo_as_a_still_video(tmp_path, subject_dir, monkeypatch):
+    """--still-frames 5: each photo's latent is the VAE's of the photo repeated 5 times (2 latent frames: the
+    causal first frame and one of 4), the mask covers both, SuRA aligns both frames' tokens; the run trains."""
+    from smrabooth.data.motion import encode_video_latent
+    from smrabooth.train import subject as subject_module
+
+    seen = {}
+    real = subject_module.sura_loss
+
+    def spy(target, hidden, projector):
+        seen["shapes"] = (tuple(target.shape), tuple(hidden.shape))
+        return real(target, hidden, projector)
+
+    monkeypatch.setattr(subject_module, "sura_loss", spy)
+    pipe, path = train(tmp_path, steps=2, still_frames=5)
+    examples = subject_module.precompute_examples(config(tmp_path, still_frames=5), pipe, build_tiny_dinov2,
+                                                  subject_module.read_subject_items(config(tmp_path)), "tiny",
+                                                  tmp_path / "cache", progress=False)
+    assert examples[0].latent.shape[1] == 2
+    from smrabooth.data.subject import load_image_and_mask
+
+    image, _ = load_image_and_mask(subject_dir / "images" / "00.png", None, RES)
+    expected = encode_video_latent(pipe.vae, image[None].expand(5, *image.shape))
+    assert torch.allclose(examples[0].latent, expected, atol=1e-5)
+    (n_target, n_hidden) = seen["shapes"][0][1], seen["shapes"][1][1]
+    assert n_target == n_hidden == 2 * examples[0].tokens.shape[0]
+    assert np.isfinite(read_log(tmp_path / "run" / "log.jsonl")[-1]["loss"]) and load_lora(path).tensors
+    with pytest.raises(SmraboothError, match="--still-frames 4 is not 4k\\+1"):
+        config(tmp_path, still_frames=4).validate()

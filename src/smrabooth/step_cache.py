@@ -32,19 +32,19 @@ CACHES = ("first-block", "mag")
 DEFAULT_THRESHOLDS = {"first-block": 0.05, "mag": 0.06}  # diffusers' own defaults
 
 
-def parse_cache(text: str) -> tuple[str, float | None]:
-    """'first-block', 'mag' or 'NAME:THRESHOLD' -> (name, threshold or None)."""
+def parse_cache(text: str, flag: str = "--cache") -> tuple[str, float | None]:
+    """'first-block', 'mag' or 'NAME:THRESHOLD' -> (name, threshold or None); errors name `flag`."""
     name, _, value = text.partition(":")
     if name not in CACHES:
-        raise SmraboothError(f"--cache {text!r}: choose from {', '.join(CACHES)} (optionally NAME:THRESHOLD)")
+        raise SmraboothError(f"{flag} {text!r}: choose from {', '.join(CACHES)} (optionally NAME:THRESHOLD)")
     if not value:
         return name, None
     try:
         threshold = float(value)
     except ValueError:
-        raise SmraboothError(f"--cache {text!r}: the threshold after ':' must be a number") from None
+        raise SmraboothError(f"{flag} {text!r}: the threshold after ':' must be a number") from None
     if not (threshold > 0 and np.isfinite(threshold)):
-        raise SmraboothError(f"--cache {text!r}: the threshold must be a positive number")
+        raise SmraboothError(f"{flag} {text!r}: the threshold must be a positive number")
     return name, threshold
 
 

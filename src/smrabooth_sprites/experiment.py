@@ -202,9 +202,13 @@ class ExperimentSettings:
     subject_layer_types: tuple[str, ...] | None = setting(
         None, 'layer types the subject LoRA is trained on, e.g. q,k,ffn.0 ("" or none: the recipe\'s)',
         flag="subject_layers")
+    subject_still_frames: int = setting(1, "frames of the still video each subject photo is trained as (1: one "
+                                        "frame, the paper; 4k+1: the photo repeated)")
     mora_max_sigma: float = setting(1.0, "MoRA only at training draws with sigma at most this (1: every draw)")
     mora_reference: str = setting("frames", "MoRA's target: the clip's frames' flows, or those of its latent decoded "
                                   "as the estimate is", choices=("frames", "decoded"))
+    gen_cache: str | None = setting(None, "a step cache for every video (generate --cache, e.g. mag:0.25): the "
+                                    "bench's measures under it")
     # filled from the bundle
     size: int = setting(128, cli=False)
     frames: int = setting(17, cli=False)
@@ -231,6 +235,10 @@ class ExperimentSettings:
         for k in ("subject_rank", "motion_rank", "subject_images", "motion_clips"):
             check_number(k, getattr(self, k), 1, 4096, integer=True)
         check_number("data_seed", self.data_seed, 0, 2**63 - 1, integer=True)
+        if self.gen_cache is not None:
+            from smrabooth.step_cache import parse_cache
+
+            parse_cache(self.gen_cache, "--gen-cache")
         return self
 
 
@@ -336,7 +344,7 @@ def lab_subject_settings(settings: ExperimentSettings) -> dict:
     layers = {"layer_types": tuple(settings.subject_layer_types)} if settings.subject_layer_types else {}
     return {"steps": settings.subject_steps, "rank": settings.subject_rank, "alpha": float(settings.subject_rank),
             "lr": settings.lr, "resolution": settings.size, "encoder": str(Path(settings.model).resolve() / "dinov2"),
-            "projector_width": 256, **layers}
+            "projector_width": 256, "still_frames": settings.subject_still_frames, **layers}
 
 
 def motion_train_config(settings: ExperimentSettings, motion_dir: Path, run: Path, use_mora: bool):
@@ -402,7 +410,7 @@ def generation_config(settings: ExperimentSettings, case: Case, variant: Variant
                           subject_scale_early=variant.subject_scale_early, injection=variant.injection,
                           subject_layers=variant.subject_layers, motion_layers=variant.motion_layers,
                           fps=settings.fps, reference_t_point=variant.t_point_paper, reference_steps=_PAPER.steps,
-                          reference_shift=_PAPER.shift).validate()
+                          reference_shift=_PAPER.shift, cache=settings.gen_cache).validate()
 
 
 @dataclass

@@ -79,6 +79,10 @@ class SubjectTrainConfig:
     alpha: float = _R.alpha
     lr: float = _R.lr
     resolution: int = setting(_R.resolution, "square training size (multiple of 16)")
+    still_frames: int = setting(1, "frames of the still video each photo is trained as: 1 = one frame (the paper, "
+                                "the authors' code); 4k+1 = the photo repeated, so the LoRA learns the subject in "
+                                "a video's later latent frames too (a deviation; measured on SMRA-Sprites in "
+                                "benchmarks/history/sprites-diagnosis.md)")
     encoder: str = setting(_R.encoder, "DINOv2 hub id or local folder (SuRA's image encoder)")
     sura_weight: float = setting(_R.sura_weight, "lambda of L_SuRA")
     sura_layer: int = setting(_R.sura_layer, "0-based block whose output SuRA aligns")
@@ -141,6 +145,10 @@ class SubjectTrainConfig:
             check_choice("--expert", self.expert, EXPERT_CHOICES)
         check_choice("--encoder-resize", self.encoder_resize, ENCODER_RESIZES)
         check_multiple("--resolution", self.resolution, 16, 16, 2048)
+        check_number("--still-frames", self.still_frames, 1, 1001, integer=True)
+        if (self.still_frames - 1) % 4:
+            raise SmraboothError(f"--still-frames {self.still_frames} is not 4k+1 (the VAE packs 4 frames per "
+                                 "latent): use 1, 5, 9, 13 or 17")
         check_number("--sura-weight", self.sura_weight, 0, 1000)
         check_number("--sura-layer", self.sura_layer, 0, 1000, integer=True)
         check_number("--projector-width", self.projector_width, 1, 65536, integer=True)
@@ -183,7 +191,8 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
         # settings away from the first defaults enter the key (the caches of those stay valid)
         rules = {"mask_rule": (cfg.mask_rule, "rgb") if cfg.mask_rule != "area" else None,
                  "resize_filter": cfg.resize_filter if cfg.resize_filter != "bicubic" else None,
-                 "encoder_resize": cfg.encoder_resize if cfg.use_sura and cfg.encoder_resize != "antialias" else None}
+                 "encoder_resize": cfg.encoder_resize if cfg.use_sura and cfg.encoder_resize != "antialias" else None,
+                 "still_frames": cfg.still_frames if cfg.still_frames != 1 else None}
         key = cache_key(kind="subject-image", model=vae, res=res, image=file_digest(image_path),
                         mask=file_digest(mask_path) if mask_path else None,
                         encoder=encoder, vae_dtype=str(pipe.vae.dtype),
@@ -191,7 +200,9 @@ def precompute_examples(cfg, pipe, get_encoder: Callable, items, model_id: str, 
 
         def compute(image_path=image_path, mask_path=mask_path):
             image, mask = load_image_and_mask(image_path, mask_path, res, cfg.mask_rule, cfg.resize_filter)
-            out = {"latent": backbone_of(pipe).encode_image(pipe, image)}
+            backbone = backbone_of(pipe)
+            out = {"latent": backbone.encode_image(pipe, image) if cfg.still_frames == 1 else
+                   backbone.encode_video(pipe, image[None].expand(cfg.still_frames, *image.shape))}
             out["mask"] = (mask_to_latent_grid(mask, latent_hw, cfg.mask_rule) if mask is not None
                            else torch.ones(1, 1, *latent_hw))
             if cfg.use_sura:
@@ -338,7 +349,9 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
             flow = weight[0] * masked_flow_loss(u, target, ex.mask[None])  # logged as it enters the loss
             losses = {"flow": flow}
             if cfg.use_sura:  # never time-weighted
-                losses["sura"] = sura_loss(ex.tokens[None], hidden.pop("h"), modules["projector"])
+                hidden_tokens = hidden.pop("h")
+                frames = hidden_tokens.shape[1] // ex.tokens.shape[0]  # --still-frames: every latent frame aligned
+                losses["sura"] = sura_loss(ex.tokens[None].repeat(1, frames, 1), hidden_tokens, modules["projector"])
         losses["loss"] = flow + cfg.sura_weight * losses["sura"] if cfg.use_sura else flow
         return losses
 
