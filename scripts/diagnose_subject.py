@@ -19,6 +19,12 @@ frames 0-3 and of the last 4 frames, to see a subject that fades), and the same 
 computed once per folder). Every run appends to DIR/results.json; the printed table (mean ± 95% interval
 over subjects x seeds) covers every label in it, so one folder collects a whole sweep.
 
+--as-clips trains the LoRA another way, as a probe of why the subject is lost over a video's frames
+(benchmarks/history/sprites-diagnosis.md, section 7): the 4 stills each become a still clip of the bundle's length,
+captioned as the stills are, and the motion trainer trains a plain LoRA on them (the flow-matching loss on the
+whole clip; no mask, no SuRA, no MoRA, no debiased loss: a still clip has no motion to debias), on q, k, ffn.0.
+The subject trainer's own way to do this is --set still_frames=17 (mask and SuRA kept).
+
 --vae-ceiling only scores each subject's stills after a round trip through the bundle's VAE: the best any
 LoRA can show through it (DIR/vae_stills.png: the stills above their round trips).
 """
@@ -52,6 +58,8 @@ def main() -> int:
     p.add_argument("--label", default=None, help="row name (default: from the settings)")
     p.add_argument("--motion", default="spiral", help="the case's motion (only its prompt's background matters)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--as-clips", action="store_true", help="train the LoRA on the stills as still clips with the "
+                   "motion trainer (see above)")
     p.add_argument("--vae-ceiling", action="store_true",
                    help="only score each subject's stills after a VAE round trip (the best any LoRA can show "
                         "through the bundle's VAE) and the stills themselves; DIR/vae_stills.png")
@@ -63,6 +71,7 @@ def main() -> int:
     from smrabooth.lora.files import load_lora
     from smrabooth.metrics.report import mean_ci
     from smrabooth.sampling import GenerateConfig, generate
+    from smrabooth.train.motion import FINAL_NAME as MOTION_FINAL
     from smrabooth.train.subject import FINAL_NAME, train_subject
     from smrabooth_sprites.bundle import load_bundle
     from smrabooth_sprites.experiment import (
@@ -89,7 +98,8 @@ def main() -> int:
     if args.vae_ceiling:
         return vae_ceiling(settings, models, scorer, cases, out)
     train_label = "-".join([args.recipe, f"{args.steps}st", f"lr{args.lr:g}", f"r{args.rank}",
-                            "plain" if args.no_sura else "sura", *args.set]).replace(",", "+")
+                            "clips" if args.as_clips else "plain" if args.no_sura else "sura",
+                            *args.set]).replace(",", "+")
     label = args.label or " ".join([train_label, *args.gen_set])
     results_file = out / "results.json"
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
@@ -110,13 +120,18 @@ def main() -> int:
         subject_dir, motion_dir = prepare_case_data(settings, case)
         ref = load_reference(subject_dir, motion_dir, case.background)
         run = out / "loras" / case.design.shape / train_label
-        if not (run / FINAL_NAME).is_file():
-            cfg = with_changes(subject_train_config(settings, subject_dir, run, use_sura=not args.no_sura), args.set)
+        final = run / (MOTION_FINAL if args.as_clips else FINAL_NAME)
+        if not final.is_file():
             t0 = time.time()
-            train_subject(cfg, models.pipe, None if args.no_sura else models.dinov2, model_id=settings.model,
-                          overwrite=True, progress=False)
+            if args.as_clips:
+                train_as_clips(settings, models, subject_dir, out / "clips" / case.design.shape, run, args)
+            else:
+                cfg = with_changes(subject_train_config(settings, subject_dir, run, use_sura=not args.no_sura),
+                                   args.set)
+                train_subject(cfg, models.pipe, None if args.no_sura else models.dinov2, model_id=settings.model,
+                              overwrite=True, progress=False)
             (run / "time.json").write_text(json.dumps({"seconds": time.time() - t0}))
-        lora = load_lora(run / FINAL_NAME)
+        lora = load_lora(final)
         for name, weights in (("none", None), (label, lora)):
             for seed in seeds:
                 if (name, case.name, seed, "video") in have:
@@ -155,6 +170,36 @@ def main() -> int:
     print("\n".join(lines))
     print(f"{time.time() - started:.0f} s")
     return 0
+
+
+def still_clip_folder(subject_dir: Path, out: Path, frames: int, fps: float) -> Path:
+    """A motion-format folder (mp4 + metadata.csv) with each still of `subject_dir` as a still clip."""
+    from PIL import Image
+
+    from smrabooth.data.folders import read_subject_folder
+    from smrabooth.video import write_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["file_name,text"]
+    for i, item in enumerate(read_subject_folder(subject_dir)):
+        image = np.asarray(Image.open(item.image_path).convert("RGB"))
+        write_video(np.repeat(image[None], frames, axis=0), out / f"{i:02d}.mp4", fps=fps)
+        rows.append(f'{i:02d}.mp4,"{item.text}"')
+    (out / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
+def train_as_clips(settings, models, subject_dir: Path, clips: Path, run: Path, args) -> None:
+    """--as-clips: a plain LoRA on the stills as still clips, trained by the motion trainer."""
+    from smrabooth.train.motion import MotionTrainConfig, train_motion
+
+    data = still_clip_folder(subject_dir, clips, settings.frames, settings.fps)
+    cfg = MotionTrainConfig.from_recipe(
+        args.recipe, data=str(data), out=str(run), model=str(Path(settings.model).resolve()), steps=args.steps,
+        rank=args.rank, alpha=float(args.rank), lr=args.lr, frames=settings.frames, height=settings.size,
+        width=settings.size, fps=settings.fps, use_mora=False, debiased=False, layer_types=("q", "k", "ffn.0"),
+        spatial_steps=0, seed=0, checkpoint_every=10**7, gradient_checkpointing=False, save_dtype="fp32").validate()
+    train_motion(cfg, models.pipe, None, model_id=settings.model, overwrite=True, progress=False)
 
 
 def vae_ceiling(settings, models, scorer, cases, out: Path) -> int:
