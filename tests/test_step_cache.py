@@ -113,13 +113,13 @@ def test_magcache_refuses_two_experts():
 
 
 def test_fast_is_merged_loras_and_magcache(tiny_pipe, cache_dir):
-    """--fast on the CPU: the video of --lora-mode merged --cache mag:0.25 (no compile on a CPU), and a cache the
+    """--fast on the CPU: the video of --lora-mode merged --cache mag:0.06 (no compile on a CPU), and a cache the
     user names is kept."""
     subject = make_random_lora(tiny_pipe.transformer, seed=1, kind="subject")
     cfg = dict(prompt="a V* dog", guidance=5.0, **SMALL)
     frames(tiny_pipe, GenerateConfig(cache="mag", **cfg), subject)  # calibrates
     fast = frames(tiny_pipe, GenerateConfig(fast=True, **cfg), subject)
-    by_hand = frames(tiny_pipe, GenerateConfig(lora_mode="merged", cache="mag:0.25", **cfg), subject)
+    by_hand = frames(tiny_pipe, GenerateConfig(lora_mode="merged", cache="mag:0.06", **cfg), subject)
     exact = frames(tiny_pipe, GenerateConfig(lora_mode="merged", **cfg), subject)
     assert np.array_equal(fast, by_hand) and not np.array_equal(fast, exact)
     named = frames(tiny_pipe, GenerateConfig(fast=True, cache="first-block:0.05", **cfg), subject)

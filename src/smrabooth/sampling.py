@@ -118,7 +118,7 @@ class GenerateConfig:
                             "they work (saves ~11 GB of GPU memory)", group=SPEED)
     vae_tiling: bool = setting(False, "decode the video in tiles (less memory)", group=SPEED)
     fast: bool = setting(False, "the speed settings that keep the video within 30 dB of the exact one (measured: "
-                         "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag:0.25 (first-block:0.05 "
+                         "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag (first-block:0.05 "
                          "on Wan2.2 A14B) unless you give --cache or --lora-mode", group=SPEED)
 
     def validate(self) -> GenerateConfig:
@@ -505,9 +505,11 @@ def generate(
     return backbone_of(pipe).generate(pipe, config, subject_lora, motion_lora, progress, on_step, lora_paths)
 
 
-# --fast's step cache: MagCache at its floor on the sprites model, 44.6 / 41.6 dB (mean / worst) against the exact
-# video, 0.45x stock's time per 1.3B video (benchmarks/README.md, 2026-12-05); A14B's two experts take first-block
-FAST_CACHE, FAST_CACHE_TWO_EXPERTS = "mag:0.25", "first-block:0.05"
+# --fast's step cache: MagCache at its default threshold, the one that kept 30 dB against the exact video in every
+# measurement on the sprites model (50 steps: 49.9 / 47.1 dB mean / worst; the bench's 20 steps with both LoRAs:
+# 45.0 / 32.8; 0.25 fell to 27.5 there); about 0.53x stock's time per 1.3B video, derived from the measured floor
+# (benchmarks/README.md, 2026-12-05). A14B's two experts take first-block.
+FAST_CACHE, FAST_CACHE_TWO_EXPERTS = "mag:0.06", "first-block:0.05"
 
 
 def fast_settings(pipe, config: GenerateConfig) -> GenerateConfig:
