@@ -264,8 +264,9 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, mon
     import shutil
 
     out = tmp_path / "bench"
+    demo_settings = ["--subject-layers", "q,k,ffn.0", "--mora-reference", "decoded", "--mora-max-sigma", "0.2"]
     args = ["bench", "sprites", "--model", bundle, "--out", out, "--subjects", "heart", "--motions", "spiral",
-            "--seeds", "1", *FAST, "--gen-steps", "6"]  # enough steps for T_point 15 and 45 to differ
+            "--seeds", "1", *FAST, *demo_settings, "--gen-steps", "6"]  # enough steps for T_point 15 and 45 to differ
     assert cli(*args, "--variants", "base") == 0  # needs no LoRA
     assert "base" in capsys.readouterr().out
     for name in ("results.json", "results.csv", "table.md"):
@@ -302,6 +303,12 @@ def test_bench_writes_table_and_reuses_loras(demo, bundle, tmp_path, capsys, mon
     assert again["still_rows"] == results["still_rows"]
     # a variant that needs a LoRA not in the cache trains it (and only it)
     # (covered by the demo, which trains subject_sura and motion_mora from nothing)
+    # LoRAs trained with other settings are not reused: the bench's own defaults train the subject LoRA elsewhere
+    monkeypatch.undo()  # generating is allowed again
+    other = [a for a in args if a not in demo_settings]
+    assert cli(*other, "--variants", "subject_only", "--resume", "--no-subject-stills") == 0
+    assert "trained with other settings" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["trained"]["heart-spiral-blue"] == ["subject_sura"]
 
 
 def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):

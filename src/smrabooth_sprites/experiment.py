@@ -378,9 +378,19 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
 
     run = case_dir(settings, case) / "loras" / (f"{which}_{kind}" + ("" if settings.recipe == "paper" else
                                                                      f"_{settings.recipe}"))
+    lab = {"recipe": settings.recipe, "kind": kind, "data_seed": settings.data_seed,
+           **(lab_subject_settings if which == "subject" else lab_motion_settings)(settings)}
+    lab = json.loads(json.dumps(lab))  # as lab.json holds it (tuples as lists)
     files = run_lora_files(run, which)  # one file, or one per Wan2.2 A14B expert
     if files:
-        return files[0], False
+        try:
+            made_with = json.loads((run / "lab.json").read_text())
+        except (OSError, ValueError):
+            made_with = None
+        if made_with == lab:
+            return files[0], False
+        log(f"[{case.name}] the {which} LoRA in {run} was trained with other settings: training it again")
+        shutil.rmtree(run)  # the bench's own folder (its lab.json and time.json are not the trainer's to replace)
     subject_dir, motion_dir = prepare_case_data(settings, case)
     models = models or load_bundle(settings.model, device=settings.device)
     model_dir = str(Path(settings.model).resolve())
@@ -398,6 +408,7 @@ def train_lora(settings: ExperimentSettings, case: Case, which: str, kind: str, 
         train_motion(cfg, models.pipe, models.searaft if kind == "mora" else None, model_id=model_dir,
                      overwrite=True, progress=settings.progress)
     (run / "time.json").write_text(json.dumps({"seconds": time.time() - start}))
+    (run / "lab.json").write_text(json.dumps(lab, indent=1) + "\n")  # what --resume reuses this LoRA for
     return run_lora_files(run, which)[0], True
 
 
