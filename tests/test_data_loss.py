@@ -370,3 +370,92 @@ def test_a_file_dropped_into_the_old_run_while_the_new_one_is_made_is_kept(tmp_p
     run_folder.commit(staging)
     assert leftovers(out) == [".set.replaced-2"]  # the kept one is never deleted by a later replacement
     assert (tmp_path / ".set.replaced-2" / "notes.txt").is_file()
+
+
+# ---------------------------------------------------------------- files a command found, or that were added later
+def test_a_set_written_beside_other_files_never_claims_them(tmp_path, capsys):
+    """prepare-motion / prepare-subject into a folder of the user's files write beside them; a later --overwrite of
+    that set must not take those files (the source clip, the photo, notes) for its own."""
+    from smrabooth.video import write_video
+
+    clips = tmp_path / "clips"
+    mine = write_video(np.full((6, 32, 32, 3), 90, np.uint8), clips / "mine.mp4", fps=8)
+    (clips / "thesis.tex").write_text("years of work")
+    other = write_video(np.full((6, 32, 32, 3), 40, np.uint8), tmp_path / "other" / "new.mp4", fps=8)
+    pm = ["prepare-motion", "--name", "m", "--caption", "a ball S* moving", "--out", clips, "--fps", "8"]
+    assert cli(capsys, pm[0], mine, *pm[1:])[0] == 0
+    before = snapshot(clips)
+    rc, err = cli(capsys, pm[0], other, *pm[1:], "--overwrite")
+    assert rc == 2 and "holds mine.mp4, which smrabooth prepare-motion did not write" in err, err
+    assert snapshot(clips) == before and leftovers(clips) == []
+
+    photos = tmp_path / "photos"
+    dog = photo(photos / "dog.png")
+    (photos / "notes.txt").write_text("mine")
+    ps = [*PS[:1], dog, *PS[1:], "--out", photos]
+    assert cli(capsys, *ps)[0] == 0
+    before = snapshot(photos)
+    rc, err = cli(capsys, *PS[:1], photo(tmp_path / "new" / "b.png"), *PS[1:], "--out", photos, "--overwrite")
+    assert rc == 2 and "holds dog.png, which smrabooth prepare-subject did not write" in err, err
+    assert snapshot(photos) == before
+
+
+def test_a_file_added_inside_a_run_is_never_deleted(trained, tiny_model_dir, tmp_path, capsys):
+    """A photo added to a prepared set's images/, notes in a run's checkpoints/: files the command did not write,
+    in a finished run or in one that stopped before it finished."""
+    out = tmp_path / "set"
+    photo(tmp_path / "in" / "a.png")
+    assert cli(capsys, *PS, tmp_path / "in", "--out", out)[0] == 0
+    photo(out / "images" / "my_extra_photo.png")
+    before = snapshot(out)
+    rc, err = cli(capsys, *PS, tmp_path / "in", "--out", out, "--overwrite")
+    assert rc == 2 and "holds images/my_extra_photo.png, which smrabooth prepare-subject did not write" in err, err
+    assert snapshot(out) == before
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (run / "checkpoints" / "README.txt").write_text("keep")
+    argv = train_argv(tiny_model_dir, trained / "data", run, "--overwrite")
+    rc, err = cli(capsys, *argv)
+    assert rc == 2 and "holds checkpoints/README.txt, which smrabooth train-subject did not write" in err, err
+    (run / "subject_lora.safetensors").unlink()  # as a run stopped before it finished leaves it
+    marker = json.loads((run / MARKER).read_text())
+    (run / MARKER).write_text(json.dumps({k: v for k, v in marker.items() if k != "files"}))
+    (run / "checkpoints" / "step-1" / "notes.txt").write_text("keep")
+    (run / "checkpoints" / "README.txt").unlink()
+    rc, err = cli(capsys, *argv)
+    assert rc == 2 and "holds checkpoints/step-1/notes.txt, which smrabooth train-subject" in err, err
+    assert (run / "checkpoints" / "step-1" / "notes.txt").read_text() == "keep"
+
+
+def test_a_resumed_run_never_claims_files_added_before_it_resumed(trained, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (run / "notes.txt").write_text("mine")
+    assert cli(capsys, *train_argv(tiny_model_dir, trained / "data", run, "--resume", "--steps", "2"))[0] == 0
+    marker = json.loads((run / MARKER).read_text())
+    assert "notes.txt" not in marker["files"] and marker["found"] == ["notes.txt"]
+    assert "checkpoints/step-2/lora.safetensors" in marker["files"]
+    rc, err = cli(capsys, *train_argv(tiny_model_dir, trained / "data", run, "--overwrite"))
+    assert rc == 2 and "holds notes.txt, which smrabooth train-subject did not write" in err
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_demo_and_bench_never_take_a_folder_of_other_files_for_a_run(tmp_path, capsys, monkeypatch):
+    from smrabooth_sprites import runs
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    monkeypatch.setattr(runs, "run_bench", lambda *a, **k: pytest.fail("a bench run in a folder of other files"))
+    rc, err = cli(capsys, "bench", "sprites", "--out", mine, "--resume", "--variants", "base")
+    assert rc == 2 and "not a smrabooth demo or bench run" in err and snapshot(mine) == {"thesis.tex": b"years of work"}
+    # a demo run of a smrabooth older than the marker, with the user's notes in it
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text('{"command": "demo"}\n')
+    (old / "notes.txt").write_text("mine")
+    monkeypatch.setattr(runs, "make_demo", lambda *a, **k: pytest.fail("the old run's notes would be deleted"))
+    rc, err = cli(capsys, "demo", "--out", old, "--overwrite")
+    assert rc == 2 and "holds notes.txt, which smrabooth demo did not write" in err
+    assert (old / "notes.txt").read_text() == "mine" and leftovers(old) == []

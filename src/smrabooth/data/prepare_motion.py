@@ -136,9 +136,9 @@ def _write_clips(out: Path, clips, name: str, caption, captioner, token: str, fp
     return results, rows
 
 
-def owned_name(name: str) -> bool:
-    """An entry prepare-motion writes: metadata.csv or a clip NAME_NN.mp4."""
-    return name == METADATA or re.fullmatch(r"[\w.-]+_\d{2,}\.mp4", name) is not None
+def owned_name(path: str) -> bool:
+    """A file prepare-motion writes (a path in its folder): metadata.csv or a clip NAME_NN.mp4."""
+    return path == METADATA or re.fullmatch(r"[\w.-]+_\d{2,}\.mp4", path) is not None
 
 
 def prepared_names(out, name: str, count: int) -> tuple[str, ...]:
