@@ -275,6 +275,19 @@ CASES = [
     (["study", "tally", "{answers_deep}"], 2, "nested more than 64 levels deep"),
     (["reproduce", "--data", "{tmp}", "--model", "{model}", "--out", "{tmp}/r", "--dry-run", "--gpus", "-3"], 2,
      "--gpus -3: must be a whole number in [1, 4096]"),
+    # ---- issue 34, on the code added since: the lab's commands, per-expert LoRAs, SEA-RAFT configs
+    (TM + ["--flow-model", "{searaft_huge}"], 2, "config.json: SEA-RAFT 'dim' 100000000: must be a whole number"),
+    (TM + ["--flow-model", "{searaft_text}"], 2, "config.json: SEA-RAFT 'dim' 'x': must be a whole number"),
+    (["lora", "info", "{lora_expert}"], 2, "its metadata's expert 'middle' is not high or low"),
+    (TS[:-4] + ["--data", "{subject_header_break}", "--out", "{tmp}/run"], 2, "that holds a line break"),
+    (["demo", "--model", "{bundle_damaged}", "--out", "{tmp}/d"], 2, "sprites.json is not valid JSON"),
+    (["demo", "--model", "{bundle_sizes}", "--out", "{tmp}/d"], 2, "sprites.json: size 'big': must be a whole number"),
+    (["demo", "--gen-steps", "1" + "0" * 400, "--out", "{tmp}/d"], 2, "--gen-steps 100... (401 digits): must be"),
+    (["demo", "--guidance", "nan", "--out", "{tmp}/d"], 2, "--guidance nan: must be a finite number in [0, 100]"),
+    (["demo", "--subject", "²", "--out", "{tmp}/d"], 2, "--subject: unknown held-out subject '²'"),
+    (["bench", "sprites", "--seeds", "1" + "0" * 400, "--out", "{tmp}/b"], 2, "--seeds 100... (401 digits)"),
+    (["sprites", "sample", "--n", "1" + "0" * 400, "--out", "{tmp}/s"], 2, "--n 100... (401 digits): must be"),
+    (["sprites", "subject", "--size", "3", "--out", "{tmp}/s"], 2, "--size 3: must be a whole number in [8, 2048]"),
 ]
 if NO_CUDA:
     CASES += [(base + ["--device", "cuda"], 2, "--device cuda: CUDA is not available")
@@ -404,11 +417,37 @@ def issue34_files(root, w, raw, key_b, tr):
     from smrabooth.video import write_video
 
     write_video(np.zeros((5, 32, 32, 3), np.uint8), root / "clip.mp4", fps=8)
+    later_files(root, w, raw)
     manifests = {"manifest_conflict": "method,video,prompt\nm,clip.mp4,a dog\nm,clip.mp4,a cat\n",
                  "manifest_text": "method,video\nm,notes.txt\n", "manifest_fake_mp4": "method,video\nm,fake.mp4\n"}
     for name, text in manifests.items():
         w[name] = root / f"{name}.csv"
         w[name].write_text(text)
+
+
+def later_files(root, w, raw):
+    """The rows on code added after issue 34's rows: SEA-RAFT folders of damaged configs, a LoRA for no Wan2.2
+    expert, a metadata.csv header left open, SMRA-Sprites bundles of damaged sprites.json."""
+    from test_train_subject import make_subject_folder
+
+    for name, config in (("searaft_huge", {"dim": 10**8}), ("searaft_text", {"dim": "x"})):
+        (root / name).mkdir()
+        (root / name / "model.safetensors").write_bytes(b"")
+        (root / name / "config.json").write_text(json.dumps(config))
+        w[name] = root / name
+    w["lora_expert"] = root / "lora_expert.safetensors"
+    save_file(raw, str(w["lora_expert"]), metadata={"format": "pt", "smrabooth": json.dumps({"expert": "middle"})})
+    broken = make_subject_folder(root / "subject_header_break")
+    (broken / "metadata.csv").write_text('file_name,"text\n00.png,a picture of V* ball\n')
+    w["subject_header_break"] = broken
+    for name, info in (("bundle_damaged", '{"preset": "small",'), ("bundle_sizes", json.dumps(
+            {"config": {"size": "big", "frames": 9, "fps": 15}}))):
+        bundle = root / name
+        for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", "dinov2", "searaft"):
+            (bundle / sub).mkdir(parents=True)
+        (bundle / "model_index.json").write_text((Path(w["model"]) / "model_index.json").read_text())
+        (bundle / "sprites.json").write_text(info)
+        w[name] = bundle
 
 
 def png_header(width: int, height: int) -> bytes:

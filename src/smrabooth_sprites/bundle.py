@@ -178,8 +178,11 @@ def bundled_model_dir() -> Path:
 
 
 def read_bundle_info(path: str | os.PathLike) -> dict:
+    """A bundle's sprites.json ({} when it has none); a damaged one is one line naming it."""
+    from smrabooth.readers import read_json
+
     f = Path(path) / BUNDLE_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
+    return read_json(f, dict, "an SMRA-Sprites bundle's sprites.json") if f.is_file() else {}
 
 
 def load_bundle(path: str | os.PathLike | None = None, device: str | None = None,

@@ -70,25 +70,25 @@ def default_background(design: SpriteDesign) -> str:
     return next(c for c in BACKGROUND_ORDER if c not in design.colors)
 
 
-def parse_subjects(text: str | int | None) -> list[int]:
+def parse_subjects(text: str | int | None, flag: str = "--subjects") -> list[int]:
     """'2' -> the first 2 held-out subjects; 'heart,star' (shapes) or '0,3' (indices) -> those."""
     shapes = [d.shape for d in HELDOUT_SUBJECTS]
     if text is None:
         return list(range(len(HELDOUT_SUBJECTS)))
     text = str(text).strip()
-    if text.isdigit() and "," not in text:
+    if text.isascii() and text.isdigit() and "," not in text:  # ascii: '²' is a digit to str.isdigit
         n = int(text)
         if not 1 <= n <= len(HELDOUT_SUBJECTS):
-            raise SmraboothError(f"--subjects {n}: choose 1..{len(HELDOUT_SUBJECTS)} or names ({', '.join(shapes)})")
+            raise SmraboothError(f"{flag} {n}: choose 1..{len(HELDOUT_SUBJECTS)} or names ({', '.join(shapes)})")
         return list(range(n))
     out = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part.isdigit() and int(part) < len(HELDOUT_SUBJECTS):
+        if part.isascii() and part.isdigit() and int(part) < len(HELDOUT_SUBJECTS):
             out.append(int(part))
         elif part in shapes:
             out.append(shapes.index(part))
         else:
-            raise SmraboothError(f"--subjects: unknown held-out subject {part!r}; choose from {', '.join(shapes)} "
+            raise SmraboothError(f"{flag}: unknown held-out subject {part!r}; choose from {', '.join(shapes)} "
                                  f"or indices 0..{len(HELDOUT_SUBJECTS) - 1}")
     return out
 
@@ -211,10 +211,14 @@ class ExperimentSettings:
             raise SmraboothError(f"--mora-max-sigma must be in (0, 1], got {self.mora_max_sigma}")
         if self.mora_reference not in MORA_REFERENCES:
             raise SmraboothError(f"--mora-reference {self.mora_reference!r}: choose {', '.join(MORA_REFERENCES)}")
-        for k in ("subject_steps", "motion_steps", "gen_steps", "subject_rank", "motion_rank", "subject_images",
-                  "motion_clips"):
-            if getattr(self, k) < 1:
-                raise SmraboothError(f"{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
+        from smrabooth.validation import check_number
+
+        for k, high in (("subject_steps", 10**7), ("motion_steps", 10**7), ("gen_steps", 1000), ("subject_rank", 4096),
+                        ("motion_rank", 4096), ("subject_images", 1000), ("motion_clips", 1000)):
+            check_number(f"--{k.replace('_', '-')}", getattr(self, k), 1, high, integer=True)
+        check_number("--guidance", self.guidance, 0, 100)  # the trainers' and generate's ranges
+        check_number("--lr", self.lr, 0, 1, low_open=True)
+        check_number("data_seed", self.data_seed, 0, 2**32 - 1, integer=True)
         return self
 
 
@@ -246,11 +250,23 @@ def resolve_bundle(model: str | None) -> Path:
 
 
 def settings_for_bundle(settings: ExperimentSettings) -> ExperimentSettings:
-    from .bundle import get_preset, read_bundle_info
+    from smrabooth.readers import short_repr
+    from smrabooth.validation import check_number
+
+    from .bundle import BUNDLE_FILE, get_preset, read_bundle_info
 
     info = read_bundle_info(settings.model)
-    cfg = info.get("config") or get_preset(info.get("preset", "small")).to_dict()
-    settings.size, settings.frames, settings.fps = int(cfg["size"]), int(cfg["frames"]), float(cfg["fps"])
+    source = Path(settings.model) / BUNDLE_FILE
+    preset = info.get("preset", "small")
+    if not isinstance(preset, str):
+        raise SmraboothError(f"{source}: its preset {short_repr(preset)} is not a preset's name")
+    cfg = info.get("config") or get_preset(preset).to_dict()
+    if not isinstance(cfg, dict) or any(k not in cfg for k in ("size", "frames", "fps")):
+        raise SmraboothError(f"{source}: its config {short_repr(cfg)} should give the size, frames and fps of the "
+                             "bundle's videos; the file is damaged")
+    settings.size = check_number(f"{source}: size", cfg["size"], 8, 4096, integer=True)
+    settings.frames = check_number(f"{source}: frames", cfg["frames"], 2, 1001, integer=True)
+    settings.fps = float(check_number(f"{source}: fps", cfg["fps"], 0, 240, low_open=True))
     return settings.validate()
 
 

@@ -171,15 +171,27 @@ def finished_rows(out: Path, header: dict, rows: str = "rows", group: str = "var
     settings and whose video is still there: what `bench sprites --resume` keeps instead of generating
     again, so a long table can be finished over several calls. rows="still_rows", group="lora",
     file="image": the same for the subject stills."""
+    from smrabooth.readers import read_json
+
     path = out / "results.json"
     if not path.is_file():
         return {}
-    previous = json.loads(path.read_text())
-    if previous.get("settings") != header["settings"]:
-        print(f"{path}: made with other settings; every {file} is generated again", flush=True)
+    try:
+        previous = read_json(path, dict, "a bench's results.json")
+        if previous.get("settings") != header["settings"]:
+            print(f"{path}: made with other settings; every {file} is generated again", flush=True)
+            return {}
+        found = previous.get(rows, [])
+        keys = ("case", group, file)
+        if not isinstance(found, list) or not all(
+                isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys)
+                and isinstance(r.get("seed"), int) for r in found):
+            raise SmraboothError(f"{path}: its {rows} are not the rows a bench writes")
+    except SmraboothError as e:  # a record of the earlier call, not an input: it is made again
+        print(f"{e}; every {file} is generated again", flush=True)
         return {}
     done: dict = {}
-    for row in previous.get(rows, []):
+    for row in found:
         if Path(row[file]).is_file():
             done.setdefault(row["case"], {})[(row[group], row["seed"])] = row
     return done
