@@ -350,6 +350,10 @@ def test_bundle_overwrite_replaces_bundles_only(tmp_path):
     with pytest.raises(SmraboothError, match="holds the input stage folder"):
         assemble_bundle(tmp_path / "pre", bundle_out=tmp_path / "pre", overwrite=True)
     assert (mine / "x.txt").is_file() and (tmp_path / "pre" / "dit").is_dir()
+    (mine / "sprites.json").write_text("{}")  # a bundle, with the user's notes put in it
+    with pytest.raises(SmraboothError, match="holds x.txt, which is not part of a bundle"):
+        save_bundle(None, mine, overwrite=True)
+    assert (mine / "x.txt").is_file()
 
 
 def test_a_file_dropped_into_the_old_run_while_the_new_one_is_made_is_kept(tmp_path, capsys):
