@@ -206,8 +206,9 @@ CASES = [
     (["lora", "convert", "{lora}", "{tmp}", "--to", "comfyui"], 2, "OUTPUT"),
     (["lora", "convert", "{lora}", "{dir_st}", "--to", "comfyui"], 2, "is a folder, a file name is needed"),
     (["lora", "convert", "{lora}", "{file}/o.safetensors", "--to", "comfyui"], 2, "is a file, not a folder"),
-    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui"], 2, "exists; pass --overwrite"),
-    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui", "--overwrite"], 2, "is the INPUT file"),
+    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui"], 2, "is the input INPUT"),
+    (["lora", "convert", "{lora}", "{lora_nan}", "--to", "comfyui"], 2, "exists; pass --overwrite"),
+    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui", "--overwrite"], 2, "is the input INPUT"),
     (["lora", "convert", "{lora}", "{tmp}/o.txt", "--to", "comfyui"], 2, "must end in .safetensors"),
     (["lora", "convert", "{lora_nan}", "{tmp}/o.safetensors", "--to", "comfyui"], 2, "NaN"),
     (["lora", "convert", "{lora}", "{tmp}/o.safetensors", "--to", "kohya"], 2, "invalid choice: 'kohya'"),
@@ -288,6 +289,13 @@ CASES = [
     (["bench", "sprites", "--seeds", "1" + "0" * 400, "--out", "{tmp}/b"], 2, "--seeds 100... (401 digits)"),
     (["sprites", "sample", "--n", "1" + "0" * 400, "--out", "{tmp}/s"], 2, "--n 100... (401 digits): must be"),
     (["sprites", "subject", "--size", "3", "--out", "{tmp}/s"], 2, "--size 3: must be a whole number in [8, 2048]"),
+    # ---- an output in the place of an input, or of files the command did not write
+    (PR[:-1] + ["{backgrounds}", "--backgrounds", "{backgrounds}"], 2,
+     "is the input --backgrounds {backgrounds}; writing it would destroy it"),
+    (["study", "tally", "{answers}", "--key", "{study_key}", "--json", "{study_key}"], 2, "is the input --key"),
+    (["evaluate", "--manifest", "{manifest_named_table}", "--out", "{manifest_dir}"], 2,
+     "is the input --manifest {manifest_named_table}; writing it would destroy it"),
+    (G + ["--save-frames", "{frames_mine}"], 2, "holds frame_0000.png, which smrabooth generate did not write"),
 ]
 if NO_CUDA:
     CASES += [(base + ["--device", "cuda"], 2, "--device cuda: CUDA is not available")
@@ -427,8 +435,21 @@ def issue34_files(root, w, raw, key_b, tr):
 
 def later_files(root, w, raw):
     """The rows on code added after issue 34's rows: SEA-RAFT folders of damaged configs, a LoRA for no Wan2.2
-    expert, a metadata.csv header left open, SMRA-Sprites bundles of damaged sprites.json."""
+    expert, a metadata.csv header left open, SMRA-Sprites bundles of damaged sprites.json; inputs an output would
+    take the place of."""
+    from PIL import Image
     from test_train_subject import make_subject_folder
+
+    (root / "backgrounds.json").write_text("a beach\n")
+    (root / "answers.json").write_text(json.dumps({"study_id": "s", "participant": "p", "ratings": []}))
+    (root / "study_key.json").write_text(json.dumps({"study_id": "s", "cases": []}))
+    (root / "manifests").mkdir()
+    (root / "manifests" / "table.csv").write_text("method,video,prompt\nm,../clip.mp4,a dog\n")
+    (root / "frames_mine").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "frames_mine" / "frame_0000.png")
+    w.update(backgrounds=root / "backgrounds.json", answers=root / "answers.json", study_key=root / "study_key.json",
+             manifest_named_table=root / "manifests" / "table.csv", manifest_dir=root / "manifests",
+             frames_mine=root / "frames_mine")
 
     for name, config in (("searaft_huge", {"dim": 10**8}), ("searaft_text", {"dim": "x"})):
         (root / name).mkdir()

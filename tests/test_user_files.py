@@ -129,8 +129,17 @@ def test_frame_rates_are_kept_exact_and_stale_frames_removed(tmp_path):
     save_frames(np.zeros((5, 4, 4, 3), np.uint8), tmp_path / "frames")
     (tmp_path / "frames" / "notes.txt").write_text("mine")
     save_frames(np.zeros((2, 4, 4, 3), np.uint8), tmp_path / "frames")
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0000.png", "frame_0001.png",
-                                                                      "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir() if not p.name.startswith(".")) == [
+        "frame_0000.png", "frame_0001.png", "notes.txt"]
+    # frames the user put there (their own clip's, by the same names) are never replaced nor removed
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for i in (0, 7):
+        Image.fromarray(np.full((4, 4, 3), 9 * i, np.uint8)).save(mine / f"frame_{i:04d}.png")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(SmraboothError, match="holds frame_0000.png, which smrabooth generate did not write"):
+        save_frames(np.zeros((2, 4, 4, 3), np.uint8), mine)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
 
 
 # ---------------------------------------------------------------- the boundary

@@ -223,7 +223,7 @@ def settings_from_args(args):
 
 def check_args(args) -> None:
     """Every setting of evaluate, before any video is read or model loaded."""
-    from ..validation import check_device, check_number, check_output_dir, check_readable
+    from ..validation import check_device, check_number, check_output_dir, check_output_file, check_readable
 
     check_output_dir("--out", args.out)
     check_number("--batch-size", args.batch_size, 1, 4096, integer=True)
@@ -238,6 +238,14 @@ def check_args(args) -> None:
     for flag in ("subject_images", "reference_video", "prompts", "manifest"):
         if getattr(args, flag, None):
             check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "path")
+    from pathlib import Path
+
+    from ..metrics.report import REPORT_FILES
+
+    inputs = {"--" + f.replace("_", "-"): getattr(args, f, None) for f in ("videos", "manifest", "prompts",
+                                                                           "reference_video")}
+    for name in REPORT_FILES:  # the report never takes the place of a file it reads
+        check_output_file("--out", Path(args.out) / name, inputs=inputs)
 
 
 MODEL_FLAGS = ("clip_model", "dino_model", "subject_model", "pickscore_model", "pickscore_processor",
