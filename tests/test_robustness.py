@@ -296,6 +296,7 @@ CASES = [
     (["evaluate", "--manifest", "{manifest_named_table}", "--out", "{manifest_dir}"], 2,
      "is the input --manifest {manifest_named_table}; writing it would destroy it"),
     (G + ["--save-frames", "{frames_mine}"], 2, "holds frame_0000.png, which smrabooth generate did not write"),
+    (TM[:4] + ["{motion_tiny}"] + TM[5:], 2, "tiny.gif is 1x1 pixels: too small to train on"),
 ]
 if NO_CUDA:
     CASES += [(base + ["--device", "cuda"], 2, "--device cuda: CUDA is not available")
@@ -447,6 +448,11 @@ def later_files(root, w, raw):
     (root / "manifests" / "table.csv").write_text("method,video,prompt\nm,../clip.mp4,a dog\n")
     (root / "frames_mine").mkdir()
     Image.new("RGB", (4, 4)).save(root / "frames_mine" / "frame_0000.png")
+    (root / "motion_tiny").mkdir()
+    frames = [Image.new("RGB", (1, 1), (i * 20, 0, 0)) for i in range(12)]
+    frames[0].save(root / "motion_tiny" / "tiny.gif", save_all=True, append_images=frames[1:], duration=60)
+    (root / "motion_tiny" / "metadata.csv").write_text("file_name,text\ntiny.gif,a ball S* moving\n")
+    w["motion_tiny"] = root / "motion_tiny"
     w.update(backgrounds=root / "backgrounds.json", answers=root / "answers.json", study_key=root / "study_key.json",
              manifest_named_table=root / "manifests" / "table.csv", manifest_dir=root / "manifests",
              frames_mine=root / "frames_mine")

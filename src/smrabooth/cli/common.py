@@ -169,7 +169,9 @@ def config_from_args(cls, args, required: tuple[str, ...] = ()):
     from_file = read_yaml(path) if path else {}
     recipe = flags.get("recipe") or from_file.get("recipe") or DEFAULT_RECIPE
     if not isinstance(recipe, str):
-        raise SmraboothError(f"{path}: recipe: {recipe!r} is not a recipe name")
+        from ..readers import short_repr
+
+        raise SmraboothError(f"{path}: recipe: {short_repr(recipe)} is not a recipe name")
     config = apply_dict(cls.from_recipe(recipe), from_file, str(path))
     config = apply_dict(config, flags, "flags")
     for name in required:
