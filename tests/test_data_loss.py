@@ -463,3 +463,73 @@ def test_demo_and_bench_never_take_a_folder_of_other_files_for_a_run(tmp_path, c
     rc, err = cli(capsys, "demo", "--out", old, "--overwrite")
     assert rc == 2 and "holds notes.txt, which smrabooth demo did not write" in err
     assert (old / "notes.txt").read_text() == "mine" and leftovers(old) == []
+
+
+def test_per_expert_runs_are_replaced_only_whole_and_only_their_own(tmp_path, capsys):
+    """Wan2.2 A14B: a run of both experts' LoRAs is replaced like any run (its two files together), never with a
+    file it did not write."""
+    from test_train_subject import make_subject_folder
+
+    from smrabooth.backbones import BACKBONES
+
+    model = tmp_path / "model"
+    BACKBONES["wan2.2-a14b"].build_tiny().save_pretrained(model)
+    data = make_subject_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    argv = train_argv(model, data, run, "--expert", "both")
+    assert cli(capsys, *argv)[0] == 0
+    assert sorted(p.name for p in run.glob("*.safetensors")) == ["subject_lora_high.safetensors",
+                                                                 "subject_lora_low.safetensors"]
+    (run / "checkpoints" / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    rc, err = cli(capsys, *train_argv(model, data, run, "--expert", "high", "--overwrite"))
+    assert rc == 2 and "holds checkpoints/notes.txt, which smrabooth train-subject did not write" in err
+    assert snapshot(run) == before
+    (run / "checkpoints" / "notes.txt").unlink()
+    assert cli(capsys, *train_argv(model, data, run, "--expert", "high", "--overwrite"))[0] == 0
+    assert sorted(p.name for p in run.glob("*.safetensors")) == ["subject_lora_high.safetensors"]
+    assert leftovers(run) == []
+
+
+def test_commands_write_into_folders_that_do_not_exist_yet(tiny_model_dir, tmp_path, capsys):
+    """--out under folders not made yet is created (issue 34 found it refused)."""
+    from test_train_subject import make_subject_folder
+
+    from smrabooth.lora.files import save_lora
+    from smrabooth.video import write_video
+
+    data = make_subject_folder(tmp_path / "data")
+    clip = write_video(np.full((6, 32, 32, 3), 90, np.uint8), tmp_path / "clip.mp4", fps=8)
+    from conftest import make_random_lora
+    from diffusers import WanTransformer3DModel
+
+    lora = save_lora(tmp_path / "l.safetensors", make_random_lora(
+        WanTransformer3DModel.from_pretrained(tiny_model_dir / "transformer"), rank=2))
+    new = tmp_path / "not" / "yet"
+    for argv, made in [
+        ([*PS, data / "images", "--out", new / "ps"], new / "ps" / "metadata.csv"),
+        (["prepare-motion", clip, "--name", "m", "--caption", "S*", "--out", new / "pm", "--fps", "8"],
+         new / "pm" / "m_00.mp4"),
+        (["prompts", "--subjects", data, "--motions", new / "pm", "--out", new / "p" / "p.json"], new / "p" / "p.json"),
+        (["lora", "convert", lora, new / "c" / "c.safetensors", "--to", "comfyui"], new / "c" / "c.safetensors"),
+        (["generate", "--model", tiny_model_dir, "--prompt", "a dog", "--frames", "5", "--height", "32", "--width",
+          "32", "--steps", "1", "--out", new / "g" / "v.mp4", "--save-frames", new / "f"], new / "f" / "frame_0004.png"),
+    ]:
+        rc, err = cli(capsys, *argv)
+        assert rc == 0 and made.is_file(), (argv[0], err)
+
+
+def test_train_motion_overwrite_with_a_broken_clip_keeps_the_old_run(tiny_model_dir, tmp_path, capsys):
+    from test_train_motion import make_motion_folder
+
+    data = make_motion_folder(tmp_path / "clips")
+    run = tmp_path / "run"
+    tm = ["train-motion", "--model", tiny_model_dir, "--out", run, "--no-mora", "--frames", "5", "--height", "32",
+          "--width", "32", "--steps", "1", "--rank", "4", "--quiet", "--cache-dir", tmp_path / "cache"]
+    assert cli(capsys, *tm, "--data", data)[0] == 0
+    before = snapshot(run)
+    broken = make_motion_folder(tmp_path / "broken")
+    (broken / "clip_0.mp4").write_bytes((data / "clip_0.mp4").read_bytes()[:300])
+    rc, err = cli(capsys, *tm, "--data", broken, "--overwrite")
+    assert rc == 2 and "clip_0.mp4 is not a readable video" in err
+    assert snapshot(run) == before and leftovers(run) == []
