@@ -178,6 +178,15 @@ def test_evaluate_with_local_models_makes_no_network_request(tmp_path, monkeypat
     assert attempts == []
 
 
+def test_a_metric_model_folder_that_is_not_there_is_a_missing_folder(tmp_path):
+    from transformers import CLIPModel
+
+    from smrabooth.metrics.common import ModelLoadError, load_pretrained
+
+    with pytest.raises(ModelLoadError, match=r"cannot load the CLIP model .*nowhere/clip: no such folder"):
+        load_pretrained(CLIPModel, str(tmp_path / "nowhere" / "clip"), "CLIP")
+
+
 def test_a_damaged_model_folder_is_one_line(tiny_model_dir, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
