@@ -350,6 +350,10 @@ def test_bundle_overwrite_replaces_bundles_only(tmp_path):
     with pytest.raises(SmraboothError, match="holds the input stage folder"):
         assemble_bundle(tmp_path / "pre", bundle_out=tmp_path / "pre", overwrite=True)
     assert (mine / "x.txt").is_file() and (tmp_path / "pre" / "dit").is_dir()
+    (mine / "sprites.json").write_text("{}")  # a bundle, with the user's notes put in it
+    with pytest.raises(SmraboothError, match="holds x.txt, which is not part of a bundle"):
+        save_bundle(None, mine, overwrite=True)
+    assert (mine / "x.txt").is_file()
 
 
 def test_a_file_dropped_into_the_old_run_while_the_new_one_is_made_is_kept(tmp_path, capsys):
@@ -370,3 +374,162 @@ def test_a_file_dropped_into_the_old_run_while_the_new_one_is_made_is_kept(tmp_p
     run_folder.commit(staging)
     assert leftovers(out) == [".set.replaced-2"]  # the kept one is never deleted by a later replacement
     assert (tmp_path / ".set.replaced-2" / "notes.txt").is_file()
+
+
+# ---------------------------------------------------------------- files a command found, or that were added later
+def test_a_set_written_beside_other_files_never_claims_them(tmp_path, capsys):
+    """prepare-motion / prepare-subject into a folder of the user's files write beside them; a later --overwrite of
+    that set must not take those files (the source clip, the photo, notes) for its own."""
+    from smrabooth.video import write_video
+
+    clips = tmp_path / "clips"
+    mine = write_video(np.full((6, 32, 32, 3), 90, np.uint8), clips / "mine.mp4", fps=8)
+    (clips / "thesis.tex").write_text("years of work")
+    other = write_video(np.full((6, 32, 32, 3), 40, np.uint8), tmp_path / "other" / "new.mp4", fps=8)
+    pm = ["prepare-motion", "--name", "m", "--caption", "a ball S* moving", "--out", clips, "--fps", "8"]
+    assert cli(capsys, pm[0], mine, *pm[1:])[0] == 0
+    before = snapshot(clips)
+    rc, err = cli(capsys, pm[0], other, *pm[1:], "--overwrite")
+    assert rc == 2 and "holds mine.mp4, which smrabooth prepare-motion did not write" in err, err
+    assert snapshot(clips) == before and leftovers(clips) == []
+
+    photos = tmp_path / "photos"
+    dog = photo(photos / "dog.png")
+    (photos / "notes.txt").write_text("mine")
+    ps = [*PS[:1], dog, *PS[1:], "--out", photos]
+    assert cli(capsys, *ps)[0] == 0
+    before = snapshot(photos)
+    rc, err = cli(capsys, *PS[:1], photo(tmp_path / "new" / "b.png"), *PS[1:], "--out", photos, "--overwrite")
+    assert rc == 2 and "holds dog.png, which smrabooth prepare-subject did not write" in err, err
+    assert snapshot(photos) == before
+
+
+def test_a_file_added_inside_a_run_is_never_deleted(trained, tiny_model_dir, tmp_path, capsys):
+    """A photo added to a prepared set's images/, notes in a run's checkpoints/: files the command did not write,
+    in a finished run or in one that stopped before it finished."""
+    out = tmp_path / "set"
+    photo(tmp_path / "in" / "a.png")
+    assert cli(capsys, *PS, tmp_path / "in", "--out", out)[0] == 0
+    photo(out / "images" / "my_extra_photo.png")
+    before = snapshot(out)
+    rc, err = cli(capsys, *PS, tmp_path / "in", "--out", out, "--overwrite")
+    assert rc == 2 and "holds images/my_extra_photo.png, which smrabooth prepare-subject did not write" in err, err
+    assert snapshot(out) == before
+
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (run / "checkpoints" / "README.txt").write_text("keep")
+    argv = train_argv(tiny_model_dir, trained / "data", run, "--overwrite")
+    rc, err = cli(capsys, *argv)
+    assert rc == 2 and "holds checkpoints/README.txt, which smrabooth train-subject did not write" in err, err
+    (run / "subject_lora.safetensors").unlink()  # as a run stopped before it finished leaves it
+    marker = json.loads((run / MARKER).read_text())
+    (run / MARKER).write_text(json.dumps({k: v for k, v in marker.items() if k != "files"}))
+    (run / "checkpoints" / "step-1" / "notes.txt").write_text("keep")
+    (run / "checkpoints" / "README.txt").unlink()
+    rc, err = cli(capsys, *argv)
+    assert rc == 2 and "holds checkpoints/step-1/notes.txt, which smrabooth train-subject" in err, err
+    assert (run / "checkpoints" / "step-1" / "notes.txt").read_text() == "keep"
+
+
+def test_a_resumed_run_never_claims_files_added_before_it_resumed(trained, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    (run / "notes.txt").write_text("mine")
+    assert cli(capsys, *train_argv(tiny_model_dir, trained / "data", run, "--resume", "--steps", "2"))[0] == 0
+    marker = json.loads((run / MARKER).read_text())
+    assert "notes.txt" not in marker["files"] and marker["found"] == ["notes.txt"]
+    assert "checkpoints/step-2/lora.safetensors" in marker["files"]
+    rc, err = cli(capsys, *train_argv(tiny_model_dir, trained / "data", run, "--overwrite"))
+    assert rc == 2 and "holds notes.txt, which smrabooth train-subject did not write" in err
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_demo_and_bench_never_take_a_folder_of_other_files_for_a_run(tmp_path, capsys, monkeypatch):
+    from smrabooth_sprites import runs
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    monkeypatch.setattr(runs, "run_bench", lambda *a, **k: pytest.fail("a bench run in a folder of other files"))
+    rc, err = cli(capsys, "bench", "sprites", "--out", mine, "--resume", "--variants", "base")
+    assert rc == 2 and "not a smrabooth demo or bench run" in err and snapshot(mine) == {"thesis.tex": b"years of work"}
+    # a demo run of a smrabooth older than the marker, with the user's notes in it
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text('{"command": "demo"}\n')
+    (old / "notes.txt").write_text("mine")
+    monkeypatch.setattr(runs, "make_demo", lambda *a, **k: pytest.fail("the old run's notes would be deleted"))
+    rc, err = cli(capsys, "demo", "--out", old, "--overwrite")
+    assert rc == 2 and "holds notes.txt, which smrabooth demo did not write" in err
+    assert (old / "notes.txt").read_text() == "mine" and leftovers(old) == []
+
+
+def test_per_expert_runs_are_replaced_only_whole_and_only_their_own(tmp_path, capsys):
+    """Wan2.2 A14B: a run of both experts' LoRAs is replaced like any run (its two files together), never with a
+    file it did not write."""
+    from test_train_subject import make_subject_folder
+
+    from smrabooth.backbones import BACKBONES
+
+    model = tmp_path / "model"
+    BACKBONES["wan2.2-a14b"].build_tiny().save_pretrained(model)
+    data = make_subject_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    argv = train_argv(model, data, run, "--expert", "both")
+    assert cli(capsys, *argv)[0] == 0
+    assert sorted(p.name for p in run.glob("*.safetensors")) == ["subject_lora_high.safetensors",
+                                                                 "subject_lora_low.safetensors"]
+    (run / "checkpoints" / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    rc, err = cli(capsys, *train_argv(model, data, run, "--expert", "high", "--overwrite"))
+    assert rc == 2 and "holds checkpoints/notes.txt, which smrabooth train-subject did not write" in err
+    assert snapshot(run) == before
+    (run / "checkpoints" / "notes.txt").unlink()
+    assert cli(capsys, *train_argv(model, data, run, "--expert", "high", "--overwrite"))[0] == 0
+    assert sorted(p.name for p in run.glob("*.safetensors")) == ["subject_lora_high.safetensors"]
+    assert leftovers(run) == []
+
+
+def test_commands_write_into_folders_that_do_not_exist_yet(tiny_model_dir, tmp_path, capsys):
+    """--out under folders not made yet is created (issue 34 found it refused)."""
+    from test_train_subject import make_subject_folder
+
+    from smrabooth.lora.files import save_lora
+    from smrabooth.video import write_video
+
+    data = make_subject_folder(tmp_path / "data")
+    clip = write_video(np.full((6, 32, 32, 3), 90, np.uint8), tmp_path / "clip.mp4", fps=8)
+    from conftest import make_random_lora
+    from diffusers import WanTransformer3DModel
+
+    lora = save_lora(tmp_path / "l.safetensors", make_random_lora(
+        WanTransformer3DModel.from_pretrained(tiny_model_dir / "transformer"), rank=2))
+    new = tmp_path / "not" / "yet"
+    for argv, made in [
+        ([*PS, data / "images", "--out", new / "ps"], new / "ps" / "metadata.csv"),
+        (["prepare-motion", clip, "--name", "m", "--caption", "S*", "--out", new / "pm", "--fps", "8"],
+         new / "pm" / "m_00.mp4"),
+        (["prompts", "--subjects", data, "--motions", new / "pm", "--out", new / "p" / "p.json"], new / "p" / "p.json"),
+        (["lora", "convert", lora, new / "c" / "c.safetensors", "--to", "comfyui"], new / "c" / "c.safetensors"),
+        (["generate", "--model", tiny_model_dir, "--prompt", "a dog", "--frames", "5", "--height", "32", "--width",
+          "32", "--steps", "1", "--out", new / "g" / "v.mp4", "--save-frames", new / "f"], new / "f" / "frame_0004.png"),
+    ]:
+        rc, err = cli(capsys, *argv)
+        assert rc == 0 and made.is_file(), (argv[0], err)
+
+
+def test_train_motion_overwrite_with_a_broken_clip_keeps_the_old_run(tiny_model_dir, tmp_path, capsys):
+    from test_train_motion import make_motion_folder
+
+    data = make_motion_folder(tmp_path / "clips")
+    run = tmp_path / "run"
+    tm = ["train-motion", "--model", tiny_model_dir, "--out", run, "--no-mora", "--frames", "5", "--height", "32",
+          "--width", "32", "--steps", "1", "--rank", "4", "--quiet", "--cache-dir", tmp_path / "cache"]
+    assert cli(capsys, *tm, "--data", data)[0] == 0
+    before = snapshot(run)
+    broken = make_motion_folder(tmp_path / "broken")
+    (broken / "clip_0.mp4").write_bytes((data / "clip_0.mp4").read_bytes()[:300])
+    rc, err = cli(capsys, *tm, "--data", broken, "--overwrite")
+    assert rc == 2 and "clip_0.mp4 is not a readable video" in err
+    assert snapshot(run) == before and leftovers(run) == []

@@ -210,3 +210,23 @@ def test_jobs_carry_the_settings_their_command_resolves_and_run_them(dataset, tm
     generate.extra["config"] = dataclasses.replace(generate.extra["config"], frames=9)
     Runner(cfg, tmp_path / "exp", Worker(), log=lambda *a: None).run(generate, "digest", {})
     assert len(read_video(tmp_path / "exp" / generate.name).frames) == 9
+
+
+def test_a_job_run_again_never_deletes_what_the_user_put_in_its_run_folder(dataset, tmp_path, capsys):
+    """A training job whose inputs changed runs again with --overwrite: its run folder is replaced only while it
+    holds nothing but what the trainer wrote."""
+    from smrabooth.reproduce import Runner, Worker
+
+    cfg = ReproduceConfig(**settings(dataset, out=str(tmp_path / "exp")))
+    motion = next(j for j in plan(cfg) if j.kind == "motion")
+    runner = Runner(cfg, tmp_path / "exp", Worker(), log=lambda *a: None)
+    runner.run(motion, "first", {})
+    run = tmp_path / "exp" / motion.name
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(SmraboothError, match=f"job {motion.name} failed"):
+        runner.run(motion, "second", {})  # another digest: the job starts over
+    assert "holds notes.txt, which smrabooth train-motion did not write" in capsys.readouterr().err
+    assert (run / "notes.txt").read_text() == "mine" and (run / "motion_lora.safetensors").is_file()
+    (run / "notes.txt").unlink()
+    runner.run(motion, "second", {})
+    assert (run / "motion_lora.safetensors").is_file()

@@ -206,8 +206,9 @@ CASES = [
     (["lora", "convert", "{lora}", "{tmp}", "--to", "comfyui"], 2, "OUTPUT"),
     (["lora", "convert", "{lora}", "{dir_st}", "--to", "comfyui"], 2, "is a folder, a file name is needed"),
     (["lora", "convert", "{lora}", "{file}/o.safetensors", "--to", "comfyui"], 2, "is a file, not a folder"),
-    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui"], 2, "exists; pass --overwrite"),
-    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui", "--overwrite"], 2, "is the INPUT file"),
+    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui"], 2, "is the input INPUT"),
+    (["lora", "convert", "{lora}", "{lora_nan}", "--to", "comfyui"], 2, "exists; pass --overwrite"),
+    (["lora", "convert", "{lora}", "{lora}", "--to", "comfyui", "--overwrite"], 2, "is the input INPUT"),
     (["lora", "convert", "{lora}", "{tmp}/o.txt", "--to", "comfyui"], 2, "must end in .safetensors"),
     (["lora", "convert", "{lora_nan}", "{tmp}/o.safetensors", "--to", "comfyui"], 2, "NaN"),
     (["lora", "convert", "{lora}", "{tmp}/o.safetensors", "--to", "kohya"], 2, "invalid choice: 'kohya'"),
@@ -275,6 +276,27 @@ CASES = [
     (["study", "tally", "{answers_deep}"], 2, "nested more than 64 levels deep"),
     (["reproduce", "--data", "{tmp}", "--model", "{model}", "--out", "{tmp}/r", "--dry-run", "--gpus", "-3"], 2,
      "--gpus -3: must be a whole number in [1, 4096]"),
+    # ---- issue 34, on the code added since: the lab's commands, per-expert LoRAs, SEA-RAFT configs
+    (TM + ["--flow-model", "{searaft_huge}"], 2, "config.json: SEA-RAFT 'dim' 100000000: must be a whole number"),
+    (TM + ["--flow-model", "{searaft_text}"], 2, "config.json: SEA-RAFT 'dim' 'x': must be a whole number"),
+    (["lora", "info", "{lora_expert}"], 2, "its metadata's expert 'middle' is not high or low"),
+    (TS[:-4] + ["--data", "{subject_header_break}", "--out", "{tmp}/run"], 2, "that holds a line break"),
+    (["demo", "--model", "{bundle_damaged}", "--out", "{tmp}/d"], 2, "sprites.json is not valid JSON"),
+    (["demo", "--model", "{bundle_sizes}", "--out", "{tmp}/d"], 2, "sprites.json: size 'big': must be a whole number"),
+    (["demo", "--gen-steps", "1" + "0" * 400, "--out", "{tmp}/d"], 2, "--gen-steps 100... (401 digits): must be"),
+    (["demo", "--guidance", "nan", "--out", "{tmp}/d"], 2, "--guidance nan: must be a finite number in [0, 100]"),
+    (["demo", "--subject", "²", "--out", "{tmp}/d"], 2, "--subject: unknown held-out subject '²'"),
+    (["bench", "sprites", "--seeds", "1" + "0" * 400, "--out", "{tmp}/b"], 2, "--seeds 100... (401 digits)"),
+    (["sprites", "sample", "--n", "1" + "0" * 400, "--out", "{tmp}/s"], 2, "--n 100... (401 digits): must be"),
+    (["sprites", "subject", "--size", "3", "--out", "{tmp}/s"], 2, "--size 3: must be a whole number in [8, 2048]"),
+    # ---- an output in the place of an input, or of files the command did not write
+    (PR[:-1] + ["{backgrounds}", "--backgrounds", "{backgrounds}"], 2,
+     "is the input --backgrounds {backgrounds}; writing it would destroy it"),
+    (["study", "tally", "{answers}", "--key", "{study_key}", "--json", "{study_key}"], 2, "is the input --key"),
+    (["evaluate", "--manifest", "{manifest_named_table}", "--out", "{manifest_dir}"], 2,
+     "is the input --manifest {manifest_named_table}; writing it would destroy it"),
+    (G + ["--save-frames", "{frames_mine}"], 2, "holds frame_0000.png, which smrabooth generate did not write"),
+    (TM[:4] + ["{motion_tiny}"] + TM[5:], 2, "tiny.gif is 1x1 pixels: too small to train on"),
 ]
 if NO_CUDA:
     CASES += [(base + ["--device", "cuda"], 2, "--device cuda: CUDA is not available")
@@ -404,11 +426,55 @@ def issue34_files(root, w, raw, key_b, tr):
     from smrabooth.video import write_video
 
     write_video(np.zeros((5, 32, 32, 3), np.uint8), root / "clip.mp4", fps=8)
+    later_files(root, w, raw)
     manifests = {"manifest_conflict": "method,video,prompt\nm,clip.mp4,a dog\nm,clip.mp4,a cat\n",
                  "manifest_text": "method,video\nm,notes.txt\n", "manifest_fake_mp4": "method,video\nm,fake.mp4\n"}
     for name, text in manifests.items():
         w[name] = root / f"{name}.csv"
         w[name].write_text(text)
+
+
+def later_files(root, w, raw):
+    """The rows on code added after issue 34's rows: SEA-RAFT folders of damaged configs, a LoRA for no Wan2.2
+    expert, a metadata.csv header left open, SMRA-Sprites bundles of damaged sprites.json; inputs an output would
+    take the place of."""
+    from PIL import Image
+    from test_train_subject import make_subject_folder
+
+    (root / "backgrounds.json").write_text("a beach\n")
+    (root / "answers.json").write_text(json.dumps({"study_id": "s", "participant": "p", "ratings": []}))
+    (root / "study_key.json").write_text(json.dumps({"study_id": "s", "cases": []}))
+    (root / "manifests").mkdir()
+    (root / "manifests" / "table.csv").write_text("method,video,prompt\nm,../clip.mp4,a dog\n")
+    (root / "frames_mine").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "frames_mine" / "frame_0000.png")
+    (root / "motion_tiny").mkdir()
+    frames = [Image.new("RGB", (1, 1), (i * 20, 0, 0)) for i in range(12)]
+    frames[0].save(root / "motion_tiny" / "tiny.gif", save_all=True, append_images=frames[1:], duration=60)
+    (root / "motion_tiny" / "metadata.csv").write_text("file_name,text\ntiny.gif,a ball S* moving\n")
+    w["motion_tiny"] = root / "motion_tiny"
+    w.update(backgrounds=root / "backgrounds.json", answers=root / "answers.json", study_key=root / "study_key.json",
+             manifest_named_table=root / "manifests" / "table.csv", manifest_dir=root / "manifests",
+             frames_mine=root / "frames_mine")
+
+    for name, config in (("searaft_huge", {"dim": 10**8}), ("searaft_text", {"dim": "x"})):
+        (root / name).mkdir()
+        (root / name / "model.safetensors").write_bytes(b"")
+        (root / name / "config.json").write_text(json.dumps(config))
+        w[name] = root / name
+    w["lora_expert"] = root / "lora_expert.safetensors"
+    save_file(raw, str(w["lora_expert"]), metadata={"format": "pt", "smrabooth": json.dumps({"expert": "middle"})})
+    broken = make_subject_folder(root / "subject_header_break")
+    (broken / "metadata.csv").write_text('file_name,"text\n00.png,a picture of V* ball\n')
+    w["subject_header_break"] = broken
+    for name, info in (("bundle_damaged", '{"preset": "small",'), ("bundle_sizes", json.dumps(
+            {"config": {"size": "big", "frames": 9, "fps": 15}}))):
+        bundle = root / name
+        for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", "dinov2", "searaft"):
+            (bundle / sub).mkdir(parents=True)
+        (bundle / "model_index.json").write_text((Path(w["model"]) / "model_index.json").read_text())
+        (bundle / "sprites.json").write_text(info)
+        w[name] = bundle
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -331,8 +331,8 @@ def test_bad_inputs_are_clear_errors(bundle, tmp_path, capsys):
     assert "no cases" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "b", "--subjects", ",")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
-    assert "--overwrite" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full", "--variants",
-                                "base")
+    assert "not a smrabooth demo or bench run" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full",
+                                                      "--variants", "base")
     # --overwrite replaces a previous run, never a folder of other files
     assert "refusing to delete" in err("bench", "sprites", "--model", bundle, "--out", tmp_path / "full",
                                        "--variants", "base", "--overwrite")

@@ -673,3 +673,43 @@ def test_a_motion_estimate_counts_mora_on_its_share_of_the_steps(app):
     assert every.per_step == mora
     assert eta.cost_key(app.profile, "train_motion", params) != eta.cost_key(app.profile, "train_motion",
                                                                                {**params, "mora_max_sigma": 1.0})
+
+
+def test_the_examples_never_replace_a_subject_or_motion_of_the_users_by_their_name(app, tmp_path):
+    """'Use the example' replaces the example's own folder (the heart, the spiral): a user's subject or motion of
+    that name is refused, never deleted."""
+    from PIL import Image
+
+    from smrabooth.video import write_video
+
+    ex = app.examples
+    mine = tmp_path / "my_heart.png"
+    Image.fromarray(np.full((40, 48, 3), 200, np.uint8)).save(mine)
+    h.add_subject_photos(app, ex.subject_name, [str(mine)])
+    with pytest.raises(SmraboothError, match="my_heart.png, which is not the example's: it is kept"):
+        h.use_example_subject(app)
+    assert (app.wd.subject(ex.subject_name) / "uploads" / "my_heart.png").is_file()
+    clip = write_video(np.full((9, 32, 32, 3), 90, np.uint8), tmp_path / "my_spiral.mp4", fps=8)
+    h.prepare_motion_clip(app, ex.motion_name, str(clip), "a ball S* moving", frames=9, fps=8)
+    with pytest.raises(SmraboothError, match="my_spiral.mp4, which is not the example's"):
+        h.use_example_motion(app)
+    assert (app.wd.motion(ex.motion_name) / "uploads" / "my_spiral.mp4").is_file()
+    h.remove_subject_photo(app, ex.subject_name, "my_heart.png")
+    assert h.use_example_subject(app)[0] == ex.subject_name  # an emptied one is the example's to fill
+
+
+def test_removing_a_job_deletes_only_a_folder_the_work_folder_made_for_jobs(tmp_path):
+    """A job whose record names another folder as its "out" (a damaged or edited jobs/<id>.json): removing the job
+    leaves that folder alone."""
+    q = JobQueue(tmp_path, {}, runner=stepping_runner)
+    uploads = tmp_path / "subjects" / "dog"
+    (uploads / "uploads").mkdir(parents=True)
+    (uploads / "uploads" / "a.png").write_bytes(b"photo")
+    try:
+        job = q.submit("train_subject", "train subject dog", {"out": str(uploads), "steps": 50})
+        q.cancel(job["id"])
+        assert q.wait(job["id"], 30)["status"] == "cancelled"
+        q.remove(job["id"])
+        assert (uploads / "uploads" / "a.png").read_bytes() == b"photo"
+    finally:
+        q.stop()

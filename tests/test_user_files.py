@@ -12,11 +12,13 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -127,8 +129,17 @@ def test_frame_rates_are_kept_exact_and_stale_frames_removed(tmp_path):
     save_frames(np.zeros((5, 4, 4, 3), np.uint8), tmp_path / "frames")
     (tmp_path / "frames" / "notes.txt").write_text("mine")
     save_frames(np.zeros((2, 4, 4, 3), np.uint8), tmp_path / "frames")
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0000.png", "frame_0001.png",
-                                                                      "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir() if not p.name.startswith(".")) == [
+        "frame_0000.png", "frame_0001.png", "notes.txt"]
+    # frames the user put there (their own clip's, by the same names) are never replaced nor removed
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for i in (0, 7):
+        Image.fromarray(np.full((4, 4, 3), 9 * i, np.uint8)).save(mine / f"frame_{i:04d}.png")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(SmraboothError, match="holds frame_0000.png, which smrabooth generate did not write"):
+        save_frames(np.zeros((2, 4, 4, 3), np.uint8), mine)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
 
 
 # ---------------------------------------------------------------- the boundary
@@ -165,6 +176,15 @@ def test_evaluate_with_local_models_makes_no_network_request(tmp_path, monkeypat
                "temporal_consistency", "--clip-model", str(tmp_path / "clip")])
     assert rc == 2 and "no metric could run" in capsys.readouterr().err  # the empty folder is no CLIP
     assert attempts == []
+
+
+def test_a_metric_model_folder_that_is_not_there_is_a_missing_folder(tmp_path):
+    from transformers import CLIPModel
+
+    from smrabooth.metrics.common import ModelLoadError, load_pretrained
+
+    with pytest.raises(ModelLoadError, match=r"cannot load the CLIP model .*nowhere/clip: no such folder"):
+        load_pretrained(CLIPModel, str(tmp_path / "nowhere" / "clip"), "CLIP")
 
 
 def test_a_damaged_model_folder_is_one_line(tiny_model_dir, tmp_path, capsys):
@@ -219,6 +239,27 @@ def test_damaged_cache_entries_and_records_are_computed_again(tmp_path, capsys, 
     DataParallel(processes=1, batch_size=2).record(tmp_path, 3)
     assert json.loads((tmp_path / "parallel.json").read_text())["calls"][0]["from_step"] == 3
     assert "parallel.json is damaged" in capsys.readouterr().err
+
+
+def test_records_of_another_shape_are_stale_or_recomputed_not_a_crash(tmp_path, capsys):
+    """A lock, a model_index.json and a bench's results.json holding JSON of another shape (found by the fuzz test):
+    a lock that is not a mapping is stale, an empty transformer_2 entry lists no second expert, and rows that are not
+    a bench's are generated again."""
+    from smrabooth.models.wan import check_wan_model_dir
+    from smrabooth.train.lock import check_unlocked
+    from smrabooth_sprites.report import finished_rows
+
+    (tmp_path / ".lock").write_text("[1, 2]")
+    check_unlocked(tmp_path)
+    index = {"_class_name": "WanPipeline", "transformer_2": []}
+    for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    check_wan_model_dir(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {}, "rows": [{"case": "c", "variant": []}]}))
+    assert finished_rows(tmp_path, {"settings": {}}) == {}
+    assert "results.json: its rows are not the rows a bench writes; every video is generated again" in \
+        capsys.readouterr().out
 
 
 def subject_config(world_subject, tmp_path, **kw):
@@ -333,12 +374,57 @@ def _mutations(data: bytes, rng: random.Random):
 
 
 def _random_json(rng: random.Random, depth: int = 0):
-    choices = [None, True, 0, -1, 10**30, 1.5, float("nan"), "x", "", [1, 2]]
+    choices = [None, True, 0, -1, 10**30, 1.5, float("nan"), float("inf"), "x", "", [], [1, 2], {}]
     if depth < 3:
         choices += [{"study_id": "s", "ratings": [{"candidate": "c", "question": "q", "rating": 3}]},
                     {"step": rng.choice([1, "1", -1, None])}, [_random_json(rng, depth + 1)],
                     {"k": _random_json(rng, depth + 1)}]
     return rng.choice(choices)
+
+
+def malformed(path: Path, original: bytes, rng: random.Random) -> bytes:
+    """One malformed version of a valid file: its bytes mutated, or (JSON and YAML) a value of the wrong type or
+    size in place of one of its own, or a document of random JSON."""
+    structured = path.suffix in (".json", ".yaml") or path.name == ".lock"
+    if path.suffix == ".safetensors" and rng.random() < 0.3:  # its metadata's JSON entries
+        from safetensors.torch import save
+
+        with safe_open_bytes(original) as (f, tensors):
+            metadata = dict(f.metadata() or {})
+        for key in [k for k in metadata if k != "format"]:
+            metadata[key] = malformed(Path(f"{key}.json"), metadata[key].encode(), rng).decode("utf-8", "replace")
+        return save(tensors, metadata=metadata)
+    if structured and rng.random() < 0.35:
+        try:
+            value = json.loads(original) if path.suffix != ".yaml" else yaml.safe_load(original)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value and rng.random() < 0.7:
+            entry = value
+            while True:  # a value somewhere down the tree of mappings and lists
+                key = rng.choice(list(entry)) if isinstance(entry, dict) else rng.randrange(len(entry))
+                if not isinstance(entry[key], (dict, list)) or not entry[key] or rng.random() < 0.3:
+                    break
+                entry = entry[key]
+            entry[key] = _random_json(rng)
+        else:
+            value = _random_json(rng)
+        return (yaml.safe_dump(value) if path.suffix == ".yaml" else json.dumps(value)).encode()
+    return _mutations(original, rng)
+
+
+@contextmanager
+def safe_open_bytes(data: bytes):
+    """A safetensors file's (reader, tensors) from its bytes."""
+    import tempfile
+
+    from safetensors import safe_open
+
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        with safe_open(tmp.name, framework="pt") as f:
+            yield f, {k: f.get_tensor(k) for k in f.keys()}
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +453,49 @@ def fuzz_files(tmp_path_factory):
     from smrabooth.data.cache import cached
 
     cached(root / "cache", "k", lambda: {"x": torch.zeros(2)})
+    later_files(root, tensors)
     return root
+
+
+def later_files(root: Path, tensors: dict) -> None:
+    """The seeds of the readers added since the fuzz test was written: Wan2.2 and ZeroScope model folders, a
+    per-expert LoRA, a training config of the official recipe, a run folder's records, a study key, a SEA-RAFT
+    config and an SMRA-Sprites bundle's sprites.json and a bench's results.json."""
+    from smrabooth.lora.files import LoraWeights, save_lora
+
+    a14b = {"_class_name": "WanPipeline", "boundary_ratio": 0.875, "expand_timesteps": False,
+            **{sub: ["diffusers", "X"] for sub in ("scheduler", "text_encoder", "tokenizer", "transformer",
+                                                   "transformer_2", "vae")}}
+    zeroscope = {"_class_name": "TextToVideoSDPipeline",
+                 **{sub: ["diffusers", "X"] for sub in ("scheduler", "text_encoder", "tokenizer", "unet", "vae")}}
+    for name, index in (("wan22", a14b), ("zeroscope", zeroscope)):
+        for sub in index:
+            if not sub.startswith("_") and isinstance(index[sub], list):
+                (root / name / sub).mkdir(parents=True, exist_ok=True)
+        (root / name / "model_index.json").write_text(json.dumps(index))
+    save_lora(root / "subject_lora_high.safetensors", LoraWeights(tensors, 2, 2.0, {"kind": "subject", "expert": "high",
+                                                                                   "recipe": "official"}))
+    (root / "train.yaml").write_text("recipe: official\nexpert: high\nsteps: 3\nrank: 4\nlayer_types: [q, k, ffn.0]\n"
+                                     "extra: {a: 1}\n")
+    run = root / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: /m\ndata: /d\nout: /o\nrecipe: official\nsteps: 2\nrank: 4\n")
+    (run / "inputs.json").write_text(json.dumps({"files": {str(root / "v.mp4"): "0" * 64}}))
+    (run / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "start": None, "since": "2026"}))
+    (run / "parallel.json").write_text(json.dumps({"effective_batch": 1, "calls": [{"from_step": 0}]}))
+    (root / "digests.json").write_text(json.dumps({str(root / "model" / "w.bin"): [7, 0, "ab"]}))
+    (root / "key.json").write_text(json.dumps({"study_id": "s", "methods": ["ours"], "cases": [
+        {"candidates": {"c": "ours"}}]}))
+    (root / "searaft").mkdir()
+    (root / "searaft" / "config.json").write_text(json.dumps({"pretrain": "resnet18", "initial_dim": 8,
+                                                              "block_dims": [8, 12, 16], "radius": 2, "dim": 16,
+                                                              "num_blocks": 1, "iters": 2, "scale": 0}))
+    (root / "bundle").mkdir()
+    (root / "bundle" / "sprites.json").write_text(json.dumps({"preset": "small", "config": {"size": 64, "frames": 9,
+                                                                                            "fps": 15}}))
+    (root / "bench").mkdir()
+    (root / "bench" / "results.json").write_text(json.dumps({"settings": {"a": 1}, "rows": [
+        {"case": "heart-spiral", "variant": "full", "seed": 0, "video": str(root / "v.mp4")}]}))
 
 
 def _readers(root: Path):
@@ -409,6 +537,55 @@ def _readers(root: Path):
         "cache entry": (root / "cache" / "k.safetensors", lambda: cached(root / "cache", "k",
                                                                          lambda: {"x": torch.zeros(2)})),
         "video": (root / "v.mp4", lambda: read_video(root / "v.mp4")),
+        **later_readers(root),
+    }
+
+
+def later_readers(root: Path):
+    """The readers of `later_files`' seeds."""
+    from argparse import Namespace
+
+    from smrabooth.backbones import backbone_for_lora_file, backbone_for_model
+    from smrabooth.cli.common import config_from_args
+    from smrabooth.data.cache import model_digest
+    from smrabooth.lora.files import load_lora, recorded_recipe
+    from smrabooth.metrics.study import tally
+    from smrabooth.models.searaft import _read_config
+    from smrabooth.sampling import place_loras
+    from smrabooth.train.common import check_inputs, saved_settings
+    from smrabooth.train.distributed import DataParallel
+    from smrabooth.train.lock import check_unlocked
+    from smrabooth.train.subject import SubjectTrainConfig
+    from smrabooth_sprites.experiment import ExperimentSettings, settings_for_bundle
+    from smrabooth_sprites.report import finished_rows
+
+    def model_folder(name):
+        backbone_for_model(root / name).check_folder(root / name)
+
+    def expert_lora():
+        path = root / "subject_lora_high.safetensors"
+        recorded_recipe(path)
+        backbone_for_lora_file(path)
+        place_loras(("high", "low"), "subject", [load_lora(path)], paths=[str(path)])
+
+    run = root / "run"
+    return {
+        "Wan2.2 model_index.json": (root / "wan22" / "model_index.json", lambda: model_folder("wan22")),
+        "ZeroScope model_index.json": (root / "zeroscope" / "model_index.json", lambda: model_folder("zeroscope")),
+        "per-expert LoRA": (root / "subject_lora_high.safetensors", expert_lora),
+        "training config YAML": (root / "train.yaml", lambda: config_from_args(
+            SubjectTrainConfig, Namespace(config=str(root / "train.yaml")))),
+        "run config.yaml": (run / "config.yaml", lambda: saved_settings(SubjectTrainConfig(), run).validate()),
+        "inputs.json": (run / "inputs.json", lambda: check_inputs(run, [root / "v.mp4"], resume=True)),
+        "lock": (run / ".lock", lambda: check_unlocked(run)),
+        "parallel.json": (run / "parallel.json", lambda: DataParallel(processes=1, batch_size=1).record(run, 1)),
+        "digests.json": (root / "digests.json", lambda: model_digest(str(root / "model"), (), root)),
+        "study key": (root / "key.json", lambda: tally([root / "answers.json"], root / "key.json")),
+        "SEA-RAFT config": (root / "searaft" / "config.json", lambda: _read_config(root / "searaft" / "config.json")),
+        "bundle sprites.json": (root / "bundle" / "sprites.json", lambda: settings_for_bundle(
+            ExperimentSettings(model=str(root / "bundle")))),
+        "bench results.json": (root / "bench" / "results.json", lambda: finished_rows(root / "bench",
+                                                                                        {"settings": {"a": 1}})),
     }
 
 
@@ -430,11 +607,7 @@ def test_fuzz_every_reader_gives_a_result_or_one_line(fuzz_files, capsys):
         for name, (path, read) in readers.items():
             if name not in originals:
                 continue
-            if rng.random() < 0.2 and path.suffix in (".json", ".yaml"):
-                value = _random_json(rng)
-                data = (json.dumps(value) if path.suffix == ".json" else f"steps: {json.dumps(value)}\n").encode()
-            else:
-                data = _mutations(originals[name], rng)
+            data = malformed(path, originals[name], rng)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             try:

@@ -219,7 +219,8 @@ def read_yaml_file(path):
 def read_csv(path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """(header, [(line number, {column: value})]) of a CSV file with a header row: a BOM is dropped, Latin-1 is
     read with a warning, names and values are stripped, blank lines skipped; a row with more fields than the header
-    (an unquoted comma) or a header naming a column twice is an error naming the line."""
+    (an unquoted comma), a header naming a column twice or a column name holding a line break is an error naming
+    the line."""
     text = read_text(path, what)
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
@@ -230,6 +231,10 @@ def read_csv(path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, d
                 continue  # a blank line
             if header is None:
                 header = [c.strip() for c in record]
+                broken = next((c for c in header if "\n" in c or "\r" in c), None)
+                if broken is not None:
+                    raise SmraboothError(f"{path}: its header (line {reader.line_num}) names a column {short_repr(broken)} "
+                                         "that holds a line break (a quote left open?)")
                 dup = sorted({c for c in header if header.count(c) > 1 and c})
                 if dup:
                     raise SmraboothError(f"{path}: its header names the column {dup[0]!r} twice")

@@ -2,14 +2,16 @@
 replaced without a moment where the old one is gone and the new one is not complete.
 
 Every folder a smrabooth command creates as its `--out` (a training run, a prepared subject or motion set, a
-demo or bench run) holds `.smrabooth.json`: the command that wrote it and, once the command has finished, the
-names of the entries it wrote. `--overwrite`:
+demo or bench run) holds `.smrabooth.json`: the command that wrote it, the files that were there before it
+started ("found": never its own) and, once the command has finished, every file it wrote ("files", paths relative
+to the folder, subfolders included). `--overwrite`:
 
 1. moves nothing until every setting and input has been checked (the commands call `check_replaceable` in their
    checks, before any model loads);
 2. replaces only a folder with the marker of the same command, refuses one that holds any of the command's own
-   inputs (`--data`, `--model`, the photos, the clip, ...) or an entry the command did not write (a user's notes,
-   a model folder moved in), naming it;
+   inputs (`--data`, `--model`, the photos, the clip, ...) or a file the command did not write (a user's notes,
+   a photo added to images/, a model folder moved in, what was in the folder before the command wrote beside it),
+   naming it;
 3. writes the new run into a sibling folder `.<name>.replacing` and swaps it in at the end (`commit`): until
    then the old run stays where it was, complete; a call that fails or is killed leaves it untouched.
 
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import SmraboothError
+from .errors import InternalError, SmraboothError
 from .logs import get_logger
 from .readers import is_inside
 
@@ -41,14 +43,18 @@ _TEMPORARY = re.compile(r"^\..+\.tmp$|^\..+\.tmp\.[^.]+$")  # atomic writes' tem
 
 
 # ---------------------------------------------------------------- the marker
-def write_marker(folder, command: str, files: Iterable[str] | None = None, **extra) -> Path:
-    """Mark `folder` as written by `command`; `files`: the entries it wrote (once it has finished)."""
+def write_marker(folder, command: str, files: Iterable[str] | None = None, found: Iterable[str] = (),
+                 **extra) -> Path:
+    """Mark `folder` as written by `command`; `files`: the files it wrote (once it has finished), `found`: files
+    that were there before it started (never its own)."""
     from . import __version__
 
     folder = Path(folder)
     record = {"command": command, "smrabooth": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
     if files is not None:
         record["files"] = sorted(set(files) - {MARKER, LOCK})
+    if found:
+        record["found"] = sorted(set(found))
     tmp = folder / f".{MARKER}.tmp"
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(tmp, folder / MARKER)
@@ -63,18 +69,36 @@ def read_marker(folder) -> dict | None:
     from .readers import read_json
 
     marker = read_json(path, dict, "a run folder's marker")
-    if not isinstance(marker.get("command"), str) or not isinstance(marker.get("files", []), list):
+    lists = [marker.get(k, []) for k in ("files", "found")]
+    if not isinstance(marker.get("command"), str) or not all(
+            isinstance(names, list) and all(isinstance(n, str) for n in names) for names in lists):
         raise SmraboothError(f"{path} is damaged (it should name the command that wrote the folder): delete the "
                              f"folder {folder} yourself if it holds nothing you need, or choose another --out")
     return marker
 
 
-def finish_marker(folder, command: str) -> None:
-    """The command is done with `folder`: the marker lists what it holds now (what `--overwrite` may replace)."""
+def start_marker(folder, command: str, owned: Callable[[str], bool] | None = None) -> None:
+    """`command` starts writing into `folder` in place (a new run, a resumed one, a set written beside other files):
+    the marker records the files there now that are not its own (by the marker, else `owned`), so that they never
+    count as its own; until `finish_marker`, what the command writes is judged by `owned`."""
+    folder = Path(folder)
+    old = read_marker(folder)
+    ours = _ours(old, owned) if old is not None else (owned or (lambda path: False))
+    extra = {k: v for k, v in (old or {}).items() if k not in ("command", "smrabooth", "written", "files", "found")}
+    write_marker(folder, command, found=[f for f in files_under(folder) if not ours(f)], **extra)
+
+
+def finish_marker(folder, command: str | None = None) -> None:
+    """The command (default: the one the marker names) is done with `folder`: the marker lists every file it holds
+    that was not there before the command started (what `--overwrite` may replace)."""
     folder = Path(folder)
     old = read_marker(folder) or {}
-    extra = {k: v for k, v in old.items() if k not in ("command", "smrabooth", "written", "files")}
-    write_marker(folder, command, [p.name for p in folder.iterdir() if not _TEMPORARY.match(p.name)], **extra)
+    command = command or old.get("command")
+    if command is None:
+        raise InternalError(f"finish_marker: {folder} has no marker and no command was given")
+    found = set(old.get("found", ()))
+    extra = {k: v for k, v in old.items() if k not in ("command", "smrabooth", "written", "files", "found")}
+    write_marker(folder, command, [f for f in files_under(folder) if f not in found], found=found, **extra)
 
 
 # ---------------------------------------------------------------- checks
@@ -84,6 +108,28 @@ def entries(folder) -> list[Path]:
     if not folder.is_dir():
         return []
     return [p for p in folder.iterdir() if p.name not in (MARKER, LOCK) and not _TEMPORARY.match(p.name)]
+
+
+def files_under(folder) -> list[str]:
+    """Every file under `folder` (subfolders included; a link counts as a file, never followed), as a path
+    relative to it with '/': what a marker lists. Its marker, a trainer's lock and temporaries aside."""
+    folder = Path(folder)
+    found = []
+    for top in entries(folder):
+        stack = [top]
+        while stack:
+            p = stack.pop()
+            if p.is_dir() and not p.is_symlink():
+                stack.extend(q for q in p.iterdir() if not _TEMPORARY.match(q.name))
+            else:
+                found.append(p.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def owned_names(names) -> Callable[[str], bool]:
+    """`owned` for a command that writes the top-level entries `names` (and whatever is inside them)."""
+    names = set(names)
+    return lambda path: path.split("/", 1)[0] in names
 
 
 def check_inputs_outside(out, inputs: dict[str, object], verb: str = "--overwrite would delete it") -> None:
@@ -100,9 +146,10 @@ def check_replaceable(out, command: str, inputs: dict[str, object], owned: Calla
                       same: Iterable[str] = (), legacy: str = "") -> bool:
     """Whether `--overwrite` may replace `out` (nothing is changed): True when it holds something to replace, False
     when it is missing or empty. Refused in one line: a folder holding an input, one without this command's marker
-    (`same`: other commands whose folders this one may replace), one holding an entry the command did not write
-    (`owned(name)`, or the names the marker lists). `legacy`: what an unmarked folder of an older smrabooth would
-    hold, for the message."""
+    (`same`: other commands whose folders this one may replace), one holding a file the command did not write
+    (the files the marker lists; for a run that did not finish, `owned(path)` of a path relative to `out`, files
+    the marker found there excepted). `legacy`: what an unmarked folder of an older smrabooth would hold, for the
+    message."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SmraboothError(f"--out {out}: is a file, a folder is needed")
@@ -123,7 +170,7 @@ def check_replaceable(out, command: str, inputs: dict[str, object], owned: Calla
         raise SmraboothError(f"--out {out} was written by smrabooth {marker['command']}, not {command}; refusing to "
                              f"replace it: choose another --out")
     ours = _ours(marker, owned)
-    foreign = [p.name for p in found if not ours(p.name)]
+    foreign = [f for f in files_under(out) if not ours(f)]
     if foreign:
         raise SmraboothError(f"--out {out} holds {foreign[0]}, which smrabooth {command} did not write; --overwrite "
                              f"would delete it: move it out of {out}, or choose another --out")
@@ -131,11 +178,19 @@ def check_replaceable(out, command: str, inputs: dict[str, object], owned: Calla
 
 
 def _ours(marker: dict, owned: Callable[[str], bool] | None) -> Callable[[str], bool]:
-    """Which entries of a marked folder its command wrote: the names its marker lists once it has finished; for
-    an interrupted one, what the command writes (`owned`), or (none given) everything."""
+    """Which files of a marked folder (paths relative to it) its command wrote: those its marker lists once it has
+    finished (a folder listed by an older marker: everything in it); for a run that did not finish, what the command
+    writes (`owned`), or (none given) everything; never a file the marker found there before the command started."""
+    found = set(marker.get("found", ()))
     if "files" in marker:
-        return set(marker["files"]).__contains__
-    return owned or (lambda name: True)
+        listed = set(marker["files"])
+
+        def ours(path: str) -> bool:
+            parts = path.split("/")
+            return any("/".join(parts[:i]) in listed for i in range(1, len(parts) + 1))
+    else:
+        ours = owned or (lambda path: True)
+    return lambda path: path not in found and ours(path)
 
 
 # ---------------------------------------------------------------- replacing
@@ -210,13 +265,13 @@ def commit(folder, owned: Callable[[str], bool] | None = None) -> Path:
 
 
 def _foreign(folder: Path, owned: Callable[[str], bool] | None) -> list[str]:
-    """The entries of a replaced run its command did not write (all of them without a readable marker)."""
+    """The files of a replaced run its command did not write (all of them without a readable marker)."""
     try:
         marker = read_marker(folder)
     except SmraboothError:
         marker = None
-    ours = _ours(marker, owned) if marker is not None else (lambda name: False)
-    return [p.name for p in entries(folder) if not ours(p.name)]
+    ours = _ours(marker, owned) if marker is not None else (lambda path: False)
+    return [f for f in files_under(folder) if not ours(f)]
 
 
 def _keep_or_remove(replaced: Path, owned: Callable[[str], bool] | None = None) -> None:

@@ -126,13 +126,20 @@ def _check_parents(flag: str, path: Path) -> None:
         raise SmraboothError(f"{flag} {path}: folder {anchor} is not writable (permission denied or read-only)")
 
 
-def check_output_file(flag: str, path, suffixes: tuple[str, ...] = (), overwrite: bool = True) -> Path:
-    """`path` can be written as a file: not a folder, its folder (or the first existing one above it) writable."""
+def check_output_file(flag: str, path, suffixes: tuple[str, ...] = (), overwrite: bool = True,
+                      inputs: dict[str, object] | None = None) -> Path:
+    """`path` can be written as a file: not a folder, its folder (or the first existing one above it) writable, and
+    none of the command's `inputs` (flag -> path or paths: the same file by any name, a link included)."""
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise SmraboothError(f"{flag} {path}: must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise SmraboothError(f"{flag} {path}: is a folder, a file name is needed")
+    for name, given in (inputs or {}).items():
+        for p in given if isinstance(given, (list, tuple, set)) else [given]:
+            if p and path.is_file() and Path(p).is_file() and os.path.samefile(p, path):
+                raise SmraboothError(f"{flag} {path}: is the input {name} {p}; writing it would destroy it: choose "
+                                     "another name")
     if path.exists() and not overwrite:
         raise SmraboothError(f"{flag} {path}: exists; pass --overwrite to replace it")
     if path.exists() and not os.access(path, os.W_OK):

@@ -94,13 +94,41 @@ def write_gif(frames, path: str | os.PathLike, fps: float) -> Path:
     return path
 
 
-def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> list[Path]:
-    """PREFIX_0000.png ... into `folder`; frames of an earlier, longer video there (PREFIX_NNNN.png past this
-    one's last) are removed, so the folder holds this video's frames only. Other files are left alone."""
+FRAMES_COMMAND = "generate --save-frames"  # the marker (run_folder) of a folder of frames
+
+
+def check_frames_folder(folder: str | os.PathLike, prefix: str = "frame", flag: str = "--save-frames") -> set[str]:
+    """The frame files (PREFIX_NNNN.png) in `folder` that an earlier --save-frames wrote, by the folder's marker;
+    a frame file it did not write (the user's own frames) or another command's folder is an error: neither is ever
+    replaced or removed."""
     import re
 
+    from .run_folder import read_marker
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return set()
+    marker = read_marker(folder)
+    if marker is not None and marker["command"] != FRAMES_COMMAND:
+        raise SmraboothError(f"{flag} {folder}: is a folder of smrabooth {marker['command']}; choose another folder")
+    ours = set(marker.get("files", ())) if marker is not None else set()
+    frame = re.compile(rf"{re.escape(prefix)}_\d{{4,}}\.png")
+    theirs = sorted(p.name for p in folder.iterdir() if frame.fullmatch(p.name) and p.name not in ours)
+    if theirs:
+        raise SmraboothError(f"{flag} {folder}: holds {theirs[0]}, which smrabooth generate did not write; writing the "
+                             "frames there would replace it: choose another folder")
+    return ours
+
+
+def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> list[Path]:
+    """PREFIX_0000.png ... into `folder`; frames of an earlier, longer video that --save-frames wrote there (by the
+    folder's marker) are removed, so the folder holds this video's frames only. Other files are left alone, and a
+    frame file it did not write is an error before anything is written (check_frames_folder)."""
     from PIL import Image
 
+    from .run_folder import write_marker
+
+    ours = check_frames_folder(folder, prefix)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -108,11 +136,9 @@ def save_frames(frames, folder: str | os.PathLike, prefix: str = "frame") -> lis
         p = folder / f"{prefix}_{i:04d}.png"
         Image.fromarray(frame).save(p)
         paths.append(p)
-    ours = re.compile(rf"{re.escape(prefix)}_(\d{{4,}})\.png")
-    for p in folder.iterdir():
-        m = ours.fullmatch(p.name)
-        if m and int(m.group(1)) >= len(paths) and p.is_file():
-            p.unlink()
+    for name in ours - {p.name for p in paths}:
+        (folder / name).unlink(missing_ok=True)
+    write_marker(folder, FRAMES_COMMAND, [p.name for p in paths])
     return paths
 
 

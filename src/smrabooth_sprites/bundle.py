@@ -30,6 +30,9 @@ from smrabooth.models.tiny import TinyWanConfig
 from .world import VOCABULARY
 
 BUNDLE_FILE = "sprites.json"
+# what save_bundle writes: the Wan pipeline's folders, DINOv2, SEA-RAFT and sprites.json
+BUNDLE_ENTRIES = {BUNDLE_FILE, "model_index.json", "transformer", "transformer_2", "vae", "text_encoder", "tokenizer",
+                  "scheduler", "dinov2", "searaft"}
 ASSET_DIR = Path(__file__).resolve().parent / "assets" / "smra-sprites"
 
 
@@ -127,6 +130,10 @@ def save_bundle(models: SpritesModels, out: str | os.PathLike, dtype: torch.dtyp
     if out.exists() and not (out / BUNDLE_FILE).is_file():  # replace a bundle, never a folder of other files
         raise SmraboothError(f"{out} is not an SMRA-Sprites bundle (it has no {BUNDLE_FILE}): refusing to replace it; "
                              "choose another bundle folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_ENTRIES) if out.is_dir() else []
+    if foreign:  # nor a bundle someone put other files into
+        raise SmraboothError(f"{out} holds {foreign[0]}, which is not part of a bundle; replacing the bundle would "
+                             f"delete it: move it out of {out}, or choose another bundle folder")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe = models.pipe
@@ -178,8 +185,11 @@ def bundled_model_dir() -> Path:
 
 
 def read_bundle_info(path: str | os.PathLike) -> dict:
+    """A bundle's sprites.json ({} when it has none); a damaged one is one line naming it."""
+    from smrabooth.readers import read_json
+
     f = Path(path) / BUNDLE_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
+    return read_json(f, dict, "an SMRA-Sprites bundle's sprites.json") if f.is_file() else {}
 
 
 def load_bundle(path: str | os.PathLike | None = None, device: str | None = None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from smrabooth.cli.common import add_config_arguments, config_from_args
 from smrabooth.errors import SmraboothError
+from smrabooth.validation import check_number
 
 from .experiment import DEMO_SETTINGS, ExperimentSettings
 
@@ -116,7 +117,8 @@ def run_demo(args) -> int:
     from .world import HELDOUT_SUBJECTS
 
     start = time.time()
-    subjects = parse_subjects(f"{args.subject},")  # the trailing comma: "0" is subject 0, not "the first 0"
+    check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
+    subjects = parse_subjects(f"{args.subject},", "--subject")  # the trailing comma: "0" is subject 0, not "the first 0"
     if len(subjects) != 1:
         raise SmraboothError("--subject: name one held-out subject")
     family = parse_motions(args.motion)
@@ -148,10 +150,8 @@ def run_bench(args) -> int:
     start = time.time()
     variants = parse_variants(args.variants)
     cases = make_cases(parse_subjects(args.subjects), parse_motions(args.motions))
-    if args.seeds < 1:
-        raise SmraboothError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs < 1:
-        raise SmraboothError(f"--jobs must be at least 1, got {args.jobs}")
+    check_number("--seeds", args.seeds, 1, 1000, integer=True)
+    check_number("--jobs", args.jobs, 1, 1024, integer=True)
     settings = _settings(args, Path(args.out))
     out = prepare_out(args.out, args.overwrite, resume=args.resume, inputs={"--model": settings.model},
                       command="bench sprites")
@@ -228,9 +228,21 @@ def parse_design(text: str):
     return SpriteDesign(*parts)
 
 
+def check_clip_args(args, n_high: int = 10_000) -> None:
+    """The sprite world's numbers, checked before anything is drawn (10^400 clips is one line, not a crash or a
+    run that never ends)."""
+    check_number("--n", args.n, 1, n_high, integer=True)
+    check_number("--size", args.size, 8, 2048, integer=True)
+    check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)
+    if hasattr(args, "frames"):
+        check_number("--frames", args.frames, 2, 1001, integer=True)
+        check_number("--fps", args.fps, 0, 240, low_open=True)
+
+
 def run_sample(args) -> int:
     from .folders import write_sample_clips
 
+    check_clip_args(args)
     out = write_sample_clips(args.out, args.n, args.split, args.frames, args.size, args.seed, args.fps)
     print(f"wrote {args.n} {args.split} clips, contact_sheet.png and captions.txt to {out}")
     return 0
@@ -239,6 +251,7 @@ def run_sample(args) -> int:
 def run_subject(args) -> int:
     from .folders import subject_text, write_subject_folder
 
+    check_clip_args(args)
     design = parse_design(args.design)
     out = write_subject_folder(args.out, design, args.n, args.seed, args.size, args.background, args.name)
     print(f"wrote {args.n} images of the {design.words()} (texture colour {design.texture_color}) to {out}, "
@@ -250,6 +263,7 @@ def run_motion(args) -> int:
     from .folders import write_motion_folder
     from .world import sample_family_clips
 
+    check_clip_args(args)
     clips = sample_family_clips(args.family, args.n, args.seed, args.frames, args.size)
     out = write_motion_folder(args.out, clips, fps=args.fps)
     print(f"wrote {args.n} {args.family} clips ({args.frames} frames, {args.size}px) to {out}")

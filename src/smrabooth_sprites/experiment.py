@@ -71,25 +71,25 @@ def default_background(design: SpriteDesign) -> str:
     return next(c for c in BACKGROUND_ORDER if c not in design.colors)
 
 
-def parse_subjects(text: str | int | None) -> list[int]:
+def parse_subjects(text: str | int | None, flag: str = "--subjects") -> list[int]:
     """'2' -> the first 2 held-out subjects; 'heart,star' (shapes) or '0,3' (indices) -> those."""
     shapes = [d.shape for d in HELDOUT_SUBJECTS]
     if text is None:
         return list(range(len(HELDOUT_SUBJECTS)))
     text = str(text).strip()
-    if text.isdigit() and "," not in text:
+    if text.isascii() and text.isdigit() and "," not in text:  # ascii: '²' is a digit to str.isdigit
         n = int(text)
         if not 1 <= n <= len(HELDOUT_SUBJECTS):
-            raise SmraboothError(f"--subjects {n}: choose 1..{len(HELDOUT_SUBJECTS)} or names ({', '.join(shapes)})")
+            raise SmraboothError(f"{flag} {n}: choose 1..{len(HELDOUT_SUBJECTS)} or names ({', '.join(shapes)})")
         return list(range(n))
     out = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part.isdigit() and int(part) < len(HELDOUT_SUBJECTS):
+        if part.isascii() and part.isdigit() and int(part) < len(HELDOUT_SUBJECTS):
             out.append(int(part))
         elif part in shapes:
             out.append(shapes.index(part))
         else:
-            raise SmraboothError(f"--subjects: unknown held-out subject {part!r}; choose from {', '.join(shapes)} "
+            raise SmraboothError(f"{flag}: unknown held-out subject {part!r}; choose from {', '.join(shapes)} "
                                  f"or indices 0..{len(HELDOUT_SUBJECTS) - 1}")
     return out
 
@@ -270,11 +270,23 @@ def resolve_bundle(model: str | None) -> Path:
 
 
 def settings_for_bundle(settings: ExperimentSettings) -> ExperimentSettings:
-    from .bundle import get_preset, read_bundle_info
+    from smrabooth.readers import short_repr
+    from smrabooth.validation import check_number
+
+    from .bundle import BUNDLE_FILE, get_preset, read_bundle_info
 
     info = read_bundle_info(settings.model)
-    cfg = info.get("config") or get_preset(info.get("preset", "small")).to_dict()
-    settings.size, settings.frames, settings.fps = int(cfg["size"]), int(cfg["frames"]), float(cfg["fps"])
+    source = Path(settings.model) / BUNDLE_FILE
+    preset = info.get("preset", "small")
+    if not isinstance(preset, str):
+        raise SmraboothError(f"{source}: its preset {short_repr(preset)} is not a preset's name")
+    cfg = info.get("config") or get_preset(preset).to_dict()
+    if not isinstance(cfg, dict) or any(k not in cfg for k in ("size", "frames", "fps")):
+        raise SmraboothError(f"{source}: its config {short_repr(cfg)} should give the size, frames and fps of the "
+                             "bundle's videos; the file is damaged")
+    settings.size = check_number(f"{source}: size", cfg["size"], 8, 4096, integer=True)
+    settings.frames = check_number(f"{source}: frames", cfg["frames"], 2, 1001, integer=True)
+    settings.fps = float(check_number(f"{source}: fps", cfg["fps"], 0, 240, low_open=True))
     return settings.validate()
 
 

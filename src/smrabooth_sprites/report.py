@@ -13,12 +13,22 @@ from pathlib import Path
 from smrabooth.errors import SmraboothError
 
 RUN_FILE = "run.json"  # written first into every out folder: marks it as holding a run
+# what the demo and the bench write into their --out: what --overwrite of a run that did not finish may replace
+RUN_ENTRIES = {RUN_FILE, "work", "cases", "parts", "results.json", "results.csv", "table.md", "table.txt",
+               "metrics.json", "report.html", "reference_motion.gif", "frames.png", "result.mp4", "result.gif",
+               "baseline.mp4", "baseline.gif", "log.txt",
+               *(f"{kind}_lora{expert}.safetensors" for kind in ("subject", "motion") for expert in ("", "_high", "_low"))}
+
+
+def wrote(path: str) -> bool:
+    """Whether a file of an --out folder (a path relative to it) is one the demo or the bench writes."""
+    return path.split("/", 1)[0] in RUN_ENTRIES
 
 
 def prepare_out(out, overwrite: bool, resume: bool = False, inputs: dict | None = None,
                 command: str = "demo") -> Path:
     """An empty (or new) folder; a folder with anything in it is refused unless --overwrite (its run is set aside,
-    kept until `finish_out` and put back by `restore_out`) or --resume (kept, for the bench's LoRA cache).
+    kept until `finish_out` and put back by `restore_out`) or --resume of a run (kept, for the bench's LoRA cache).
     --overwrite replaces only a run of the demo or the bench that holds none of `inputs` (flag -> path) and no
     file the run did not write."""
     from smrabooth import run_folder
@@ -28,23 +38,30 @@ def prepare_out(out, overwrite: bool, resume: bool = False, inputs: dict | None 
     if out.exists() and not out.is_dir():
         raise SmraboothError(f"--out {out} is a file: choose a folder")
     if out.exists() and any(out.iterdir()):
-        if resume:
-            return out
-        ours = (out / RUN_FILE).is_file() or run_folder.read_marker(out) is not None
-        if not overwrite:
-            what = "a previous run" if ours else "files"
-            raise SmraboothError(f"--out {out} already holds {what}; pass --overwrite to replace it "
-                                 "or choose another folder")
-        if not ours:  # --overwrite replaces a run, never a folder of someone else's files
+        marker = run_folder.read_marker(out)
+        ours = (out / RUN_FILE).is_file() or marker is not None
+        if not ours:  # --overwrite and --resume are for a run, never a folder of someone else's files
+            why = ("--resume continues only a run" if resume else "refusing to delete them" if overwrite
+                   else "a run needs an empty or new folder")
             raise SmraboothError(f"--out {out} holds files that are not a smrabooth demo or bench run (no "
-                                 f"{RUN_FILE}); refusing to delete them: choose another folder")
+                                 f"{RUN_FILE}); {why}: choose another folder")
+        if resume:
+            run_folder.start_marker(out, command, owned=wrote)  # what else the folder holds is never the run's
+            return out
+        if not overwrite:
+            raise SmraboothError(f"--out {out} already holds a previous run; pass --overwrite to replace it "
+                                 "or choose another folder")
         run_folder.check_inputs_outside(out, inputs or {})
-        if run_folder.read_marker(out) is not None:
-            run_folder.check_replaceable(out, command, inputs or {}, same=("demo", "bench sprites"))
+        if marker is not None:
+            run_folder.check_replaceable(out, command, inputs or {}, owned=wrote, same=("demo", "bench sprites"))
+        else:  # a run of a smrabooth older than the marker
+            foreign = [f for f in run_folder.files_under(out) if not wrote(f)]
+            if foreign:
+                raise SmraboothError(f"--out {out} holds {foreign[0]}, which smrabooth {command} did not write; "
+                                     f"--overwrite would delete it: move it out of {out}, or choose another --out")
         run_folder.set_aside(out)
     out.mkdir(parents=True, exist_ok=True)
-    if run_folder.read_marker(out) is None:
-        run_folder.write_marker(out, command)
+    run_folder.start_marker(out, command, owned=wrote)
     return out
 
 
@@ -154,15 +171,27 @@ def finished_rows(out: Path, header: dict, rows: str = "rows", group: str = "var
     settings and whose video is still there: what `bench sprites --resume` keeps instead of generating
     again, so a long table can be finished over several calls. rows="still_rows", group="lora",
     file="image": the same for the subject stills."""
+    from smrabooth.readers import read_json
+
     path = out / "results.json"
     if not path.is_file():
         return {}
-    previous = json.loads(path.read_text())
-    if previous.get("settings") != header["settings"]:
-        print(f"{path}: made with other settings; every {file} is generated again", flush=True)
+    try:
+        previous = read_json(path, dict, "a bench's results.json")
+        if previous.get("settings") != header["settings"]:
+            print(f"{path}: made with other settings; every {file} is generated again", flush=True)
+            return {}
+        found = previous.get(rows, [])
+        keys = ("case", group, file)
+        if not isinstance(found, list) or not all(
+                isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys)
+                and isinstance(r.get("seed"), int) for r in found):
+            raise SmraboothError(f"{path}: its {rows} are not the rows a bench writes")
+    except SmraboothError as e:  # a record of the earlier call, not an input: it is made again
+        print(f"{e}; every {file} is generated again", flush=True)
         return {}
     done: dict = {}
-    for row in previous.get(rows, []):
+    for row in found:
         if Path(row[file]).is_file():
             done.setdefault(row["case"], {})[(row[group], row["seed"])] = row
     return done

@@ -183,9 +183,23 @@ def mask_tool_view(app: UiApp, name: str) -> str:
     return f"mask tool: {line}"
 
 
+def only_examples(folder: Path, examples, what: str) -> None:
+    """A subject's or motion's folder the example is about to replace holds no upload but the example's own: one of
+    the user's by the example's name (their "heart" photos) is refused, never deleted."""
+    import filecmp
+
+    mine = [p for sub in ("uploads", "masks") if (folder / sub).is_dir() for p in (folder / sub).iterdir()
+            if p.is_file()]
+    other = next((p for p in mine if not any(filecmp.cmp(p, e, shallow=False) for e in examples)), None)
+    if other is not None:
+        raise SmraboothError(f"the {what} {folder.name} holds {other.name}, which is not the example's: it is kept; "
+                             f"remove your uploads of {folder.name} first to use the example")
+
+
 def use_example_subject(app: UiApp) -> tuple[str, Path]:
     """The sprite world's example subject, uploaded and prepared like a user's photos."""
     ex = need_examples(app)
+    only_examples(app.wd.subject(ex.subject_name), [*ex.subject_images, *ex.subject_masks], "subject")
     shutil.rmtree(app.wd.subject(ex.subject_name), ignore_errors=True)
     add_subject_photos(app, ex.subject_name, ex.subject_images, ex.subject_masks)
     prepare_subject_data(app, ex.subject_name, MASK_SOURCES[0])
@@ -315,6 +329,7 @@ def prepare_motion_clip(app: UiApp, name: str, clip, caption: str, start=0.0, fr
 
 def use_example_motion(app: UiApp) -> tuple[str, Path, str]:
     ex = need_examples(app)
+    only_examples(app.wd.motion(ex.motion_name), [ex.motion_clip], "motion")
     clip = prepare_motion_clip(app, ex.motion_name, ex.motion_clip, ex.motion_caption)
     return ex.motion_name, clip, ex.motion_caption
 

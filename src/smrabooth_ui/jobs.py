@@ -49,6 +49,7 @@ TRAININGS = ("train_subject", "train_motion")
 FINAL_LORA = {"train_subject": "subject_lora.safetensors", "train_motion": "motion_lora.safetensors"}
 INTERRUPTED = "interrupted: the app stopped while this job ran"
 OWN_FOLDER = ("train_subject", "train_motion", "generate", "evaluate")  # kinds whose "out" folder is the job's own
+JOB_FOLDERS = ("runs/subject", "runs/motion", "videos", "evaluations")  # where the work folder makes those folders
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -290,7 +291,8 @@ class JobQueue:
             raise SmraboothError(f"{job['title']} is running: cancel it first")
         if job["status"] != "done" and job["kind"] in OWN_FOLDER and job["params"].get("out"):
             out = Path(job["params"]["out"]).resolve()
-            if Path(self.workdir).resolve() in out.parents:  # never anything outside the work folder
+            root = Path(self.workdir).resolve()
+            if out.parent in {root / f for f in JOB_FOLDERS}:  # a job's own folder, never the uploads or beyond
                 shutil.rmtree(out, ignore_errors=True)
                 flow = out.parent / f"{out.name}.flow.mp4"
                 flow.unlink(missing_ok=True)

@@ -225,7 +225,9 @@ def config_from_args(cls, args, required: tuple[str, ...] = (), base=None):
     if base is None and hasattr(cls, "from_recipe"):
         recipe = flags.get("recipe") or from_file.get("recipe") or DEFAULT_RECIPE
         if not isinstance(recipe, str):
-            raise SmraboothError(f"{path}: recipe: {recipe!r} is not a recipe name")
+            from ..readers import short_repr
+
+            raise SmraboothError(f"{path}: recipe: {short_repr(recipe)} is not a recipe name")
         base = cls.from_recipe(recipe)
     config = apply_dict(cls() if base is None else base, from_file, str(path))
     config = apply_dict(config, flags, "flags")

@@ -173,7 +173,7 @@ def settings_from_args(args):
 def check_args(args, settings) -> None:
     """What evaluate reads and writes, before any video is read or model loaded: --out, the device, the files the
     settings name and the inputs."""
-    from ..validation import check_device, check_output_dir, check_readable
+    from ..validation import check_device, check_output_dir, check_output_file, check_readable
 
     check_output_dir("--out", args.out)
     check_device("--device", settings.device)
@@ -185,6 +185,14 @@ def check_args(args, settings) -> None:
     for flag in ("subject_images", "reference_video", "prompts", "manifest"):
         if getattr(args, flag, None):
             check_readable("--" + flag.replace("_", "-"), getattr(args, flag), "path")
+    from pathlib import Path
+
+    from ..metrics.report import REPORT_FILES
+
+    inputs = {"--" + f.replace("_", "-"): getattr(args, f, None) for f in ("videos", "manifest", "prompts",
+                                                                           "reference_video")}
+    for name in REPORT_FILES:  # the report never takes the place of a file it reads
+        check_output_file("--out", Path(args.out) / name, inputs=inputs)
 
 
 # the settings each of the runner's models (metrics.runner.MODEL_OF) reads: only the chosen metrics' models

@@ -99,7 +99,10 @@ def check_before_loading(args, config):
         raise SmraboothError("--prompt is required (directly or in --config)")
     out = check_output_file("--out", args.out, suffixes=(".mp4",))
     if args.save_frames:
+        from ..video import check_frames_folder
+
         check_output_dir("--save-frames", args.save_frames)
+        check_frames_folder(args.save_frames)
     check_model_args(args)
     return out
 

@@ -36,16 +36,12 @@ def run_info(args) -> int:
 
 
 def run_convert(args) -> int:
-    from pathlib import Path
-
     from ..lora.files import load_lora, save_lora
     from ..validation import check_output_file, check_readable
 
     check_readable("INPUT", args.input, "file")
-    output = check_output_file("OUTPUT", args.output, suffixes=(".safetensors",), overwrite=args.overwrite)
-    if output.resolve() == Path(args.input).resolve():
-        from ..errors import SmraboothError
-        raise SmraboothError(f"OUTPUT {output}: is the INPUT file; choose another name")
+    output = check_output_file("OUTPUT", args.output, suffixes=(".safetensors",), overwrite=args.overwrite,
+                               inputs={"INPUT": args.input})
     output.parent.mkdir(parents=True, exist_ok=True)
     weights = load_lora(args.input, "INPUT")
     weights.info.pop("source_format", None)

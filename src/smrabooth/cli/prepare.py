@@ -139,7 +139,10 @@ def run_motion(args) -> int:
 
 
 def run_prompts(args) -> int:
+    from pathlib import Path
+
     from ..data.prompts import (
+        SHIPPED,
         build_test_prompts,
         collect_motions,
         collect_shipped_prompts,
@@ -151,13 +154,15 @@ def run_prompts(args) -> int:
     from ..validation import check_number, check_output_file, check_readable
 
     check_number("--per-pair", args.per_pair, 1, 1000, integer=True)
-    check_output_file("--out", args.out)
     for flag in ("backgrounds", "exclude"):
         if getattr(args, flag) is not None:
             check_readable(f"--{flag}", getattr(args, flag), "file")
     for flag in ("subjects", "motions"):
         for path in getattr(args, flag):
             check_readable(f"--{flag}", path, "folder")
+    shipped_files = [p for root in args.motions for p in Path(root).rglob(SHIPPED)]
+    check_output_file("--out", args.out, inputs={"--backgrounds": args.backgrounds, "--exclude": args.exclude,
+                                                 "--motions": shipped_files})
     subjects, motions = collect_subjects(args.subjects), collect_motions(args.motions)
     shipped = {} if args.ignore_shipped_prompts else collect_shipped_prompts(args.motions)
     prompts = build_test_prompts(subjects, motions, load_backgrounds(args.backgrounds), args.per_pair,

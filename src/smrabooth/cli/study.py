@@ -40,6 +40,7 @@ def run_build(args) -> int:
 
 def run_tally(args) -> int:
     import json
+    from pathlib import Path
 
     from ..metrics.report import format_table
     from ..metrics.study import QUESTIONS, tally
@@ -50,7 +51,9 @@ def run_tally(args) -> int:
     if args.key:
         check_readable("--key", args.key, "file")
     if args.json_out:
-        check_output_file("--json", args.json_out)
+        keys = [args.key] if args.key else [d / "key.json" for a in args.answers for d in (Path(a).parent,
+                                                                                            Path(a).parent.parent)]
+        check_output_file("--json", args.json_out, inputs={"ANSWERS": args.answers, "--key": keys})
 
     summary, flat = tally(args.answers, args.key)
     labels = {k: v[0] for k, v in QUESTIONS.items()}

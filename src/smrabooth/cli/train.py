@@ -135,7 +135,7 @@ def run_training(kind: str, args) -> int:
         else:
             from ..data.folders import read_motion_folder
 
-            read_motion_folder(cfg.data)
+            read_motion_folder(cfg.data, check_files=True)  # each clip's first frame: decodes, is large enough
     check_model_args(args)
     helper = cfg.encoder if kind == "subject" and cfg.use_sura else \
         cfg.flow_model if kind == "motion" and cfg.use_mora else None

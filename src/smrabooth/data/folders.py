@@ -268,7 +268,8 @@ def read_subject_folder(folder: str | os.PathLike, require_masks: bool = True,
 
 def read_motion_folder(folder: str | os.PathLike, check_files: bool = False) -> list[MotionItem]:
     """Items of a motion folder in either layout (module docstring), checked: every listed video exists
-    (and decodes, with `check_files=True`), every text is non-empty."""
+    (and, with `check_files=True`, its first frame decodes and is large enough to learn a motion from), every text
+    is non-empty."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SmraboothError(f"motion folder {folder} does not exist")
@@ -288,8 +289,9 @@ def read_motion_folder(folder: str | os.PathLike, check_files: bool = False) -> 
             path = _resolve(folder, row.file, "video", meta)
         if check_files:
             from ..video import read_video
+            from .motion import check_clip_size
 
-            read_video(path)
+            check_clip_size(path, *read_video(path, max_frames=1).frames.shape[1:3])
         items.append(MotionItem(path, row.text))
     return items
 

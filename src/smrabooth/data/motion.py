@@ -28,6 +28,16 @@ def check_frame_count(frames: int, flag: str = "--frames") -> None:
         raise SmraboothError(f"{flag} {frames}: Wan's VAE needs 4k+1 frames (e.g. {lower} or {lower + 4})")
 
 
+MIN_CLIP_SIDE = 16  # pixels: the smallest clip a motion is learned from (prepare-motion refuses smaller ones too)
+
+
+def check_clip_size(path, height: int, width: int) -> None:
+    """A clip of `height` x `width` pixels is large enough to learn a motion from (a 1x1 clip is one flat colour)."""
+    if min(height, width) < MIN_CLIP_SIDE:
+        raise SmraboothError(f"{path} is {width}x{height} pixels: too small to train on ({MIN_CLIP_SIDE}x{MIN_CLIP_SIDE}"
+                             " at least)")
+
+
 def load_motion_frames(path: str | Path, frames: int, fps: float, height: int, width: int,
                        loop: bool = False, wan_frames: bool = True, timing: str = "resample",
                        resize_filter: str = "bicubic") -> torch.Tensor:
@@ -59,6 +69,7 @@ def load_motion_frames(path: str | Path, frames: int, fps: float, height: int, w
                  f"Use a longer clip, fewer --frames (4k+1), a lower --fps, --clip-timing first (the file's own "
                  f"frames), or --loop to repeat the clip")
         rate = f"at {fps:g} fps"
+    check_clip_size(path, *clip.frames.shape[1:3])
     if len(available) < frames and not loop:
         raise SmraboothError(short)
     if len(available) < 2:

@@ -15,6 +15,7 @@ from .. import run_folder
 from ..errors import SmraboothError
 from ..video import read_video, resample_times, write_video
 from .folders import METADATA, VIDEO_EXTS, write_metadata
+from .motion import check_clip_size
 from .prepare_subject import check_out_folder, close_out_folder, expand_inputs, open_out_folder
 
 MOTION_TOKEN = "S*"
@@ -136,9 +137,9 @@ def _write_clips(out: Path, clips, name: str, caption, captioner, token: str, fp
     return results, rows
 
 
-def owned_name(name: str) -> bool:
-    """An entry prepare-motion writes: metadata.csv or a clip NAME_NN.mp4."""
-    return name == METADATA or re.fullmatch(r"[\w.-]+_\d{2,}\.mp4", name) is not None
+def owned_name(path: str) -> bool:
+    """A file prepare-motion writes (a path in its folder): metadata.csv or a clip NAME_NN.mp4."""
+    return path == METADATA or re.fullmatch(r"[\w.-]+_\d{2,}\.mp4", path) is not None
 
 
 def prepared_names(out, name: str, count: int) -> tuple[str, ...]:
@@ -215,8 +216,7 @@ def prepare_motion(
                        f"--frames {frames} needs {frames / fps:.2f} s; keeping {len(idx)}")
         idx = idx[:frames] if frames else idx
         h, w = clip.frames.shape[1:3]
-        if h < 16 or w < 16:
-            raise SmraboothError(f"{src} is {w}x{h} pixels: too small to train on (16x16 at least)")
+        check_clip_size(src, h, w)
         video = clip.frames[idx, : h - h % 2, : w - w % 2]  # H.264 needs even sizes: drop a last odd row/column
         clips.append((src, video, warning, src_duration, src_fps, (w, h)))
         del clip

@@ -58,9 +58,11 @@ def check_out_folder(out: str | os.PathLike, overwrite: bool, command: str, inpu
     """Whether `out` holds a prepared set this call replaces (nothing is changed). A folder holding none of the
     `prepared` names (and no marker) is written in place beside what it holds; one holding a set is refused
     without `overwrite`, and with it unless it is a set this command wrote that holds none of the `inputs` and
-    nothing else (run_folder.check_replaceable). `adopt_unmarked`: a set without the marker counts as this
+    nothing else (run_folder.check_replaceable). `owned(path)`: whether a path in the folder is one the command
+    writes (default: anything in the `prepared` entries). `adopt_unmarked`: a set without the marker counts as this
     command's (the web app's own work folder, which older versions wrote unmarked)."""
     out = Path(out)
+    owned = owned or run_folder.owned_names(prepared)
     if out.exists() and not out.is_dir():
         raise SmraboothError(f"--out {out}: is a file, a folder is needed")
     marker = run_folder.read_marker(out) if out.is_dir() else None
@@ -73,31 +75,30 @@ def check_out_folder(out: str | os.PathLike, overwrite: bool, command: str, inpu
         raise SmraboothError(f"{out} already holds a prepared set ({what}): pass --overwrite to replace it, or choose "
                              "another --out")
     if adopt_unmarked and marker is None:
-        foreign = [p.name for p in run_folder.entries(out) if not (owned or set(prepared).__contains__)(p.name)]
+        foreign = [f for f in run_folder.files_under(out) if not owned(f)]
         if foreign:
             raise SmraboothError(f"--out {out} holds {foreign[0]}, which smrabooth {command} did not write; refusing "
                                  "to replace the folder")
         return True
-    return run_folder.check_replaceable(out, command, inputs, owned=owned or set(prepared).__contains__,
-                                        legacy="a prepared set")
+    return run_folder.check_replaceable(out, command, inputs, owned=owned, legacy="a prepared set")
 
 
 def open_out_folder(out: str | os.PathLike, overwrite: bool, command: str, inputs: dict, prepared=PREPARED,
                     owned=None, adopt_unmarked: bool = False) -> Path:
-    """The folder to write into: `out` itself (created and marked), or a staging folder beside it when a prepared
-    set is replaced (`run_folder.commit` swaps it in once everything is written)."""
+    """The folder to write into: `out` itself (created and marked: whatever it already holds is recorded as not
+    the command's), or a staging folder beside it when a prepared set is replaced (`run_folder.commit` swaps it in
+    once everything is written)."""
     if check_out_folder(out, overwrite, command, inputs, prepared, owned, adopt_unmarked):
         return run_folder.begin(out, command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if run_folder.read_marker(out) is None:
-        run_folder.write_marker(out, command)
+    run_folder.start_marker(out, command, owned=lambda path: False)
     return out
 
 
 def close_out_folder(folder: Path, command: str, owned=None) -> Path:
     """Everything is written: the staging folder (if any) replaces the old set, the marker lists the files."""
-    out = run_folder.commit(folder, owned or set(PREPARED).__contains__)
+    out = run_folder.commit(folder, owned or run_folder.owned_names(PREPARED))
     run_folder.finish_marker(out, command)
     return out
 

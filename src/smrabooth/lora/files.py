@@ -205,6 +205,9 @@ def load_lora(path: str | os.PathLike, flag: str = "LoRA file") -> LoraWeights:
                 if k in info and not isinstance(info[k], str)), None)
     if odd:
         raise SmraboothError(f"{path}: its metadata's {odd} {short_repr(info[odd])} is not text; the file is damaged")
+    if "expert" in info and info["expert"] not in ("high", "low"):  # which Wan2.2 A14B expert it goes into
+        raise SmraboothError(f"{path}: its metadata's expert {short_repr(info['expert'])} is not high or low (Wan2.2 "
+                             "A14B's two experts); the file is damaged")
     info["source_format"] = fmt
     if "expert" not in info and SMRABOOTH_METADATA_KEY not in metadata and expert_from_name(path):
         info["expert"] = expert_from_name(path)  # another tool's Wan2.2 A14B file: its name says the expert

@@ -35,7 +35,14 @@ def offline_flag(local_files_only):
 
 
 def load_pretrained(cls, name_or_path: str, what: str, local_files_only=None, **kwargs):
-    """`cls.from_pretrained` with a one-line error naming the metric's model and how to supply it."""
+    """`cls.from_pretrained` with a one-line error naming the metric's model and how to supply it (a local folder
+    that is not there: as a missing folder, not as a bad hub id)."""
+    from ..models.wan import check_model_source
+
+    try:
+        check_model_source(name_or_path, f"the {what} model", folder_check=None)
+    except SmraboothError as e:
+        raise ModelLoadError(f"cannot load {e}") from None
     try:
         return cls.from_pretrained(str(name_or_path), local_files_only=offline_flag(local_files_only), **kwargs)
     except Exception as e:  # OSError, ValueError, HF hub errors: all mean "not available here"

@@ -320,6 +320,9 @@ def _video_cell(r: dict, c: str, skipped: dict, failed: dict) -> str:
     return f"<td data-v='{'' if r.get(c) is None else repr(r[c])}'>{_fmt(r.get(c), digits_for(c) + 1)}{note}</td>"
 
 
+REPORT_FILES = ("table.txt", "results.json", "per_video.csv", "table.csv", "report.html")  # what write_report writes
+
+
 def write_report(out_dir, header: dict, rows: list[dict], columns: list[str], skipped: dict,
                  failed: dict | None = None, videos: str = "auto") -> dict:
     """Everything into out_dir; returns the summary, the text table and the paths written. Skipped metrics

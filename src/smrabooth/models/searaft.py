@@ -30,6 +30,7 @@ from ..recipes import SEARAFT_SPRING_M as HUB_ID_M
 
 CORR_LEVELS = 4  # fixed in the official model (RAFT.__init__ sets args.corr_levels = 4)
 MIN_SIZE = 128  # the coarsest correlation level must be >= 2 cells wide: (size / 8) / 2**3 >= 2
+MAX_WIDTH = 4096  # channels of a layer: the official models use at most 256
 WEIGHTS_NAME = "model.safetensors"  # what huggingface_hub's PyTorchModelHubMixin writes
 CONFIG_NAME = "config.json"
 
@@ -59,11 +60,27 @@ class SEARAFTConfig:
     scale: int = -1
 
     def __post_init__(self):
+        from ..readers import short_repr
+        from ..validation import check_number
+
         if self.pretrain not in ("resnet18", "resnet34"):
-            raise SmraboothError(f"SEA-RAFT 'pretrain' must be 'resnet18' or 'resnet34', got {self.pretrain!r}")
+            raise SmraboothError(f"SEA-RAFT 'pretrain' must be 'resnet18' or 'resnet34', got {short_repr(self.pretrain)}")
+        if not isinstance(self.block_dims, (list, tuple)) or len(self.block_dims) != 3:
+            raise SmraboothError(f"SEA-RAFT 'block_dims' needs 3 entries, got {short_repr(self.block_dims)}")
+        # the sizes checked before a network is built from them (a config of another model, or a damaged one,
+        # would otherwise build a network of 10^18 bytes)
+        for name, value in (("initial_dim", self.initial_dim), *(("block_dims", d) for d in self.block_dims),
+                            ("dim", self.dim)):
+            check_number(f"SEA-RAFT '{name}'", value, 2, MAX_WIDTH, integer=True)
+        check_number("SEA-RAFT 'radius'", self.radius, 1, 16, integer=True)
+        check_number("SEA-RAFT 'num_blocks'", self.num_blocks, 1, 16, integer=True)
+        check_number("SEA-RAFT 'iters'", self.iters, 1, 100, integer=True)
+        check_number("SEA-RAFT 'scale'", self.scale, -4, 4, integer=True)
+        check_number("SEA-RAFT 'var_min'", self.var_min)
+        check_number("SEA-RAFT 'var_max'", self.var_max)
+        if not isinstance(self.use_var, bool):
+            raise SmraboothError(f"SEA-RAFT 'use_var' must be true or false, got {short_repr(self.use_var)}")
         object.__setattr__(self, "block_dims", tuple(int(d) for d in self.block_dims))
-        if len(self.block_dims) != 3:
-            raise SmraboothError(f"SEA-RAFT 'block_dims' needs 3 entries, got {list(self.block_dims)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> SEARAFTConfig | None:
@@ -475,6 +492,26 @@ def _read_safetensors(path: Path) -> dict:
         raise SmraboothError(f"{path}: cannot read as safetensors ({type(e).__name__}: {e})") from None
 
 
+def check_flow_model(flow_model: str, flag: str = "--flow-model") -> None:
+    """A trainer's SEA-RAFT setting, checked before any model loads: a hub id, a checkpoint file, or a folder that
+    `check_searaft_folder` accepts; a path that is none of these is a missing folder."""
+    from .wan import check_model_source
+
+    if flow_model and not os.path.exists(flow_model):
+        check_model_source(flow_model, flag, folder_check=None)
+    elif flow_model and os.path.isdir(flow_model):
+        check_searaft_folder(flow_model)
+
+
+def check_searaft_folder(path) -> SEARAFTConfig | None:
+    """A SEA-RAFT checkpoint folder as far as it can be checked before it loads: its weights file is there and its
+    config.json (if any) is a SEA-RAFT's, of sizes a network can be built from. Returns that config."""
+    path = Path(path)
+    if not (path / WEIGHTS_NAME).is_file():
+        raise SmraboothError(f"{path}: no {WEIGHTS_NAME} in this folder; expected a SEA-RAFT checkpoint folder")
+    return _read_config(path / CONFIG_NAME)
+
+
 def _read_config(path: Path) -> SEARAFTConfig | None:
     if not path.is_file():
         return None
@@ -483,6 +520,8 @@ def _read_config(path: Path) -> SEARAFTConfig | None:
     data = read_json(path, dict, "a SEA-RAFT config")
     try:
         return SEARAFTConfig.from_dict(data)
+    except SmraboothError as e:
+        raise SmraboothError(f"{path}: {e}") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise SmraboothError(f"{path} is not a SEA-RAFT config ({type(e).__name__}: {e})") from None
 
@@ -522,10 +561,8 @@ def load_searaft(
     path = Path(os.path.expanduser(path_or_id))
     file_config = None
     if path.is_dir():
+        file_config = check_searaft_folder(path)
         weights = path / WEIGHTS_NAME
-        if not weights.is_file():
-            raise SmraboothError(f"{path}: no {WEIGHTS_NAME} in this folder; expected a SEA-RAFT checkpoint folder")
-        file_config = _read_config(path / CONFIG_NAME)
         state_dict, source = _read_safetensors(weights), str(weights)
     elif path.is_file() and path.suffix == ".safetensors":
         state_dict, source = _read_safetensors(path), str(path)

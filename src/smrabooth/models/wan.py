@@ -47,7 +47,9 @@ def check_wan_model_dir(path: str | os.PathLike) -> None:
     cls = data.get("_class_name")
     if cls != "WanPipeline":
         raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
-    extra = ("transformer_2",) if isinstance(data.get("transformer_2"), list) and data["transformer_2"][0] else ()
+    from ..backbones.base import listed
+
+    extra = ("transformer_2",) if listed(data, "transformer_2") else ()
     for sub in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", *extra):
         if not (path / sub).is_dir():
             raise SmraboothError(f"{path} is missing its {sub}/ folder: the download is incomplete ({hint})")

@@ -137,6 +137,19 @@ RUN_ENTRIES = {"config.yaml", "log.jsonl", "checkpoints", "validation", "timings
                "time.json"}  # the SMRA-Sprites lab's training time, written beside a run it trained
 
 
+def trainer_wrote(path: str) -> bool:
+    """Whether a file of a run folder (a path relative to it) is one a trainer writes: an entry of RUN_ENTRIES, a
+    file of a checkpoint step-N/ or a validation video; what --overwrite of an unfinished run may replace."""
+    top, _, rest = path.partition("/")
+    if top not in RUN_ENTRIES:
+        return False
+    if top == "checkpoints":  # save_checkpoint's files
+        return re.fullmatch(r"step-\d+/([\w.-]+\.safetensors|optimizer\.pt|state\.json)", rest) is not None
+    if top == "validation":
+        return re.fullmatch(r"step-\d+\.mp4", rest) is not None
+    return not rest
+
+
 def _command(final_name: str) -> str:
     return "train-motion" if final_name.startswith("motion") else "train-subject"
 
@@ -166,7 +179,7 @@ def check_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overwri
     has_run = (out / "config.yaml").exists() or (out / final_name).exists()
     if overwrite:
         run_folder.check_replaceable(out, _command(final_name), {**run_inputs(cfg), **(inputs or {})},
-                                     owned=RUN_ENTRIES.__contains__, legacy="a training run" if has_run else "")
+                                     owned=trainer_wrote, legacy="a training run" if has_run else "")
     elif resume:
         if not list_checkpoints(out):
             raise SmraboothError(f"nothing to resume in {out}: it has no complete checkpoint")
@@ -194,8 +207,8 @@ def prepare_run_dir(out: str | os.PathLike, final_name: str, resume: bool, overw
     check_run_dir(out, final_name, resume, overwrite, inputs=run_inputs(cfg))  # again, now that no trainer can
     if overwrite and _entries(out):
         return run_folder.begin(out, _command(final_name))
-    if run_folder.read_marker(out) is None:  # a new run, or an older smrabooth's run resumed: marked as ours
-        run_folder.write_marker(out, _command(final_name))
+    # a new run, a resumed one or an older smrabooth's run resumed: marked as ours, what else it holds as not
+    run_folder.start_marker(out, _command(final_name), owned=trainer_wrote)
     for tmp in list((out / "checkpoints").glob(".*.tmp")) if (out / "checkpoints").is_dir() else []:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return out
@@ -325,8 +338,9 @@ def warn_untokened_captions(texts, tokens: tuple[str, ...], kind: str) -> None:
 
 def finish_run(run_dir: Path) -> Path:
     """The training in `run_dir` is over: a staging folder (--overwrite) is swapped in for the run it replaces,
-    and the lock is released. Returns the run folder."""
-    target = run_folder.commit(run_dir, RUN_ENTRIES.__contains__)
+    the marker lists the files the run wrote, and the lock is released. Returns the run folder."""
+    target = run_folder.commit(run_dir, trainer_wrote)
+    run_folder.finish_marker(target)
     release_lock(target)
     return target
 

@@ -39,11 +39,12 @@ def _me() -> dict:
 
 def read_lock(run_dir) -> dict | None:
     try:
-        return json.loads((Path(run_dir) / LOCK_NAME).read_text())
+        holder = json.loads((Path(run_dir) / LOCK_NAME).read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # half-written or garbage: treated as stale
+    return holder if isinstance(holder, dict) else {}  # not what acquire writes: garbage too
 
 
 def is_live(holder: dict) -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,8 +62,8 @@ from ..data.transforms import RESIZE_FILTERS
 from ..errors import SmraboothError
 from ..lora.inject import lora_layers, set_lora_scales
 from ..lora.targets import parse_layer_types
+from ..models.searaft import check_flow_model
 from ..models.vae_decode import CHECKPOINT_MODES
-from ..models.wan import check_model_source
 from ..recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from ..run_folder import abandons_staging
 from ..schedules import TIMESTEP_ROUNDINGS, TIMESTEP_WEIGHTS, training_table
@@ -240,8 +239,8 @@ class MotionTrainConfig:
         check_number("--drop-frames", self.drop_frames, 0, 1000, integer=True)
         check_number("--vae-store-frames", self.vae_store_frames, 0, 1000, integer=True)
         check_number("--flow-chunk", self.flow_chunk, 1, 10000, integer=True, optional=True)
-        if self.use_mora and self.flow_model and not os.path.exists(self.flow_model):
-            check_model_source(self.flow_model, "--flow-model", folder_check=None)
+        if self.use_mora:
+            check_flow_model(self.flow_model)
         if self.validate_every and not self.validation_prompt:
             raise SmraboothError("--validate-every needs --validation-prompt")
         if self.vae_checkpointing is True or self.vae_checkpointing is False:  # configs written before "block"

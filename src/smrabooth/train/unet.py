@@ -50,6 +50,7 @@ from ..data.cache import cache_key, cached, default_cache_dir, file_digest, mode
 from ..errors import SmraboothError
 from ..lora.targets import ALL_LAYER_TYPES, parse_layer_types
 from ..lora.unet import add_unet_adapter, save_unet_lora, unet_lora_from_peft
+from ..models.searaft import check_flow_model
 from ..recipes import PAPER, UNET
 from ..run_folder import abandons_staging
 from ..validation import check_choice, check_multiple, check_number, check_train_settings
@@ -166,6 +167,7 @@ class UnetMotionConfig:
                                  f"takes none or frame")
         if self.use_mora:
             window_starts(self.frames, self.window, self.window_stride)
+            check_flow_model(self.flow_model)
         self.layer_types = parse_layer_types(self.layer_types)
         return self
 
@@ -221,7 +223,7 @@ def block_of(unet, name: str):
         return unet.mid_block, chans[-1]
     part, _, index = name.partition(".")
     blocks = unet.down_blocks if part == "down" else unet.up_blocks
-    if not index.isdigit() or int(index) >= len(blocks):
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(blocks):
         raise SmraboothError(f"--raa-block {name}: this U-Net has {len(blocks)} {part} blocks")
     i = int(index)
     return blocks[i], (chans[i] if part == "down" else chans[::-1][i])
