@@ -106,24 +106,18 @@ def wan_profile(model: str, device: str) -> ModelProfile:
     return ModelProfile(model=model, device=device, sprites=False, encoder=DINOV2_GIANT, flow_model=SEARAFT_SPRING_M)
 
 
-def sprites_demo_settings(model: str, device: str):
-    """`smrabooth demo`'s settings on this bundle (`smrabooth_sprites.experiment.DEMO_SETTINGS`: steps, recipe,
-    where the subject LoRA is trained, MoRA's settings, learning rate, sizes): the one place the app takes the
-    sprite world's defaults from, so a change of the demo's settings reaches the app unchanged. Returns
-    (ExperimentSettings, use_mora)."""
-    return sprites_module("experiment").demo_settings(model, device), True
-
-
 def sprites_profile(model: str, device: str) -> ModelProfile:
-    """The bundle's clip size, frames and fps; the demo's training settings (sprites_demo_settings), as the lab's
-    trainers take them (lab_subject_settings, lab_motion_settings)."""
+    """The bundle's clip size, frames and fps, and `smrabooth demo`'s training settings (experiment.DEMO_SETTINGS:
+    steps, recipe, where the subject LoRA is trained, MoRA's settings, learning rate) as the lab's trainers take
+    them (lab_subject_settings, lab_motion_settings): the one place the app takes the sprite world's defaults from,
+    so a change of the demo's settings reaches the app unchanged. The demo trains with MoRA, so the page starts so."""
     exp = sprites_module("experiment")
-    settings, use_mora = sprites_demo_settings(model, device)
+    settings = exp.demo_settings(model, device)
     size = settings.size
     return ModelProfile(
         model=model, device=device, sprites=True, encoder=str(Path(model) / "dinov2"),
         flow_model=str(Path(model) / "searaft"), eval_dino=str(Path(model) / "dinov2"), recipe=settings.recipe,
-        use_mora=use_mora,
+        use_mora=True,
         subject={**exp.lab_subject_settings(settings), "validation_frames": settings.frames,
                  "validation_steps": settings.gen_steps},
         motion={**exp.lab_motion_settings(settings), "validation_steps": settings.gen_steps},
