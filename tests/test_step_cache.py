@@ -102,11 +102,10 @@ def test_the_switch_step_computes_in_full(tiny_pipe, cache_dir, cache, monkeypat
 def test_magcache_refuses_two_experts():
     from types import SimpleNamespace
 
-    from smrabooth.sampling import step_caches
+    from smrabooth.step_cache import step_caches
 
-    cfg = GenerateConfig(cache="mag")
     with pytest.raises(SmraboothError, match="two experts"):
-        with step_caches({"high": SimpleNamespace(), "low": SimpleNamespace()}, cfg):
+        with step_caches({"high": SimpleNamespace(), "low": SimpleNamespace()}, "mag", 8, None, None):
             pass
     with pytest.raises(SmraboothError, match="--cache 'magic'"):
         GenerateConfig(cache="magic").validate()

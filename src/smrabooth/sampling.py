@@ -29,7 +29,6 @@ import torch
 from .backbones.base import MAIN
 from .config import setting
 from .errors import SmraboothError
-from .logs import get_logger
 from .lora.files import LoraWeights
 from .lora.inject import PeftState, load_loras_into_transformer, set_lora_scales
 from .lora.merge import MergedLoras, merge_loras
@@ -40,7 +39,6 @@ from .step_cache import parse_cache
 
 SCHEDULERS = ("euler", "unipc")
 MAX_FRAMES = 1001  # 4k+1 frames; Wan2.1 was trained on 81
-log = get_logger(__name__)
 MAX_SIDE = 2048  # pixels; Wan2.1 was trained up to 1280x720, and larger frames exhaust memory only after minutes
 MAX_SCALE = 10.0  # LoRA scales beyond this only make noise
 INJECTIONS = ("sparse", "dense")
@@ -369,47 +367,11 @@ def check_attention_backend(name: str) -> None:
 
 
 @contextmanager
-def step_caches(denoisers: dict, config: GenerateConfig):
-    """The step cache of `config.cache` on every denoiser, removed afterwards. MagCache reads its stored
-    ratios for this model and schedule, or calibrates them in this run (nothing skipped) and stores them."""
-    from .step_cache import calibration_path, capture_calibration, make_cache_config, read_ratios, write_ratios
-
-    if parse_cache(config.cache)[0] != "mag":
-        for transformer in denoisers.values():
-            transformer.enable_cache(make_cache_config(config.cache, config.steps))
-        try:
-            yield
-        finally:
-            for transformer in denoisers.values():
-                transformer.disable_cache()
-        return
-    if len(denoisers) > 1:
-        raise SmraboothError("--cache mag: a model with two experts (Wan2.2 A14B) is not supported (each expert "
-                             "runs part of the steps); use --cache first-block")
-    (transformer,) = denoisers.values()
-    path = calibration_path(None, transformer, config.steps, config.shift, config.scheduler)
-    ratios = read_ratios(path)
-    if ratios is None:
-        log.warning("MagCache: no ratios for this model and schedule yet: this video calibrates them (nothing is "
-                    "skipped; later videos with this model, step count and shift use them), into %s", path)
-    transformer.enable_cache(make_cache_config(config.cache, config.steps, ratios))
-    try:
-        if ratios is not None:
-            yield
-            return
-        with capture_calibration() as found:
-            yield
-        if found:  # the first context's (cond, or the batched pair): the passes the skips are decided on
-            write_ratios(path, found[0])
-    finally:
-        transformer.disable_cache()
-
-
-@contextmanager
 def execution_options(pipe, config: GenerateConfig):
     """The attention backend, step cache and compilation of one generation, on every denoiser; all undone
     afterwards."""
     from .backbones import backbone_of
+    from .step_cache import step_caches
 
     with ExitStack() as stack:
         if config.attention:
@@ -422,7 +384,7 @@ def execution_options(pipe, config: GenerateConfig):
             stack.callback(lambda: None if was_tiling else pipe.vae.disable_tiling())
         denoisers = backbone_of(pipe).denoisers(pipe)
         if config.cache:
-            stack.enter_context(step_caches(denoisers, config))
+            stack.enter_context(step_caches(denoisers, config.cache, config.steps, config.shift, config.scheduler))
         for transformer in denoisers.values():
             if config.compile:
                 blocks = [b for b in transformer.modules() if b.__class__.__name__ in transformer._repeated_blocks]

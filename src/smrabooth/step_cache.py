@@ -20,13 +20,16 @@ import ast
 import hashlib
 import json
 import logging
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from io import StringIO
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SmraboothError
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 CACHES = ("first-block", "mag")
 DEFAULT_THRESHOLDS = {"first-block": 0.05, "mag": 0.06}  # diffusers' own defaults
@@ -125,6 +128,34 @@ def write_ratios(path: Path, ratios: list[float]) -> None:
         tmp.write_text(json.dumps({"ratios": ratios}) + "\n")
 
 
+# ------------------------------------------------------------------------------------------------ one run
+@contextmanager
+def step_caches(denoisers: dict, cache: str, steps: int, shift: float | None, scheduler: str | None):
+    """The step cache `cache` on every denoiser for a run of `steps` steps, removed afterwards. MagCache reads its
+    stored ratios for this model and schedule, or calibrates them in this run (nothing skipped) and stores them."""
+    name, _ = parse_cache(cache)
+    ratios = path = None
+    if name == "mag":
+        if len(denoisers) > 1:
+            raise SmraboothError("--cache mag: a model with two experts (Wan2.2 A14B) is not supported (each expert "
+                                 "runs part of the steps); use --cache first-block")
+        path = calibration_path(None, next(iter(denoisers.values())), steps, shift, scheduler)
+        ratios = read_ratios(path)
+        if ratios is None:
+            log.warning("MagCache: no ratios for this model and schedule yet: this video calibrates them (nothing is "
+                        "skipped; later videos with this model, step count and shift use them), into %s", path)
+    for transformer in denoisers.values():
+        transformer.enable_cache(make_cache_config(cache, steps, ratios))
+    try:
+        with capture_calibration() if name == "mag" and ratios is None else nullcontext() as found:
+            yield
+        if found:  # the first context's (cond, or the batched pair): the passes the skips are decided on
+            write_ratios(path, found[0])
+    finally:
+        for transformer in denoisers.values():
+            transformer.disable_cache()
+
+
 # ------------------------------------------------------------------------------------------ the switch step
 def drop_cached_pass(transformer) -> int:
     """Make the next pass of every cache context compute in full: the cached residual of the passes before is
@@ -151,4 +182,4 @@ def drop_cached_pass(transformer) -> int:
 
 
 __all__ = ["CACHES", "calibration_path", "capture_calibration", "drop_cached_pass", "make_cache_config",
-           "parse_cache", "read_ratios", "write_ratios"]
+           "parse_cache", "read_ratios", "step_caches", "write_ratios"]
