@@ -86,13 +86,13 @@ def variant(kind: str, params: dict) -> str:
 def mora_share(params: dict) -> float:
     """The share of a motion training's steps that run MoRA: every one, or under --mora-max-sigma the share of
     its recipe's training table at or below it."""
-    from smrabooth.recipes import get_recipe
+    from smrabooth.recipes import DEFAULT_RECIPE, get_recipe
     from smrabooth.schedules import draw_share
 
     top = float(params.get("mora_max_sigma") or 1.0)
     if top >= 1:
         return 1.0
-    motion = get_recipe(params.get("recipe") or "official").motion
+    motion = get_recipe(params.get("recipe") or DEFAULT_RECIPE).motion
     return draw_share(top, motion.shift, motion.timestep_rounding)
 
 
