@@ -191,3 +191,57 @@ def test_every_backbones_trainers_return_the_pipeline_as_they_found_it(tmp_path,
         subject_tests.train(tmp_path, pipe, steps=2, gradient_checkpointing=True)
     assert denoiser_snapshot(pipe) == before
     np.testing.assert_array_equal(generate(pipe, video, progress=False).frames, fresh)
+
+
+def test_cast_borrowed_gives_back_the_exact_values():
+    """A VAE trained in bf16 (the `official` recipe: the authors' one pipeline dtype) is the user's fp32 VAE again
+    afterwards, to the bit: a cast down and up would round every weight."""
+    import torch
+
+    from smrabooth.train.borrow import cast_borrowed
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3))
+    module[1].running_mean.copy_(torch.tensor([0.1, 1 / 3, 1e-3]))
+    params = {n: p for n, p in module.named_parameters()}
+    before = {n: t.clone() for n, t in module.state_dict().items()}
+    assert any(not torch.equal(t.to(torch.bfloat16).float(), t) for t in before.values() if t.is_floating_point())
+    with cast_borrowed(module, torch.bfloat16):
+        assert {t.dtype for t in module.state_dict().values() if t.is_floating_point()} == {torch.bfloat16}
+        module.eval()(torch.randn(1, 2, 5, 5, dtype=torch.bfloat16))  # runs in bf16
+    after = module.state_dict()
+    assert all(after[n].dtype == t.dtype and torch.equal(after[n], t) for n, t in before.items())
+    assert all(p is params[n] for n, p in module.named_parameters())  # the same parameter objects
+
+
+def test_motion_training_runs_the_vae_in_its_dtype_and_gives_it_back(tmp_path, fresh_frames):
+    """vae_dtype bf16: the clip is encoded and MoRA decodes in bf16; afterwards the pipeline is as it was."""
+    import torch
+
+    motion_tests.make_motion_folder(tmp_path / "motion")
+    pipe, flow_model = build_tiny_wan_pipeline(), motion_tests.tiny_flow_model()
+    before = snapshot(pipe, flow_model)
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.append(next(m.parameters()).dtype))
+             for m in (pipe.vae.encoder, pipe.vae.decoder)]
+    motion_tests.train(tmp_path, pipe, flow_model, steps=1, vae_dtype="bf16", cache_dir=str(tmp_path / "c"))
+    for hook in hooks:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16} and len(seen) >= 2  # encoded and decoded (MoRA) in bf16
+    assert_as_fresh(pipe, before, fresh_frames, flow_model)
+
+
+def test_vae_dtype_auto_is_the_transformers():
+    """`official`'s auto: the VAE in the transformer's dtype (bf16 on a GPU, as the authors' pipeline); fp32 with
+    a fp32 transformer (the CPU's), so nothing changes there."""
+    import torch
+
+    from smrabooth.train.common import training_vae_dtype
+
+    pipe = build_tiny_wan_pipeline()
+    auto = motion_tests.MotionTrainConfig(vae_dtype="auto")
+    assert training_vae_dtype(auto, pipe) == torch.float32
+    pipe.transformer.to(torch.bfloat16)
+    assert training_vae_dtype(auto, pipe) == torch.bfloat16
+    assert training_vae_dtype(motion_tests.MotionTrainConfig(vae_dtype="fp16"), pipe) == torch.float16
+    assert motion_tests.MotionTrainConfig.from_recipe("official").vae_dtype == "auto"
+    assert motion_tests.MotionTrainConfig.from_recipe("paper").vae_dtype == "fp32"

@@ -71,3 +71,24 @@ def test_the_picked_settings_train_the_same_lora_and_are_recorded(tmp_path):
     assert read_yaml(tmp_path / "low" / "config.yaml")["gradient_checkpointing"] is True
     a, b = load_lora(auto), load_lora(low)
     assert all(torch.allclose(a.tensors[k], b.tensors[k], atol=1e-6) for k in a.tensors)
+
+
+def test_the_tiled_decode_and_the_vaes_dtype_scale_the_motion_tiers():
+    """official decodes MoRA's window in overlapping tiles (1.87x the pixels at 576x320) in the transformer's
+    dtype: in bf16 the measured store-3 peak (72.4 GiB of an H100's 79) is what the scale predicts, too close to
+    the 70.3 GiB that were free for auto to take it (it takes 'frame'); in fp32, where store-3 once ran out of
+    memory on that H100, only the low tier fits."""
+    from smrabooth.align.mora import tiled_pixels
+    from smrabooth.train.memory import TIERS, mora_decode_scale
+
+    assert tiled_pixels(40, 72) == pytest.approx((30 + 25) * (52 + 46) / (40 * 72))  # tiles at rows 0, 15; cols 0, 26
+    official = SimpleNamespace(use_mora=True, mora_decode="tiled", height=320, width=576)
+    bf16, fp32 = mora_decode_scale(official, 2), mora_decode_scale(official, 4)
+    assert mora_decode_scale(SimpleNamespace(use_mora=True, mora_decode="whole", height=320, width=576), 4) == 1.0
+    assert mora_decode_scale(SimpleNamespace(use_mora=False), 4) == 1.0
+    store3 = next(t for t in TIERS["motion"] if t.name == "store-3")
+    assert extra_gib(store3, "motion", **MOTION_1P3B, decode_scale=bf16) == pytest.approx(72.4 - 2.9, rel=0.01)
+    frame = next(t for t in TIERS["motion"] if t.name == "frame")
+    assert choose("motion", "auto", CUDA, 70.3, **MOTION_1P3B, decode_scale=bf16)[0] == frame.settings
+    assert choose("motion", "auto", CUDA, 130, **MOTION_1P3B, decode_scale=bf16)[0] == TIERS["motion"][0].settings
+    assert choose("motion", "auto", CUDA, 70.3, **MOTION_1P3B, decode_scale=fp32)[0] == TIERS["motion"][-1].settings

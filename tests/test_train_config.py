@@ -36,6 +36,7 @@ SUBJECT_FLAGS = {
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"),
     "encoder_resize": (["--encoder-resize", "antialias"], "antialias"),
     "memory": (["--memory", "low"], "low"), "still_frames": (["--still-frames", "5"], 5),
+    "vae_dtype": (["--vae-dtype", "bf16"], "bf16"),
 }
 MOTION_FLAGS = {
     "recipe": (["--recipe", "paper"], "paper"), "steps": (["--steps", "7"], 7), "rank": (["--rank", "8"], 8),
@@ -68,6 +69,7 @@ MOTION_FLAGS = {
     "mora_reference": (["--mora-reference", "decoded"], "decoded"), "mora_max_sigma": (["--mora-max-sigma", "0.5"], 0.5),
     "lora_dtype": (["--lora-dtype", "fp32"], "fp32"), "timestep_rounding": (["--timestep-rounding", "none"], "none"),
     "resize_filter": (["--resize-filter", "bicubic"], "bicubic"), "memory": (["--memory", "max"], "max"),
+    "vae_dtype": (["--vae-dtype", "fp16"], "fp16"),
 }
 
 

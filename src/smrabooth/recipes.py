@@ -60,6 +60,7 @@ class SubjectRecipe:
     projector_width: int = 2048  # hidden width of SuRA's MLP projector (REPA's)
     train_projector: bool = True  # False: the projector stays at its (seeded) initialisation
     encoder_resize: str = "antialias"  # DINOv2's input: antialias | bicubic (plain, unclamped: the authors')
+    vae_dtype: str = "fp32"  # the VAE while training: fp32 | bf16 | fp16 | auto (the transformer's: the authors')
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class MotionRecipe:
     lora_dtype: str = "fp32"
     timestep_rounding: str = "none"
     resize_filter: str = "bicubic"
+    # The VAE while training (the clips' encoding and MoRA's decode): fp32 | bf16 | fp16 | auto (the transformer's
+    # dtype: the authors' code loads every model in the one dtype of its pipeline, bf16)
+    vae_dtype: str = "fp32"
     # The spatial LoRA, as the authors' scripts describe it (not as they run: docs/method.md, Recipes): trained
     # alone on one random frame for `spatial_steps`, then frozen and active while the motion LoRA trains on the
     # clip for `temporal_steps`, cycling until `steps`. spatial_steps 0: no spatial LoRA, every step trains the
@@ -203,12 +207,12 @@ OFFICIAL = Recipe(
     subject=SubjectRecipe(steps=1000, batch_size=2, layer_types=("q", "k", "ffn.0"), shift=1.0, timestep_weight="bell",
                           warmup_steps=3, warmup_factor=1 / 3, max_grad_norm=0.0, mask_rule="bilinear", sura_layer=2,
                           train_projector=False, lora_dtype="bf16", timestep_rounding="bf16",
-                          resize_filter="bilinear", encoder_resize="bicubic"),
+                          resize_filter="bilinear", encoder_resize="bicubic", vae_dtype="auto"),
     motion=MotionRecipe(steps=250, batch_size=2, layer_types=("v", "o", "ffn.0", "ffn.2"), shift=1.0,
                         timestep_weight="bell", warmup_steps=0, warmup_factor=1 / 3, max_grad_norm=0.0,
                         debiased=True, window_wrap="reach", flow_units="size", clip_timing="first",
                         mora_frame_range="authors", mora_decode="tiled", lora_dtype="bf16", timestep_rounding="bf16",
-                        resize_filter="bilinear"),
+                        resize_filter="bilinear", vae_dtype="auto"),
     sampler=OFFICIAL_SAMPLER,
 )
 

@@ -215,12 +215,14 @@ def check_train_settings(cfg) -> None:
             raise SmraboothError(f"--memory {cfg.memory!r}: choose {', '.join(MEMORY_MODES)}")
     from .data.transforms import RESIZE_FILTERS
     from .schedules import TIMESTEP_ROUNDINGS
-    from .train.common import LORA_DTYPES
+    from .train.common import LORA_DTYPES, VAE_DTYPES
 
     if hasattr(cfg, "lora_dtype"):  # the flow-matching trainers (their `official` recipe runs the authors' code)
         check_choice("--lora-dtype", cfg.lora_dtype, tuple(LORA_DTYPES))
         check_choice("--timestep-rounding", cfg.timestep_rounding, TIMESTEP_ROUNDINGS)
         check_choice("--resize-filter", cfg.resize_filter, RESIZE_FILTERS)
+    if hasattr(cfg, "vae_dtype"):
+        check_choice("--vae-dtype", cfg.vae_dtype, tuple(VAE_DTYPES))
     if cfg.mixed_precision not in ("auto", "bf16", "no"):
         raise SmraboothError(f"--mixed-precision {cfg.mixed_precision!r}: choose auto, bf16 or no")
     if cfg.out:

@@ -223,6 +223,13 @@ def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     return [s for s in range(0, size, stride) if not (s - stride >= 0 and s - stride + tile >= size)]
 
 
+def tiled_pixels(height: int, width: int) -> float:
+    """What the tiled decode of an (height, width) latent grid decodes, as a multiple of the grid (overlaps twice)."""
+    rows = sum(min(TILE[0], height - h) for h in tile_starts(height, TILE[0], TILE_STRIDE[0]))
+    cols = sum(min(TILE[1], width - w) for w in tile_starts(width, TILE[1], TILE_STRIDE[1]))
+    return rows * cols / (height * width)
+
+
 def _ramp_mask(h: int, w: int, open_sides: tuple[bool, bool, bool, bool], border: tuple[int, int]) -> torch.Tensor:
     """(h, w) blend weights of one tile: 1 inside, a linear ramp (1/b .. 1) over `border` pixels on each side that
     meets another tile (top, bottom, left, right); the smaller of the two axes' weights."""

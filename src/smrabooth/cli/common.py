@@ -8,8 +8,10 @@ import dataclasses
 import typing
 
 
-def add_model_args(parser, required: bool = True) -> None:
+def add_model_args(parser, required: bool = True, training: bool = False) -> None:
+    """The model flags; `training`: a trainer's, whose --vae-dtype is the run's setting (default the recipe's)."""
     from ..backbones import CHOICES
+    from ..train.common import VAE_DTYPE_HELP, VAE_DTYPES
 
     parser.add_argument("--model", required=required,
                         help="diffusers-format text-to-video model, hub id or local folder: Wan2.1 "
@@ -19,7 +21,15 @@ def add_model_args(parser, required: bool = True) -> None:
                         "form the folder holds; unet: zeroscope")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                         help="transformer and text-encoder dtype (auto: bf16 on a GPU, fp32 on the CPU)")
-    parser.add_argument("--vae-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="VAE dtype")
+    if training:
+        from ..recipes import RECIPES
+
+        shown = ", ".join(f"{name} {r.motion.vae_dtype}" for name, r in RECIPES.items())
+        parser.add_argument("--vae-dtype", default=None, choices=list(VAE_DTYPES),
+                            help=f"{VAE_DTYPE_HELP} (default: the recipe's: {shown})")
+    else:
+        parser.add_argument("--vae-dtype", default=None, choices=["fp32", "bf16", "fp16"],
+                            help="VAE dtype (default: fp32)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--offline", action="store_true",
                         help="never contact the hub (also: HF_HUB_OFFLINE=1); local folders are always offline")
@@ -64,10 +74,11 @@ def load_pipeline_from_args(args, text_encoder_device: str | None = None):
 
     log = get_logger(__name__)
     backbone = backbone_of(args)
-    log.info(f"loading {args.model} as {backbone.title} (dtype {args.dtype}, VAE {args.vae_dtype}, device "
+    vae_dtype = args.vae_dtype or "fp32"
+    log.info(f"loading {args.model} as {backbone.title} (dtype {args.dtype}, VAE {vae_dtype}, device "
              f"{args.device or 'auto'})")
     start = time.time()
-    pipe = backbone.load(args.model, dtype=args.dtype, vae_dtype=args.vae_dtype, device=args.device,
+    pipe = backbone.load(args.model, dtype=args.dtype, vae_dtype=vae_dtype, device=args.device,
                          local_files_only=True if args.offline else None, text_encoder_device=text_encoder_device)
     log.info(f"loaded {backbone.title} in {time.time() - start:.1f}s")
     return pipe
@@ -201,13 +212,14 @@ def settings_given(cls, args) -> tuple[dict, dict, str | None]:
     """The settings of `cls` a command was given: (those of its --config file, those of its flags, the file's
     path). A flag left out is absent (add_config_arguments's SUPPRESS); a command's own flag named as a field
     without a flag (`setting(cli=False)`, e.g. the sprites demo's --out) is not that setting; --model
-    (add_model_args: None when not given) counts only when given."""
+    and --vae-dtype (add_model_args: None when not given) count only when given."""
     from ..config import read_yaml
 
     names = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
-    flags = {k: v for k, v in vars(args).items() if k in names and k != "model"}
-    if "model" in field_names(cls) and getattr(args, "model", None):
-        flags["model"] = args.model
+    flags = {k: v for k, v in vars(args).items() if k in names and k not in ("model", "vae_dtype")}
+    for name in ("model", "vae_dtype"):  # model flags that are also settings
+        if name in field_names(cls) and getattr(args, name, None):
+            flags[name] = getattr(args, name)
     path = getattr(args, "config", None)
     return (read_yaml(path) if path else {}), flags, path
 

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
             description=long + " Every setting is a flag; unset ones come from --config, then from --recipe. The "
             "model's backbone (Wan2.1, Wan2.2 A14B or TI2V-5B, ZeroScope) picks the trainer; on ZeroScope (the U-Net "
             "variant, docs/unet.md) the defaults are the U-Net's (recipes.UNET) and Wan-only settings are refused.")
-        add_model_args(p, required=False)
+        add_model_args(p, required=False, training=True)
         seen: set[str] = set()
         for i, cls in enumerate(config_classes(kind)):
             add_config_arguments(p, cls, kind if i == 0 else None, TRAIN_SETTING_HELP, skip=seen)
@@ -141,6 +141,8 @@ def run_training(kind: str, args) -> int:
         cfg.flow_model if kind == "motion" and cfg.use_mora else None
     use_hub(args, cfg.model, helper)
     args.device = process_device(args.device)  # under a launcher: this process's GPU
+    if hasattr(cfg, "vae_dtype"):  # loaded as it trains (auto: in --dtype, as the transformer)
+        args.vae_dtype = args.dtype if cfg.vae_dtype == "auto" else cfg.vae_dtype
     pipe = load_pipeline_from_args(args)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     common = dict(model_id=model_id, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,

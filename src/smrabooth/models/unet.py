@@ -73,7 +73,7 @@ def load_zeroscope_pipeline(
     device = device or default_device()
     if dtype == "auto":
         dtype = "bf16" if torch.device(device).type == "cuda" else "fp32"
-    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
+    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(dtype if vae_dtype == "auto" else vae_dtype)
     if os.path.isdir(model):
         check_zeroscope_model_dir(model)
         local_files_only = True

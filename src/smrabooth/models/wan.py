@@ -90,7 +90,8 @@ def load_wan_pipeline(
     `text_encoder_device` ("cpu") keeps the text encoder, and Wan2.2 A14B's low-noise expert, off the GPU
     (generation with offload moves each there only while it runs).
 
-    dtype "auto" is bf16 on a GPU and fp32 on the CPU, where bf16 matmuls run several times slower.
+    dtype "auto" is bf16 on a GPU and fp32 on the CPU, where bf16 matmuls run several times slower; vae_dtype
+    "auto" is the transformer's.
     """
     from diffusers import AutoencoderKLWan, WanPipeline
 
@@ -98,7 +99,7 @@ def load_wan_pipeline(
     device = device or default_device()
     if dtype == "auto":
         dtype = "bf16" if torch.device(device).type == "cuda" else "fp32"
-    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype)
+    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(dtype if vae_dtype == "auto" else vae_dtype)
     if check_model_source(model, folder_check=folder_check) == "folder":
         local_files_only = True
     if local_files_only is None:

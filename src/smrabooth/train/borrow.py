@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 
 from ..lora.inject import PeftState
@@ -80,4 +81,29 @@ def borrowed(pipe, *models: nn.Module | None):
             state.restore()
 
 
-__all__ = ["borrowed"]
+@contextmanager
+def cast_borrowed(module: nn.Module | None, dtype: torch.dtype | None):
+    """Within the block, `module`'s floating parameters and buffers in `dtype` (None: as they are); on exit their
+    exact values back: kept on the CPU meanwhile, as casting down and up again would round them."""
+    named = [] if module is None or dtype is None else [
+        (owner, kind, name, t) for owner in module.modules()
+        for kind, table in (("parameter", owner._parameters), ("buffer", owner._buffers))
+        for name, t in table.items() if t is not None and t.is_floating_point() and t.dtype != dtype]
+    saved = [(owner, kind, name, t.detach().to("cpu", copy=True)) for owner, kind, name, t in named]
+    for owner, kind, name, t in named:  # per tensor: parameter objects kept (optimisers, hooks hold them)
+        if kind == "parameter":
+            t.data = t.data.to(dtype)
+        else:
+            owner._buffers[name] = t.to(dtype)
+    try:
+        yield module
+    finally:
+        for owner, kind, name, value in saved:
+            if kind == "parameter":
+                param = owner._parameters[name]
+                param.data = value.to(param.device)
+            else:
+                owner._buffers[name] = value.to(owner._buffers[name].device)
+
+
+__all__ = ["borrowed", "cast_borrowed"]

@@ -357,6 +357,22 @@ def seeded(seed: int):
 
 
 LORA_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# The VAE while training (recipes: vae_dtype); auto: the denoiser's dtype, as one pipeline dtype for every model
+VAE_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def training_vae_dtype(cfg, pipe) -> torch.dtype | None:
+    """The VAE's dtype while `cfg` trains on `pipe` (None: a trainer without the setting, the VAE as it is)."""
+    setting = getattr(cfg, "vae_dtype", None)
+    if setting != "auto":
+        return VAE_DTYPES.get(setting)
+    from ..backbones import backbone_of
+
+    return next(iter(backbone_of(pipe).denoisers(pipe).values())).dtype
+
+
+VAE_DTYPE_HELP = ("the VAE while training (the clips' and photos' encoding, MoRA's decode): auto = the transformer's "
+                  "dtype (the authors' code loads every model in one dtype)")
 
 
 def add_lora_adapter(transformer, name: str, rank: int, alpha: float, layer_types,

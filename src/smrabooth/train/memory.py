@@ -66,14 +66,33 @@ def run_tokens(kind: str, cfg) -> int:
     return (1 + (cfg.frames - 1) // 4) * (cfg.height // 16) * (cfg.width // 16)
 
 
-def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int) -> float:
-    """The tier's memory above the model's weights, scaled from the reference run to this one."""
+def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int, decode_scale: float = 1.0) -> float:
+    """The tier's memory above the model's weights, scaled from the reference run to this one (`decode_scale`:
+    `mora_decode_scale`'s, for a motion run)."""
     scale = tokens / REFERENCE[f"{kind}_tokens"] * (blocks * width) / (REFERENCE["blocks"] * REFERENCE["width"])
-    return (tier.peak_gib - REFERENCE["weights_gib"]) * scale
+    return (tier.peak_gib - REFERENCE["weights_gib"]) * scale * decode_scale
+
+
+# The motion tiers were measured with MoRA decoding its window whole, in an fp32 VAE. The tiled decode (the
+# authors') decodes every overlap twice; in a bf16 VAE it peaked at 72.4 GiB in tier store-3 (official, H100,
+# 2026-12-05): extra 69.5 GiB against store-3's 58.2, 1.28x what its decoded pixels and the VAE's bytes alone
+# predict (1.87 x 1/2 at 576x320).
+TILED_MARGIN = 1.28
+
+
+def mora_decode_scale(cfg, vae_bytes: int) -> float:
+    """How much more (or less) memory this run's MoRA decode takes than the tiers' reference: its decoded pixels
+    (tiles overlap) x the VAE's bytes per value against fp32."""
+    if not getattr(cfg, "use_mora", False):
+        return 1.0
+    from ..align.mora import tiled_pixels
+
+    pixels = tiled_pixels(cfg.height // 8, cfg.width // 8) * TILED_MARGIN if cfg.mora_decode == "tiled" else 1.0
+    return pixels * vae_bytes / 4
 
 
 def choose(kind: str, memory: str, device: torch.device, free_gib: float | None, tokens: int, blocks: int,
-           width: int, validating: bool = False) -> tuple[dict, str]:
+           width: int, validating: bool = False, decode_scale: float = 1.0) -> tuple[dict, str]:
     """(settings, why) for `kind` (subject | motion) under `memory`."""
     if memory not in MEMORY_MODES:
         raise SmraboothError(f"--memory {memory!r}: choose {', '.join(MEMORY_MODES)}")
@@ -85,22 +104,25 @@ def choose(kind: str, memory: str, device: torch.device, free_gib: float | None,
     if memory == "max":
         return dict(tiers[0].settings), "--memory max"
     for tier in tiers:
-        need = extra_gib(tier, kind, tokens, blocks, width)
+        need = extra_gib(tier, kind, tokens, blocks, width, decode_scale)
         if free_gib is not None and need <= 0.9 * free_gib:
             return dict(tier.settings), (f"--memory auto: {free_gib:.1f} GiB free, tier '{tier.name}' needs about "
                                          f"{need:.1f} GiB more")
     return dict(tiers[-1].settings), f"--memory auto: {free_gib:.1f} GiB free, the low-memory tier"
 
 
-def apply_memory_policy(cfg, kind: str, transformer, device: torch.device, explicit: set[str] | None = None):
+def apply_memory_policy(cfg, kind: str, transformer, device: torch.device, explicit: set[str] | None = None,
+                        vae_bytes: int = 4):
     """`cfg` with the speed settings `cfg.memory` picks, except those the user gave: in `explicit` (the CLI's
-    flags) or, from Python, set to other than the field's default. Logs what it picked."""
+    flags) or, from Python, set to other than the field's default. Logs what it picked. `vae_bytes`: per value
+    of the VAE while training (MoRA's decode)."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     free = torch.cuda.mem_get_info(device)[0] / GIB if device.type == "cuda" else None
     settings, why = choose(kind, cfg.memory, device, free, run_tokens(kind, cfg),
                            transformer.config.num_layers,
                            transformer.config.num_attention_heads * transformer.config.attention_head_dim,
-                           validating=bool(cfg.validate_every))
+                           validating=bool(cfg.validate_every),
+                           decode_scale=mora_decode_scale(cfg, vae_bytes) if kind == "motion" else 1.0)
 
     def given(name):
         return name in (explicit or ()) or getattr(cfg, name) != fields[name].default
@@ -121,4 +143,4 @@ def _flag(name: str, value) -> str:
     return f"{flag} {value}"
 
 
-__all__ = ["MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "run_tokens"]
+__all__ = ["MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "mora_decode_scale", "run_tokens"]

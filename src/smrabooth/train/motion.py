@@ -80,6 +80,7 @@ from .common import (
     make_validator,
     sample_timesteps,
     train_loop,
+    training_vae_dtype,
     warn_untokened_captions,
 )
 from .denoisers import TrainedDenoisers
@@ -136,6 +137,7 @@ class MotionTrainConfig:
     warmup_steps: int = _R.warmup_steps
     warmup_factor: float = _R.warmup_factor
     lora_dtype: str = setting(_R.lora_dtype, choices=tuple(LORA_DTYPES))
+    vae_dtype: str = setting(_R.vae_dtype, cli=False)  # --vae-dtype comes with the model flags (cli/common.py)
     timestep_rounding: str = setting(_R.timestep_rounding, choices=TIMESTEP_ROUNDINGS)
     resize_filter: str = setting(_R.resize_filter, choices=RESIZE_FILTERS)
     spatial_steps: int = setting(_R.spatial_steps, "phase-1 steps per cycle: a spatial LoRA trained alone on one "
@@ -360,8 +362,9 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
         backbone.check_train_config("motion", cfg)
         if cfg.use_mora and flow_model is None:
             raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
+        vae_dtype = training_vae_dtype(cfg, pipe) or pipe.vae.dtype
         return apply_memory_policy(cfg, "motion", next(iter(backbone.denoisers(pipe).values())),
-                                   backbone.generation_device(pipe), explicit)
+                                   backbone.generation_device(pipe), explicit, vae_bytes=vae_dtype.itemsize)
 
     with training_session(cfg, pipe, backbone.final_names("motion", cfg)[0], resume, overwrite, explicit,
                           models=[flow_model], check=check) as run:

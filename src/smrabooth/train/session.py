@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..run_folder import target_of
-from .borrow import borrowed
-from .common import PhaseTimes, finish_run, open_run
+from .borrow import borrowed, cast_borrowed
+from .common import PhaseTimes, finish_run, open_run, training_vae_dtype
 from .distributed import DataParallel
 
 
@@ -49,8 +49,9 @@ class TrainingRun:
 def training_session(cfg, pipe, final_name: str, resume: bool = False, overwrite: bool = False,
                      explicit: set[str] | None = None, models=(), check=None) -> Iterator[TrainingRun]:
     """Borrow `pipe` and `models` (train.borrow), validate `cfg` (then `check(cfg)`, what the trainer refuses
-    before anything is written; it may return `cfg` with settings it settled), open the run folder for this
-    process's share of a data-parallel launch (train.distributed); yields the `TrainingRun`."""
+    before anything is written; it may return `cfg` with settings it settled), put the VAE in the run's dtype
+    (cfg.vae_dtype; its exact values back after), open the run folder for this process's share of a
+    data-parallel launch (train.distributed); yields the `TrainingRun`."""
     with borrowed(pipe, *models):
         times = PhaseTimes()
         cfg = cfg.validate()
@@ -60,7 +61,8 @@ def training_session(cfg, pipe, final_name: str, resume: bool = False, overwrite
         cfg, run_dir = open_run(cfg, final_name, resume=resume, overwrite=overwrite, parallel=parallel,
                                 explicit=explicit)
         parallel.batch_size, parallel.accumulation = cfg.batch_size, cfg.gradient_accumulation  # a resumed run's
-        yield TrainingRun(cfg, run_dir, parallel, resume, times)
+        with cast_borrowed(getattr(pipe, "vae", None), training_vae_dtype(cfg, pipe)):
+            yield TrainingRun(cfg, run_dir, parallel, resume, times)
 
 
 __all__ = ["TrainingRun", "training_session"]

@@ -95,6 +95,7 @@ class UnetSubjectConfig:
     batch_size: int = PAPER.subject.batch_size  # samples per process per optimizer step (train/distributed.py)
     gradient_accumulation: int = 1
     save_dtype: str = "bf16"
+    vae_dtype: str = setting("fp32", cli=False)  # --vae-dtype comes with the model flags (the VAE while training)
     cache_dir: str | None = None
 
     @classmethod
@@ -147,6 +148,7 @@ class UnetMotionConfig:
     batch_size: int = PAPER.motion.batch_size  # clips per process per optimizer step (train/distributed.py)
     gradient_accumulation: int = 1
     save_dtype: str = "bf16"
+    vae_dtype: str = setting("fp32", cli=False)  # --vae-dtype comes with the model flags (the VAE while training)
     cache_dir: str | None = None
 
     @classmethod
