@@ -58,11 +58,11 @@ def two_processes(argv):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
-def assert_same_lora(a: Path, b: Path):
+def assert_same_lora(a: Path, b: Path, atol: float = 1e-6):
     ta, tb = load_file(str(a)), load_file(str(b))
     assert ta.keys() == tb.keys()
     for k in ta:
-        torch.testing.assert_close(ta[k], tb[k], rtol=1e-4, atol=1e-6, msg=k)
+        torch.testing.assert_close(ta[k], tb[k], rtol=1e-4, atol=atol, msg=k)
     b = [v for k, v in ta.items() if "lora_B" in k]
     assert not b or any(v.abs().sum() > 0 for v in b)  # a LoRA trained (B starts at zero)
 
@@ -72,8 +72,10 @@ def test_subject_two_processes_equal_one_process_over_the_same_samples_and_resum
     assert main(subject_args(root, "one", "--steps", "4", "--batch-size", "2")) == 0
     two_processes(subject_args(root, "two", "--steps", "4"))
     one, two = root / "one", root / "two"
-    assert_same_lora(one / "subject_lora.safetensors", two / "subject_lora.safetensors")
-    assert_same_lora(one / "projector.safetensors", two / "projector.safetensors")
+    # one process computes its batch of 2 in one forward, two processes one each: float rounding apart, which
+    # AdamW can turn into up to about lr a step where a gradient is near zero (test_train_subject: 1% of lr x steps)
+    assert_same_lora(one / "subject_lora.safetensors", two / "subject_lora.safetensors", atol=0.01 * 1e-3 * 4)
+    assert_same_lora(one / "projector.safetensors", two / "projector.safetensors", atol=0.01 * 1e-3 * 4)
     # the main process alone wrote: one log line per step, one record of the call
     assert [r["step"] for r in map(json.loads, (two / "log.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
     record = json.loads((two / "parallel.json").read_text())
@@ -84,7 +86,7 @@ def test_subject_two_processes_equal_one_process_over_the_same_samples_and_resum
     # started on two processes, resumed on one: accumulation 2 keeps the effective batch, same samples
     two_processes(subject_args(root, "moved", "--steps", "2"))
     assert main(subject_args(root, "moved", "--steps", "4", "--resume")) == 0
-    assert_same_lora(one / "subject_lora.safetensors", root / "moved" / "subject_lora.safetensors")
+    assert_same_lora(one / "subject_lora.safetensors", root / "moved" / "subject_lora.safetensors", atol=0.01 * 1e-3 * 4)
     calls = json.loads((root / "moved" / "parallel.json").read_text())["calls"]
     assert [(c["from_step"], c["processes"], c["gradient_accumulation"]) for c in calls] == [(0, 2, 1), (2, 1, 2)]
 

@@ -242,9 +242,11 @@ class Recorder:
         rec = self
         real_backward, real_step = DataParallel.backward, torch.optim.AdamW.step
 
-        def backward(self, step, generator, params, compute_losses):
-            def recorded(*a, **k):
-                losses = compute_losses(*a, **k)
+        def backward(self, step, generator, params, compute_losses, batched=False):
+            # one sample a call, so that each sample's losses are recorded: a batched trainer (the subject's, whose
+            # batch is one forward) gets its samples one at a time (the same LoRA to float rounding: tests)
+            def recorded(step, gen):
+                losses = compute_losses(step, [gen]) if batched else compute_losses(step, gen)
                 rec.samples.append({k: float(v.detach()) for k, v in losses.items()})
                 return losses
             return real_backward(self, step, generator, params, recorded)

@@ -115,13 +115,13 @@ class Wan21(Backbone):
         return one_step_z0(z_t, prediction, sigma)
 
     def model_timestep(self, pipe, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """The timestep argument of a denoiser call for latents (B, C, T, h, w), as WanPipeline builds it: t per
-        item, or with `expand_timesteps` (Wan2.2 TI2V-5B) t per token of the 2x2-patchified latent (pipe None:
-        Wan2.1's form)."""
+        """The timestep argument of a denoiser call for latents (B, C, T, h, w), as WanPipeline builds it: t (one
+        value, or one per item) per item, or with `expand_timesteps` (Wan2.2 TI2V-5B) per token of the
+        2x2-patchified latent (pipe None: Wan2.1's form)."""
         batch = latents.shape[0]
         if pipe is not None and getattr(pipe.config, "expand_timesteps", False):
             mask = torch.ones(latents.shape[2:], dtype=torch.float32, device=latents.device)
-            return (mask[:, ::2, ::2] * t).flatten().unsqueeze(0).expand(batch, -1)
+            return (mask[None, :, ::2, ::2] * t.reshape(-1, 1, 1, 1)).flatten(1).expand(batch, -1)
         return t.expand(batch) if t.ndim <= 1 and t.numel() == 1 else t
 
     def predict(self, pipe, denoiser, z_t: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

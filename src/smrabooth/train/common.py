@@ -626,13 +626,15 @@ def train_loop(
     adapter: str | tuple[str, ...],
     params: list[nn.Parameter],
     modules: dict[str, nn.Module],
-    compute_losses: Callable[[int, torch.Generator], dict[str, torch.Tensor]],
+    compute_losses: Callable[..., dict[str, torch.Tensor]],
     generator: torch.Generator,
     resume: bool = False,
     validate: Callable[[int], None] | None = None,
     parallel: DataParallel = SINGLE,
+    batched: bool = False,
 ) -> int:
-    """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value}.
+    """AdamW over `params` (LoRA + extra modules); `compute_losses` returns {'loss': total, term: value} of one
+    sample, or with `batched` the mean over one sample per generator of a list (DataParallel.backward).
     `parallel`: this process's share of each step's samples (train/distributed.py); the main process writes.
     A parameter that gets no gradient in a step (requires_grad off, as a motion phase sets it) is left as it
     is by that step: AdamW skips it, weight decay included."""
@@ -671,7 +673,7 @@ def train_loop(
 
     for step in bar:
         optimizer.zero_grad(set_to_none=True)
-        losses = parallel.backward(step, generator, params, compute_losses)
+        losses = parallel.backward(step, generator, params, compute_losses, batched)
         if settings.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         for group in optimizer.param_groups:  # a function of the step alone: a resumed run gets the same lr

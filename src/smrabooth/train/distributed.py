@@ -136,22 +136,27 @@ class DataParallel:
 
     # ------------------------------------------------------------ one optimizer step's gradients
     def backward(self, step: int, generator: torch.Generator, params: list[torch.nn.Parameter],
-                 compute_losses: Callable[[int, torch.Generator], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+                 compute_losses: Callable, batched: bool = False) -> dict[str, torch.Tensor]:
         """This process's samples of the step, backward, gradients summed over processes; returns the step's
-        mean losses (detached; the same on every process)."""
+        mean losses (detached; the same on every process). `compute_losses(step, generator)` computes one sample;
+        `batched`: `compute_losses(step, generators)` computes the mean over one sample per generator, and gets
+        each `batch_size` group of samples at once (accumulation rounds one after another): the same draws and
+        the same mean, in one forward."""
         g_total = self.effective_batch
         if g_total == 1:
-            losses = compute_losses(step, generator)
+            losses = compute_losses(step, [generator] if batched else generator)
             losses["loss"].backward()
             return losses
         seeds = torch.randint(2**62, (g_total,), generator=generator)  # the same in every process
         mine = self.batch_size * self.accumulation
+        group = self.batch_size if batched else 1
         total: dict[str, torch.Tensor] = {}
-        for g in range(self.rank * mine, (self.rank + 1) * mine):
-            losses = compute_losses(step, torch.Generator().manual_seed(int(seeds[g])))
-            (losses["loss"] / g_total).backward()
+        for first in range(self.rank * mine, (self.rank + 1) * mine, group):
+            gens = [torch.Generator().manual_seed(int(seeds[g])) for g in range(first, first + group)]
+            losses = compute_losses(step, gens if batched else gens[0])
+            (losses["loss"] * (group / g_total)).backward()
             for k, v in losses.items():
-                total[k] = total.get(k, 0) + v.detach().float() / g_total
+                total[k] = total.get(k, 0) + v.detach().float() * (group / g_total)
         if self.processes > 1:
             import torch.distributed as dist
 

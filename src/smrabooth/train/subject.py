@@ -97,6 +97,7 @@ class SubjectTrainConfig:
     warmup_steps: int = _R.warmup_steps
     warmup_factor: float = _R.warmup_factor
     lora_dtype: str = setting(_R.lora_dtype, choices=tuple(LORA_DTYPES))
+    vae_dtype: str = setting(_R.vae_dtype, cli=False)  # --vae-dtype comes with the model flags (cli/common.py)
     timestep_rounding: str = setting(_R.timestep_rounding, choices=TIMESTEP_ROUNDINGS)
     resize_filter: str = setting(_R.resize_filter, choices=RESIZE_FILTERS)
     mask_rule: str = setting(_R.mask_rule, "pixel mask to latent grid: area = the covered fraction of each cell; "
@@ -337,22 +338,45 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
     on_device = [SubjectExample(e.latent.to(device), e.mask.to(device),
                                 None if e.tokens is None else e.tokens.to(device), e.text) for e in examples]
 
-    def compute_losses(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(gen: torch.Generator):
+        """One sample's draws (image, sigma, weight, noise), in the order of a one-sample step."""
         ex = on_device[int(torch.randint(len(on_device), (1,), generator=gen))]
         sigma, weight = (v.to(device) for v in sample_timesteps(sigmas, weights, 1, gen))
-        noise = torch.randn(ex.latent.shape, generator=gen).to(device)
-        z0 = ex.latent[None]
-        z_t = backbone.add_noise(z0, noise, sigma)
+        return ex, sigma, weight, torch.randn(ex.latent.shape, generator=gen).to(device)
+
+    def sample_losses(samples) -> dict[str, torch.Tensor]:
+        """Each term per sample (B,), for samples one denoiser takes, in one forward."""
+        exs = [ex for ex, *_ in samples]
+        sigma, weight = torch.cat([s[1] for s in samples]), torch.cat([s[2] for s in samples])
+        z0, noise = torch.stack([ex.latent for ex in exs]), torch.stack([s[3] for s in samples])
+        z_t = backbone.add_noise(z0, noise, sigma.view(-1, *[1] * (z0.ndim - 1)))
         target = backbone.training_target(z0, noise, sigma)
+        text = torch.cat([text_on_device[ex.text] for ex in exs])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            u = backbone.predict(pipe, trainees.at(sigma), z_t, sigma, text_on_device[ex.text])
-            flow = weight[0] * masked_flow_loss(u, target, ex.mask[None])  # logged as it enters the loss
-            losses = {"flow": flow}
-            if cfg.use_sura:  # never time-weighted
+            u = backbone.predict(pipe, trainees.at(sigma[:1]), z_t, sigma, text)
+            # logged as it enters the loss: w(t) times the mean squared error inside each image's mask
+            terms = {"flow": weight * torch.stack([masked_flow_loss(u[i:i + 1], target[i:i + 1], ex.mask[None])
+                                                   for i, ex in enumerate(exs)])}
+            if cfg.use_sura:  # never time-weighted; --still-frames: every latent frame aligned to the photo
                 hidden_tokens = hidden.pop("h")
-                frames = hidden_tokens.shape[1] // ex.tokens.shape[0]  # --still-frames: every latent frame aligned
-                losses["sura"] = sura_loss(ex.tokens[None].repeat(1, frames, 1), hidden_tokens, modules["projector"])
-        losses["loss"] = flow + cfg.sura_weight * losses["sura"] if cfg.use_sura else flow
+                frames = hidden_tokens.shape[1] // exs[0].tokens.shape[0]
+                terms["sura"] = torch.stack([sura_loss(ex.tokens[None].repeat(1, frames, 1), hidden_tokens[i:i + 1],
+                                                       modules["projector"]) for i, ex in enumerate(exs)])
+        return terms
+
+    def compute_losses(step: int, gens: list[torch.Generator]) -> dict[str, torch.Tensor]:
+        """The mean losses of one sample per generator: the samples of each denoiser (an A14B expert) in one
+        forward, so a batch costs about one launch-bound step (train_loop's `batched`)."""
+        samples = [draw(gen) for gen in gens]
+        groups: dict[int, list[int]] = {}
+        for i, (_, sigma, _, _) in enumerate(samples):
+            groups.setdefault(id(trainees.at(sigma)), []).append(i)
+        per_sample: dict[str, list] = {}
+        for members in groups.values():
+            for name, values in sample_losses([samples[i] for i in members]).items():
+                per_sample.setdefault(name, []).append(values)
+        losses = {name: torch.cat(values).mean() for name, values in per_sample.items()}
+        losses["loss"] = losses["flow"] + cfg.sura_weight * losses["sura"] if cfg.use_sura else losses["flow"]
         return losses
 
     validate = None
@@ -369,7 +393,7 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
     times.mark("setup")
     try:
         train_loop(run_dir, settings, transformer, ADAPTER, params, modules, compute_losses, generator,
-                   resume=run.resume, validate=validate, parallel=parallel)
+                   resume=run.resume, validate=validate, parallel=parallel, batched=True)
         times.mark("loop")
     finally:
         for hook in hooks:
