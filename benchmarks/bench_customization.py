@@ -5,6 +5,7 @@ MoRA), and one 49-frame video at 832x480 with both LoRAs (50 steps, CFG 5).
     python benchmarks/bench_customization.py                  # GPU, about 6 min on one H100/H200
     python benchmarks/bench_customization.py --memory low     # the trainers' low-memory settings
     python benchmarks/bench_customization.py --tiny           # CPU, the tiny models (a check of the script)
+    python benchmarks/bench_customization.py --stages motion --memory low --vae-dtype fp32   # one stage, a setting
 
 Each stage runs a few steps end to end (the trainers with their caching and saving, with `--memory` as given,
 default auto; the sampler), and the whole is projected from them: a stage's time = its setup (the run's wall
@@ -52,7 +53,15 @@ def main():
     ap.add_argument("--gen-steps", type=int, default=GEN_STEPS, help="denoising steps of the timed videos")
     ap.add_argument("--baseline-steps", type=int, default=8)
     ap.add_argument("--tiny", action="store_true", help="the tiny models on the CPU (no baselines, no memory)")
+    ap.add_argument("--vae-dtype", default=None, choices=["auto", "fp32", "bf16"],
+                    help="the trainers' VAE while training (default: the recipe's)")
+    ap.add_argument("--stages", default="subject,motion,video",
+                    help="comma-separated stages to time (a partial run prints its rows, no table)")
     args = ap.parse_args()
+    stages = set(args.stages.split(","))
+    if not stages or stages - {"subject", "motion", "video"}:
+        ap.error(f"--stages {args.stages!r}: choose from subject, motion, video")
+    settings = {"memory": args.memory, **({"vae_dtype": args.vae_dtype} if args.vae_dtype else {})}
     dev = Device(torch.device("cpu" if args.tiny else "cuda"))
     name = torch.cuda.get_device_name() if dev.cuda else "cpu"
     print(f"device: {name}, torch {torch.__version__}, --memory {args.memory}", flush=True)
@@ -60,11 +69,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["SMRABOOTH_CACHE"] = str(tmp / "cache")  # MagCache's ratios of this run
-        rows["subject"] = run_subject("official", args.subject_steps, tmp, dev, args.tiny, memory=args.memory)
-        print("subject", json.dumps(rows["subject"]), flush=True)
-        (rows["motion"],) = run_motion("official", args.motion_steps, 0, tmp, dev, args.tiny,
-                                       memory=args.memory).values()
-        print("motion", json.dumps(rows["motion"]), flush=True)
+        if "subject" in stages:
+            rows["subject"] = run_subject("official", args.subject_steps, tmp, dev, args.tiny, **settings)
+            print("subject", json.dumps(rows["subject"]), flush=True)
+        if "motion" in stages:
+            (rows["motion"],) = run_motion("official", args.motion_steps, 0, tmp, dev, args.tiny, **settings).values()
+            print("motion", json.dumps(rows["motion"]), flush=True)
+        if stages != {"subject", "motion", "video"}:
+            return
         if dev.cuda:
             torch.cuda.empty_cache()
             from bench_motion_train import run_baseline as motion_baseline
