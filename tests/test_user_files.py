@@ -262,6 +262,19 @@ def test_records_of_another_shape_are_stale_or_recomputed_not_a_crash(tmp_path, 
         capsys.readouterr().out
 
 
+@pytest.mark.parametrize("form", ["wan", "zeroscope"])
+def test_a_pipeline_class_with_a_line_break_is_named_on_one_line(tmp_path, form):
+    """Found by the fuzz test (2026-12-05): model_index.json naming "WanPipeli\\ne" made a two-line error."""
+    from smrabooth.errors import SmraboothError
+    from smrabooth.models.unet import check_zeroscope_model_dir
+    from smrabooth.models.wan import check_wan_model_dir
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeli\ne"}))
+    with pytest.raises(SmraboothError) as e:
+        (check_wan_model_dir if form == "wan" else check_zeroscope_model_dir)(tmp_path)
+    assert "\n" not in str(e.value) and "'WanPipeli\\ne'" in str(e.value)
+
+
 def subject_config(world_subject, tmp_path, **kw):
     from smrabooth.train.subject import SubjectTrainConfig
 

@@ -49,11 +49,11 @@ def check_zeroscope_model_dir(path: str | os.PathLike) -> None:
     index = path / "model_index.json"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a diffusers model: it has no model_index.json ({hint})")
-    from ..readers import read_json
+    from ..readers import read_json, short_repr
 
     cls = read_json(index, dict, "model_index.json").get("_class_name")
     if cls != PIPELINE_CLASS:
-        raise SmraboothError(f"{path} holds a {cls}, not a {PIPELINE_CLASS} ({hint})")
+        raise SmraboothError(f"{path} holds a {short_repr(cls)}, not a {PIPELINE_CLASS} ({hint})")
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         if not (path / sub).is_dir():
             raise SmraboothError(f"{path} is missing its {sub}/ folder: the download is incomplete ({hint})")

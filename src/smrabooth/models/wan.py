@@ -41,12 +41,12 @@ def check_wan_model_dir(path: str | os.PathLike) -> None:
     hint = f"pass a diffusers-format Wan T2V model, e.g. a folder downloaded from {WAN_1_3B}"
     if not index.is_file():
         raise SmraboothError(f"{path} is not a Wan diffusers model: it has no model_index.json ({hint})")
-    from ..readers import read_json
+    from ..readers import read_json, short_repr
 
     data = read_json(index, dict, "model_index.json")
     cls = data.get("_class_name")
     if cls != "WanPipeline":
-        raise SmraboothError(f"{path} holds a {cls}, not a WanPipeline ({hint})")
+        raise SmraboothError(f"{path} holds a {short_repr(cls)}, not a WanPipeline ({hint})")
     from ..backbones.base import listed
 
     extra = ("transformer_2",) if listed(data, "transformer_2") else ()
