@@ -141,8 +141,8 @@ def run_training(kind: str, args) -> int:
         cfg.flow_model if kind == "motion" and cfg.use_mora else None
     use_hub(args, cfg.model, helper)
     args.device = process_device(args.device)  # under a launcher: this process's GPU
-    if hasattr(cfg, "vae_dtype"):  # loaded as it trains (auto: in --dtype, as the transformer)
-        args.vae_dtype = args.dtype if cfg.vae_dtype == "auto" else cfg.vae_dtype
+    if hasattr(cfg, "vae_dtype"):  # loaded as it trains (the loaders read auto as the transformer's dtype)
+        args.vae_dtype = cfg.vae_dtype
     pipe = load_pipeline_from_args(args)
     model_id = os.path.abspath(cfg.model) if os.path.isdir(cfg.model) else cfg.model
     common = dict(model_id=model_id, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,

@@ -344,16 +344,17 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
         sigma, weight = (v.to(device) for v in sample_timesteps(sigmas, weights, 1, gen))
         return ex, sigma, weight, torch.randn(ex.latent.shape, generator=gen).to(device)
 
-    def sample_losses(samples) -> dict[str, torch.Tensor]:
-        """Each term per sample (B,), for samples one denoiser takes, in one forward."""
+    def sample_losses(denoiser, samples) -> dict[str, torch.Tensor]:
+        """Each term per sample (B,), for samples `denoiser` takes, in one forward."""
         exs = [ex for ex, *_ in samples]
         sigma, weight = torch.cat([s[1] for s in samples]), torch.cat([s[2] for s in samples])
         z0, noise = torch.stack([ex.latent for ex in exs]), torch.stack([s[3] for s in samples])
-        z_t = backbone.add_noise(z0, noise, sigma.view(-1, *[1] * (z0.ndim - 1)))
-        target = backbone.training_target(z0, noise, sigma)
+        per_item = sigma.view(-1, *[1] * (z0.ndim - 1))
+        z_t = backbone.add_noise(z0, noise, per_item)
+        target = backbone.training_target(z0, noise, per_item)
         text = torch.cat([text_on_device[ex.text] for ex in exs])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            u = backbone.predict(pipe, trainees.at(sigma[:1]), z_t, sigma, text)
+            u = backbone.predict(pipe, denoiser, z_t, sigma, text)
             # logged as it enters the loss: w(t) times the mean squared error inside each image's mask
             terms = {"flow": weight * torch.stack([masked_flow_loss(u[i:i + 1], target[i:i + 1], ex.mask[None])
                                                    for i, ex in enumerate(exs)])}
@@ -368,12 +369,12 @@ def _train_subject(run, pipe, backbone, encoder, model_id: str | None, progress:
         """The mean losses of one sample per generator: the samples of each denoiser (an A14B expert) in one
         forward, so a batch costs about one launch-bound step (train_loop's `batched`)."""
         samples = [draw(gen) for gen in gens]
-        groups: dict[int, list[int]] = {}
-        for i, (_, sigma, _, _) in enumerate(samples):
-            groups.setdefault(id(trainees.at(sigma)), []).append(i)
+        groups: dict[torch.nn.Module, list] = {}
+        for sample in samples:
+            groups.setdefault(trainees.at(sample[1]), []).append(sample)
         per_sample: dict[str, list] = {}
-        for members in groups.values():
-            for name, values in sample_losses([samples[i] for i in members]).items():
+        for denoiser, members in groups.items():
+            for name, values in sample_losses(denoiser, members).items():
                 per_sample.setdefault(name, []).append(values)
         losses = {name: torch.cat(values).mean() for name, values in per_sample.items()}
         losses["loss"] = losses["flow"] + cfg.sura_weight * losses["sura"] if cfg.use_sura else losses["flow"]
