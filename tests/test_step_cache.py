@@ -112,8 +112,8 @@ def test_magcache_refuses_two_experts():
 
 
 def test_fast_is_merged_loras_and_magcache(tiny_pipe, cache_dir):
-    """--fast on the CPU: the video of --lora-mode merged --cache mag:0.06 (no compile on a CPU), and a cache the
-    user names is kept."""
+    """--fast on the CPU: the video of --lora-mode merged --cache mag:0.06 (no compile on a CPU), mag:0.25 from 50
+    steps on, and a cache the user names is kept."""
     subject = make_random_lora(tiny_pipe.transformer, seed=1, kind="subject")
     cfg = dict(prompt="a V* dog", guidance=5.0, **SMALL)
     frames(tiny_pipe, GenerateConfig(cache="mag", **cfg), subject)  # calibrates
@@ -124,3 +124,9 @@ def test_fast_is_merged_loras_and_magcache(tiny_pipe, cache_dir):
     named = frames(tiny_pipe, GenerateConfig(fast=True, cache="first-block:0.05", **cfg), subject)
     assert np.array_equal(named, frames(tiny_pipe, GenerateConfig(lora_mode="merged", cache="first-block:0.05", **cfg),
                                         subject))
+    many = {**cfg, "steps": 50}
+    frames(tiny_pipe, GenerateConfig(cache="mag", **many), subject)  # calibrates this schedule
+    fast = frames(tiny_pipe, GenerateConfig(fast=True, **many), subject)
+    assert np.array_equal(fast, frames(tiny_pipe, GenerateConfig(lora_mode="merged", cache="mag:0.25", **many), subject))
+    assert not np.array_equal(fast, frames(tiny_pipe, GenerateConfig(lora_mode="merged", cache="mag:0.06", **many),
+                                           subject))

@@ -116,8 +116,8 @@ class GenerateConfig:
                             "they work (saves ~11 GB of GPU memory)", group=SPEED)
     vae_tiling: bool = setting(False, "decode the video in tiles (less memory)", group=SPEED)
     fast: bool = setting(False, "the speed settings that keep the video within 30 dB of the exact one (measured: "
-                         "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag (first-block:0.05 "
-                         "on Wan2.2 A14B) unless you give --cache or --lora-mode", group=SPEED)
+                         "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag (0.25 at 50 steps or "
+                         "more, else 0.06; first-block:0.05 on Wan2.2 A14B) unless you give --cache or --lora-mode", group=SPEED)
 
     def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number
@@ -467,11 +467,13 @@ def generate(
     return backbone_of(pipe).generate(pipe, config, subject_lora, motion_lora, progress, on_step, lora_paths)
 
 
-# --fast's step cache: MagCache at its default threshold, the one that kept 30 dB against the exact video in every
-# measurement on the sprites model (50 steps: 49.9 / 47.1 dB mean / worst; the bench's 20 steps with both LoRAs:
-# 45.0 / 32.8; 0.25 fell to 27.5 there); about 0.53x stock's time per 1.3B video, derived from the measured floor
-# (benchmarks/README.md, 2026-12-05). A14B's two experts take first-block.
-FAST_CACHE, FAST_CACHE_TWO_EXPERTS = "mag:0.06", "first-block:0.05"
+# --fast's step cache, by the number of steps: MagCache at the threshold that kept 30 dB against the exact video in
+# every measurement on the sprites bench (benchmarks/README.md, 2026-12-06). At 50 steps or more, 0.25: 32.3 / 34.3
+# dB worst without / with both LoRAs, computing 40% of the passes (its floor), 0.45x stock's time per 1.3B video
+# (measured at that floor). Below, MagCache's default 0.06: 32.8 dB worst at the bench's 20 steps, where 0.12 fell
+# to 29.8; about 0.53x (derived). A14B's two experts take first-block.
+FAST_MANY_STEPS = 50
+FAST_CACHE_MANY_STEPS, FAST_CACHE, FAST_CACHE_TWO_EXPERTS = "mag:0.25", "mag:0.06", "first-block:0.05"
 
 
 def fast_settings(pipe, config: GenerateConfig) -> GenerateConfig:
@@ -486,7 +488,8 @@ def fast_settings(pipe, config: GenerateConfig) -> GenerateConfig:
     backbone = backbone_of(pipe)
     changes = {"compile": config.compile or backbone.generation_device(pipe).type == "cuda"}
     if config.cache is None:
-        changes["cache"] = FAST_CACHE_TWO_EXPERTS if backbone.two_experts else FAST_CACHE
+        changes["cache"] = (FAST_CACHE_TWO_EXPERTS if backbone.two_experts else
+                            FAST_CACHE_MANY_STEPS if config.steps >= FAST_MANY_STEPS else FAST_CACHE)
     if config.lora_mode is None:
         changes["lora_mode"] = "merged"
     return replace(config, **changes)
