@@ -345,7 +345,9 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
 # first, second, later); the tiled decode has up to four tile sizes, so a window needs about 12 graphs, past dynamo's
 # default limit of 8 (past it, a call runs eagerly). Dynamic shapes would need one graph, but inductor fails on this
 # decoder (torch 2.13: "cannot determine truth value of Relational"). SEA-RAFT stays eager: its compiled backward
-# fails in inductor (torch 2.13: a stride assertion in replication_pad2d_backward).
+# fails in inductor (torch 2.13: a stride assertion in replication_pad2d_backward), and with a no-op pad skipped it
+# runs but moves the latents' gradient by 1e-2 relative in fp32 (tiny models, CPU), for no speed the decoder's
+# compilation had not already given.
 MORA_RECOMPILE_LIMIT = 64
 
 
