@@ -117,7 +117,8 @@ class GenerateConfig:
     vae_tiling: bool = setting(False, "decode the video in tiles (less memory)", group=SPEED)
     fast: bool = setting(False, "the speed settings that keep the video within 30 dB of the exact one (measured: "
                          "benchmarks/README.md): LoRAs merged, compile on a GPU, and --cache mag (0.25 at 50 steps or "
-                         "more, else 0.06; first-block:0.05 on Wan2.2 A14B) unless you give --cache or --lora-mode", group=SPEED)
+                         "more, else 0.06; first-block:0.05 on Wan2.2 A14B) unless you give --cache or --lora-mode",
+                         group=SPEED)
 
     def validate(self) -> GenerateConfig:
         from .validation import check_multiple, check_number

@@ -211,8 +211,7 @@ def check_train_settings(cfg) -> None:
     if hasattr(cfg, "memory"):  # the Wan trainers' speed policy (train/memory.py)
         from .train.memory import MEMORY_MODES
 
-        if cfg.memory not in MEMORY_MODES:
-            raise SmraboothError(f"--memory {cfg.memory!r}: choose {', '.join(MEMORY_MODES)}")
+        check_choice("--memory", cfg.memory, MEMORY_MODES)
     from .data.transforms import RESIZE_FILTERS
     from .schedules import TIMESTEP_ROUNDINGS
     from .train.common import LORA_DTYPES, VAE_DTYPES

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import SmraboothError
 from ..logs import get_logger
+from ..validation import check_choice
 
 log = get_logger(__name__)
 
 MEMORY_MODES = ("low", "auto", "max")
+MEMORY_HELP = ("speed against memory (train/memory.py): auto = the fastest settings that fit the free GPU memory; "
+               "low = the least memory; max = the fastest. A speed flag you give is kept")
 GIB = 2**30
 
 
@@ -94,8 +96,7 @@ def mora_decode_scale(cfg, vae_bytes: int) -> float:
 def choose(kind: str, memory: str, device: torch.device, free_gib: float | None, tokens: int, blocks: int,
            width: int, validating: bool = False, decode_scale: float = 1.0) -> tuple[dict, str]:
     """(settings, why) for `kind` (subject | motion) under `memory`."""
-    if memory not in MEMORY_MODES:
-        raise SmraboothError(f"--memory {memory!r}: choose {', '.join(MEMORY_MODES)}")
+    check_choice("--memory", memory, MEMORY_MODES)
     tiers = [t for t in TIERS[kind] if not (validating and t.settings.get("cuda_graphs"))]  # graphs + validation: no
     if memory == "low":
         return dict(tiers[-1].settings), "--memory low"
@@ -143,4 +144,5 @@ def _flag(name: str, value) -> str:
     return f"{flag} {value}"
 
 
-__all__ = ["MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "mora_decode_scale", "run_tokens"]
+__all__ = ["MEMORY_HELP", "MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "mora_decode_scale",
+           "run_tokens"]

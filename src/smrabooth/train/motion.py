@@ -85,7 +85,7 @@ from .common import (
     warn_untokened_captions,
 )
 from .denoisers import TrainedDenoisers
-from .memory import MEMORY_MODES, apply_memory_policy
+from .memory import MEMORY_HELP, MEMORY_MODES, apply_memory_policy
 from .session import training_session
 from .subject import EXPERT_HELP, export_files
 
@@ -164,9 +164,7 @@ class MotionTrainConfig:
                                   "as the estimate is (reachable through a VAE that loses fast motion)",
                                   choices=MORA_REFERENCES)
     seed: int = 0
-    memory: str = setting("auto", "speed against memory (train/memory.py): auto = the fastest settings that fit "
-                          "the free GPU memory; low = the least memory; max = the fastest. A speed flag you give "
-                          "is kept", choices=MEMORY_MODES)
+    memory: str = setting("auto", MEMORY_HELP, choices=MEMORY_MODES)
     gradient_checkpointing: bool = True
     vae_checkpointing: str = setting(
         "block", "what the MoRA decode recomputes in backward (models/vae_decode.py): nothing (fastest, most "

@@ -51,7 +51,7 @@ from .common import (
     warn_untokened_captions,
 )
 from .denoisers import TrainedDenoisers
-from .memory import MEMORY_MODES, apply_memory_policy
+from .memory import MEMORY_HELP, MEMORY_MODES, apply_memory_policy
 from .session import training_session
 
 FINAL_NAME = "subject_lora.safetensors"
@@ -109,9 +109,7 @@ class SubjectTrainConfig:
                                   "clamped; bicubic = normalised, then plain bicubic (the authors')",
                                   choices=ENCODER_RESIZES)
     seed: int = 0
-    memory: str = setting("auto", "speed against memory (train/memory.py): auto = the fastest settings that fit "
-                          "the free GPU memory; low = the least memory; max = the fastest. A speed flag you give "
-                          "is kept", choices=MEMORY_MODES)
+    memory: str = setting("auto", MEMORY_HELP, choices=MEMORY_MODES)
     gradient_checkpointing: bool = True
     compile: bool = False  # torch.compile each transformer block (regional compilation)
     cuda_graphs: bool = setting(False, "--compile with CUDA graphs: about 2x faster steps on a GPU (the step is "
