@@ -29,8 +29,8 @@ def build(small: bool, device: str, dtype: torch.dtype):
 
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1) if small else AutoencoderKLWan()
-    flow = SEARAFT(SEARAFT_TINY if small else SEARAFT_M)
-    return (vae.to(device, dtype).eval().requires_grad_(False), flow.to(device, dtype).eval().requires_grad_(False))
+    flow = SEARAFT(SEARAFT_TINY if small else SEARAFT_M)  # fp32, as load_searaft gives it; bf16 comes by autocast
+    return vae.to(device, dtype).eval().requires_grad_(False), flow.to(device).eval().requires_grad_(False)
 
 
 def main() -> int:
@@ -56,11 +56,13 @@ def main() -> int:
     torch.manual_seed(1)
     z = torch.randn(1, 16, window + 1, h, w, device=args.device, dtype=dtype)
 
-    def step():
+    def step():  # as the motion trainer runs it: under bf16 autocast on a GPU
         latents = z.clone().requires_grad_(True)
-        frames = mora.decode_window(vae, latents, 1, window, drop, checkpoint="frame", store_last=3, tiling="tiled")
-        flows = compute_flow(flow_model, frames[0, :-1], frames[0, 1:])
-        flows.abs().mean().backward()
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
+            frames = mora.decode_window(vae, latents, 1, window, drop, checkpoint="frame", store_last=3,
+                                        tiling="tiled")
+            flows = compute_flow(flow_model, frames[0, :-1], frames[0, 1:])
+        flows.float().abs().mean().backward()
         return frames.detach().float(), latents.grad.float()
 
     def timed():
