@@ -11,7 +11,7 @@ from test_train_subject import config, make_subject_folder, train
 from smrabooth.config import read_yaml
 from smrabooth.errors import SmraboothError
 from smrabooth.lora.files import load_lora
-from smrabooth.train.memory import apply_memory_policy, choose, extra_gib, run_tokens
+from smrabooth.train.memory import Geometry, apply_memory_policy, choose, extra_gib, run_tokens
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 MOTION_1P3B = dict(tokens=13 * 36 * 20, blocks=30, width=1536)  # the measured run: 49 frames at 576x320
@@ -37,6 +37,21 @@ def test_scaling_by_tokens_and_model_size():
     assert extra_gib(graphs, "subject", 4096, 40, 5120) == pytest.approx(4.4 * 4 * 40 * 5120 / (30 * 1536))
     assert run_tokens("motion", SimpleNamespace(frames=49, height=320, width=576)) == 13 * 20 * 36
     assert run_tokens("subject", SimpleNamespace(resolution=512)) == 1024
+
+
+def test_tokens_follow_the_vae_and_patch():
+    """Wan2.2 TI2V-5B's VAE compresses 16x: a quarter of Wan2.1's tokens at the same size (read from the models'
+    configs, as the trainers pass them), so its runs are not given the memory of a model with 4x the tokens."""
+    from smrabooth.models.tiny import build_tiny_wan22_pipeline, build_tiny_wan_pipeline
+
+    wan21, ti2v = build_tiny_wan_pipeline(), build_tiny_wan22_pipeline("ti2v")
+    assert Geometry.of(wan21.transformer, wan21.vae) == Geometry(8, 4, (1, 2, 2))
+    g = Geometry.of(ti2v.transformer, ti2v.vae)
+    assert g == Geometry(16, 4, (1, 2, 2))
+    motion, subject = SimpleNamespace(frames=49, height=320, width=576), SimpleNamespace(resolution=512)
+    assert run_tokens("motion", motion, g) == 13 * 10 * 18  # 704x1280 would be 13 * 22 * 40
+    assert run_tokens("subject", subject, g) == 256
+    assert run_tokens("subject", SimpleNamespace(resolution=512), Geometry(8, 4, (1, 4, 2))) == 16 * 32
 
 
 def test_modes_devices_and_validation():
@@ -86,6 +101,8 @@ def test_the_tiled_decode_and_the_vaes_dtype_scale_the_motion_tiers():
     bf16, fp32 = mora_decode_scale(official, 2), mora_decode_scale(official, 4)
     assert mora_decode_scale(SimpleNamespace(use_mora=True, mora_decode="whole", height=320, width=576), 4) == 1.0
     assert mora_decode_scale(SimpleNamespace(use_mora=False), 4) == 1.0
+    # a 16x VAE's latent grid at 576x320 (20 x 36) fits one tile: nothing decoded twice
+    assert mora_decode_scale(official, 2, spatial=16) == pytest.approx(bf16 / tiled_pixels(40, 72))
     store3 = next(t for t in TIERS["motion"] if t.name == "store-3")
     assert extra_gib(store3, "motion", **MOTION_1P3B, decode_scale=bf16) == pytest.approx(72.4 - 2.9, rel=0.01)
     frame = next(t for t in TIERS["motion"] if t.name == "frame")

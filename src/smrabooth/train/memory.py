@@ -61,11 +61,29 @@ TIERS = {
 CPU_SETTINGS = {"gradient_checkpointing": False}
 
 
-def run_tokens(kind: str, cfg) -> int:
-    """The DiT's tokens per sample of this run (Wan: 8x spatial VAE, 2x2 patches, 4 frames per latent)."""
+@dataclass(frozen=True)
+class Geometry:
+    """Pixels per token: the VAE's compression (Wan2.1 and Wan2.2 A14B: 8x, 4 frames per latent; Wan2.2 TI2V-5B:
+    16x) times the DiT's patch (1, 2, 2)."""
+    spatial: int = 8
+    temporal: int = 4
+    patch: tuple[int, int, int] = (1, 2, 2)
+
+    @classmethod
+    def of(cls, transformer, vae=None) -> Geometry:
+        vae_config = getattr(vae, "config", None)
+        return cls(getattr(vae_config, "scale_factor_spatial", cls.spatial),
+                   getattr(vae_config, "scale_factor_temporal", cls.temporal),
+                   tuple(getattr(transformer.config, "patch_size", cls.patch)))
+
+
+def run_tokens(kind: str, cfg, geometry: Geometry = Geometry()) -> int:
+    """The DiT's tokens per sample of this run."""
+    g = geometry
+    rows, cols = g.spatial * g.patch[1], g.spatial * g.patch[2]
     if kind == "subject":
-        return (cfg.resolution // 16) ** 2
-    return (1 + (cfg.frames - 1) // 4) * (cfg.height // 16) * (cfg.width // 16)
+        return (cfg.resolution // rows) * (cfg.resolution // cols)
+    return (1 + (cfg.frames - 1) // g.temporal) // g.patch[0] * (cfg.height // rows) * (cfg.width // cols)
 
 
 def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int, decode_scale: float = 1.0) -> float:
@@ -82,14 +100,14 @@ def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int, decod
 TILED_MARGIN = 1.28
 
 
-def mora_decode_scale(cfg, vae_bytes: int) -> float:
+def mora_decode_scale(cfg, vae_bytes: int, spatial: int = 8) -> float:
     """How much more (or less) memory this run's MoRA decode takes than the tiers' reference: its decoded pixels
     (tiles overlap) x the VAE's bytes per value against fp32."""
     if not getattr(cfg, "use_mora", False):
         return 1.0
     from ..align.mora import tiled_pixels
 
-    pixels = tiled_pixels(cfg.height // 8, cfg.width // 8) * TILED_MARGIN if cfg.mora_decode == "tiled" else 1.0
+    pixels = tiled_pixels(cfg.height // spatial, cfg.width // spatial) * TILED_MARGIN if cfg.mora_decode == "tiled" else 1.0
     return pixels * vae_bytes / 4
 
 
@@ -113,17 +131,19 @@ def choose(kind: str, memory: str, device: torch.device, free_gib: float | None,
 
 
 def apply_memory_policy(cfg, kind: str, transformer, device: torch.device, explicit: set[str] | None = None,
-                        vae_bytes: int = 4):
+                        vae_bytes: int = 4, vae=None):
     """`cfg` with the speed settings `cfg.memory` picks, except those the user gave: in `explicit` (the CLI's
     flags) or, from Python, set to other than the field's default. Logs what it picked. `vae_bytes`: per value
-    of the VAE while training (MoRA's decode)."""
+    of the VAE while training (MoRA's decode); `vae`: its compression (default Wan2.1's)."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     free = torch.cuda.mem_get_info(device)[0] / GIB if device.type == "cuda" else None
-    settings, why = choose(kind, cfg.memory, device, free, run_tokens(kind, cfg),
+    geometry = Geometry.of(transformer, vae)
+    settings, why = choose(kind, cfg.memory, device, free, run_tokens(kind, cfg, geometry),
                            transformer.config.num_layers,
                            transformer.config.num_attention_heads * transformer.config.attention_head_dim,
                            validating=bool(cfg.validate_every),
-                           decode_scale=mora_decode_scale(cfg, vae_bytes) if kind == "motion" else 1.0)
+                           decode_scale=mora_decode_scale(cfg, vae_bytes, geometry.spatial) if kind == "motion"
+                           else 1.0)
 
     def given(name):
         return name in (explicit or ()) or getattr(cfg, name) != fields[name].default
@@ -144,5 +164,5 @@ def _flag(name: str, value) -> str:
     return f"{flag} {value}"
 
 
-__all__ = ["MEMORY_HELP", "MEMORY_MODES", "TIERS", "apply_memory_policy", "choose", "extra_gib", "mora_decode_scale",
-           "run_tokens"]
+__all__ = ["MEMORY_HELP", "MEMORY_MODES", "TIERS", "Geometry", "apply_memory_policy", "choose", "extra_gib",
+           "mora_decode_scale", "run_tokens"]

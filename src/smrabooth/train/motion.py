@@ -391,7 +391,8 @@ def train_motion(cfg: MotionTrainConfig, pipe, flow_model=None, model_id: str | 
             raise SmraboothError("MoRA needs a SEA-RAFT flow model (or pass --no-mora)")
         vae_dtype = training_vae_dtype(cfg, pipe) or pipe.vae.dtype
         return apply_memory_policy(cfg, "motion", next(iter(backbone.denoisers(pipe).values())),
-                                   backbone.generation_device(pipe), explicit, vae_bytes=vae_dtype.itemsize)
+                                   backbone.generation_device(pipe), explicit, vae_bytes=vae_dtype.itemsize,
+                                   vae=pipe.vae)
 
     with training_session(cfg, pipe, backbone.final_names("motion", cfg)[0], resume, overwrite, explicit,
                           models=[flow_model], check=check) as run:

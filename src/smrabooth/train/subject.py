@@ -243,7 +243,8 @@ def train_subject(cfg: SubjectTrainConfig, pipe, encoder=None, model_id: str | N
         if cfg.cuda_graphs and device.type != "cuda":
             raise SmraboothError(f"--cuda-graphs needs a CUDA device (the model is on {device.type})")
         backbone.check_train_config("subject", cfg)
-        return apply_memory_policy(cfg, "subject", next(iter(backbone.denoisers(pipe).values())), device, explicit)
+        return apply_memory_policy(cfg, "subject", next(iter(backbone.denoisers(pipe).values())), device, explicit,
+                                   vae=pipe.vae)
 
     with training_session(cfg, pipe, final_names(backbone, cfg)[0], resume, overwrite, explicit,
                           models=[encoder] if isinstance(encoder, torch.nn.Module) else [], check=check) as run:
