@@ -50,7 +50,7 @@ MOTION_FLAGS = {
     "gradient_checkpointing": (["--no-gradient-checkpointing"], False),
     "vae_checkpointing": (["--vae-checkpointing", "frame"], "frame"),
     "vae_store_frames": (["--vae-store-frames", "2"], 2), "flow_chunk": (["--flow-chunk", "4"], 4),
-    "compile": (["--compile"], True), "compile_mora": (["--compile-mora"], True),
+    "compile": (["--compile"], True),
     "mixed_precision": (["--mixed-precision", "bf16"], "bf16"),
     "weight_decay": (["--weight-decay", "0"], 0.0), "max_grad_norm": (["--max-grad-norm", "0.5"], 0.5),
     "checkpoint_every": (["--checkpoint-every", "3"], 3), "validate_every": (["--validate-every", "0"], 0),

@@ -304,35 +304,6 @@ def test_decode_settings_reach_the_mora_decode(tmp_path, motion_dir, monkeypatch
     assert seen == [{"checkpoint": "frame", "store_last": 2, "frame_range": "authors", "tiling": "tiled"}]
 
 
-def test_compile_mora_compiles_the_decoder_for_the_loop_only(tmp_path, motion_dir, monkeypatch):
-    """--compile-mora: the VAE decoder runs compiled (static shapes, a recompile limit that holds the tiled decode's
-    graphs) while the loop runs, and is given back uncompiled; the flow model stays eager. torch.compile is replaced
-    by a recorder here (compiling takes minutes on a CPU); scripts/check_compiled_mora.py compiles for real."""
-    from smrabooth.models.tiny import build_tiny_wan_pipeline
-    from smrabooth.train.motion import MORA_RECOMPILE_LIMIT
-
-    compiled, during = [], []
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append((fn.__self__, kw)) or fn)
-    pipe, flow_model = build_tiny_wan_pipeline(), tiny_flow_model()
-    forward = flow_model.forward
-
-    def spy(*a, **k):
-        during.append((torch._dynamo.config.recompile_limit, pipe.vae.decoder._compiled_call_impl is not None))
-        return forward(*a, **k)
-
-    monkeypatch.setattr(flow_model, "forward", spy)
-    limit = torch._dynamo.config.recompile_limit
-    train(tmp_path, pipe=pipe, flow_model=flow_model, steps=1, compile_mora=True)
-    assert [(type(m).__name__, kw) for m, kw in compiled] == [("WanDecoder3d", {"dynamic": False})]
-    assert during[-1] == (MORA_RECOMPILE_LIMIT, True)  # MoRA's calls; the reference flows before it run eagerly
-    assert set(during) == {(limit, False), (MORA_RECOMPILE_LIMIT, True)}
-    assert torch._dynamo.config.recompile_limit == limit
-    assert pipe.vae.decoder._compiled_call_impl is None and flow_model._compiled_call_impl is None
-    compiled.clear()
-    train(tmp_path, pipe=pipe, flow_model=flow_model, steps=1, out=str(tmp_path / "eager"))
-    assert compiled == []
-
-
 def test_bad_input(tmp_path, motion_dir):
     with pytest.raises(SmraboothError, match="4k\\+1"):
         train(tmp_path, frames=16)

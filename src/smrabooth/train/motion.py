@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -176,8 +175,6 @@ class MotionTrainConfig:
                                      "once, stored; a small number saves memory only where SEA-RAFT, not the DiT, "
                                      "sets the peak)")
     compile: bool = False
-    compile_mora: bool = setting(False, "torch.compile MoRA's VAE decoder (GPU; fuses the decode's norms, casts and "
-                                 "causal caches; the first steps pay the compilation)")
     mixed_precision: str = setting("auto", choices=("auto", "bf16", "no"))
     weight_decay: float = _R.weight_decay
     max_grad_norm: float = _R.max_grad_norm
@@ -339,32 +336,6 @@ def motion_losses(cfg: MotionTrainConfig, transformer, vae, flow_fn, ex: MotionE
     return losses
 
 
-# --compile-mora compiles MoRA's VAE decoder with static shapes, one graph per (tile size, latent frame of the window:
-# first, second, later); the tiled decode has up to four tile sizes, so a window needs about 12 graphs, past dynamo's
-# default limit of 8 (past it, a call runs eagerly). Dynamic shapes would need one graph, but inductor fails on this
-# decoder (torch 2.13: "cannot determine truth value of Relational"). SEA-RAFT stays eager: its compiled backward
-# fails in inductor (torch 2.13: a stride assertion in replication_pad2d_backward), and with a no-op pad skipped it
-# runs but moves the latents' gradient by 1e-2 relative in fp32 (tiny models, CPU), for no speed the decoder's
-# compilation had not already given.
-MORA_RECOMPILE_LIMIT = 64
-
-
-@contextmanager
-def mora_compiled(vae, on: bool):
-    """--compile-mora: within the block the VAE decoder is torch.compiled in place (nn.Module.compile, static shapes)
-    and dynamo's recompile limit is MORA_RECOMPILE_LIMIT; on exit the decoder is as it was."""
-    if not on:
-        yield
-        return
-    before = vae.decoder._compiled_call_impl
-    vae.decoder.compile(dynamic=False)
-    try:
-        with torch._dynamo.config.patch(recompile_limit=MORA_RECOMPILE_LIMIT):
-            yield
-    finally:
-        vae.decoder._compiled_call_impl = before
-
-
 def spatial_losses(transformer, z0: torch.Tensor, text_embeds: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
                    weight: torch.Tensor | float = 1.0, predict=None) -> dict[str, torch.Tensor]:
     """Phase 1: w(t) * mean (u - v)^2 on one frame (1, C, 1, h, w)."""
@@ -512,9 +483,8 @@ def _train_motion(run, pipe, backbone, flow_model, model_id: str | None, flow_id
                             validate_every=cfg.validate_every, progress=progress, warmup_steps=cfg.warmup_steps,
                             warmup_factor=cfg.warmup_factor)
     times.mark("setup")
-    with mora_compiled(vae, cfg.compile_mora and cfg.use_mora):
-        train_loop(run_dir, settings, transformer, adapters, params, {}, compute_losses, generator,
-                   resume=run.resume, validate=validate, parallel=parallel)
+    train_loop(run_dir, settings, transformer, adapters, params, {}, compute_losses, generator, resume=run.resume,
+               validate=validate, parallel=parallel)
     times.mark("loop")
     from ..models.wan import parse_dtype
 
