@@ -10,6 +10,8 @@ the peak memory, and the compiled frames' and gradient's difference to eager; ex
 
     python scripts/check_compiled_mora.py                         # GPU: Wan2.1's VAE and SEA-RAFT-M, 576x320, bf16
     python scripts/check_compiled_mora.py --device cpu --small    # tiny models, fp32 (compiling takes minutes)
+    python scripts/check_compiled_mora.py --store-frames 0 --limit-every-thread   # the trainer's failing case, and
+                                                                                 # the fix to try (GPU)
 """
 
 from __future__ import annotations
@@ -29,14 +31,23 @@ RECOMPILE_LIMIT = 64
 
 
 @contextmanager
-def decoder_compiled(vae):
-    """Within the block the VAE decoder is torch.compiled in place; on exit it is as it was."""
+def decoder_compiled(vae, every_thread: bool = False):
+    """Within the block the VAE decoder is torch.compiled in place; on exit it is as it was.
+
+    dynamo's config overrides are context variables (torch 2.13): `config.patch` holds in this thread only, and on
+    CUDA the backward, with the frame checkpoint's recomputation, runs on the autograd engine's device thread,
+    which reads the default limit. `every_thread` raises the default itself (a private entry of torch's config)."""
     before = vae.decoder._compiled_call_impl
+    entry = torch._dynamo.config._config["recompile_limit"]
+    default = entry.default
     vae.decoder.compile(dynamic=False)
     try:
+        if every_thread:
+            entry.default = RECOMPILE_LIMIT
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             yield
     finally:
+        entry.default = default
         vae.decoder._compiled_call_impl = before
 
 
@@ -54,7 +65,12 @@ def build(small: bool, device: str, dtype: torch.dtype):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--small", action="store_true", help="tiny VAE and SEA-RAFT, 128x144 frames, 3-latent window")
+    ap.add_argument("--small", action="store_true", help="tiny VAE and SEA-RAFT, 136x152 frames, 3-latent window "
+                    "(four tile sizes, as at 576x320)")
+    ap.add_argument("--store-frames", type=int, default=3, help="latent frames stored, not recomputed (3: tier "
+                    "store-3; 0: tier frame, what the trainer's failing compiled run used)")
+    ap.add_argument("--limit-every-thread", action="store_true", help="raise the recompile limit for every thread "
+                    "(the backward's too), not only this one")
     ap.add_argument("--dtype", default=None, choices=["fp32", "bf16"], help="default: bf16 on a GPU, fp32 on a CPU")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tolerance", type=float, default=None, help="default: 1e-4 in fp32, 3e-2 in bf16")
@@ -69,15 +85,15 @@ def main() -> int:
     vae, flow_model = build(args.small, args.device, dtype)
     if args.small:  # the tile grid scaled to the small frames, so the decode still has tiles of several sizes
         mora.TILE, mora.TILE_STRIDE = (10, 12), (5, 6)
-    h, w, window, drop = (16, 18, 3, 1) if args.small else (40, 72, 6, 5)
+    h, w, window, drop = (17, 19, 3, 1) if args.small else (40, 72, 6, 5)
     torch.manual_seed(1)
     z = torch.randn(1, 16, window + 1, h, w, device=args.device, dtype=dtype)
 
     def step():  # as the motion trainer runs it: under bf16 autocast on a GPU
         latents = z.clone().requires_grad_(True)
         with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
-            frames = mora.decode_window(vae, latents, 1, window, drop, checkpoint="frame", store_last=3,
-                                        tiling="tiled")
+            frames = mora.decode_window(vae, latents, 1, window, drop, checkpoint="frame",
+                                        store_last=args.store_frames, tiling="tiled")
             flows = compute_flow(flow_model, frames[0, :-1], frames[0, 1:])
         flows.float().abs().mean().backward()
         return frames.detach().float(), latents.grad.float()
@@ -102,7 +118,7 @@ def main() -> int:
         return out, statistics.median(times)
 
     (frames, grad), eager = measure("eager")
-    with decoder_compiled(vae):
+    with decoder_compiled(vae, args.limit_every_thread):
         (frames_c, grad_c), compiled = measure("compiled")
     d_frames = float((frames_c - frames).abs().max() / frames.abs().max())
     d_grad = float((grad_c - grad).abs().max() / grad.abs().max())
