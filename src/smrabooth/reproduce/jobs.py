@@ -44,12 +44,6 @@ JOB_COSTS: dict[str, JobCost] = {
 }
 
 
-def training_tokens(kind: str, args) -> int:
-    if kind == "subject":
-        return (args.resolution // 16) ** 2
-    return ((args.frames - 1) // 4 + 1) * (args.height // 16) * (args.width // 16)
-
-
 def job_seconds(cost_key: str, units: float, tokens: int) -> float:
     c = JOB_COSTS[cost_key]
     return c.fixed + c.per_unit * units * tokens / c.reference_tokens

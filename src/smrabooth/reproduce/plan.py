@@ -11,6 +11,7 @@ from pathlib import Path
 from ..backbones import backbone_for_model
 from ..errors import SmraboothError
 from ..recipes import DEFAULT_RECIPE, get_recipe
+from ..train.memory import run_tokens  # Wan2.1's geometry, the size JOB_COSTS were measured at
 from .digests import file_sha, files_outside, folder_digest, model_stamp, scan, sha_of
 from .jobs import (
     BACKBONES,
@@ -22,7 +23,6 @@ from .jobs import (
     Job,
     ReproduceConfig,
     job_seconds,
-    training_tokens,
 )
 
 
@@ -146,7 +146,7 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
         if outside:  # the authors' layout may name files in the folder above: their contents count too
             spec["outside"] = sha_of([(str(p), file_sha(p)) for p in outside])
         jobs.append(Job(kind, job_name, spec,
-                        seconds=job_seconds(cost_key, settings.steps, training_tokens(kind, settings)),
+                        seconds=job_seconds(cost_key, settings.steps, run_tokens(kind, settings)),
                         extra={"final": finals[0], "finals": finals, "config": settings,
                                "model": model_settings(args)}))
         lora_job[key] = job_name
@@ -195,7 +195,7 @@ def plan(cfg: ReproduceConfig) -> list[Job]:
                                                     "loras": sorted(needs)},
                                 needs=tuple(needs.values()),
                                 seconds=job_seconds("generate", gcfg.steps * (2 if gcfg.guidance > 1 else 1) / 2,
-                                                    ((gcfg.frames - 1) // 4 + 1) * (gcfg.height // 16) * (gcfg.width // 16)),
+                                                    run_tokens("motion", gcfg)),
                                 extra={"loras": needs, "fps": gcfg.fps, "config": gcfg,
                                        "model": model_settings(args)}))
                 evals.append(Job("evaluate", f"scores/{m}/{case}.json",
