@@ -26,7 +26,9 @@ whole clip; no mask, no SuRA, no MoRA, no debiased loss: a still clip has no mot
 The subject trainer's own way to do this is --set still_frames=17 (mask and SuRA kept).
 
 --vae-ceiling only scores each subject's stills after a round trip through the bundle's VAE: the best any
-LoRA can show through it (DIR/vae_stills.png: the stills above their round trips).
+LoRA can show through it (DIR/vae_stills.png: the stills above their round trips); and the perfect video (the
+subject itself doing the case's motion, and held still) as rendered and after a round trip, scored as the bench
+scores a video (DIR/vae_video_*.png: every fourth frame above its round trip).
 """
 
 from __future__ import annotations
@@ -203,25 +205,46 @@ def train_as_clips(settings, models, subject_dir: Path, clips: Path, run: Path, 
 
 
 def vae_ceiling(settings, models, scorer, cases, out: Path) -> int:
-    """dino_i and fg_color of each subject's stills as they are and after encoding and decoding (as stills)."""
+    """The best any LoRA can show through the bundle's VAE, as stills and as videos.
+
+    Stills: dino_i and fg_color of each subject's stills as they are and after encoding and decoding (as stills).
+    Videos: the answer a perfect generation would give, the subject itself doing the case's motion (its first
+    reference clip's path) on the prompt's background, scored as the bench scores a video, as rendered and after
+    a round trip through the VAE as one clip; the same with the subject held still at its first position, to tell
+    the VAE's temporal compression of a moving textured sprite from its spatial limit; each at the reference
+    clips' sprite size and at twice it (the size the bundle's DiT was pretrained on)."""
+    import dataclasses
+
     import torch
     from PIL import Image
 
     from smrabooth.data.motion import encode_video_latent
     from smrabooth.models.vae_decode import decode_latents_differentiable, to_unit_frames
     from smrabooth_sprites.experiment import prepare_case_data
-    from smrabooth_sprites.scoring import load_reference
+    from smrabooth_sprites.scoring import foreground_colour_similarity, load_reference
+    from smrabooth_sprites.world import render_clip, sample_family_clips
+
+    def round_trip(frames: np.ndarray) -> np.ndarray:  # uint8 (F, H, W, 3) -> the same through the VAE
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            z = encode_video_latent(models.pipe.vae, x)
+            y = to_unit_frames(decode_latents_differentiable(models.pipe.vae, z[None], checkpoint=False))[0]
+        return (y.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+
+    def video_scores(frames, ref) -> str:
+        s = scorer.score(frames, ref)
+        first = foreground_colour_similarity(frames[:4], ref.images, ref.masks)
+        last = foreground_colour_similarity(frames[-4:], ref.images, ref.masks)
+        return (f"{s['dino_i']:.3f} / {s['fg_color']:.3f} ({first:.2f} -> {last:.2f}) / {s['traj']:.3f} / "
+                f"{s['family_detected']}")
 
     lines = ["| subject | round trip dino_i / fg_color | the stills themselves |", "|---|---|---|"]
+    videos = ["| subject | video | as rendered | VAE round trip |", "|---|---|---|---|"]
     strips = []
     for case in cases:
-        ref = load_reference(*prepare_case_data(settings, case), case.background)
-        trips = []
-        for image in torch.from_numpy(ref.images).permute(0, 3, 1, 2).float() / 255:
-            with torch.no_grad():
-                z = encode_video_latent(models.pipe.vae, image[None])
-                x = to_unit_frames(decode_latents_differentiable(models.pipe.vae, z[None], checkpoint=False))[0, 0]
-            trips.append((x.permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8))
+        subject_dir, motion_dir = prepare_case_data(settings, case)
+        ref = load_reference(subject_dir, motion_dir, case.background)
+        trips = [round_trip(image[None])[0] for image in ref.images]
         got = [scorer.score_still(t, ref) for t in trips]
         own = [scorer.score_still(im, ref) for im in ref.images]
 
@@ -231,8 +254,23 @@ def vae_ceiling(settings, models, scorer, cases, out: Path) -> int:
         lines.append(f"| {case.design.shape} | {mean(got, 'dino_i'):.3f} / {mean(got, 'fg_color'):.3f} | "
                      f"{mean(own, 'dino_i'):.3f} / {mean(own, 'fg_color'):.3f} |")
         strips.append(np.concatenate([np.concatenate(list(ref.images), 1), np.concatenate(trips, 1)], 0))
+
+        for scale in (1, 2):  # the reference clips' sprite size, and the pretraining clips' (--sprite-scale 2)
+            motion = sample_family_clips(case.family, 1, seed=settings.data_seed + 101, frames=settings.frames,
+                                         size=settings.size, sprite_scale=scale)[0].motion
+            still = dataclasses.replace(motion, family="left", speed=0.0)  # a line family at speed 0: no motion
+            for name, m in ((f"moving, sprite x{scale}", motion), (f"held still, sprite x{scale}", still)):
+                clip = render_clip(case.design, m, case.background, settings.frames, settings.size).frames
+                trip = round_trip(clip)
+                videos.append(f"| {case.design.shape} | {name} | {video_scores(clip, ref)} | "
+                              f"{video_scores(trip, ref)} |")
+                file = f"vae_video_{case.design.shape}_{name.split(',')[0].replace(' ', '-')}_x{scale}.png"
+                Image.fromarray(np.concatenate([np.concatenate(list(clip[::4]), 1),
+                                                np.concatenate(list(trip[::4]), 1)], 0)).save(out / file)
     Image.fromarray(np.concatenate(strips, 0)).save(out / "vae_stills.png")
     print("\n".join(lines))
+    print("\nVideos: dino_i / fg_color (frames 0-3 -> last 4) / traj / family detected")
+    print("\n".join(videos))
     return 0
 
 
