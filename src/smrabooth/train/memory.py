@@ -100,9 +100,9 @@ def extra_gib(tier: Tier, kind: str, tokens: int, blocks: int, width: int, decod
 TILED_MARGIN = 1.28
 
 
-def mora_decode_scale(cfg, vae_bytes: int, spatial: int = 8) -> float:
+def mora_decode_scale(cfg, vae_bytes: int, spatial: int = Geometry.spatial) -> float:
     """How much more (or less) memory this run's MoRA decode takes than the tiers' reference: its decoded pixels
-    (tiles overlap) x the VAE's bytes per value against fp32."""
+    (tiles overlap) x the VAE's bytes per value against fp32; `spatial`: the VAE's compression (`Geometry`)."""
     if not getattr(cfg, "use_mora", False):
         return 1.0
     from ..align.mora import tiled_pixels
